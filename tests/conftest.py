@@ -1,0 +1,36 @@
+"""Shared fixtures: the CLI runner, recipe paths and the optional real MLRC data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPES = REPO / "recipes"
+MLRC_CSV = REPO.parent / "shared" / "data" / "mlrc" / "ReScience_ML_repro_challenge_alpha.csv"
+
+
+@pytest.fixture
+def cli():
+    """Invoke ``llmscisci ARGS...``; returns click's Result (exit_code, output)."""
+    from llmscisci_cfg.cli import main
+
+    runner = CliRunner()
+
+    def invoke(*args: str, **kwargs):
+        return runner.invoke(main, [str(a) for a in args], catch_exceptions=False, **kwargs)
+
+    return invoke
+
+
+@pytest.fixture
+def mlrc_csv() -> Path:
+    if not MLRC_CSV.is_file():
+        pytest.skip("../shared/data/mlrc is not present")
+    return MLRC_CSV
+
+
+def all_recipes() -> list[Path]:
+    return sorted(RECIPES.rglob("*.yaml"))
