@@ -7,11 +7,13 @@ Each check returns ``(key path, message)`` pairs; the message names the smallest
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from llmscisci_cfg.errors import UserError
 from llmscisci_cfg.schema import GRPOMethod, Recipe
 
 Found = tuple[tuple, str]
@@ -27,6 +29,8 @@ def recipe_problems(recipe: Recipe) -> list[Found]:
         _sft_labels,
         _quantization,
         _launch,
+        _template,
+        _task,
         _files,
     ):
         found.extend(check(recipe))
@@ -128,6 +132,38 @@ def _launch(recipe: Recipe) -> Iterator[Found]:
         yield (
             ("launch", "distributed"),
             f"{la.distributed} needs launch.num_processes > 1; set it or use ddp",
+        )
+
+
+def _task(recipe: Recipe) -> Iterator[Found]:
+    """The task loads (with its overrides) and the recipe names only its aspects."""
+    from llmscisci_cfg.task import load_task
+
+    try:
+        task = load_task(recipe.data.task, recipe.source_dir, recipe.data.task_overrides)
+    except UserError as exc:
+        yield ("data", "task"), f"cannot load the task: {exc}"
+        return
+    known = list(task.aspects)
+    named = [(("data", "aspects"), recipe.data.aspects or [])]
+    for key in ("text", "label", "chosen", "rejected"):
+        named.append((("data", "columns", key), list(getattr(recipe.data.columns, key) or {})))
+    for path, aspects in named:
+        for aspect in aspects:
+            if aspect not in known:
+                yield path, f"unknown aspect {aspect!r}; the task {recipe.data.task} has {', '.join(known)}"
+
+
+def _template(recipe: Recipe) -> Iterator[Found]:
+    from llmscisci_cfg.chat import SHIPPED, TOKENIZER
+
+    name = recipe.template.name
+    if name is not None and name not in (*SHIPPED, TOKENIZER):
+        close = difflib.get_close_matches(name, SHIPPED, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        yield (
+            ("template", "name"),
+            f"unknown template {name!r}; choose one of {', '.join(SHIPPED)}, {TOKENIZER}{hint}",
         )
 
 

@@ -323,3 +323,21 @@ def test_validate_many_reports_each(cli, tmp_path):
         "bad.yaml:1:1: model: required key is missing",
         "1 of 2 recipes valid",
     )
+
+
+def test_unknown_template_name(cli, tmp_path):
+    text = GOOD.replace("launch:\n", "template:\n  name: lama3\nlaunch:\n")
+    assert_clean_failure(
+        cli("validate", write(tmp_path, text)),
+        "template.name: unknown template 'lama3'; choose one of llama3, gemma3, chatml, tiny, tokenizer (did you mean 'llama3'?)",
+    )
+
+
+def test_unknown_aspect_and_bad_task(cli, tmp_path):
+    text = GOOD.replace("label: {easy: y_easy_gpt4, difficult: y_diff_gpt4}", "label: {easy: a, hard: b}")
+    assert_clean_failure(
+        cli("validate", write(tmp_path, text)),
+        "data.columns.label: unknown aspect 'hard'; the task builtin:repro_effort has easy, difficult",
+    )
+    text = GOOD.replace("  source: {path: builtin:sample}", "  task: missing_task.yaml\n  source: {path: builtin:sample}")
+    assert_clean_failure(cli("validate", write(tmp_path, text)), "data.task: cannot load the task:", "missing_task.yaml")

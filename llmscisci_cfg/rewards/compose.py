@@ -1,0 +1,140 @@
+"""The recipe's reward stack as TRL callables: parameters bound, weights and names in order.
+
+>>> stack = build_rewards([RewardSpec(name="format", weight=2.0)], Path("."), num_categories=5)
+>>> stack.names, stack.weights, stack.funcs[0].__name__
+(['format'], [2.0], 'format')
+>>> stack.funcs[0](completions=["<think>a</think><label>[1]</label>"])
+[1.0]
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from llmscisci_cfg.rewards.builtin import NumCategories
+from llmscisci_cfg.rewards.registry import (
+    BASE_COLUMNS,
+    check_callables,
+    load_function,
+    raise_found,
+)
+from llmscisci_cfg.schema import Recipe, RewardSpec
+
+
+class RewardFn:
+    """One reward with its recipe parameters bound (``functools.partial``).
+
+    ``__name__`` is the reward's label, so TRL logs ``rewards/<label>/mean`` and ``/std``
+    (TRL unwraps a bare partial to the wrapped function's name, which would lose aliases).
+    """
+
+    def __init__(self, name: str, func: Callable, bound: Mapping[str, Any]):
+        self.__name__ = name
+        self.func = func
+        self.bound = dict(bound)
+        self._partial = functools.partial(func, **self.bound)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> list[float]:
+        return self._partial(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        shown = {k: v for k, v in self.bound.items() if k != "tokenizer"}
+        return f"RewardFn({self.__name__!r}, {getattr(self.func, '__qualname__', self.func)!r}, {shown})"
+
+
+class AsyncRewardFn(RewardFn):
+    """`RewardFn` for an ``async def`` plug-in; TRL awaits it on its event loop."""
+
+    async def __call__(self, *args: Any, **kwargs: Any) -> list[float]:
+        return await self._partial(*args, **kwargs)
+
+
+@dataclass(frozen=True)
+class RewardStack:
+    """What `trl.GRPOTrainer` receives: ``reward_funcs`` and ``GRPOConfig.reward_weights``."""
+
+    funcs: list[RewardFn]
+    weights: list[float]
+    names: list[str]
+
+    def __len__(self) -> int:
+        return len(self.funcs)
+
+
+def accepts(func: Callable, name: str) -> bool:
+    """Whether ``func`` has a parameter called ``name`` (not just ``**kwargs``)."""
+    try:
+        params = inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return False
+    p = params.get(name)
+    return p is not None and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+
+
+def needs_tokenizer(specs: Sequence[RewardSpec], recipe_dir: Path) -> bool:
+    """Whether any reward takes a ``tokenizer`` (imports plug-ins)."""
+    return any(accepts(load_function(s.name, recipe_dir), "tokenizer") for s in specs)
+
+
+def build_rewards(
+    specs: Sequence[RewardSpec],
+    recipe_dir: Path,
+    num_categories: NumCategories,
+    tokenizer: Any = None,
+    columns: Iterable[str] = BASE_COLUMNS,
+) -> RewardStack:
+    """Check (`check_callables`) and bind every reward; raises `UserError` listing all problems.
+
+    ``num_categories`` and ``tokenizer`` go to each function that names them. A reward
+    that takes a tokenizer needs one here.
+    """
+    raise_found(check_callables(specs, recipe_dir, columns))
+    funcs = []
+    for spec in specs:
+        func = load_function(spec.name, recipe_dir)
+        bound = dict(spec.params)
+        if accepts(func, "num_categories"):
+            bound["num_categories"] = num_categories
+        if accepts(func, "tokenizer"):
+            if tokenizer is None:
+                raise ValueError(f"reward {spec.label!r} takes a tokenizer; pass tokenizer=")
+            bound["tokenizer"] = tokenizer
+        cls = AsyncRewardFn if _is_async(func) else RewardFn
+        funcs.append(cls(spec.label, func, bound))
+    return RewardStack(
+        funcs=funcs, weights=[float(s.weight) for s in specs], names=[s.label for s in specs]
+    )
+
+
+def _is_async(func: Callable) -> bool:
+    while isinstance(func, functools.partial):
+        func = func.func
+    call = func.__call__ if callable(func) else None
+    return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(call)
+
+
+def task_num_categories(recipe: Recipe) -> NumCategories:
+    """The category count of the recipe's task: one int, or one per aspect when they differ."""
+    from llmscisci_cfg.task import load_task
+
+    task = load_task(recipe.data.task, recipe.source_dir, recipe.data.task_overrides)
+    aspects = recipe.data.aspects or list(task.aspects)
+    return _collapse({a: len(task.aspects[a].categories) for a in aspects if a in task.aspects})
+
+
+def default_num_categories() -> NumCategories:
+    """The category count of the default task (``builtin:repro_effort``)."""
+    from llmscisci_cfg.task import load_task
+
+    task = load_task("builtin:repro_effort", Path.cwd())
+    return _collapse({a: len(s.categories) for a, s in task.aspects.items()})
+
+
+def _collapse(counts: dict[str, int]) -> NumCategories:
+    values = set(counts.values())
+    return values.pop() if len(values) == 1 else counts

@@ -1,0 +1,101 @@
+"""Small helpers shared by the data-stage tests: write a recipe next to in-test data."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import yaml
+
+from llmscisci_cfg.loader import load_recipe
+from llmscisci_cfg.schema import Recipe
+
+FIELDS = [
+    "doi",
+    "title",
+    "easy",
+    "difficult",
+    "y_easy_gpt4",
+    "y_diff_gpt4",
+    "easy_gpt_response",
+    "easy_llama3_response",
+    "difficult_gpt_response",
+    "difficult_llama3_response",
+]
+
+
+def answer(label: str, why: str = "reason") -> str:
+    return f"<think>\n{why}\n</think>\n<label>\n{label}\n</label>"
+
+
+def report(
+    i: int,
+    easy: str = "",
+    difficult: str = "",
+    y_easy: str = "[1, 0, 0, 0, 0]",
+    y_diff: str = "[0, 0, 0, 0, 1]",
+) -> dict[str, str]:
+    """One ReScience-schema row; answers differ so DPO pairs are kept."""
+    return {
+        "doi": f"10.1/doc.{i:03d}",
+        "title": f"Report {i}",
+        "easy": easy if easy is not None else "",
+        "difficult": difficult,
+        "y_easy_gpt4": y_easy,
+        "y_diff_gpt4": y_diff,
+        "easy_gpt_response": answer(y_easy, "gpt"),
+        "easy_llama3_response": answer("[0, 0, 0, 0, 1]", "llama"),
+        "difficult_gpt_response": answer(y_diff, "gpt"),
+        "difficult_llama3_response": answer("[1, 0, 0, 0, 0]", "llama"),
+    }
+
+
+def reports(n: int) -> list[dict[str, str]]:
+    """``n`` reports with both sections filled, text length growing with the index."""
+    return [
+        report(i, easy=f"Easy part {i}. " + "code " * i, difficult=f"Hard part {i}. " + "math " * i)
+        for i in range(n)
+    ]
+
+
+def write_csv(path: Path, rows: list[dict[str, str]], fields: list[str] | None = None) -> Path:
+    fields = fields or list(rows[0])
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+LABELS = {"easy": "y_easy_gpt4", "difficult": "y_diff_gpt4"}
+CHOSEN = {"easy": "easy_gpt_response", "difficult": "difficult_gpt_response"}
+REJECTED = {"easy": "easy_llama3_response", "difficult": "difficult_llama3_response"}
+
+
+def make_recipe(
+    tmp_path: Path, path: str, method: str = "grpo", overrides: tuple[str, ...] = (), **data
+) -> Recipe:
+    """A minimal recipe file in ``tmp_path`` (builtin:tiny model, cache inside tmp_path)."""
+    body: dict = {
+        "name": "t",
+        "model": {"name_or_path": "builtin:tiny"},
+        "data": {"source": {"path": path}, "cache_dir": "cache", **data},
+        "method": {"name": method},
+    }
+    if method == "grpo":
+        body["rewards"] = [{"name": "format"}]
+    if method == "sft":
+        body["data"].setdefault("columns", {}).setdefault("label", LABELS)
+    if method == "dpo":
+        cols = body["data"].setdefault("columns", {})
+        cols.setdefault("chosen", CHOSEN)
+        cols.setdefault("rejected", REJECTED)
+    file = tmp_path / "recipe.yaml"
+    file.write_text(yaml.safe_dump(body, sort_keys=False), encoding="utf-8")
+    return load_recipe(file, overrides)
