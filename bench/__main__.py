@@ -1,0 +1,92 @@
+"""Run every CPU benchmark and record the figures: ``python -m bench`` (or ``make bench``).
+
+Each benchmark module measures a ratio against a baseline run side by side in the same
+script; absolute times are context only. Results go to bench/results.json (flat keys) and
+bench/RESULTS.md (a table regenerated from the JSON; the GPU section is kept if present).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+from bench import bench_preprocess, bench_quickstart, bench_rewards, bench_runner, bench_validate
+
+HERE = Path(__file__).resolve().parent
+
+# key → (goal text, predicate on the measured value)
+GOALS = {
+    "validate_seconds": ("≤ 0.5 s median, fresh process", lambda v: v <= 0.5),
+    "validate_vs_trl_import_ratio": ("≥ 10× faster than `from trl import GRPOTrainer`", lambda v: v >= 10),
+    "rewards_per_second": ("≥ 100,000 completions/s (format + stepwise_label + hamming)", lambda v: v >= 100_000),
+    "rewards_speedup_vs_naive": ("≥ 20× the notebook-style baseline", lambda v: v >= 20),
+    "train_overhead_ratio_sft": ("train() time vs hand-written TRL ≤ 1.03, identical losses", lambda v: v <= 1.03),
+    "train_overhead_ratio_grpo": ("train() time vs hand-written TRL ≤ 1.03, identical losses", lambda v: v <= 1.03),
+    "preprocess_cache_ratio": ("second preprocess ≤ 0.10 of the first", lambda v: v <= 0.10),
+    "quickstart_seconds": ("SFT then GRPO (plus evals) ≤ 90 s wall", lambda v: v <= 90),
+}
+
+SUITES = {
+    "validate": bench_validate.run,
+    "rewards": bench_rewards.run,
+    "runner": bench_runner.run,
+    "preprocess": bench_preprocess.run,
+    "quickstart": bench_quickstart.run,
+}
+
+
+def machine() -> str:
+    return f"{platform.machine()} {os.cpu_count()} cores, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+
+
+def write_markdown(results: dict) -> str:
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Measured by `python -m bench` on {results['machine']}, {results['date']}.",
+        "Every figure is a median over repeated runs, interleaved with its baseline in the same script.",
+        "",
+        "| figure | goal | measured | met |",
+        "|---|---|---|---|",
+    ]
+    for key, (goal, ok) in GOALS.items():
+        if key in results:
+            value = results[key]
+            lines.append(f"| `{key}` | {goal} | {value:,} | {'yes' if ok(value) else '**no**'} |")
+    context = {k: v for k, v in results.items() if k not in GOALS and k not in ("machine", "date")}
+    if context:
+        lines += ["", "Context (absolute figures on this machine):", ""]
+        lines += [f"- `{k}`: {v}" for k, v in sorted(context.items())]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Run the CPU benchmarks and record them.")
+    parser.add_argument("--only", choices=sorted(SUITES), action="append", help="Run only these suites.")
+    args = parser.parse_args()
+    path = HERE / "results.json"
+    results = json.loads(path.read_text()) if path.exists() else {}
+    for name in args.only or SUITES:
+        start = time.perf_counter()
+        print(f"== {name}", flush=True)
+        figures = SUITES[name]()
+        print(json.dumps(figures, indent=2), f"({time.perf_counter() - start:.0f} s)", flush=True)
+        results.update(figures)
+    results["machine"] = machine()
+    results["date"] = datetime.date.today().isoformat()
+    path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    md = HERE / "RESULTS.md"
+    gpu = ""
+    if md.exists() and "\n## GPU" in md.read_text():
+        gpu = "\n## GPU" + md.read_text().split("\n## GPU", 1)[1]
+    md.write_text(write_markdown(results) + gpu)
+    print(f"wrote {path} and {md}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""Dataset cache: a second `build_dataset` of the same recipe against the first (cold) one.
+
+Both calls are what `llmscisci preprocess` does after its imports: load the tokenizer, hash
+the source, then build (tokenize, length-filter, split, save) or load the cached copy. Each
+repeat uses a fresh cache directory, so every first call is a real cold build.
+
+    python -m bench.bench_preprocess [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+
+from llmscisci_cfg.loader import load_recipe
+from llmscisci_cfg.preprocess import build_dataset
+
+RECIPE = "builtin:repro_effort/grpo_gemma3"
+OVERRIDES = ["data.source.path=builtin:sample", "model.name_or_path=builtin:tiny", "template.name=tiny"]
+
+
+def _timed_build(recipe) -> tuple[float, bool]:
+    start = time.perf_counter()
+    _, report = build_dataset(recipe)
+    return time.perf_counter() - start, report.cache_hit
+
+
+def run(repeats: int = 5) -> dict[str, float]:
+    """Median of second/first over ``repeats`` fresh caches (imports warmed beforehand)."""
+    old = os.environ.get("LLMSCISCI_CACHE")
+    firsts, seconds = [], []
+    try:
+        for i in range(repeats + 1):
+            with tempfile.TemporaryDirectory() as cache:
+                os.environ["LLMSCISCI_CACHE"] = cache
+                recipe = load_recipe(RECIPE, OVERRIDES)
+                first, hit1 = _timed_build(recipe)
+                second, hit2 = _timed_build(recipe)
+                assert not hit1 and hit2, "expected a cold build then a cache hit"
+                if i:  # the first round only warms imports
+                    firsts.append(first)
+                    seconds.append(second)
+    finally:
+        if old is None:
+            os.environ.pop("LLMSCISCI_CACHE", None)
+        else:
+            os.environ["LLMSCISCI_CACHE"] = old
+    ratios = [s / f for s, f in zip(seconds, firsts)]
+    return {
+        "preprocess_cache_ratio": round(statistics.median(ratios), 3),
+        "preprocess_first_seconds": round(statistics.median(firsts), 3),
+        "preprocess_cached_seconds": round(statistics.median(seconds), 3),
+    }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    print(run(parser.parse_args().repeats))
