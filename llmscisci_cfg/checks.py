@@ -151,7 +151,10 @@ def _task(recipe: Recipe) -> Iterator[Found]:
     for path, aspects in named:
         for aspect in aspects:
             if aspect not in known:
-                yield path, f"unknown aspect {aspect!r}; the task {recipe.data.task} has {', '.join(known)}"
+                yield (
+                    path,
+                    f"unknown aspect {aspect!r}; the task {recipe.data.task} has {', '.join(known)}",
+                )
 
 
 def _template(recipe: Recipe) -> Iterator[Found]:
@@ -196,8 +199,17 @@ def _reward_specs(recipe: Recipe) -> list[Found]:
         seen.setdefault(spec.label, i)
     if all(spec.weight == 0 for spec in recipe.rewards):
         found.append((("rewards",), "every reward weight is 0; GRPO would learn nothing"))
-    from llmscisci_cfg.rewards.registry import check_specs
+    from llmscisci_cfg.rewards.registry import BUILTINS, check_specs
 
+    if not recipe.data.columns.label:
+        for i, spec in enumerate(recipe.rewards):
+            if spec.name in BUILTINS and "gold" in BUILTINS[spec.name].reads:
+                found.append(
+                    (
+                        ("rewards", i, "name"),
+                        f"{spec.name} reads the gold label; set data.columns.label",
+                    )
+                )
     found.extend(check_specs(recipe.rewards, recipe.source_dir))
     return found
 

@@ -15,9 +15,8 @@ bar. Files are written by `eval_report.write_all`.
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import json
+import math
 import re
 import sys
 import time
@@ -94,7 +93,7 @@ def open_run(run_dir: str | Path) -> RunInfo:
             f"{run_dir}: not a run directory (no {' or '.join(missing)}); give the directory that "
             "`llmscisci run` printed, or use `eval --recipe RECIPE --model NAME_OR_DIR`"
         )
-    manifest = json.loads((run_dir / MANIFEST).read_text(encoding="utf-8"))
+    manifest = _read_manifest(run_dir / MANIFEST)
     final_dir = run_dir / FINAL
     if not final_dir.is_dir() or not any(final_dir.iterdir()):
         status = manifest.get("status", "unknown")
@@ -116,6 +115,16 @@ def open_run(run_dir: str | Path) -> RunInfo:
         base_seed=final.get("base_seed", recipe.train.seed),
         data_cache_key=(manifest.get("data_report") or {}).get("cache_key"),
     )
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path}: cannot read the run manifest: {exc}") from None
+    if not isinstance(manifest, dict):
+        raise UserError(f"{path}: the run manifest is not a JSON object")
+    return manifest
 
 
 @dataclass
@@ -330,27 +339,40 @@ def _until_stop(ids: list[int], stops: list[int]) -> list[int]:
 # ----------------------------------------------------------------------------- scoring
 
 
-def score_rewards(recipe: Recipe, rows: Dataset, completions: list[str], tokenizer):
-    """(weighted totals, per-reward values) under the recipe's reward stack, or (None, None)."""
+def score_rewards(
+    recipe: Recipe, rows: Dataset, completions: list[str], tokenizer
+) -> tuple[list[float | None], dict[str, list[float | None]]] | tuple[None, None]:
+    """(weighted totals, per-reward values) under the recipe's reward stack, or (None, None).
+
+    Scored as TRL and ``rewards test`` score (`rewards.testing.score`): every column and
+    trainer argument passed, async plug-ins awaited, None values (NaN) left out of the total.
+    """
     if not recipe.rewards:
         return None, None
     from llmscisci_cfg.rewards.compose import build_rewards, task_num_categories
+    from llmscisci_cfg.rewards.testing import score
 
     columns = [c for c in rows.column_names if c not in _NOT_REWARD_COLUMNS]
     stack = build_rewards(
         recipe.rewards, recipe.source_dir, task_num_categories(recipe), tokenizer, columns
     )
-    kwargs = {c: rows[c] for c in columns}
-    messages = [[{"role": "assistant", "content": c}] for c in completions]
-    values: dict[str, list[float | None]] = {}
-    for name, func in zip(stack.names, stack.funcs, strict=True):
-        result = func(prompts=rows["prompt"], completions=messages, **kwargs)
-        values[name] = asyncio.run(result) if inspect.isawaitable(result) else list(result)
-    totals = []
-    for i in range(len(completions)):
-        terms = [(w, values[n][i]) for n, w in zip(stack.names, stack.weights, strict=True)]
-        totals.append(sum(w * v for w, v in terms if v is not None))  # TRL: None is skipped
-    return totals, values
+    table = [
+        {**{c: row[c] for c in columns}, "prompt": row["prompt"], "completion": _assistant(text)}
+        for row, text in zip(rows, completions, strict=True)
+    ]
+    scored = score(stack, table)
+    values = {
+        name: [_none_if_nan(row[j]) for row in scored.scores] for j, name in enumerate(stack.names)
+    }
+    return [_none_if_nan(t) for t in scored.totals], values
+
+
+def _assistant(text: str) -> list[dict[str, str]]:
+    return [{"role": "assistant", "content": text}]
+
+
+def _none_if_nan(x: float) -> float | None:
+    return None if math.isnan(x) else x
 
 
 def predictions_for(
@@ -375,7 +397,7 @@ def predictions_for(
                 gold=row["gold"],
                 completion=text,
                 predicted=predicted,
-                reward=float(totals[i]) if totals is not None else None,
+                reward=totals[i] if totals is not None else None,
                 rewards=rewards,
             )
         )

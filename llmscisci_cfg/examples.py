@@ -21,8 +21,9 @@ from typing import Any
 from llmscisci_cfg.errors import UserError
 from llmscisci_cfg.labels import LabelError, decode_label
 from llmscisci_cfg.schema import Recipe
-from llmscisci_cfg.sources import Source, data_path
+from llmscisci_cfg.sources import Source, data_path, jsonl_records, read_bytes
 from llmscisci_cfg.task import TaskSpec
+from llmscisci_cfg.yamlio import decode
 
 Row = dict[str, Any]
 Message = dict[str, str]
@@ -236,12 +237,11 @@ def split_seed(recipe: Recipe) -> int:
 
 
 def _base(ex: Example, task: TaskSpec) -> Row:
-    return {
-        "id": ex.id,
-        "aspect": ex.aspect,
-        "prompt": task.messages(ex.aspect, ex.text),
-        "gold": ex.gold,
-    }
+    try:
+        prompt = task.messages(ex.aspect, ex.text)
+    except UserError as exc:
+        raise UserError(f"{ex.where}: id {ex.id!r}: {exc}") from None
+    return {"id": ex.id, "aspect": ex.aspect, "prompt": prompt, "gold": ex.gold}
 
 
 def _assistant(content: str) -> list[Message]:
@@ -319,24 +319,14 @@ def load_traces(recipe: Recipe) -> dict[tuple[str, str], str]:
     spec = recipe.data.traces
     assert spec is not None
     path = data_path(recipe, spec.path, "data.traces.path")
-    from llmscisci_cfg.yamlio import decode
-
     if path.is_dir():
         raise UserError(f"{path}: is a directory; data.traces.path needs a JSONL file")
-    text = decode(path.read_bytes(), str(path))
+    text = decode(read_bytes(path), str(path))
     if not text.strip():
         raise UserError(f"{path}: the file is empty")
     traces: dict[tuple[str, str], str] = {}
     first: dict[tuple[str, str], int] = {}
-    for n, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{path}:{n}: not valid JSON: {exc.msg}") from None
-        if not isinstance(record, dict):
-            raise UserError(f"{path}:{n}: each line must be a JSON object")
+    for n, record in jsonl_records(text, path):
         for key in (spec.id_key, spec.aspect_key, spec.text_key):
             if key not in record:
                 raise UserError(

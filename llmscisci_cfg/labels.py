@@ -58,6 +58,8 @@ def decode_label(
     ``codes`` maps a human code ("1") to a 0-based category index. ``auto`` picks the
     codec from the value's shape: a list, a bracketed string, else a code list.
     """
+    if isinstance(value, int) and not isinstance(value, bool) and codec in ("auto", "codes"):
+        value = str(value)  # a JSON/Parquet column of plain integer codes, e.g. 3
     if codec == "auto":
         codec = _guess(value)
     if codec == "list":

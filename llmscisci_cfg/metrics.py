@@ -32,6 +32,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from llmscisci_cfg.rewards.builtin import completion_text, format_match, label_block, parse_label
+
 INVALID_RULE = (
     "An invalid or missing prediction (no `<label>` block holding a valid one-hot list) counts "
     "as wrong in every category: it is scored as the complement of the gold vector, so its "
@@ -141,13 +143,6 @@ def parse_completion(text: str, n: int) -> tuple[bool, list[int] | None]:
     (as the ``hamming`` reward reads it), whatever the think block; the format is the rewards'
     format match. Both come from `llmscisci_cfg.rewards.builtin`.
     """
-    from llmscisci_cfg.rewards.builtin import (
-        completion_text,
-        format_match,
-        label_block,
-        parse_label,
-    )
-
     text = completion_text(text)
     label, closed = label_block(text)
     return format_match(text), (parse_label(label, n) if closed else None)
@@ -155,8 +150,6 @@ def parse_completion(text: str, n: int) -> tuple[bool, list[int] | None]:
 
 def format_valid(text: str) -> bool:
     """Whether a completion matches the response format (the ``format`` reward's rule)."""
-    from llmscisci_cfg.rewards.builtin import completion_text, format_match
-
     return format_match(completion_text(text))
 
 

@@ -133,8 +133,12 @@ def _to_datasetdict(splits: dict[str, list[Row]], method: str) -> DatasetDict:
     for name in {"sft": ("completion",), "dpo": ("chosen", "rejected"), "grpo": ()}[method]:
         columns[name] = messages
     features = Features(columns)
+    # from_dict, not from_list: from_list([]) loses the columns and fails on an empty split
     return DatasetDict(
-        {name: Dataset.from_list(rows, features=features) for name, rows in splits.items()}
+        {
+            name: Dataset.from_dict({c: [r[c] for r in rows] for c in columns}, features=features)
+            for name, rows in splits.items()
+        }
     )
 
 
@@ -199,8 +203,10 @@ def _save(dataset: DatasetDict, report: BuildReport, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=path.name + ".tmp-", dir=path.parent))
     try:
+        # an empty split needs one (empty) shard, else load_from_disk fails on it (datasets 5.2)
+        shards = {name: 1 for name, split in dataset.items() if len(split) == 0}
         with quiet_datasets():
-            dataset.save_to_disk(str(tmp / "dataset"))
+            dataset.save_to_disk(str(tmp / "dataset"), num_shards=shards)
         (tmp / _REPORT).write_text(report.to_json() + "\n", encoding="utf-8")
         if path.exists():
             shutil.rmtree(path)
@@ -216,7 +222,7 @@ def _load_cached(path: Path) -> tuple[DatasetDict, BuildReport] | None:
     try:
         report = BuildReport.from_json((path / _REPORT).read_text(encoding="utf-8"))
         dataset = load_from_disk(str(path / "dataset"))
-    except (OSError, ValueError, TypeError):
+    except Exception:  # truncated, hand-edited or from another datasets version: rebuild
         return None
     report.cache_hit, report.cache_path = True, str(path)
     return dataset, report

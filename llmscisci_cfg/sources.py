@@ -13,6 +13,7 @@ import csv
 import difflib
 import hashlib
 import io
+import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,7 +99,7 @@ def load_source(recipe: Recipe) -> Source:
         return Source(path, fmt, _load_disk(path))
     if path.is_dir():
         raise UserError(f"{path}: is a directory; data.source.format {fmt} needs a file")
-    raw = path.read_bytes()
+    raw = read_bytes(path)
     if not raw.strip():
         raise UserError(f"{path}: the file is empty")
     lines = None
@@ -109,7 +110,7 @@ def load_source(recipe: Recipe) -> Source:
             raise UserError(f"{path}: has no data rows")
         kwargs = {"features": _all_text(header), "na_filter": False}
     elif fmt == "json":
-        lines = _jsonl_lines(decode(raw, str(path)))
+        lines = _jsonl_lines(decode(raw, str(path)), path)
     rows = _load_builder(fmt, path, kwargs)
     if len(rows) == 0:
         raise UserError(f"{path}: has no data rows")
@@ -156,9 +157,12 @@ def source_sha256(recipe: Recipe) -> str:
 
 def _file_digest(path: Path) -> bytes:
     h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
+    try:
+        with path.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read: {exc.strerror or exc}") from None
     return h.digest()
 
 
@@ -193,11 +197,55 @@ def csv_layout(text: str, path: Path) -> tuple[list[str], list[int]]:
     return header, lines
 
 
-def _jsonl_lines(text: str) -> list[int] | None:
-    """Line numbers of JSON Lines records, or None for a single JSON document."""
+def _jsonl_lines(text: str, path: Path) -> list[int] | None:
+    """Line numbers of JSON Lines records, or None for a single JSON document.
+
+    A bad line is a `UserError` naming ``file:line`` (the `datasets` reader would only say
+    "trailing data at position N").
+    """
     if text.lstrip().startswith("["):
         return None
-    return [i for i, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    try:
+        return [i for i, _ in jsonl_records(text, path)]
+    except UserError:
+        if _is_one_document(text):  # a pretty-printed JSON object, not JSON Lines
+            return None
+        raise
+
+
+def jsonl_records(text: str, path: Path) -> list[tuple[int, dict]]:
+    """``(line number, object)`` for each non-blank line of JSON Lines ``text``.
+
+    A line that is not a JSON object is a `UserError` naming ``file:line``.
+    """
+    out = []
+    for i, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{path}:{i}: not valid JSON ({exc.msg}, column {exc.colno})") from None
+        if not isinstance(record, dict):
+            raise UserError(f"{path}:{i}: expected a JSON object, got {type(record).__name__}")
+        out.append((i, record))
+    return out
+
+
+def _is_one_document(text: str) -> bool:
+    try:
+        json.loads(text)
+    except json.JSONDecodeError:
+        return False
+    return True
+
+
+def read_bytes(path: Path) -> bytes:
+    """The bytes of a data file; an unreadable one (permissions, ...) is a `UserError`."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read: {exc.strerror or exc}") from None
 
 
 def _all_text(header: list[str]):
@@ -214,7 +262,7 @@ def quiet_datasets():
     bars_on = datasets.is_progress_bar_enabled()
     level = datasets.logging.get_verbosity()
     datasets.disable_progress_bars()
-    datasets.logging.set_verbosity_error()
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)
     try:
         yield
     finally:

@@ -27,14 +27,15 @@ from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from llmscisci_cfg.errors import UserError
-from llmscisci_cfg.labels import encode_onehot, parse_onehot
+from llmscisci_cfg.labels import encode_onehot
 from llmscisci_cfg.resources import BUILTIN, shipped
+from llmscisci_cfg.rewards.builtin import format_match, label_block, parse_label
 from llmscisci_cfg.schema import TaskOverride
 from llmscisci_cfg.yamlio import load_file
 
-#: The response format every reward checks (DESIGN.md "Format match").
+#: DESIGN.md's format regex, for reference; code uses `rewards.builtin.format_match` (equal to
+#: it on every string, without its quadratic backtracking).
 FORMAT_RE = re.compile(r".*<think>.*?</think>\s*<label>.*?</label>.*", re.DOTALL)
-_LABEL_RE = re.compile(r"<label>(.*?)</label>", re.DOTALL)
 PROMPT_VARIABLES = ("aspect", "title", "question", "categories", "n", "example_label", "text")
 RESPONSE_VARIABLES = ("trace", "label")
 _SAMPLE_TEXT = "The code was public and the paper was clear."
@@ -135,17 +136,26 @@ class TaskSpec(_Strict):
         }
 
     def messages(self, aspect: str, text: str) -> list[dict[str, str]]:
-        """The prompt of one example: a system and a user message."""
+        """The prompt of one example: a system and a user message.
+
+        A template error is a `UserError`: a template can pass the load-time trial render
+        and still fail on a real section (``{{ text[40] }}`` on a short one).
+        """
         env = self.variables(aspect)
-        return [
-            {"role": "system", "content": _render(self.system_prompt, env)},
-            {"role": "user", "content": _render(self.user_prompt, {**env, "text": text.strip()})},
-        ]
+        where = f"task {self.name!r}, aspect {aspect!r}: "
+        system = _render_checked(self.system_prompt, env, where + "system_prompt", PROMPT_VARIABLES)
+        user = _render_checked(
+            self.user_prompt, {**env, "text": text.strip()}, where + "user_prompt", PROMPT_VARIABLES
+        )
+        return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
     def completion(self, trace: str, label: list[int]) -> str:
         """The SFT answer text: think block with ``trace``, then the label block."""
-        return _render(
-            self.response_template, {"trace": trace.strip(), "label": encode_onehot(label)}
+        return _render_checked(
+            self.response_template,
+            {"trace": trace.strip(), "label": encode_onehot(label)},
+            f"task {self.name!r}: response_template",
+            RESPONSE_VARIABLES,
         )
 
 
@@ -247,24 +257,20 @@ def _check_templates(task: TaskSpec, where) -> None:
             env = task.variables(aspect)
             if key == "user_prompt":
                 env["text"] = _SAMPLE_TEXT
-            _trial(getattr(task, key), env, where(key), PROMPT_VARIABLES)
+            _render_checked(getattr(task, key), env, where(key), PROMPT_VARIABLES)
         if key == "user_prompt" and "text" not in _compile_names(task.user_prompt):
             raise UserError(
                 f"{where(key)}: the user prompt never shows the section; add {{{{ text }}}}"
             )
     label = [1] + [0] * (len(next(iter(task.aspects.values())).categories) - 1)
-    out = _trial(
+    out = _render_checked(
         task.response_template,
         {"trace": "reasoning", "label": encode_onehot(label)},
         where("response_template"),
         RESPONSE_VARIABLES,
     )
-    blocks = _LABEL_RE.findall(out)
-    if (
-        not FORMAT_RE.fullmatch(out)
-        or not blocks
-        or parse_onehot(blocks[-1].strip(), len(label)) != label
-    ):
+    text, closed = label_block(out)
+    if not (format_match(out) and closed and parse_label(text, len(label)) == label):
         raise UserError(
             f"{where('response_template')}: renders {out!r}, which does not match the "
             "response format "
@@ -272,7 +278,10 @@ def _check_templates(task: TaskSpec, where) -> None:
         )
 
 
-def _trial(source: str, variables: dict[str, Any], where: str, allowed: tuple[str, ...]) -> str:
+def _render_checked(
+    source: str, variables: dict[str, Any], where: str, allowed: tuple[str, ...]
+) -> str:
+    """`_render`, with every template error as a `UserError` naming ``where``."""
     try:
         return _render(source, variables)
     except TemplateSyntaxError as exc:
@@ -285,6 +294,8 @@ def _trial(source: str, variables: dict[str, Any], where: str, allowed: tuple[st
         ) from None
     except TemplateError as exc:
         raise UserError(f"{where}: template error: {exc}") from None
+    except Exception as exc:  # the user's template raised (1/0, int('x'), ...)
+        raise UserError(f"{where}: template error: {type(exc).__name__}: {exc}") from None
 
 
 def _compile_names(source: str) -> set[str]:

@@ -30,6 +30,8 @@ ALTERNATIVE = {"1": 2, "2": 0, "3": 3, "4": 1, "5": 4}
         ([1, 0, 1, 0, 0], "list", None, [1, 0, 1, 0, 0]),
         ((0, 1, 0, 0, 0), "list", None, [0, 1, 0, 0, 0]),
         ([0, 0, 0, 0, 1], "auto", None, [0, 0, 0, 0, 1]),
+        (3, "codes", RESCIENCE, [0, 0, 1, 0, 0]),
+        (4, "auto", ALTERNATIVE, [0, 1, 0, 0, 0]),
     ],
 )
 def test_decode_good(value, codec, codes, expected):
@@ -55,7 +57,8 @@ def test_decode_good(value, codec, codes, expected):
         ([1, 0, 1], "list", None, "expected a list of 5"),
         ([True, False, False, False, False], "list", None, "expected a list"),
         ([1.0, 0, 0, 0, 0], "list", None, "expected a list"),
-        (13, "codes", RESCIENCE, "expected text"),
+        (13, "codes", RESCIENCE, "unknown category code '13'"),
+        (True, "codes", RESCIENCE, "expected text"),
         (None, "onehot", None, "expected text"),
     ],
 )

@@ -106,6 +106,17 @@ def test_cache_dir_from_environment(tmp_path, monkeypatch):
     assert rep.cache_path.startswith(str(tmp_path / "envcache" / "datasets"))
 
 
+def test_empty_split_keeps_its_columns(tmp_path):
+    write_csv(tmp_path / "r.csv", reports(1))  # one document: everything goes to train
+    for method, extra in (("grpo", []), ("sft", ["completion"]), ("dpo", ["chosen", "rejected"])):
+        recipe = make_recipe(tmp_path, "r.csv", method=method, **NO_FILTER)
+        ds, rep = build_dataset(recipe)
+        assert rep.splits == {"train": 2, "test": 0} and rep.group_overlap == 0
+        assert ds["test"].column_names == ["id", "aspect", "prompt", "gold", *extra]
+        cached, again = build_dataset(recipe)
+        assert again.cache_hit and len(cached["test"]) == 0
+
+
 def test_sample_dataset_builds_for_every_method(tmp_path):
     for method in ("grpo", "sft", "dpo"):
         data = {"traces": {"path": "builtin:sample_traces"}} if method == "sft" else {}
@@ -207,6 +218,11 @@ def test_cli_mlrc_like_recipe_without_labels(cli, tmp_path):
             "ok",
             ("--set", "data.task_overrides.user_prompt='{{ txt }}'"),
             ["data.task_overrides.user_prompt: 'txt' is undefined"],
+        ),
+        (  # passes the load-time trial render, fails on a real (shorter) section
+            "ok",
+            ("--set", "data.task_overrides.user_prompt='{{ text[40] }}'"),
+            ["r.csv:2: id '10.1/doc.000': task 'repro_effort', aspect 'easy': user_prompt: "],
         ),
     ],
 )

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from llmscisci_cfg.errors import UserError
+from llmscisci_cfg.rewards.builtin import format_match
 from llmscisci_cfg.schema import TaskOverride
-from llmscisci_cfg.task import FORMAT_RE, load_task
+from llmscisci_cfg.task import load_task
 
 EASY = [
     "Availability of Code",
@@ -81,7 +82,7 @@ def test_text_is_data_not_template(task):
 def test_completion_format_matches_rewards(task):
     out = task.completion("  The code was public.  ", [1, 0, 0, 0, 0])
     assert out == "<think>\nThe code was public.\n</think>\n<label>\n[1, 0, 0, 0, 0]\n</label>"
-    assert FORMAT_RE.fullmatch(out)
+    assert format_match(out)
     assert task.completion("", [0, 0, 0, 0, 1]).startswith("<think>\n\n</think>")
 
 

@@ -223,3 +223,43 @@ def test_quickstart_sft_beats_the_untrained_reference(cli, cache, tmp_path):
     assert policy["format_valid_rate"] > reference["format_valid_rate"]
     assert policy["label_valid_rate"] > reference["label_valid_rate"]
     assert policy["hamming_loss"] < reference["hamming_loss"]
+
+
+@pytest.mark.parametrize("manifest", ["{broken", "[1, 2]"])
+def test_unreadable_manifest(cli, tmp_path, manifest):
+    run = _fake_run(tmp_path, with_final=True)
+    (run / MANIFEST).write_text(manifest)
+    result = cli("eval", run)
+    assert result.exit_code == 2
+    assert f"{run / MANIFEST}:" in result.output and "run manifest" in result.output
+
+
+def test_score_rewards_as_trl_totals_them(tmp_path):
+    """Rewards in eval go through `rewards.testing.score`: None values are left out of the
+    total, and a row every reward skips has no total (TRL marks it NaN, not 0)."""
+    from llmscisci_cfg.evaluate import score_rewards
+    from llmscisci_cfg.preprocess import build_dataset
+    from llmscisci_cfg.schema import RewardSpec
+    from tests.data_helpers import LABELS, make_recipe, reports, write_csv
+
+    (tmp_path / "skip.py").write_text(
+        "def skip_short(completions, **kwargs):\n"
+        "    return [None if len(c[0]['content']) < 5 else 0.5 for c in completions]\n"
+    )
+    write_csv(tmp_path / "r.csv", reports(4))
+    recipe = make_recipe(tmp_path, "r.csv", columns={"label": LABELS}, length_filter=None)
+    rows = build_dataset(recipe)[0]["train"].select(range(2))
+    specs = [RewardSpec(name="hamming", weight=2.0), RewardSpec(name="skip.py:skip_short")]
+    recipe = recipe.model_copy(update={"rewards": specs})
+    recipe._source_path = tmp_path / "recipe.yaml"
+    label = "[1, 0, 0, 0, 0]" if rows[0]["aspect"] == "easy" else "[0, 0, 0, 0, 1]"
+    good = f"<think>x</think><label>{label}</label>"
+    totals, values = score_rewards(recipe, rows, [good, "no"], tokenizer=None)
+    assert values == {"hamming": [1.0, 0.0], "skip_short": [0.5, None]}
+    assert totals == [2.5, 0.0]
+    alone = recipe.model_copy(update={"rewards": specs[1:]})
+    alone._source_path = recipe.source_path
+    assert score_rewards(alone, rows, [good, "no"], tokenizer=None) == (
+        [0.5, None],
+        {"skip_short": [0.5, None]},
+    )

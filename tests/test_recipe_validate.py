@@ -334,10 +334,32 @@ def test_unknown_template_name(cli, tmp_path):
 
 
 def test_unknown_aspect_and_bad_task(cli, tmp_path):
-    text = GOOD.replace("label: {easy: y_easy_gpt4, difficult: y_diff_gpt4}", "label: {easy: a, hard: b}")
+    text = GOOD.replace(
+        "label: {easy: y_easy_gpt4, difficult: y_diff_gpt4}", "label: {easy: a, hard: b}"
+    )
     assert_clean_failure(
         cli("validate", write(tmp_path, text)),
         "data.columns.label: unknown aspect 'hard'; the task builtin:repro_effort has easy, difficult",
     )
-    text = GOOD.replace("  source: {path: builtin:sample}", "  task: missing_task.yaml\n  source: {path: builtin:sample}")
-    assert_clean_failure(cli("validate", write(tmp_path, text)), "data.task: cannot load the task:", "missing_task.yaml")
+    text = GOOD.replace(
+        "  source: {path: builtin:sample}",
+        "  task: missing_task.yaml\n  source: {path: builtin:sample}",
+    )
+    assert_clean_failure(
+        cli("validate", write(tmp_path, text)),
+        "data.task: cannot load the task:",
+        "missing_task.yaml",
+    )
+
+
+def test_gold_reward_needs_label_column(cli, tmp_path):
+    dropped = "  columns:\n    label: {easy: y_easy_gpt4, difficult: y_diff_gpt4}\n"
+    assert dropped in GOOD
+    text = GOOD.replace(dropped, "").replace(
+        "  - name: format\n", "  - name: format\n  - name: hamming\n"
+    )
+    result = cli("validate", write(tmp_path, text))
+    assert_clean_failure(
+        result, "rewards.1.name: hamming reads the gold label; set data.columns.label"
+    )
+    assert "rewards.0" not in result.output

@@ -304,3 +304,21 @@ def test_help_texts(invoke):
         result = invoke(*args)
         assert result.exit_code == 0 and "Usage:" in result.output
     assert "--group-size" in invoke("rewards", "test", "--help").output
+
+
+def test_async_plugin_is_awaited(invoke, tmp_path, monkeypatch):
+    (tmp_path / "judge.py").write_text(
+        "async def judge(completions, **kwargs):\n    return [0.25 * len(c) for c in completions]\n"
+    )
+    data = write_jsonl(tmp_path / "c.jsonl", [{"completion": "ab"}, {"completion": "abcd"}])
+    monkeypatch.chdir(
+        tmp_path
+    )  # without a recipe, plug-in files resolve from the working directory
+    result = invoke(
+        "rewards", "test", "--completions", data, "--reward", "judge.py:judge", "--json"
+    )
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["rewards"] for line in result.stdout.splitlines()] == [
+        {"judge": 0.5},
+        {"judge": 1.0},
+    ]

@@ -8,6 +8,8 @@ reward does not vary gives GRPO no signal, and is flagged.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
 import math
 from collections.abc import Sequence
@@ -26,6 +28,7 @@ from llmscisci_cfg.rewards.compose import (
 )
 from llmscisci_cfg.rewards.registry import BUILTINS, check_callables, check_specs
 from llmscisci_cfg.schema import Recipe, RewardSpec
+from llmscisci_cfg.sources import jsonl_records
 
 COMPLETION = "completion"
 
@@ -61,7 +64,7 @@ class ScoreReport:
         return [g for g in self.groups if g.zero_variance]
 
     def json_lines(self) -> list[str]:
-        """One ``{"index", "rewards", "total"}`` object per completion (NaN → null)."""
+        """One ``{"index", "rewards", "total"}`` object per completion (NaN, ±inf → null)."""
         return [
             json.dumps(
                 {
@@ -75,7 +78,7 @@ class ScoreReport:
 
 
 def _json_num(x: float) -> float | None:
-    return None if math.isnan(x) else x
+    return x if math.isfinite(x) else None  # JSON has no NaN or infinity
 
 
 # ----------------------------------------------------------------------------- reading
@@ -84,23 +87,13 @@ def _json_num(x: float) -> float | None:
 def read_completions(path: Path) -> list[dict[str, Any]]:
     """The JSONL rows of ``path``; a bad line is a `UserError` naming ``file:line``."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: cannot read: {exc}") from None
     rows = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserError(
-                f"{path}:{number}: not valid JSON ({exc.msg}, column {exc.colno})"
-            ) from None
-        if not isinstance(row, dict):
-            raise UserError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
+    for number, row in jsonl_records(text, path):
         if COMPLETION not in row:
             have = ", ".join(row) or "no keys"
             raise UserError(f"{path}:{number}: missing key {COMPLETION!r} (has {have})")
@@ -163,6 +156,8 @@ def _ignore(*args: Any, **kwargs: Any) -> None:
 def _call(fn, name: str, n: int, kwargs: dict[str, Any]) -> list[float]:
     try:
         out = fn(**kwargs)
+        if inspect.isawaitable(out):  # an async plug-in (TRL awaits it on its event loop)
+            out = asyncio.run(out)
     except Exception as exc:
         raise UserError(f"reward {name!r} raised {type(exc).__name__}: {exc}") from None
     if not isinstance(out, (list, tuple)) or len(out) != n:
