@@ -222,7 +222,8 @@ GOLDS = [
     ("booleans", [True, False, True, False, False], 0.0),
     ("unknown code", "7", 0.0),
     ("garbage text", "yes", 0.0),
-    ("a number", 3, 0.0),
+    ("an integer code", 3, 0.8),  # code 3 alone: one of five categories wrong
+    ("a float", 3.0, 0.0),
     ("a dict", {"a": 1}, 0.0),
 ]
 

@@ -1,0 +1,94 @@
+"""Tiny recipes and helpers for the runner tests (built-in tiny model, shipped sample data)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+METHOD = {
+    "sft": """
+method:
+  name: sft
+  max_length: 256
+""",
+    "dpo": """
+method:
+  name: dpo
+  beta: 0.1
+  max_length: 256
+""",
+    "grpo": """
+method:
+  name: grpo
+  num_generations: 2
+  max_completion_length: 8
+rewards:
+  - name: format
+  - name: stepwise_label
+    weight: 0.5
+""",
+}
+COLUMNS = {
+    "sft": "    label: {easy: y_easy_gpt4}\n",
+    "dpo": "    label: {easy: y_easy_gpt4}\n"
+    "    chosen: {easy: easy_gpt_response}\n    rejected: {easy: easy_llama3_response}\n",
+    "grpo": "    label: {easy: y_easy_gpt4}\n",
+}
+LORA = """  lora:
+    r: 4
+    alpha: 8
+    dropout: 0.0
+"""
+
+
+def recipe_text(method: str, lora: bool = False, steps: int = 2, extra: str = "") -> str:
+    """A tiny recipe: builtin:tiny on the sample's `easy` aspect, ``steps`` optimizer steps."""
+    return f"""
+version: 1
+name: t_{method}
+model:
+  name_or_path: builtin:tiny
+  dtype: float32
+{LORA if lora else ""}
+data:
+  source: {{path: builtin:sample}}
+  aspects: [easy]
+  columns:
+    id: doi
+{COLUMNS[method]}
+  length_filter: null
+{METHOD[method]}
+train:
+  per_device_batch_size: 2
+  learning_rate: 1e-3
+  max_steps: {steps}
+  logging_steps: 1
+  save_steps: 1
+  save_total_limit: null
+  seed: 3
+launch:
+  device: cpu
+{extra}"""
+
+
+def write_recipe(directory: Path, method: str, **kwargs) -> Path:
+    path = directory / f"{method}.yaml"
+    path.write_text(recipe_text(method, **kwargs), encoding="utf-8")
+    return path
+
+
+def metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def step_rows(run_dir: Path) -> list[dict]:
+    """The per-step rows (not the end-of-training summary)."""
+    return [r for r in metrics(run_dir) if "loss" in r]
+
+
+@pytest.fixture(autouse=True)
+def _data_cache(tmp_path_factory, monkeypatch):
+    """One dataset cache per test session, outside the user's home."""
+    monkeypatch.setenv("LLMSCISCI_CACHE", str(tmp_path_factory.getbasetemp() / "llmscisci-cache"))
