@@ -126,8 +126,12 @@ def _launch(recipe: Recipe) -> Iterator[Found]:
             ("launch", "mixed_precision"),
             "fp16 needs CUDA; on launch.device: cpu use 'no' or 'auto'",
         )
-    if la.device == "cpu" and la.distributed.startswith("deepspeed"):
-        yield ("launch", "distributed"), "DeepSpeed needs CUDA; on launch.device: cpu use ddp"
+    if la.device == "cpu" and la.distributed != "ddp":
+        yield (
+            ("launch", "distributed"),
+            f"{la.distributed} needs CUDA (accelerate would silently run CPU processes as plain "
+            "DDP); on launch.device: cpu use ddp",
+        )
     if la.distributed != "ddp" and la.num_processes == 1 and la.accelerate_config is None:
         yield (
             ("launch", "distributed"),
@@ -241,6 +245,12 @@ def machine_problems(recipe: Recipe, cuda: bool | None = None) -> list[Found]:
                 "run on a GPU, or set model.quantization.allow_cpu: true (slow)",
             )
         )
-    if la.distributed.startswith("deepspeed"):
-        found.append((("launch", "distributed"), "DeepSpeed needs CUDA, which is not visible here"))
+    if la.distributed != "ddp" and la.num_processes > 1:
+        found.append(
+            (
+                ("launch", "distributed"),
+                f"{la.distributed} needs CUDA, which is not visible here (accelerate would silently "
+                "run CPU processes as plain DDP); use launch.distributed: ddp on CPU",
+            )
+        )
     return found

@@ -14,32 +14,11 @@ from pathlib import Path
 import click
 
 from llmscisci_cfg import cli_data, cli_eval, cli_rewards, cli_run
+from llmscisci_cfg.cli_common import UserErrorGroup, set_option
 from llmscisci_cfg.errors import RecipeError, UserError
 
-SET_HELP = "Override a recipe value by dotted key, typed by the schema (repeatable): --set train.learning_rate=1e-5"
 
-
-class _UserFacing(click.ClickException):
-    """A `UserError` shown as plain lines (no 'Error:' prefix on located problems), exit 2."""
-
-    exit_code = 2
-
-    def show(self, file=None) -> None:
-        click.echo(self.message, err=True)
-
-
-class Group(click.Group):
-    """Turns `UserError` into exit 2 with a clean message; other exceptions are bugs (exit 1)."""
-
-    def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except UserError as exc:
-            message = str(exc) if isinstance(exc, RecipeError) else f"error: {exc}"
-            raise _UserFacing(message) from None
-
-
-@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=UserErrorGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="llmscisci_cfg", prog_name="llmscisci")
 def main() -> None:
     """Declarative fine-tuning (SFT, DPO, GRPO) of LLMs for scientometrics labelling.
@@ -47,10 +26,6 @@ def main() -> None:
     Write a YAML recipe, check it with `validate`, inspect it with `plan`, train with `run`,
     measure with `eval`. Every recipe field is documented in the JSON schema (`schema`).
     """
-
-
-def set_option(f):
-    return click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)(f)
 
 
 @main.command()

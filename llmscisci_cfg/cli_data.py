@@ -9,10 +9,7 @@ import json
 
 import click
 
-SET_HELP = (
-    "Override a recipe value by dotted key, typed by the schema (repeatable): "
-    "--set data.split.test_fraction=0.3"
-)
+from llmscisci_cfg.cli_common import set_option
 
 
 def register(group: click.Group) -> None:
@@ -22,7 +19,7 @@ def register(group: click.Group) -> None:
 
 @click.command()
 @click.argument("recipe")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
+@set_option
 @click.option(
     "--preview",
     type=click.IntRange(min=0),

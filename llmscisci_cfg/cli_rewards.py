@@ -9,29 +9,10 @@ from pathlib import Path
 
 import click
 
-from llmscisci_cfg.errors import UserError
+from llmscisci_cfg.cli_common import UserErrorGroup
 
 
-class _UserFacing(click.ClickException):
-    """A `UserError`: ``error: message`` on stderr, exit 2, no traceback."""
-
-    exit_code = 2
-
-    def show(self, file=None) -> None:
-        click.echo(f"error: {self.message}", err=True)
-
-
-class _RewardsGroup(click.Group):
-    """Turns `UserError` into exit 2 even when this group runs on its own (tests, embedding)."""
-
-    def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except UserError as exc:
-            raise _UserFacing(str(exc)) from None
-
-
-@click.group("rewards", cls=_RewardsGroup)
+@click.group("rewards", cls=UserErrorGroup)
 def rewards() -> None:
     """List the built-in GRPO rewards, or score completions with a reward stack."""
 

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import click
 
-SET_HELP = "Override a recipe value by dotted key, typed by the schema (repeatable): --set train.learning_rate=1e-5"
+from llmscisci_cfg.cli_common import set_option
+
+METRICS_DIFFER = 3  # `reproduce` exit code when the re-run differs
 
 
 def register(group: click.Group) -> None:
@@ -18,7 +20,7 @@ def register(group: click.Group) -> None:
 
 @click.command()
 @click.argument("recipe")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
+@set_option
 @click.option(
     "--output-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -80,10 +82,11 @@ def export(run_dir: Path, merge: bool, output: Path | None) -> None:
 def reproduce(run_dir: Path, keep: bool) -> None:
     """Re-run RUN_DIR from its recipe.resolved.yaml and diff metrics.jsonl.
 
-    Exit 0 when identical (wall-clock fields ignored), 1 with the differences otherwise.
+    Exit 0 when identical (wall-clock fields ignored), 3 with the differences otherwise
+    (2 stays for input mistakes, 1 for internal failures).
     """
     from llmscisci_cfg.reproduce import reproduce_run
 
     result = reproduce_run(run_dir, keep=keep, echo=click.echo)
     click.echo(result.as_text())
-    sys.exit(0 if result.identical else 1)
+    sys.exit(0 if result.identical else METRICS_DIFFER)

@@ -246,7 +246,7 @@ def training_kwargs(recipe: Recipe, device: str, run_dir: Path) -> dict[str, Any
         "num_train_epochs": float(t.num_epochs),
         "max_steps": t.max_steps if t.max_steps is not None else -1,
         "lr_scheduler_type": t.lr_scheduler,
-        "warmup_steps": _warmup_steps(recipe),
+        "warmup_steps": recipe.train.warmup_ratio,  # transformers 5 reads a float in [0, 1) as a ratio
         "weight_decay": t.weight_decay,
         "max_grad_norm": t.max_grad_norm,
         "optim": t.optim,
@@ -273,16 +273,6 @@ def training_kwargs(recipe: Recipe, device: str, run_dir: Path) -> dict[str, Any
         # every trained parameter takes part in each forward; skip DDP's extra graph walk
         "ddp_find_unused_parameters": False if recipe.launch.num_processes > 1 else None,
     }
-
-
-def _warmup_steps(recipe: Recipe) -> float | int:
-    """transformers 5 reads a float in [0, 1) as a ratio of the total steps."""
-    ratio = recipe.train.warmup_ratio
-    if ratio < 1.0:
-        return ratio
-    if recipe.train.max_steps is not None:
-        return recipe.train.max_steps
-    raise UserError("train.warmup_ratio: 1.0 needs train.max_steps; use a ratio below 1")
 
 
 def model_kwargs(recipe: Recipe, device: str) -> dict[str, Any]:

@@ -45,24 +45,6 @@ def mixed_precision(recipe: Recipe, device: str) -> str:
     return mp
 
 
-def launch_problems(recipe: Recipe, cuda: bool) -> list[tuple[tuple, str]]:
-    """Launch settings this machine cannot honour (`run` refuses them, `plan` lists them).
-
-    accelerate runs CPU processes as plain DDP (MULTI_CPU) whatever the config says, so FSDP
-    and DeepSpeed on CPU would silently become DDP.
-    """
-    la = recipe.launch
-    if la.num_processes > 1 and la.distributed != "ddp" and resolve_device(recipe, cuda) == "cpu":
-        return [
-            (
-                ("launch", "distributed"),
-                f"{la.distributed} needs CUDA; accelerate runs CPU processes as "
-                "plain DDP; use launch.distributed: ddp on CPU",
-            )
-        ]
-    return []
-
-
 def plan_launch(
     recipe: Recipe,
     recipe_ref: str,

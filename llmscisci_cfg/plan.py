@@ -84,7 +84,7 @@ def make_plan(recipe_ref: str, overrides: tuple[str, ...] = ()) -> Plan:
     cuda = checks.cuda_present()
     run_dir = str(default_run_dir(recipe))
     lp = launch.plan_launch(recipe, recipe_ref, tuple(overrides), run_dir, cuda)
-    found = checks.machine_problems(recipe, cuda) + launch.launch_problems(recipe, cuda)
+    found = checks.machine_problems(recipe, cuda)
     problems = [f"{'.'.join(map(str, path))}: {message}" for path, message in found]
     return Plan(
         recipe_ref=recipe_ref,

@@ -63,7 +63,7 @@ def run(
 
 def refuse_machine_problems(recipe: Recipe, recipe_ref: str) -> None:
     """`UserError` listing what this machine cannot run (checked before any model loads)."""
-    found = checks.machine_problems(recipe) + launch.launch_problems(recipe, checks.cuda_present())
+    found = checks.machine_problems(recipe)
     if found:
         lines = [f"{recipe_ref}: {'.'.join(map(str, path))}: {message}" for path, message in found]
         raise UserError("this machine cannot run the recipe:\n" + "\n".join(lines))

@@ -348,7 +348,9 @@ class TrainSpec(Section):
     lr_scheduler: Literal[
         "linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts"
     ] = Field("linear", description="Learning-rate schedule.")
-    warmup_ratio: Probability = Field(0.0, description="Fraction of steps spent warming up.")
+    warmup_ratio: Annotated[float, Field(ge=0.0, lt=1.0)] = Field(
+        0.0, description="Fraction of steps spent warming up (0 ≤ x < 1)."
+    )
     weight_decay: Annotated[float, Field(ge=0.0)] = Field(0.0, description="AdamW weight decay.")
     max_grad_norm: PosFloat = Field(1.0, description="Gradient clipping norm.")
     optim: Literal["adamw_torch", "adamw_torch_fused", "adamw_8bit", "paged_adamw_8bit", "sgd"] = (

@@ -265,7 +265,7 @@ def test_set_is_typed_by_schema(tmp_path):
         (
             "  learning_rate: 1e-5\n",
             "  learning_rate: 1e-5\n  warmup_ratio: 1.5\n",
-            ["train.warmup_ratio: Input should be less than or equal to 1"],
+            ["train.warmup_ratio: Input should be less than 1"],
         ),
         (
             "  num_generations: 4\n",

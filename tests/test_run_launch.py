@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from llmscisci_cfg.checks import machine_problems
 from llmscisci_cfg.errors import UserError
-from llmscisci_cfg.launch import launch_problems, plan_launch
+from llmscisci_cfg.launch import plan_launch
 from llmscisci_cfg.loader import load_recipe_text
 from llmscisci_cfg.runner import refuse_machine_problems
 from tests.run_helpers import recipe_text
@@ -74,9 +75,12 @@ def test_generated_accelerate_configs_load_in_accelerate(tmp_path, mode, expecte
         assert config.deepspeed_config["zero_stage"] == int(mode[-1])
 
 
-def test_fsdp_on_cpu_is_refused_before_training():
-    recipe = _recipe("  num_processes: 2\n  distributed: fsdp\n")
-    assert launch_problems(recipe, cuda=False)
+def test_fsdp_on_cpu_is_refused():
     with pytest.raises(UserError, match="fsdp needs CUDA"):
-        refuse_machine_problems(recipe, "r.yaml")
-    assert launch_problems(_recipe("  num_processes: 2\n"), cuda=False) == []
+        _recipe("  num_processes: 2\n  distributed: fsdp\n")  # device: cpu, at load time
+    recipe = _recipe("  num_processes: 2\n  distributed: fsdp\n", device="auto")
+    assert machine_problems(recipe, cuda=False)
+    assert machine_problems(recipe, cuda=True) == []
+    with pytest.raises(UserError, match="fsdp needs CUDA"):
+        refuse_machine_problems(recipe, "r.yaml")  # before any model loads
+    assert machine_problems(_recipe("  num_processes: 2\n", device="auto"), cuda=False) == []

@@ -20,7 +20,7 @@ def test_reproduce_identical_then_tampered(tmp_path, cli):
     rows[1]["loss"] += 1e-6
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     result = cli("reproduce", run_dir)
-    assert result.exit_code == 1
+    assert result.exit_code == 3
     assert "NOT reproduced: 1 differences" in result.output
     assert "row 2 (step 2): loss:" in result.output
 

@@ -1,0 +1,44 @@
+"""What every ``llmscisci`` command shares: the ``--set`` option and clean user errors.
+
+Light at import (click and the error types only).
+"""
+
+from __future__ import annotations
+
+import click
+
+from llmscisci_cfg.errors import RecipeError, UserError
+
+SET_HELP = (
+    "Override a recipe value by dotted key, typed by the schema (repeatable): "
+    "--set train.learning_rate=1e-5"
+)
+
+
+def set_option(f):
+    """``--set KEY=VALUE`` (repeatable), collected into the ``overrides`` argument."""
+    return click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)(f)
+
+
+class _UserFacing(click.ClickException):
+    """A `UserError` printed as plain lines on stderr; exit 2, no traceback."""
+
+    exit_code = 2
+
+    def show(self, file=None) -> None:
+        click.echo(self.message, err=True)
+
+
+class UserErrorGroup(click.Group):
+    """Turns `UserError` into exit 2 with a clean message; other exceptions are bugs (exit 1).
+
+    Located recipe problems print as they are (``file:line:col: key: message``); any other
+    user error is prefixed with ``error:``.
+    """
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except UserError as exc:
+            message = str(exc) if isinstance(exc, RecipeError) else f"error: {exc}"
+            raise _UserFacing(message) from None
