@@ -112,8 +112,7 @@ def data_summary(recipe: Recipe) -> dict[str, Any]:
         }
     except UserError as exc:
         return {"source": recipe.data.source.path, "problem": str(exc)}
-    lookup = getattr(preprocess, "cached_report", None)  # light lookup, when the data stage has one
-    report = lookup(recipe) if lookup else None
+    report = preprocess.cached_report(recipe)
     if report is None:
         info["built"] = (
             "not cached yet; `llmscisci preprocess` builds it and prints the split summary"

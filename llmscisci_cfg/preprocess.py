@@ -67,9 +67,11 @@ def build_dataset(
     source_sha = content_sha256(data_path(recipe, recipe.data.source.path, "data.source.path"))
     key = cache_key(recipe, task, tokenizer, source_sha)
     path = cache_root(recipe) / "datasets" / key[:24]
+    pointer = cache_root(recipe) / "index" / lookup_key(recipe, task, source_sha)[:24]
     if use_cache and (path / _REPORT).is_file():
         cached = _load_cached(path)
         if cached is not None:
+            _point(pointer, path)
             return cached
     dataset, report = _build(recipe, task, cols, tokenizer)
     report.source_sha256, report.cache_key = source_sha, key
@@ -77,6 +79,7 @@ def build_dataset(
         try:
             _save(dataset, report, path)
             report.cache_path = str(path)
+            _point(pointer, path)
         except OSError as exc:  # an unwritable cache costs a rebuild next time, nothing else
             warnings.warn(f"dataset cache not written to {path}: {exc}", stacklevel=2)
     return dataset, report
@@ -161,8 +164,37 @@ def cache_key(recipe: Recipe, task: TaskSpec, tokenizer, source_sha: str) -> str
     (prompts, categories, codes), the tokenizer (its full serialized vocabulary and rules)
     and the chat template text, plus `CACHE_VERSION`.
     """
+    parts = _recipe_parts(recipe, task, source_sha)
+    parts["tokenizer"] = tokenizer_identity(tokenizer)
+    parts["template"] = getattr(tokenizer, "chat_template", None)
+    return _sha(parts)
+
+
+def lookup_key(recipe: Recipe, task: TaskSpec, source_sha: str) -> str:
+    """A key computable without loading the tokenizer (for `plan`): the recipe-side parts of
+    `cache_key` plus the model and template *names* instead of their contents."""
+    parts = _recipe_parts(recipe, task, source_sha)
+    parts["model"] = [recipe.model.name_or_path, recipe.model.revision, recipe.model.family]
+    parts["template"] = recipe.template.model_dump(mode="json")
+    return _sha(parts)
+
+
+def cached_report(recipe: Recipe) -> BuildReport | None:
+    """The report of the newest cached build of this recipe, without loading a tokenizer or
+    any ML library; None when `preprocess` (or `run`) has not built it yet."""
+    task = load_task(recipe.data.task, recipe.source_dir, recipe.data.task_overrides)
+    source_sha = content_sha256(data_path(recipe, recipe.data.source.path, "data.source.path"))
+    pointer = cache_root(recipe) / "index" / lookup_key(recipe, task, source_sha)[:24]
+    try:
+        entry = Path(pointer.read_text(encoding="utf-8").strip())
+        return BuildReport.from_json((entry / _REPORT).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _recipe_parts(recipe: Recipe, task: TaskSpec, source_sha: str) -> dict[str, Any]:
     traces = recipe.data.traces
-    parts = {
+    return {
         "version": CACHE_VERSION,
         "source": source_sha,
         "traces": content_sha256(data_path(recipe, traces.path, "data.traces.path"))
@@ -172,9 +204,10 @@ def cache_key(recipe: Recipe, task: TaskSpec, tokenizer, source_sha: str) -> str
         "split_seed": split_seed(recipe),
         "method": recipe.method.name,
         "task": task.model_dump(mode="json"),
-        "tokenizer": tokenizer_identity(tokenizer),
-        "template": getattr(tokenizer, "chat_template", None),
     }
+
+
+def _sha(parts: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
@@ -213,6 +246,14 @@ def _save(dataset: DatasetDict, report: BuildReport, path: Path) -> None:
         os.replace(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _point(pointer: Path, entry: Path) -> None:
+    """Record ``entry`` as the newest build for a `lookup_key` (atomic rename)."""
+    pointer.parent.mkdir(parents=True, exist_ok=True)
+    tmp = pointer.with_name(pointer.name + f".tmp-{os.getpid()}")
+    tmp.write_text(str(entry) + "\n", encoding="utf-8")
+    os.replace(tmp, pointer)
 
 
 def _load_cached(path: Path) -> tuple[DatasetDict, BuildReport] | None:

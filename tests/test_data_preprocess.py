@@ -98,6 +98,20 @@ def test_cache_hit_on_second_run_and_invalidation(tmp_path):
     assert not third.cache_hit and third.rows == 7
 
 
+def test_cached_report_for_plan_needs_no_tokenizer(tmp_path):
+    from llmscisci_cfg.preprocess import cached_report
+
+    write_csv(tmp_path / "r.csv", reports(6))
+    recipe = make_recipe(tmp_path, "r.csv")
+    assert cached_report(recipe) is None
+    _, built = build_dataset(recipe)
+    found = cached_report(recipe)
+    assert found is not None and found.summary() == built.summary()
+    assert found.cache_key == built.cache_key
+    write_csv(tmp_path / "r.csv", reports(7))  # new content: the old build no longer answers
+    assert cached_report(recipe) is None
+
+
 def test_cache_dir_from_environment(tmp_path, monkeypatch):
     write_csv(tmp_path / "r.csv", reports(3))
     monkeypatch.setenv("LLMSCISCI_CACHE", str(tmp_path / "envcache"))
