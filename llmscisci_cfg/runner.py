@@ -160,6 +160,7 @@ def train(
     built = build_trainer(recipe, compiled, [MetricsCallback(run_dir), world, resume_state])
     resume_state.trainer = built.trainer
     if record is not None:
+        print(_opening_line(recipe, compiled.device, built.data_report, checkpoint), flush=True)
         manifest.update(
             run_dir,
             record,
@@ -188,3 +189,14 @@ def train(
             processes=world.processes,
             train_seconds=round(train_seconds, 4),
         )
+
+
+def _opening_line(recipe: Recipe, device: str, report, checkpoint: Path | None) -> str:
+    """What is about to train, printed once by rank 0 before the progress bar."""
+    dropped = sum(report.dropped.values())
+    split = ", ".join(f"{n} {name}" for name, n in report.splits.items())
+    start = f", resuming from {checkpoint.name}" if checkpoint else ""
+    return (
+        f"{recipe.method.name} on {recipe.model.name_or_path} ({device}, "
+        f"{recipe.launch.num_processes} process(es)): {split} examples, {dropped} dropped{start}"
+    )
