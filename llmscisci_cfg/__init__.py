@@ -7,7 +7,8 @@ The public Python API mirrors the CLI and stays light to import:
 >>> recipe.method.name
 'sft'
 
-`plan(...)`, `preprocess(...)` and `run(...)` import their heavy machinery only when called.
+`make_plan`, `build_dataset` and `run` import their heavy machinery only when called.
+(They are not named ``plan``/``preprocess``: those are submodules.)
 """
 
 from __future__ import annotations
@@ -16,22 +17,22 @@ from llmscisci_cfg.errors import RecipeError, UserError
 from llmscisci_cfg.loader import load_recipe
 from llmscisci_cfg.schema import Recipe
 
-__all__ = ["Recipe", "RecipeError", "UserError", "load_recipe", "plan", "preprocess", "run"]
+__all__ = ["Recipe", "RecipeError", "UserError", "build_dataset", "load_recipe", "make_plan", "run"]
 __version__ = "0.1.0"
 
 
-def plan(recipe: str, overrides: list[str] | tuple[str, ...] = ()):
-    """The compiled plan of a recipe (as `llmscisci plan`); loads no model."""
-    from llmscisci_cfg.plan import make_plan
+def make_plan(recipe: str, overrides: list[str] | tuple[str, ...] = ()):
+    """What `run` would do (as `llmscisci plan`); loads no model."""
+    from llmscisci_cfg.plan import make_plan as _make_plan
 
-    return make_plan(recipe, tuple(overrides))
+    return _make_plan(recipe, tuple(overrides))
 
 
-def preprocess(recipe: Recipe):
-    """Build (or load from cache) the dataset of a recipe: ``(DatasetDict, BuildReport)``."""
-    from llmscisci_cfg.preprocess import build_dataset
+def build_dataset(recipe: Recipe):
+    """The recipe's dataset (as `llmscisci preprocess`): ``(DatasetDict, BuildReport)``, cached."""
+    from llmscisci_cfg.preprocess import build_dataset as _build_dataset
 
-    return build_dataset(recipe)
+    return _build_dataset(recipe)
 
 
 def run(recipe: str, overrides: list[str] | tuple[str, ...] = (), **kwargs):

@@ -39,7 +39,8 @@ def build_trainer(recipe: Recipe, compiled: Compiled, callbacks: list[Any] = ())
         dataset, report = build_dataset(recipe, tokenizer=tokenizer)
     args = make_config(compiled)
     model = load_model(recipe, compiled)
-    rewards = make_rewards(recipe, tokenizer) if compiled.method == "grpo" else []
+    columns = dataset["train"].column_names
+    rewards = make_rewards(recipe, tokenizer, columns) if compiled.method == "grpo" else []
     kwargs: dict[str, Any] = {
         "model": model,
         "args": args,
@@ -95,12 +96,17 @@ def make_bnb(compiled: Compiled) -> Any:
     return BitsAndBytesConfig(**kwargs)
 
 
-def make_rewards(recipe: Recipe, tokenizer: Any) -> list[Any]:
-    """The reward callables in recipe order (their weights are in the GRPO config)."""
+def make_rewards(recipe: Recipe, tokenizer: Any, columns: list[str]) -> list[Any]:
+    """The reward callables in recipe order (their weights are in the GRPO config); each
+    plug-in's signature is checked against the dataset's ``columns``."""
     from llmscisci_cfg.rewards.compose import build_rewards, task_num_categories
 
     stack = build_rewards(
-        recipe.rewards or [], recipe.source_dir, task_num_categories(recipe), tokenizer=tokenizer
+        recipe.rewards or [],
+        recipe.source_dir,
+        task_num_categories(recipe),
+        tokenizer=tokenizer,
+        columns=columns,
     )
     return list(stack.funcs)
 

@@ -207,9 +207,8 @@ def compile_grpo(recipe: Recipe, device: str, run_dir: Path) -> Compiled:
         "steps_per_generation": t.gradient_accumulation_steps,
     }
     if kwargs["eval_strategy"] != "no" and (t.per_device_batch_size * n_proc) % m.num_generations:
-        kwargs["per_device_eval_batch_size"] = (
-            m.num_generations
-        )  # TRL: eval batch holds whole groups
+        # TRL: an eval batch holds whole groups
+        kwargs["per_device_eval_batch_size"] = m.num_generations
     generation_batch = t.per_device_batch_size * n_proc * t.gradient_accumulation_steps
     return Compiled(
         method="grpo",

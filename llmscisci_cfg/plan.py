@@ -81,6 +81,10 @@ class Plan:
 def make_plan(recipe_ref: str, overrides: tuple[str, ...] = ()) -> Plan:
     """Load and compile ``recipe_ref`` for this machine."""
     recipe = load_recipe(recipe_ref, overrides)
+    if recipe.rewards:  # plug-ins are imported here, not at validate time
+        from llmscisci_cfg.rewards.registry import check_callables, raise_found
+
+        raise_found(check_callables(recipe.rewards, recipe.source_dir))
     cuda = checks.cuda_present()
     run_dir = str(default_run_dir(recipe))
     lp = launch.plan_launch(recipe, recipe_ref, tuple(overrides), run_dir, cuda)

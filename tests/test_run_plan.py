@@ -51,3 +51,19 @@ def test_plan_reports_machine_problems_without_failing(tmp_path):
             "bitsandbytes quantization is refused on CPU" in p for p in plan.machine_problems
         )
     assert plan.compiled.bnb_kwargs["load_in_4bit"] is True
+
+
+def test_plan_imports_plugins_and_checks_their_signature(cli, tmp_path):
+    (tmp_path / "myrew.py").write_text(
+        "def needs_col(completions, missing_column, **kwargs):\n    return [0.0] * len(completions)\n"
+        "def fine(completions, gold, scale=1.0, **kwargs):\n    return [scale] * len(completions)\n"
+    )
+    text = (RECIPES / "quickstart" / "grpo_tiny.yaml").read_text()
+    text = text.replace("  - name: format\n", "  - name: format\n  - name: myrew.py:needs_col\n")
+    (tmp_path / "r.yaml").write_text(text)
+    assert cli("validate", tmp_path / "r.yaml").exit_code == 0  # validate does not import plug-ins
+    result = cli("plan", tmp_path / "r.yaml")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "rewards.1.name: myrew.py:needs_col: it needs 'missing_column'" in result.output
+    (tmp_path / "r.yaml").write_text(text.replace("needs_col", "fine\n    params: {scale: 2.0}"))
+    assert cli("plan", tmp_path / "r.yaml").exit_code == 0
