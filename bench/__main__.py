@@ -22,18 +22,30 @@ HERE = Path(__file__).resolve().parent
 # key → (goal text, predicate on the measured value)
 GOALS = {
     "validate_seconds": ("≤ 0.5 s median, fresh process", lambda v: v <= 0.5),
-    "validate_vs_trl_import_ratio": ("≥ 10× faster than `from trl import GRPOTrainer`", lambda v: v >= 10),
-    "rewards_per_second": ("≥ 100,000 completions/s (format + stepwise_label + hamming)", lambda v: v >= 100_000),
+    "validate_vs_trl_import_ratio": (
+        "≥ 10× faster than `from trl import GRPOTrainer`",
+        lambda v: v >= 10,
+    ),
+    "rewards_per_second": (
+        "≥ 100,000 completions/s (format + stepwise_label + hamming)",
+        lambda v: v >= 100_000,
+    ),
     "rewards_speedup_vs_naive": ("≥ 20× the notebook-style baseline", lambda v: v >= 20),
-    "train_overhead_ratio_sft": ("train() time vs hand-written TRL ≤ 1.03, identical losses", lambda v: v <= 1.03),
-    "train_overhead_ratio_grpo": ("train() time vs hand-written TRL ≤ 1.03, identical losses", lambda v: v <= 1.03),
+    "train_overhead_ratio_sft": (
+        "train() time vs hand-written TRL ≤ 1.03, identical losses",
+        lambda v: v <= 1.03,
+    ),
+    "train_overhead_ratio_grpo": (
+        "train() time vs hand-written TRL ≤ 1.03, identical losses",
+        lambda v: v <= 1.03,
+    ),
     "preprocess_cache_ratio": ("second preprocess ≤ 0.10 of the first", lambda v: v <= 0.10),
     "quickstart_seconds": ("SFT then GRPO (plus evals) ≤ 90 s wall", lambda v: v <= 90),
 }
 
 SUITES = {
     "validate": bench_validate.run,
-    "rewards": bench_rewards.run,
+    "rewards": bench_rewards.figures,
     "runner": bench_runner.run,
     "preprocess": bench_preprocess.run,
     "quickstart": bench_quickstart.run,
@@ -67,7 +79,9 @@ def write_markdown(results: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Run the CPU benchmarks and record them.")
-    parser.add_argument("--only", choices=sorted(SUITES), action="append", help="Run only these suites.")
+    parser.add_argument(
+        "--only", choices=sorted(SUITES), action="append", help="Run only these suites."
+    )
     args = parser.parse_args()
     path = HERE / "results.json"
     results = json.loads(path.read_text()) if path.exists() else {}

@@ -15,6 +15,7 @@ from __future__ import annotations
 import ast
 import random
 import re
+import statistics
 import sys
 import time
 from typing import Any
@@ -149,17 +150,14 @@ def nb_hamming(completions, id, aspect, frame, **kwargs):
 # ----------------------------------------------------------------------------- timing
 
 
-def _best_time(fn, repeats: int) -> tuple[float, Any]:
-    best, out = float("inf"), None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, out
+def _timed(fn) -> tuple[float, Any]:
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
 
 
 def run(n: int = 10000, repeats: int = REPEATS) -> dict[str, Any]:
-    """Time both implementations on ``n`` completions; best of ``repeats`` runs each."""
+    """Time both implementations on ``n`` completions, interleaved; medians of ``repeats`` runs."""
     from llmscisci_cfg.rewards.compose import build_rewards
     from llmscisci_cfg.schema import RewardSpec
 
@@ -181,8 +179,13 @@ def run(n: int = 10000, repeats: int = REPEATS) -> dict[str, Any]:
             nb_hamming(comps, batch["id"], batch["aspect"], batch["frame"]),
         ]
 
-    ours_s, ours_out = _best_time(ours, repeats)
-    base_s, base_out = _best_time(baseline, max(1, min(repeats, 2)))
+    ours_times, base_times = [], []
+    for _ in range(repeats):
+        t, ours_out = _timed(ours)
+        ours_times.append(t)
+        t, base_out = _timed(baseline)
+        base_times.append(t)
+    ours_s, base_s = statistics.median(ours_times), statistics.median(base_times)
     return {
         "n": n,
         "rewards": stack.names,
@@ -193,6 +196,18 @@ def run(n: int = 10000, repeats: int = REPEATS) -> dict[str, Any]:
         "speedup": base_s / ours_s,
         "agree": ours_out == base_out,
         "python": sys.version.split()[0],
+    }
+
+
+def figures(n: int = 10000) -> dict[str, Any]:
+    """The flat keys `python -m bench` records."""
+    r = run(n)
+    if not r["agree"]:
+        raise AssertionError("the rewards disagree with the notebook-style baseline")
+    return {
+        "rewards_per_second": round(r["ours_completions_per_s"]),
+        "rewards_speedup_vs_naive": round(r["speedup"], 1),
+        "rewards_naive_per_second": round(r["baseline_completions_per_s"]),
     }
 
 

@@ -150,9 +150,13 @@ def _describe(err: dict, data: Any) -> tuple[Path_, str]:
     if kind == "union_tag_invalid":
         got = err["input"].get("name") if isinstance(err.get("input"), dict) else None
         hint = _did_you_mean(str(got), _METHOD_NAMES)
-        return tuple(path) + ("name",), f"unknown method {got!r}; choose one of {', '.join(_METHOD_NAMES)}{hint}"
+        return tuple(path) + (
+            "name",
+        ), f"unknown method {got!r}; choose one of {', '.join(_METHOD_NAMES)}{hint}"
     if kind == "union_tag_not_found":
-        return tuple(path) + ("name",), f"required key is missing; choose one of {', '.join(_METHOD_NAMES)}"
+        return tuple(path) + (
+            "name",
+        ), f"required key is missing; choose one of {', '.join(_METHOD_NAMES)}"
     message = err["msg"]
     value = err.get("input")
     if not isinstance(value, (dict, list)):
@@ -198,31 +202,22 @@ def _model_at(path: Path_, data: Any) -> type[BaseModel] | None:
 
 
 def _pick(annotation: Any, node: Any) -> Any:
-    """Strip Optional/Annotated/unions down to the member that fits ``node``."""
-    while True:
-        origin = typing.get_origin(annotation)
-        if origin is typing.Annotated:
-            annotation = typing.get_args(annotation)[0]
-            continue
-        if origin in (typing.Union, types.UnionType):
-            members = [a for a in typing.get_args(annotation) if a is not type(None)]
-            models = [m for m in members if isinstance(m, type) and issubclass(m, BaseModel)]
-            if len(models) > 1 and isinstance(node, dict):
-                named = [
-                    m
-                    for m in models
-                    if "name" in m.model_fields
-                    and node.get("name") in typing.get_args(m.model_fields["name"].annotation)
-                ]
-                annotation = named[0] if named else models[0]
-            elif models:
-                annotation = models[0]
-            else:
-                annotation = members[0] if len(members) == 1 else annotation
-                if len(members) != 1:
-                    return annotation
-            continue
+    """Strip Annotated/Optional; of a union of sections, the one whose ``name`` matches ``node``."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        return _pick(typing.get_args(annotation)[0], node)
+    if typing.get_origin(annotation) not in (typing.Union, types.UnionType):
         return annotation
+    members = [a for a in typing.get_args(annotation) if a is not type(None)]
+    models = [m for m in members if isinstance(m, type) and issubclass(m, BaseModel)]
+    name = node.get("name") if isinstance(node, dict) else None
+    for model in models:
+        if "name" in model.model_fields and name in typing.get_args(
+            model.model_fields["name"].annotation
+        ):
+            return model
+    if models:
+        return models[0]
+    return members[0] if len(members) == 1 else annotation
 
 
 def _item_type(annotation: Any) -> Any:

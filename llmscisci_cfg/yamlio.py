@@ -25,6 +25,8 @@ _STANDARD_TAGS = {
     "tag:yaml.org,2002:" + t
     for t in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp", "merge")
 }
+# libyaml's parser when PyYAML has it (about 5x faster); both give the same nodes and marks
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _EXP_FLOAT = re.compile(r"^[-+]?(\d+(\.\d*)?|\.\d+)[eE][-+]?\d+$")
 
 
@@ -61,7 +63,7 @@ def _pos(mark: yaml.Mark) -> tuple[int, int]:
 
 
 class _Builder:
-    def __init__(self, loader: yaml.SafeLoader, out: Located):
+    def __init__(self, loader: yaml.SafeLoader | yaml.CSafeLoader, out: Located):
         self.loader = loader
         self.out = out
 
@@ -118,7 +120,7 @@ def load_text(text: str, file: str) -> Located:
     """Parse one YAML document from ``text``; ``file`` is used in messages only."""
     out = Located(data=None, file=file)
     try:
-        loader = yaml.SafeLoader(text)
+        loader = _Loader(text)
     except yaml.reader.ReaderError as exc:
         before = text[: exc.position]
         line, col = before.count("\n") + 1, exc.position - (before.rfind("\n") + 1) + 1
@@ -134,7 +136,7 @@ def load_text(text: str, file: str) -> Located:
         mark = exc.problem_mark or exc.context_mark
         line, col = _pos(mark) if mark else (1, 1)
         problem = exc.problem or exc.context or "invalid YAML"
-        hint = " (YAML forbids tabs for indentation; use spaces)" if "\\t" in problem else ""
+        hint = " (YAML forbids tabs for indentation; use spaces)" if "\\t" in problem or "tab" in problem else ""
         raise UserError(f"{file}:{line}:{col}: YAML syntax error: {problem}{hint}") from None
     except yaml.YAMLError as exc:
         raise UserError(f"{file}:1:1: YAML error: {exc}") from None

@@ -1,0 +1,717 @@
+"""QLoRA throughput on a GPU: ``python -m bench.gpu`` (needs CUDA; ``--cpu-smoke`` checks it on CPU).
+
+Randomly initialised models of the published ``google/gemma-3-1b-it`` and
+``Qwen/Qwen2.5-1.5B-Instruct`` shapes are built from their config.json values (nothing is
+downloaded) and saved to a temporary directory, so bitsandbytes quantizes them at load time as
+it would a hub checkpoint. Each model then trains through ``llmscisci run`` itself
+(`llmscisci_cfg.runner.run` on a recipe written to a temp dir): QLoRA (4-bit nf4, double
+quant, bf16 compute, LoRA r 16 on all linear layers), SFT and GRPO on ``builtin:sample``.
+The shipped tiny tokenizer stands in for the real one (throughput does not depend on which
+ids are fed); the embedding keeps the real vocabulary, so the lm_head costs what it really costs.
+
+Measured per model and method, over the steps after ``--warmup-steps``:
+
+- training tokens/s: TRL's ``num_tokens`` (non-pad prompt + completion tokens, from
+  ``metrics.jsonl``) over the wall time between the end of the last warm-up step and the end
+  of the last step. For GRPO the time spent in ``generate()`` is taken out;
+  ``grpo_step_tokens_per_s`` keeps it in.
+- generation tokens/s (GRPO): tokens decoded by ``generate()`` (batch x new positions, so
+  rows that already hit EOS count until the batch finishes) over the time spent in it.
+- peak memory: ``torch.cuda.max_memory_allocated`` over the whole run (load included), in GiB
+  (``--cpu-smoke``: the process's peak RSS instead).
+- MFU = 6 x N x training tokens/s / device bf16 peak, where N = weights of every linear layer
+  of the forward pass, lm_head included (embedding lookups excluded; LoRA and attention
+  score FLOPs ignored). 6N is the usual fwd (2N) + bwd (4N) convention; with frozen 4-bit
+  base weights the backward skips the weight gradients, so executed matmul FLOPs are nearer
+  4N, and nf4 dequantisation is not counted. The peak comes from `PEAK_TFLOPS` by
+  ``torch.cuda.get_device_name`` (dense bf16 spec-sheet figures) or ``--peak-tflops``.
+
+Outputs: ``results_gpu.json`` (flat keys) and the ``## GPU`` section at the end of
+``RESULTS.md``, both in ``--out-dir`` (default ``bench/``). `python -m bench` keeps that
+section when it regenerates the CPU table.
+
+Without CUDA it exits 2, unless ``--cpu-smoke``: the same code path on CPU with the tiny
+built-in sizes, float32, no quantization, 2 steps each, written to a temp dir.
+
+On the lent machine (tool ``device``), whose image lacks trl, datasets, bitsandbytes (and
+pydantic, dill, multiprocess): once, here, in the repo root::
+
+    echo /.whl/ >> .git/info/exclude
+    python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \\
+      --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \\
+      --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 \\
+      --platform manylinux2014_x86_64 --platform manylinux1_x86_64 -d .whl \\
+      trl==1.16.0 datasets==5.2.0 bitsandbytes==0.50.2 peft==0.21.2 dill==0.4.1 \\
+      multiprocess==0.70.19 pydantic==2.14.3 pydantic-core==2.50.4 annotated-types==0.8.0 \\
+      typing-inspection==0.4.5
+
+(about 48 MB; bitsandbytes needs manylinux_2_24 and ships its CUDA 13 library). Then one
+``run`` with ``carry: [".whl"]`` and, as its command::
+
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \\
+      --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site || exit; set -o pipefail; \\
+    PYTHONUNBUFFERED=1 python3 -m bench.gpu --out-dir $OUT 2>&1 | tee $OUT/log
+
+(estimated at 5 to 8 minutes for both models, not yet timed; ``--models gemma3_1b`` and
+``--models qwen25_1_5b`` split it over two calls). datasets 5.2 wants pyarrow >= 24 and
+fsspec <= 2026.9.0 from the image; if an import fails there, ``python3 -m pip show pyarrow
+fsspec`` says which wheel to carry too. Back here, with the returned files::
+
+    python -m bench.gpu --render FILES_AT/results_gpu.json [SECOND/results_gpu.json]
+
+merges them into ``bench/results_gpu.json`` and rewrites the ``## GPU`` section of
+``bench/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+RESULTS_JSON = "results_gpu.json"
+RESULTS_MD = "RESULTS.md"
+GPU_HEADING = "## GPU"
+
+# config.json of google/gemma-3-1b-it as published (text model, Gemma3ForCausalLM)
+GEMMA3_1B = {
+    "architectures": ["Gemma3ForCausalLM"],
+    "model_type": "gemma3_text",
+    "attention_bias": False,
+    "attention_dropout": 0.0,
+    "attn_logit_softcapping": None,
+    "bos_token_id": 2,
+    "eos_token_id": [1, 106],
+    "final_logit_softcapping": None,
+    "head_dim": 256,
+    "hidden_activation": "gelu_pytorch_tanh",
+    "hidden_size": 1152,
+    "initializer_range": 0.02,
+    "intermediate_size": 6912,
+    "max_position_embeddings": 32768,
+    "num_attention_heads": 4,
+    "num_hidden_layers": 26,
+    "num_key_value_heads": 1,
+    "pad_token_id": 0,
+    "query_pre_attn_scalar": 256,
+    "rms_norm_eps": 1e-06,
+    "rope_local_base_freq": 10000.0,
+    "rope_scaling": None,
+    "rope_theta": 1000000.0,
+    "sliding_window": 512,
+    "sliding_window_pattern": 6,
+    "tie_word_embeddings": True,
+    "vocab_size": 262144,
+}
+# config.json of Qwen/Qwen2.5-1.5B-Instruct as published
+QWEN25_1_5B = {
+    "architectures": ["Qwen2ForCausalLM"],
+    "model_type": "qwen2",
+    "attention_dropout": 0.0,
+    "bos_token_id": 151643,
+    "eos_token_id": 151645,
+    "hidden_act": "silu",
+    "hidden_size": 1536,
+    "initializer_range": 0.02,
+    "intermediate_size": 8960,
+    "max_position_embeddings": 32768,
+    "max_window_layers": 21,
+    "num_attention_heads": 12,
+    "num_hidden_layers": 28,
+    "num_key_value_heads": 2,
+    "rms_norm_eps": 1e-06,
+    "rope_theta": 1000000.0,
+    "sliding_window": 32768,
+    "tie_word_embeddings": True,
+    "use_sliding_window": False,
+    "vocab_size": 151936,
+}
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A model shape to benchmark: its published config and the llmscisci family/template."""
+
+    key: str
+    title: str
+    config: dict[str, Any]
+    family: str
+    template: str
+
+
+SHAPES = {
+    "gemma3_1b": Shape("gemma3_1b", "gemma-3-1b-it shape", GEMMA3_1B, "gemma3", "gemma3"),
+    "qwen25_1_5b": Shape(
+        "qwen25_1_5b", "Qwen2.5-1.5B-Instruct shape", QWEN25_1_5B, "qwen2", "chatml"
+    ),
+}
+METHODS = ("sft", "grpo")
+
+# Dense bf16 tensor-core peaks (TFLOP/s, spec sheets, no sparsity); first substring match wins.
+PEAK_TFLOPS = (
+    ("H200 NVL", 835.5),
+    ("H200", 989.4),
+    ("H100 NVL", 835.5),
+    ("H100 PCIe", 756.5),
+    ("H100", 989.4),  # SXM, e.g. "NVIDIA H100 80GB HBM3"
+    ("A100", 312.0),
+    ("L40S", 362.1),
+    ("L4", 121.0),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How each job trains; `gpu_settings` and `smoke_settings` are the two presets."""
+
+    smoke: bool
+    quantize: bool
+    warmup_steps: int
+    sft_steps: int
+    grpo_steps: int
+    sft_batch: int = 16
+    sft_max_length: int = 1024
+    grpo_batch: int = 16
+    num_generations: int = 8
+    max_completion_length: int = 256
+    lora_r: int = 16
+
+    @property
+    def device(self) -> str:
+        return "cpu" if self.smoke else "cuda"
+
+    def describe(self) -> str:
+        weights = "4-bit nf4 + double quant, bf16" if self.quantize else "float32, no quantization"
+        return (
+            f"{weights}, LoRA r {self.lora_r} on all linear layers, sdpa attention, "
+            "builtin:sample data with the shipped tiny tokenizer; "
+            f"SFT batch {self.sft_batch} (max_length {self.sft_max_length}), GRPO batch "
+            f"{self.grpo_batch} ({self.num_generations} generations of "
+            f"{self.max_completion_length} tokens); {self.warmup_steps} warm-up step(s), "
+            f"then {self.sft_steps - self.warmup_steps} SFT / "
+            f"{self.grpo_steps - self.warmup_steps} GRPO timed steps"
+        )
+
+
+def gpu_settings(warmup: int = 2, sft_steps: int = 12, grpo_steps: int = 5) -> Settings:
+    return Settings(False, True, warmup, sft_steps, grpo_steps)
+
+
+def smoke_settings(quantize: bool = False) -> Settings:
+    """Tiny CPU run; ``quantize`` adds 4-bit weights through bitsandbytes' CPU backend."""
+    return Settings(
+        True, quantize, 1, 2, 2, sft_batch=2, sft_max_length=256, grpo_batch=4, num_generations=2,
+        max_completion_length=8, lora_r=4,
+    )  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- models
+
+
+def model_config(shape: Shape, smoke: bool):
+    """The transformers config of ``shape``, with the tiny tokenizer's special ids.
+
+    ``smoke``: the built-in tiny sizes (hidden 128, 2 layers) and a vocab a little larger
+    than the tokenizer's, so the "embedding bigger than the tokenizer" path still runs.
+    """
+    from transformers import AutoConfig
+
+    from llmscisci_cfg import tiny
+
+    values = dict(shape.config)
+    tokenizer = tiny.load_tiny_tokenizer(shape.template)
+    ids = tokenizer.convert_tokens_to_ids
+    values |= {
+        "pad_token_id": ids("<pad>"),
+        "bos_token_id": ids("<bos>"),
+        "eos_token_id": [ids(t) for t in tiny.END_OF_TURN],
+    }
+    if smoke:
+        values |= {
+            "hidden_size": tiny.HIDDEN,
+            "intermediate_size": tiny.FFN,
+            "num_hidden_layers": tiny.LAYERS,
+            "num_attention_heads": tiny.HEADS,
+            "num_key_value_heads": tiny.KV_HEADS,
+            "max_position_embeddings": tiny.MAX_POSITIONS,
+            "vocab_size": len(tokenizer) + 256,
+        }
+        if "head_dim" in values:
+            values |= {"head_dim": tiny.HIDDEN // tiny.HEADS, "sliding_window_pattern": 2}
+    values.pop("architectures")
+    return AutoConfig.for_model(values.pop("model_type"), **values)
+
+
+def forward_params(model) -> int:
+    """Weights of every linear layer of a forward pass (lm_head included, even when tied)."""
+    import torch
+
+    return sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+
+
+def save_model(shape: Shape, directory: Path, smoke: bool) -> dict[str, int]:
+    """Build ``shape`` with random weights (seed 0), save it and the tokenizer to ``directory``."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from llmscisci_cfg import tiny
+
+    config = model_config(shape, smoke)
+    device = "cpu" if smoke or not torch.cuda.is_available() else "cuda"
+    dtype = torch.float32 if smoke else torch.bfloat16
+    with torch.random.fork_rng(devices=[]), torch.device(device):
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    model.generation_config.pad_token_id = config.pad_token_id
+    model.generation_config.eos_token_id = config.eos_token_id
+    model.save_pretrained(directory)
+    tiny.load_tiny_tokenizer(shape.template).save_pretrained(directory)
+    sizes = {
+        "forward_params": forward_params(model),
+        "total_params": sum(p.numel() for p in model.parameters()),
+    }
+    del model
+    _free_memory()
+    return sizes
+
+
+# ----------------------------------------------------------------------------- recipes
+
+
+def recipe(shape: Shape, method: str, model_dir: Path, s: Settings) -> dict[str, Any]:
+    """The recipe (as YAML data) that trains ``shape`` with ``method`` through llmscisci."""
+    model: dict[str, Any] = {
+        "name_or_path": str(model_dir),
+        "family": shape.family,
+        "dtype": "bfloat16" if s.quantize else "float32",
+        "attn_implementation": "sdpa",
+        "lora": {"r": s.lora_r, "alpha": 2 * s.lora_r, "dropout": 0.05},
+    }
+    if s.quantize:
+        model["quantization"] = {
+            "bits": 4,
+            "quant_type": "nf4",
+            "double_quant": True,
+            "compute_dtype": "bfloat16",
+            "allow_cpu": s.smoke,
+        }
+    steps = s.sft_steps if method == "sft" else s.grpo_steps
+    data: dict[str, Any] = {
+        "source": {"path": "builtin:sample"},
+        "columns": {"id": "doi", "label": {"easy": "y_easy_gpt4", "difficult": "y_diff_gpt4"}},
+        "length_filter": None,
+    }
+    out: dict[str, Any] = {
+        "version": 1,
+        "name": f"bench_gpu_{shape.key}_{method}",
+        "model": model,
+        "data": data,
+        "train": {
+            "per_device_batch_size": s.sft_batch if method == "sft" else s.grpo_batch,
+            "learning_rate": 1e-4,
+            "max_steps": steps,
+            "lr_scheduler": "constant",
+            "logging_steps": 1,
+            "save_steps": steps + 1,  # no checkpoint inside the timed steps
+            "seed": 0,
+        },
+        "launch": {"device": s.device},
+    }
+    if method == "sft":
+        data["traces"] = {"path": "builtin:sample_traces", "missing": "empty"}
+        out["method"] = {"name": "sft", "max_length": s.sft_max_length}
+    else:
+        out["method"] = {
+            "name": "grpo",
+            "num_generations": s.num_generations,
+            "max_completion_length": s.max_completion_length,
+            "beta": 0.0,
+            "loss_type": "dapo",
+        }
+        out["rewards"] = [{"name": "format"}, {"name": "stepwise_label"}, {"name": "hamming"}]
+    return out
+
+
+# ----------------------------------------------------------------------------- probes
+
+
+@dataclass
+class Generation:
+    start: float
+    seconds: float
+    tokens: int
+
+
+@dataclass
+class Probe:
+    """Wall-clock marks of one training run: step ends and every ``generate()`` call."""
+
+    step_ends: dict[int, float] = field(default_factory=dict)
+    generations: list[Generation] = field(default_factory=list)
+    trainable_params: int = 0
+
+
+def _sync() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def _step_timer(probe: Probe):
+    from transformers import TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            _sync()
+            probe.step_ends[state.global_step] = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            _sync()
+            probe.step_ends[state.global_step] = time.perf_counter()
+
+    return StepTimer()
+
+
+@contextlib.contextmanager
+def instrumented():
+    """Time steps and ``generate()`` of the trainer that `llmscisci_cfg.runner.run` builds.
+
+    Wraps `llmscisci_cfg.build.build_trainer` (which the runner looks up at call time) to add
+    a step-timer callback, and ``GenerationMixin.generate`` to time decoding; both are
+    restored on exit.
+    """
+    from transformers.generation.utils import GenerationMixin
+
+    import llmscisci_cfg.build as build
+
+    probe = Probe()
+    real_build, real_generate = build.build_trainer, GenerationMixin.generate
+
+    def build_trainer(recipe, compiled, callbacks=()):
+        built = real_build(recipe, compiled, [*callbacks, _step_timer(probe)])
+        params = built.trainer.model.parameters()
+        probe.trainable_params = sum(p.numel() for p in params if p.requires_grad)
+        return built
+
+    def generate(self, *args, **kwargs):
+        prompt = kwargs.get("input_ids", args[0] if args else None)
+        _sync()
+        start = time.perf_counter()
+        out = real_generate(self, *args, **kwargs)
+        _sync()
+        seqs = getattr(out, "sequences", out)
+        new = seqs.shape[1] - (prompt.shape[1] if prompt is not None else 0)
+        probe.generations.append(
+            Generation(start, time.perf_counter() - start, seqs.shape[0] * new)
+        )
+        return out
+
+    build.build_trainer, GenerationMixin.generate = build_trainer, generate
+    try:
+        yield probe
+    finally:
+        build.build_trainer, GenerationMixin.generate = real_build, real_generate
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def job_figures(
+    method: str, probe: Probe, rows: list[dict], warmup: int, n_fwd: int, peak: float | None
+) -> dict[str, Any]:
+    """Throughput figures of one run over the steps after ``warmup`` (see the module doc)."""
+    last = max(probe.step_ends)
+    if warmup >= last:
+        raise ValueError(f"no timed steps: warm-up {warmup} >= steps {last}")
+    t0, t1 = probe.step_ends[warmup], probe.step_ends[last]
+    tokens_at = {0: 0} | {r["step"]: r["num_tokens"] for r in rows if "num_tokens" in r}
+    tokens = tokens_at[last] - tokens_at[warmup]
+    wall = t1 - t0
+    gens = [g for g in probe.generations if t0 <= g.start < t1]
+    gen_seconds = sum(g.seconds for g in gens)
+    train_tps = tokens / (wall - gen_seconds)
+    out: dict[str, Any] = {
+        "timed_steps": last - warmup,
+        "tokens_per_step": round(tokens / (last - warmup), 1),
+        "seconds_per_step": round(wall / (last - warmup), 4),
+        "train_tokens_per_s": round(train_tps, 1),
+        "mfu": round(6 * n_fwd * train_tps / (peak * 1e12), 4) if peak else None,
+    }
+    if method == "grpo":
+        if not gens:
+            raise RuntimeError("GRPO ran but no generate() call was timed")
+        lengths = [r["completions/mean_length"] for r in rows if "completions/mean_length" in r]
+        out |= {
+            "gen_tokens_per_s": round(sum(g.tokens for g in gens) / gen_seconds, 1),
+            "gen_time_share": round(gen_seconds / wall, 3),
+            "step_tokens_per_s": round(tokens / wall, 1),
+            "completion_mean_length": round(sum(lengths) / len(lengths), 1) if lengths else None,
+        }
+    return out
+
+
+def peak_tflops(device_name: str) -> float | None:
+    """Dense bf16 peak of a device by name, or None when it is not in `PEAK_TFLOPS`."""
+    for key, value in PEAK_TFLOPS:
+        if key.lower() in device_name.lower():
+            return value
+    return None
+
+
+def _free_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _peak_memory_gib() -> float:
+    import torch
+
+    if torch.cuda.is_available():
+        return round(torch.cuda.max_memory_allocated() / 2**30, 3)
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3)  # KiB on Linux
+
+
+def run_job(
+    shape: Shape, method: str, model_dir: Path, n_fwd: int, s: Settings, scratch: Path,
+    peak: float | None,
+) -> dict[str, Any]:  # fmt: skip
+    """Train one recipe through `llmscisci_cfg.runner.run`; figures keyed ``<model>_<method>_*``."""
+    import torch
+    import yaml
+
+    from llmscisci_cfg import rundir
+    from llmscisci_cfg.runner import run
+
+    name = f"{shape.key}_{method}"
+    path = scratch / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(recipe(shape, method, model_dir, s), sort_keys=False))
+    _free_memory()
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    with instrumented() as probe:
+        run_dir = run(str(path), (), scratch / f"run_{name}")
+    figures = job_figures(method, probe, rundir.read_metrics(run_dir), s.warmup_steps, n_fwd, peak)
+    figures |= {"peak_mem_gib": _peak_memory_gib(), "lora_params": probe.trainable_params}
+    _free_memory()
+    return {f"{name}_{k}": v for k, v in figures.items()}
+
+
+# ----------------------------------------------------------------------------- environment
+
+
+def versions() -> dict[str, str | None]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str | None] = {}
+    for name in ("torch", "transformers", "trl", "peft", "accelerate", "bitsandbytes", "datasets"):
+        try:
+            out[f"{name}_version"] = version(name)
+        except PackageNotFoundError:
+            out[f"{name}_version"] = None
+    return out
+
+
+def missing_packages() -> list[str]:
+    import importlib.util
+
+    needed = ["trl", "datasets", "peft", "pydantic", "bitsandbytes"]
+    return [n for n in needed if importlib.util.find_spec(n) is None]
+
+
+def device_name(smoke: bool) -> str:
+    import platform
+
+    import torch
+
+    if not smoke:
+        return torch.cuda.get_device_name(0)
+    return f"CPU ({platform.machine()}, {os.cpu_count()} cores; --cpu-smoke)"
+
+
+# ----------------------------------------------------------------------------- outputs
+
+
+def _fmt(value: Any, percent: bool = False) -> str:
+    if value is None:
+        return "–"
+    if percent:
+        return f"{100 * value:.1f}%"
+    return f"{value:,.0f}" if value >= 100 else f"{value:,.2f}"
+
+
+def render_section(results: dict[str, Any]) -> str:
+    """The ``## GPU`` section of RESULTS.md from ``results_gpu.json`` data."""
+    peak = results.get("peak_tflops")
+    lines = [
+        f"{GPU_HEADING}: {results['device']}",
+        "",
+        f"Measured by `python -m bench.gpu` on {results['device']}, {results['date']} "
+        f"(torch {results.get('torch_version')}, transformers {results.get('transformers_version')}, "
+        f"trl {results.get('trl_version')}, bitsandbytes {results.get('bitsandbytes_version')}).",
+        f"Randomly initialised models of the published shapes, trained through `llmscisci run`: "
+        f"{results.get('settings', '')}.",
+        "",
+        "| model | method | training tokens/s | generation tokens/s | peak memory (GiB) | MFU |",
+        "|---|---|---|---|---|---|",
+    ]
+    for shape in SHAPES.values():
+        for method in METHODS:
+            p = f"{shape.key}_{method}_"
+            if p + "train_tokens_per_s" not in results:
+                continue
+            lines.append(
+                f"| {shape.title} | {method.upper()} | {_fmt(results[p + 'train_tokens_per_s'])} "
+                f"| {_fmt(results.get(p + 'gen_tokens_per_s'))} "
+                f"| {_fmt(results[p + 'peak_mem_gib'])} | {_fmt(results[p + 'mfu'], True)} |"
+            )
+    peak_text = f"{peak:g} TFLOP/s" if peak else "unknown (pass --peak-tflops)"
+    lines += [
+        "",
+        "Training tokens/s: TRL's `num_tokens` per second of the timed steps (GRPO: time in "
+        "`generate()` excluded). Generation tokens/s: decoded tokens per second in `generate()`.",
+        f"MFU = 6 × forward linear weights × training tokens/s ÷ dense bf16 peak ({peak_text}); "
+        "with frozen 4-bit base weights the executed matmul FLOPs are nearer 4×, so this is the "
+        "conventional, not the hardware, utilisation. All keys: `bench/results_gpu.json`.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def replace_gpu_section(markdown: str, section: str) -> str:
+    """``markdown`` with its trailing ``## GPU`` section replaced by ``section`` (or added).
+
+    Keeps the contract of `bench.__main__`: the CPU part ends with a newline and the GPU part
+    starts at the first ``\\n## GPU``, which that module keeps when it regenerates the table.
+    """
+    head = markdown.split("\n" + GPU_HEADING, 1)[0]
+    if head.startswith(GPU_HEADING) or not head.strip():
+        head = "# Benchmark results\n\nCPU figures: not measured yet; run `python -m bench`.\n"
+    return head.rstrip("\n") + "\n\n" + section
+
+
+def write_outputs(results: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
+    """Merge ``results`` into ``out_dir/results_gpu.json`` (same device only) and rewrite the
+    ``## GPU`` section of ``out_dir/RESULTS.md``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path, md = out_dir / RESULTS_JSON, out_dir / RESULTS_MD
+    if path.is_file():
+        old = json.loads(path.read_text(encoding="utf-8"))
+        if old.get("device") == results.get("device"):
+            results = old | results
+    path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    text = md.read_text(encoding="utf-8") if md.is_file() else ""
+    md.write_text(replace_gpu_section(text, render_section(results)), encoding="utf-8")
+    return path, md
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def measure(shapes: list[Shape], s: Settings, peak: float | None, scratch: Path) -> dict:
+    """Build, save and train every shape; the flat results dict."""
+    os.environ.setdefault("LLMSCISCI_CACHE", str(scratch / "cache"))
+    results: dict[str, Any] = {}
+    for shape in shapes:
+        model_dir = scratch / f"model_{shape.key}"
+        sizes = save_model(shape, model_dir, s.smoke)
+        results |= {f"{shape.key}_{k}": v for k, v in sizes.items()}
+        for method in METHODS:
+            print(f"== {shape.key} {method}", flush=True)
+            results |= run_job(shape, method, model_dir, sizes["forward_params"], s, scratch, peak)
+    return results
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--cpu-smoke", action="store_true", help="Tiny shapes on CPU, temp output.")
+    p.add_argument(
+        "--smoke-4bit", action="store_true", help="With --cpu-smoke: 4-bit weights (bnb CPU)."
+    )
+    p.add_argument("--models", default=",".join(SHAPES), help="Comma-separated: %(default)s.")
+    p.add_argument("--peak-tflops", type=float, help="Device dense bf16 peak, TFLOP/s.")
+    p.add_argument("--out-dir", type=Path, help="Default: bench/ (--cpu-smoke: a temp dir).")
+    p.add_argument("--warmup-steps", type=int, default=2)
+    p.add_argument("--sft-steps", type=int, default=12, help="Warm-up steps included.")
+    p.add_argument("--grpo-steps", type=int, default=5, help="Warm-up steps included.")
+    p.add_argument(
+        "--render", nargs="+", type=Path, metavar="JSON",
+        help="No training: merge these results_gpu.json files into --out-dir and rewrite "
+        "its RESULTS.md GPU section.",
+    )  # fmt: skip
+    return p.parse_args(argv)
+
+
+def render(files: list[Path], out_dir: Path) -> None:
+    results: dict[str, Any] = {}
+    for f in files:
+        results |= json.loads(f.read_text(encoding="utf-8"))
+    for path in write_outputs(results, out_dir):
+        print(f"wrote {path}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.render:
+        render(args.render, args.out_dir or HERE)
+        return 0
+    unknown = [m for m in args.models.split(",") if m not in SHAPES]
+    if unknown:
+        print(f"bench.gpu: unknown --models {unknown}; choose from {list(SHAPES)}", file=sys.stderr)
+        return 2
+    missing = missing_packages()
+    if missing:
+        print(
+            f"bench.gpu: missing packages {missing}; see `python -m bench.gpu` doc", file=sys.stderr
+        )
+        return 2
+    import torch
+
+    if not args.cpu_smoke and not torch.cuda.is_available():
+        print(
+            "bench.gpu: no CUDA device here; run it on a GPU (see the module docstring), "
+            "or check the code path on CPU with --cpu-smoke",
+            file=sys.stderr,
+        )
+        return 2
+    s = (
+        smoke_settings(args.smoke_4bit)
+        if args.cpu_smoke
+        else gpu_settings(args.warmup_steps, args.sft_steps, args.grpo_steps)
+    )
+    device = device_name(args.cpu_smoke)
+    peak = args.peak_tflops or (None if args.cpu_smoke else peak_tflops(device))
+    out_dir = args.out_dir or (Path(tempfile.mkdtemp(prefix="bench-gpu-")) if s.smoke else HERE)
+    with tempfile.TemporaryDirectory(prefix="bench-gpu-scratch-") as tmp:
+        figures = measure([SHAPES[m] for m in args.models.split(",")], s, peak, Path(tmp))
+    results = {
+        "device": device,
+        "peak_tflops": peak,
+        "cpu_smoke": s.smoke,
+        "settings": s.describe(),
+        "date": datetime.date.today().isoformat(),
+        **versions(),
+        **figures,
+    }
+    for path in write_outputs(results, out_dir):
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
