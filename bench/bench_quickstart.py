@@ -24,11 +24,20 @@ SCRIPT = REPO / "scripts" / "quickstart.sh"
 
 
 def _once(workdir: Path) -> float:
-    env = {**os.environ, "LLMSCISCI_CACHE": str(workdir / "cache"),
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        "LLMSCISCI_CACHE": str(workdir / "cache"),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
     start = time.perf_counter()
-    subprocess.run(["bash", str(SCRIPT)], cwd=workdir, env=env, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        ["bash", str(SCRIPT)],
+        cwd=workdir,
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     return time.perf_counter() - start
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from llmscisci_cfg.compile import Compiled
+from llmscisci_cfg.errors import UserError
 from llmscisci_cfg.manifest import local_model_dir
 from llmscisci_cfg.rundir import MANIFEST
 from llmscisci_cfg.schema import Recipe
@@ -38,6 +39,7 @@ def build_trainer(recipe: Recipe, compiled: Compiled, callbacks: list[Any] = ())
     with PartialState().main_process_first():  # rank 0 fills the dataset cache, the others read it
         dataset, report = build_dataset(recipe, tokenizer=tokenizer)
     args = make_config(compiled)
+    require_examples(recipe, dataset, report, args.eval_strategy != "no")
     model = load_model(recipe, compiled)
     columns = dataset["train"].column_names
     rewards = make_rewards(recipe, tokenizer, columns) if compiled.method == "grpo" else []
@@ -58,6 +60,25 @@ def build_trainer(recipe: Recipe, compiled: Compiled, callbacks: list[Any] = ())
         _ensure_loadable(model, recipe)  # TRL reloads the reference from config._name_or_path
     trainer = trainer_class(compiled)(**kwargs)
     return Built(trainer=trainer, tokenizer=tokenizer, reward_funcs=rewards, data_report=report)
+
+
+def require_examples(recipe: Recipe, dataset: Any, report: Any, evaluate: bool) -> None:
+    """`UserError` when a split the trainer reads is empty (TRL would fail with a traceback)."""
+    for split in ("train", "test") if evaluate else ("train",):
+        if len(dataset[split]) == 0:
+            dropped = ", ".join(f"{k}: {v}" for k, v in report.dropped.items()) or "none"
+            raise UserError(
+                f"data.source.path {recipe.data.source.path}: the {split} split has no examples "
+                f"({report.rows} source rows, {report.examples} examples; dropped: {dropped}); "
+                "check data.columns, data.aspects, data.split and data.length_filter"
+            )
+
+
+def quiet_bitsandbytes() -> None:
+    """bitsandbytes warns about an optional CPU kernel package on import; it is noise here."""
+    import logging
+
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 
 def _import(dotted: str) -> Any:
@@ -167,14 +188,27 @@ def load_pretrained(path: str, compiled: Compiled) -> Any:
         kwargs["quantization_config"] = bnb
         index = PartialState().local_process_index
         kwargs["device_map"] = {"": index if compiled.device == "cuda" else "cpu"}
-    return AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    return from_pretrained(AutoModelForCausalLM, path, "model.name_or_path", **kwargs)
+
+
+def from_pretrained(cls: Any, path: str, where: str, **kwargs: Any) -> Any:
+    """``cls.from_pretrained`` with a missing or unreadable model as a `UserError`."""
+    try:
+        return cls.from_pretrained(path, **kwargs)
+    except OSError as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(
+            f"{where}: cannot load the model {path!r}: {reason} (offline? download the model "
+            "first or give a local directory)"
+        ) from None
 
 
 def load_adapter_merged(final_dir: Path, model_kwargs: dict[str, Any]) -> Any:
     """A run's LoRA ``final/`` merged into its base, e.g. for GRPO after a LoRA SFT, or export.
 
-    The base comes from the run's manifest: a built-in model rebuilt from its seed, or a
-    local directory / hub id loaded unquantized in ``model_kwargs['dtype']``.
+    The base comes from the run's manifest: a built-in model rebuilt from its seed, an earlier
+    run's LoRA ``final/`` (merged the same way), or a local directory / hub id loaded
+    unquantized in ``model_kwargs['dtype']``.
     """
     import json
 
@@ -182,7 +216,6 @@ def load_adapter_merged(final_dir: Path, model_kwargs: dict[str, Any]) -> Any:
     from peft import PeftModel
 
     from llmscisci_cfg import tiny
-    from llmscisci_cfg.errors import UserError
 
     manifest_path = final_dir.parent / MANIFEST
     if not manifest_path.is_file():
@@ -193,11 +226,15 @@ def load_adapter_merged(final_dir: Path, model_kwargs: dict[str, Any]) -> Any:
     base_ref, dtype = final["base_model"], model_kwargs["dtype"]
     if tiny.is_builtin(base_ref):
         base = tiny.build_tiny_model(base_ref, final.get("base_seed") or 0, dtype)
+    elif (Path(base_ref) / "adapter_config.json").is_file():  # over an earlier LoRA run
+        base = load_adapter_merged(Path(base_ref), model_kwargs)
     else:
         from transformers import AutoModelForCausalLM
 
-        base = AutoModelForCausalLM.from_pretrained(
+        base = from_pretrained(
+            AutoModelForCausalLM,
             base_ref,
+            f"{manifest_path}: final.base_model",
             dtype=getattr(torch, dtype),
             trust_remote_code=model_kwargs.get("trust_remote_code", False),
             revision=None if Path(base_ref).is_dir() else model_kwargs.get("revision"),

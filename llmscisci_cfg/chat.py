@@ -175,6 +175,11 @@ def _model_path(recipe: Recipe) -> str:
     for candidate in (Path(name).expanduser(), recipe.resolve(name)):
         if candidate.is_dir():
             return str(candidate)
+    if name.startswith((".", "/", "~")) or name.count("/") > 1 or name.endswith("/"):
+        raise UserError(  # not a hub id (org/name): a directory that is not there
+            f"model.name_or_path: no such directory: {name} (looked in {Path.cwd()} and "
+            f"{recipe.source_dir})"
+        )
     return name
 
 

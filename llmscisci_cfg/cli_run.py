@@ -10,6 +10,7 @@ import click
 from llmscisci_cfg.cli_common import set_option
 
 METRICS_DIFFER = 3  # `reproduce` exit code when the re-run differs
+INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 
 
 def register(group: click.Group) -> None:
@@ -43,10 +44,12 @@ def run(
 
     With launch.num_processes > 1 it re-invokes itself through `accelerate launch` (the command
     is printed). A non-empty run directory is refused without --overwrite or --resume.
+    Ctrl-C marks the run interrupted and prints the command that resumes it (exit 130).
     """
-    from llmscisci_cfg.runner import RunFailed, world_size
+    from llmscisci_cfg.runner import RunFailed, RunInterrupted, world_size
     from llmscisci_cfg.runner import run as run_recipe
 
+    worker = in_process and world_size() > 1
     try:
         run_dir = run_recipe(
             recipe, overrides, output_dir, resume, overwrite, in_process, echo=click.echo
@@ -54,7 +57,11 @@ def run(
     except RunFailed as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
-    if not (in_process and world_size() > 1):  # the launching process prints it, last
+    except RunInterrupted as exc:
+        if not worker:
+            click.echo(f"interrupted; {exc.hint}", err=True)
+        sys.exit(INTERRUPTED)
+    if not worker:  # the launching process prints it, last
         click.echo(f"run directory: {run_dir}")
 
 

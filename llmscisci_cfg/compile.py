@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from llmscisci_cfg.errors import UserError
 from llmscisci_cfg.launch import mixed_precision, resolve_device
 from llmscisci_cfg.rundir import default_run_dir
-from llmscisci_cfg.schema import DPOMethod, GRPOMethod, Recipe, SFTMethod
+from llmscisci_cfg.schema import DPOMethod, GRPOLoss, GRPOMethod, Recipe, SFTMethod
 
 # TRL 1.16 defaults of the keys we set (a test checks this table against the real classes);
 # `plan` shows the kwargs that differ from them, plus KEY_FIELDS.
@@ -87,8 +87,8 @@ TRL_DEFAULTS: dict[str, dict[str, Any]] = {
     },
 }
 KEY_FIELDS = ("output_dir", "learning_rate", "per_device_train_batch_size", "max_steps", "seed")
-# The loss types TRL 1.16 implements; it accepts unknown GRPO names silently, we do not.
-GRPO_LOSS_TYPES = ("grpo", "dapo", "dr_grpo", "bnpo", "cispo", "sapo")
+# The GRPO loss types a recipe may name (the schema's list); TRL accepts unknown names silently.
+GRPO_LOSS_TYPES = get_args(GRPOLoss)
 
 
 @dataclass(frozen=True)
@@ -184,7 +184,7 @@ def compile_grpo(recipe: Recipe, device: str, run_dir: Path) -> Compiled:
     """
     m = recipe.method
     assert isinstance(m, GRPOMethod)
-    if m.loss_type not in GRPO_LOSS_TYPES:  # the schema rejects these too; TRL would not
+    if m.loss_type not in GRPO_LOSS_TYPES:  # a recipe built in code may skip validation
         raise UserError(
             f"method.loss_type: unknown {m.loss_type!r}; choose one of {GRPO_LOSS_TYPES}"
         )
@@ -245,7 +245,7 @@ def training_kwargs(recipe: Recipe, device: str, run_dir: Path) -> dict[str, Any
         "num_train_epochs": float(t.num_epochs),
         "max_steps": t.max_steps if t.max_steps is not None else -1,
         "lr_scheduler_type": t.lr_scheduler,
-        "warmup_steps": recipe.train.warmup_ratio,  # transformers 5 reads a float in [0, 1) as a ratio
+        "warmup_steps": t.warmup_ratio,  # transformers 5 reads a float in [0, 1) as a ratio
         "weight_decay": t.weight_decay,
         "max_grad_norm": t.max_grad_norm,
         "optim": t.optim,

@@ -20,8 +20,9 @@ def export_run(run_dir: str | Path, merge: bool, output: str | Path | None = Non
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from llmscisci_cfg.build import load_adapter_merged
+    from llmscisci_cfg.build import load_adapter_merged, quiet_bitsandbytes
 
+    quiet_bitsandbytes()
     run_dir = Path(run_dir)
     record = manifest.read(run_dir)
     final_dir = run_dir / FINAL

@@ -13,6 +13,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from llmscisci_cfg.rundir import ACCELERATE_CONFIG
 from llmscisci_cfg.schema import Recipe
 
 
@@ -66,7 +67,7 @@ def plan_launch(
     if n == 1:
         return LaunchPlan(in_process=True, argv=["llmscisci", *run_args])
     device = resolve_device(recipe, cuda)
-    config_path = f"{output_dir}/accelerate_config.yaml"
+    config_path = f"{output_dir}/{ACCELERATE_CONFIG}"
     config = None if recipe.launch.accelerate_config else accelerate_config(recipe, device)
     argv = [
         sys.executable,

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llmscisci_cfg import manifest
 from llmscisci_cfg.errors import UserError
 from llmscisci_cfg.rundir import METRICS, RESOLVED, read_metrics
 
@@ -72,6 +73,12 @@ def reproduce_run(run_dir: str | Path, keep: bool = False, echo=print) -> Compar
     for name in (RESOLVED, METRICS):
         if not (run_dir / name).is_file():
             raise UserError(f"{run_dir}: not a finished run directory (no {name})")
+    status = manifest.read(run_dir).get("status")
+    if status != "completed":
+        raise UserError(
+            f"{run_dir}: the run did not complete (status: {status}); finish it with "
+            "`llmscisci run ... --resume` before reproducing it"
+        )
     original = read_metrics(run_dir)
     if not original:
         raise UserError(f"{run_dir}/{METRICS} is empty; nothing to compare")

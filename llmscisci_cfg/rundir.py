@@ -56,9 +56,20 @@ def prepare(run_dir: Path, resume: bool, overwrite: bool) -> None:
             f"{run_dir}: run directory is not empty; pass --overwrite to replace it, "
             "--resume to continue it, or --output-dir for a new one"
         )
+    elif busy and not is_run_dir(run_dir):
+        raise UserError(
+            f"{run_dir}: not empty and not a run directory (no {MANIFEST}, {RESOLVED} or "
+            f"{ACCELERATE_CONFIG}); --overwrite only replaces run directories; "
+            "choose another --output-dir"
+        )
     elif busy:
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def is_run_dir(path: Path) -> bool:
+    """Whether ``path`` holds files a run writes first (what ``--overwrite`` may delete)."""
+    return any((path / name).is_file() for name in (MANIFEST, RESOLVED, ACCELERATE_CONFIG))
 
 
 def last_checkpoint(run_dir: Path) -> Path | None:

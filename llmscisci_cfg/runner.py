@@ -11,13 +11,17 @@ import os
 import subprocess
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from llmscisci_cfg import checks, launch, manifest, rundir
-from llmscisci_cfg.compile import compile_recipe
+from llmscisci_cfg.compile import Compiled, compile_recipe
 from llmscisci_cfg.errors import UserError
 from llmscisci_cfg.loader import load_recipe
 from llmscisci_cfg.manifest import FinalInfo, local_model_dir
 from llmscisci_cfg.schema import Recipe
+
+if TYPE_CHECKING:
+    from llmscisci_cfg.build import Built
 
 
 class RunFailed(Exception):
@@ -26,6 +30,14 @@ class RunFailed(Exception):
     def __init__(self, exit_code: int, command: str):
         self.exit_code = exit_code
         super().__init__(f"training processes exited with code {exit_code}: {command}")
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run; ``hint`` says how to continue it."""
+
+    def __init__(self, hint: str):
+        self.hint = hint
+        super().__init__(hint)
 
 
 def run(
@@ -47,18 +59,31 @@ def run(
     run_dir = Path(output_dir or rundir.default_run_dir(recipe)).absolute()
     worker = in_process and world_size() > 1
     if not worker:
+        rundir.prepare(run_dir, resume, overwrite)
         if resume:
             check_resumable(run_dir, recipe)
-        rundir.prepare(run_dir, resume, overwrite)
     cuda = checks.cuda_present()
     plan = launch.plan_launch(
         recipe, recipe_ref, tuple(overrides), str(run_dir), cuda, ("--resume",) if resume else ()
     )
-    if plan.in_process or in_process:
-        train(recipe, recipe_ref, tuple(overrides), run_dir, resume, cuda)
-    else:
-        launch_workers(plan, run_dir, echo)
+    try:
+        if plan.in_process or in_process:
+            train(recipe, recipe_ref, tuple(overrides), run_dir, resume, cuda)
+        else:
+            launch_workers(plan, run_dir, echo)
+    except KeyboardInterrupt:
+        raise RunInterrupted(resume_hint(recipe_ref, tuple(overrides), run_dir)) from None
     return run_dir
+
+
+def resume_hint(recipe_ref: str, overrides: tuple[str, ...], run_dir: Path) -> str:
+    """How to continue an interrupted run: resume from its last checkpoint, or start again."""
+    if rundir.last_checkpoint(run_dir) is None:
+        busy = run_dir.is_dir() and any(run_dir.iterdir())
+        return f"{run_dir}: no checkpoint was saved; start again" + (
+            " with --overwrite" if busy else ""
+        )
+    return f"continue with: {manifest.command(recipe_ref, overrides, run_dir, resume=True)}"
 
 
 def refuse_machine_problems(recipe: Recipe, recipe_ref: str) -> None:
@@ -129,66 +154,86 @@ def train(
     resume: bool,
     cuda: bool,
 ) -> None:
-    """This process's share of the run (all ranks call it; rank 0 writes the files)."""
-    import logging
+    """This process's share of the run (all ranks call it; rank 0 writes the files).
 
-    # bitsandbytes warns about an optional CPU kernel package on import; it is noise here
-    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+    Nothing is written before the trainer is built, so a mistake found while loading the data
+    or the model leaves the run directory as it was.
+    """
     from transformers import set_seed
 
-    from llmscisci_cfg.build import build_trainer
+    from llmscisci_cfg.build import build_trainer, quiet_bitsandbytes
     from llmscisci_cfg.callbacks import MetricsCallback, ResumeStateCallback, WorldCallback
 
+    quiet_bitsandbytes()
     compiled = compile_recipe(recipe, cuda, run_dir)
     checkpoint = rundir.last_checkpoint(run_dir) if resume else None
-    rank0 = is_rank0()
-    record = None
-    if rank0:
-        if checkpoint is not None:
-            rundir.truncate_metrics(run_dir, rundir.checkpoint_step(checkpoint))
-        record = manifest.start(
-            run_dir,
-            recipe,
-            recipe_ref,
-            overrides,
-            compiled.as_dict(),
-            final_info(recipe, compiled.lora_kwargs is not None),
-            str(checkpoint) if checkpoint else None,
-        )
     world, resume_state = WorldCallback(), ResumeStateCallback(checkpoint)
     set_seed(recipe.train.seed)  # LoRA init happens before the Trainer seeds itself
     built = build_trainer(recipe, compiled, [MetricsCallback(run_dir), world, resume_state])
     resume_state.trainer = built.trainer
-    if record is not None:
-        print(_opening_line(recipe, compiled.device, built.data_report, checkpoint), flush=True)
-        manifest.update(
-            run_dir,
-            record,
-            rewards=manifest.reward_info(recipe, built.reward_funcs),
-            data_report=built.data_report.summary() | {"cache_key": built.data_report.cache_key},
-        )
+    record = None
+    if is_rank0():
+        record = _start_record(recipe, recipe_ref, overrides, run_dir, compiled, built, checkpoint)
     try:
         started = time.perf_counter()
         built.trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         train_seconds = time.perf_counter() - started
         built.trainer.save_model(str(run_dir / rundir.FINAL))  # all ranks: FSDP gathers here
-    except BaseException:
         if record is not None:
-            manifest.update(run_dir, record, status="failed", end_time=manifest.now())
+            _finish_record(run_dir, record, built, world.processes, train_seconds)
+    except BaseException as exc:
+        if record is not None:
+            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            manifest.update(run_dir, record, status=status, end_time=manifest.now())
         raise
-    if record is not None:
-        built.tokenizer.save_pretrained(str(run_dir / rundir.FINAL))
-        from llmscisci_cfg.plots import write_plots
 
-        write_plots(run_dir)
-        manifest.update(
-            run_dir,
-            record,
-            status="completed",
-            end_time=manifest.now(),
-            processes=world.processes,
-            train_seconds=round(train_seconds, 4),
-        )
+
+def _start_record(
+    recipe: Recipe,
+    recipe_ref: str,
+    overrides: tuple[str, ...],
+    run_dir: Path,
+    compiled: Compiled,
+    built: Built,
+    checkpoint: Path | None,
+) -> dict[str, Any]:
+    """Rank 0, before training: trim metrics past the checkpoint, write the first manifest."""
+    if checkpoint is not None:
+        rundir.truncate_metrics(run_dir, rundir.checkpoint_step(checkpoint))
+    record = manifest.start(
+        run_dir,
+        recipe,
+        recipe_ref,
+        overrides,
+        compiled.as_dict(),
+        final_info(recipe, compiled.lora_kwargs is not None),
+        str(checkpoint) if checkpoint else None,
+    )
+    print(_opening_line(recipe, compiled.device, built.data_report, checkpoint), flush=True)
+    return manifest.update(
+        run_dir,
+        record,
+        rewards=manifest.reward_info(recipe, built.reward_funcs),
+        data_report=built.data_report.summary() | {"cache_key": built.data_report.cache_key},
+    )
+
+
+def _finish_record(
+    run_dir: Path, record: dict[str, Any], built: Built, processes: list, train_seconds: float
+) -> None:
+    """Rank 0, after training: tokenizer (with its chat template) into final/, plots, manifest."""
+    from llmscisci_cfg.plots import write_plots
+
+    built.tokenizer.save_pretrained(str(run_dir / rundir.FINAL))
+    write_plots(run_dir)
+    manifest.update(
+        run_dir,
+        record,
+        status="completed",
+        end_time=manifest.now(),
+        processes=processes,
+        train_seconds=round(train_seconds, 4),
+    )
 
 
 def _opening_line(recipe: Recipe, device: str, report, checkpoint: Path | None) -> str:

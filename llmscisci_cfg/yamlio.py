@@ -136,7 +136,11 @@ def load_text(text: str, file: str) -> Located:
         mark = exc.problem_mark or exc.context_mark
         line, col = _pos(mark) if mark else (1, 1)
         problem = exc.problem or exc.context or "invalid YAML"
-        hint = " (YAML forbids tabs for indentation; use spaces)" if "\\t" in problem or "tab" in problem else ""
+        hint = (
+            " (YAML forbids tabs for indentation; use spaces)"
+            if "\\t" in problem or "tab" in problem
+            else ""
+        )
         raise UserError(f"{file}:{line}:{col}: YAML syntax error: {problem}{hint}") from None
     except yaml.YAMLError as exc:
         raise UserError(f"{file}:1:1: YAML error: {exc}") from None

@@ -151,6 +151,73 @@ def test_non_empty_run_dir_is_refused(tmp_path, cli):
     assert result.exit_code == 2 and "no checkpoint" in result.output
 
 
+def test_overwrite_replaces_only_run_directories(tmp_path, cli):
+    recipe = write_recipe(tmp_path, "sft", steps=1)
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "manifest.json").write_text("{}")
+    (old / "stale.txt").write_text("from an earlier run")
+    result = cli("run", recipe, "--output-dir", old, "--resume", "--overwrite")
+    assert result.exit_code == 2 and "contradict" in result.output
+    result = cli("run", recipe, "--output-dir", old, "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip().splitlines()[-1] == f"run directory: {old}"
+    assert not (old / "stale.txt").exists()
+    assert json.loads((old / "manifest.json").read_text())["status"] == "completed"
+    mine = tmp_path / "project"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    result = cli("run", recipe, "--output-dir", mine, "--overwrite")
+    assert result.exit_code == 2 and "not a run directory" in result.output
+    assert (mine / "notes.txt").read_text() == "mine"
+
+
+def test_empty_train_split_is_a_user_error_and_writes_nothing(tmp_path, cli):
+    import csv
+
+    from llmscisci_cfg.resources import root
+
+    with (root("assets") / "sample" / "reports.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))[:4]
+    for row in rows:
+        row["easy"] = row["difficult"] = ""
+    data = tmp_path / "empty.csv"
+    with data.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    recipe = write_recipe(tmp_path, "sft")
+    recipe.write_text(recipe.read_text().replace("builtin:sample", str(data)))
+    out = tmp_path / "run"
+    result = cli("run", recipe, "--output-dir", out)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "the train split has no examples (4 source rows, 0 examples" in result.output
+    assert list(out.iterdir()) == []  # a fixed recipe runs into the same directory
+
+
+def test_interrupt_marks_the_manifest_and_prints_how_to_resume(tmp_path, cli):
+    (tmp_path / "stop.py").write_text(
+        "CALLS = []\n"
+        "def stop(completions, **kwargs):\n"
+        "    CALLS.append(1)\n"
+        "    if len(CALLS) == 2:\n"
+        "        raise KeyboardInterrupt\n"
+        "    return [0.0] * len(completions)\n"
+    )
+    recipe = write_recipe(tmp_path, "grpo", steps=3)
+    recipe.write_text(
+        recipe.read_text().replace(
+            "  - name: format\n", "  - name: format\n  - name: stop.py:stop\n"
+        )
+    )
+    out = tmp_path / "run"
+    result = cli("run", recipe, "--output-dir", out)
+    assert result.exit_code == 130
+    assert f"continue with: llmscisci run {recipe} --output-dir {out} --resume" in result.output
+    assert json.loads((out / "manifest.json").read_text())["status"] == "interrupted"
+    assert [r["step"] for r in step_rows(out)] == [1]
+
+
 def test_four_bit_is_refused_on_cpu_before_any_model_loads(tmp_path, cli):
     recipe = write_recipe(tmp_path, "sft", lora=True)
     text = recipe.read_text().replace(
@@ -163,9 +230,10 @@ def test_four_bit_is_refused_on_cpu_before_any_model_loads(tmp_path, cli):
     assert not (tmp_path / "run").exists()
 
 
-def test_four_bit_runs_on_cpu_when_allowed(tmp_path):
+@pytest.mark.parametrize("method", ["sft", "dpo", "grpo"])
+def test_four_bit_runs_on_cpu_when_allowed(tmp_path, method):
     """bitsandbytes 0.50 quantizes on CPU; the recipe must opt in with allow_cpu."""
-    recipe = write_recipe(tmp_path, "sft", lora=True, steps=1)
+    recipe = write_recipe(tmp_path, method, lora=True, steps=1)
     quant = "  quantization: {bits: 4, allow_cpu: true, compute_dtype: float32}\n"
     recipe.write_text(
         recipe.read_text().replace("  dtype: float32\n", "  dtype: float32\n" + quant)

@@ -55,3 +55,40 @@ def test_export_refuses_adapter_without_merge_and_busy_output(lora_run, cli):
     busy = lora_run / "checkpoints"
     result = cli("export", lora_run, "--merge", "-o", busy)
     assert result.exit_code == 2 and "not empty" in result.output
+
+
+def test_export_of_a_run_whose_base_model_is_gone_is_a_user_error(lora_run, cli, tmp_path):
+    import json
+
+    record = json.loads((lora_run / "manifest.json").read_text())
+    record["final"] |= {"base_model": str(tmp_path / "moved-away"), "base_seed": None}
+    (lora_run / "manifest.json").write_text(json.dumps(record))
+    result = cli("export", lora_run, "--merge", "-o", tmp_path / "merged")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "final.base_model: cannot load the model" in result.output
+    assert not (tmp_path / "merged").exists()
+
+
+def test_export_of_lora_over_an_earlier_lora_run(lora_run, cli, tmp_path):
+    """A LoRA run whose base is another LoRA run's final/ merges both adapters, in order."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from llmscisci_cfg import tiny
+
+    recipe = write_recipe(tmp_path, "sft", lora=True, steps=1)
+    recipe.write_text(recipe.read_text().replace("builtin:tiny", str(lora_run / "final")))
+    second = run(str(recipe), ("train.learning_rate=5e-2",), tmp_path / "second")
+    result = cli("export", second, "--merge", "-o", tmp_path / "merged")
+    assert result.exit_code == 0, result.output
+    ids = torch.tensor([[1, 5, 9, 14, 3]])
+    with torch.no_grad():
+        base = tiny.build_tiny_model("builtin:tiny", seed=3)
+        first = PeftModel.from_pretrained(base, str(lora_run / "final")).merge_and_unload()
+        only_first = first.eval()(input_ids=ids).logits
+        both = PeftModel.from_pretrained(first, str(second / "final")).eval()  # wraps in place
+        expected = both(input_ids=ids).logits
+        got = AutoModelForCausalLM.from_pretrained(tmp_path / "merged").eval()(input_ids=ids).logits
+    assert torch.allclose(got, expected, atol=1e-4)
+    assert not torch.allclose(got, only_first, atol=1e-4)  # the second adapter is in it

@@ -24,6 +24,11 @@ def test_reproduce_identical_then_tampered(tmp_path, cli):
     assert "NOT reproduced: 1 differences" in result.output
     assert "row 2 (step 2): loss:" in result.output
 
+    record = json.loads((run_dir / "manifest.json").read_text())
+    (run_dir / "manifest.json").write_text(json.dumps(record | {"status": "interrupted"}))
+    result = cli("reproduce", run_dir)
+    assert result.exit_code == 2 and "did not complete (status: interrupted)" in result.output
+
 
 def test_compare_ignores_wall_clock_only():
     a = [

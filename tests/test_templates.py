@@ -322,7 +322,7 @@ def test_tokenizer_option_without_a_template_is_a_user_error(tmp_path):
         chat.load_tokenizer(recipe)
 
 
-@pytest.mark.parametrize("name", ["./no/such/model-dir", "not a valid name!"])
+@pytest.mark.parametrize("name", ["not a valid name!", "org/no-such-model-offline"])
 def test_unloadable_tokenizer_is_a_user_error(name):
     with pytest.raises(
         UserError, match=r"model.name_or_path: cannot load the tokenizer of '" + name
@@ -362,3 +362,10 @@ def test_preview_color_dims_untrained_text():
 def test_preview_of_a_prompt_trains_nothing():
     shown = chat.preview(tokenizer_for("tiny"), PROMPT)
     assert shown.startswith("[loss mask: 0 of ") and "[[" not in shown.split("\n", 1)[1]
+
+
+@pytest.mark.parametrize("name", ["./nomodel", "/no/such/model", "runs/quickstart_sft/final"])
+def test_missing_local_model_directory_is_named(tmp_path, monkeypatch, name):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match=f"model.name_or_path: no such directory: {name} "):
+        chat.load_tokenizer(make_recipe(tmp_path, name_or_path=name, family="tiny"))
