@@ -51,19 +51,11 @@ def sha256_bytes(data: bytes) -> str:
 
 
 def sha256_file(path: Path) -> str | None:
-    """``sha256sum`` of a file; for a directory, `sources.content_sha256`; None when absent."""
-    path = Path(path)
-    if path.is_dir():
-        from llmscisci_cfg.sources import content_sha256
+    """``sha256sum`` of a file (a directory: `sources.content_sha256`); None when absent."""
+    from llmscisci_cfg.sources import content_sha256
 
-        return content_sha256(path)
-    if not path.is_file():
-        return None
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    path = Path(path)
+    return content_sha256(path) if path.exists() else None
 
 
 def now() -> str:

@@ -139,14 +139,14 @@ def require_columns(source: Source, wanted: dict[str, str]) -> None:
 
 
 def content_sha256(path: Path) -> str:
-    """sha256 of a file's bytes, or of a directory's relative file names and contents."""
+    """``sha256sum`` of a file; of a directory, sha256 over its relative file names and their
+    digests (so a manifest's hash of a data file can be checked with ``sha256sum``)."""
+    if not path.is_dir():
+        return _file_digest(path).hex()
     h = hashlib.sha256()
-    if path.is_dir():
-        for p in sorted(q for q in path.rglob("*") if q.is_file()):
-            h.update(p.relative_to(path).as_posix().encode() + b"\0")
-            h.update(_file_digest(p) + b"\0")
-    else:
-        h.update(_file_digest(path))
+    for p in sorted(q for q in path.rglob("*") if q.is_file()):
+        h.update(p.relative_to(path).as_posix().encode() + b"\0")
+        h.update(_file_digest(p) + b"\0")
     return h.hexdigest()
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
 from llmscisci_cfg.errors import UserError
@@ -77,6 +79,7 @@ def test_sha256_tracks_content(tmp_path):
     recipe = make_recipe(tmp_path, "r.csv")
     first = source_sha256(recipe)
     assert first == content_sha256(tmp_path / "r.csv") and len(first) == 64
+    assert first == hashlib.sha256((tmp_path / "r.csv").read_bytes()).hexdigest()  # = sha256sum
     write_csv(tmp_path / "r.csv", reports(3))
     assert source_sha256(recipe) != first
     (tmp_path / "d").mkdir()
