@@ -20,7 +20,6 @@ import math
 import re
 import sys
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -220,8 +219,7 @@ def load_base(recipe: Recipe, device: str):
     from llmscisci_cfg.compile import compile_recipe
 
     recipe = for_device(recipe, device)
-    with _loading(recipe.model.name_or_path):
-        model = load_model(recipe, compile_recipe(recipe, cuda=device == "cuda"))
+    model = load_model(recipe, compile_recipe(recipe, cuda=device == "cuda"))  # UserError if absent
     return _placed(model, device)
 
 
@@ -236,22 +234,8 @@ def load_policy(run: RunInfo, device: str):
         base = load_base(run.recipe, device)
         return _placed(PeftModel.from_pretrained(base, str(run.final_dir)), device)
     recipe = for_device(run.recipe, device)
-    with _loading(str(run.final_dir)):
-        model = load_pretrained(str(run.final_dir), compile_recipe(recipe, cuda=device == "cuda"))
+    model = load_pretrained(str(run.final_dir), compile_recipe(recipe, cuda=device == "cuda"))
     return _placed(model, device)
-
-
-@contextmanager
-def _loading(name: str):
-    """A model that cannot be loaded (offline, typo, incomplete directory) is a `UserError`."""
-    try:
-        yield
-    except OSError as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(
-            f"cannot load the model {name!r}: {reason} (offline? download it first or give a "
-            "local directory; builtin:tiny works offline)"
-        ) from None
 
 
 def _placed(model, device: str):
