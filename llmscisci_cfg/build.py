@@ -195,7 +195,7 @@ def from_pretrained(cls: Any, path: str, where: str, **kwargs: Any) -> Any:
     """``cls.from_pretrained`` with a missing or unreadable model as a `UserError`."""
     try:
         return cls.from_pretrained(path, **kwargs)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # missing files, unknown model_type, bad config
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(
             f"{where}: cannot load the model {path!r}: {reason} (offline? download the model "

@@ -168,19 +168,11 @@ def _base_tokenizer(recipe: Recipe, template: str):
 
 
 def _model_path(recipe: Recipe) -> str:
-    """A local model directory (cwd first, then relative to the recipe), else the hub id as given."""
-    from pathlib import Path
+    """The local model directory (as `manifest.local_model_dir` finds it), else the hub id."""
+    from llmscisci_cfg.manifest import local_model_dir
 
-    name = recipe.model.name_or_path
-    for candidate in (Path(name).expanduser(), recipe.resolve(name)):
-        if candidate.is_dir():
-            return str(candidate)
-    if name.startswith((".", "/", "~")) or name.count("/") > 1 or name.endswith("/"):
-        raise UserError(  # not a hub id (org/name): a directory that is not there
-            f"model.name_or_path: no such directory: {name} (looked in {Path.cwd()} and "
-            f"{recipe.source_dir})"
-        )
-    return name
+    local = local_model_dir(recipe)
+    return str(local) if local else recipe.model.name_or_path
 
 
 # ----------------------------------------------------------------------------- rendering

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from llmscisci_cfg.errors import UserError
 from llmscisci_cfg.resources import BUILTIN
 from llmscisci_cfg.rundir import MANIFEST, RESOLVED, write_atomic, write_json
 from llmscisci_cfg.schema import Recipe
@@ -128,13 +129,20 @@ def absolute_recipe(recipe: Recipe) -> Recipe:
 
 
 def local_model_dir(recipe: Recipe) -> Path | None:
-    """``model.name_or_path`` as a local directory (cwd first, then recipe-relative), or None."""
+    """``model.name_or_path`` as a local directory (cwd first, then recipe-relative), or None
+    for a hub id or builtin model. A path-like name (``./x``, ``/x``, ``~/x``, ``a/b/c``) that
+    is not a directory is a `UserError`: it cannot be a hub id (``org/name``)."""
     name = recipe.model.name_or_path
     if name.startswith(BUILTIN):
         return None
     for candidate in (Path(name).expanduser(), recipe.resolve(name)):
         if candidate.is_dir():
             return candidate.resolve()
+    if name.startswith((".", "/", "~")) or name.count("/") > 1 or name.endswith("/"):
+        raise UserError(
+            f"model.name_or_path: no such directory: {name} (looked in {Path.cwd()} and "
+            f"{recipe.source_dir})"
+        )
     return None
 
 

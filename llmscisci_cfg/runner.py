@@ -159,12 +159,13 @@ def train(
     Nothing is written before the trainer is built, so a mistake found while loading the data
     or the model leaves the run directory as it was.
     """
+    from llmscisci_cfg.build import build_trainer, quiet_bitsandbytes
+
+    quiet_bitsandbytes()  # before anything imports bitsandbytes
     from transformers import set_seed
 
-    from llmscisci_cfg.build import build_trainer, quiet_bitsandbytes
     from llmscisci_cfg.callbacks import MetricsCallback, ResumeStateCallback, WorldCallback
 
-    quiet_bitsandbytes()
     compiled = compile_recipe(recipe, cuda, run_dir)
     checkpoint = rundir.last_checkpoint(run_dir) if resume else None
     world, resume_state = WorldCallback(), ResumeStateCallback(checkpoint)
