@@ -13,7 +13,7 @@ from typing import Any
 
 from llmscisci_cfg.compile import Compiled
 from llmscisci_cfg.errors import UserError
-from llmscisci_cfg.manifest import local_model_dir
+from llmscisci_cfg.manifest import model_source
 from llmscisci_cfg.rundir import MANIFEST
 from llmscisci_cfg.schema import Recipe
 
@@ -147,10 +147,10 @@ def load_model(recipe: Recipe, compiled: Compiled) -> Any:
                 name, recipe.train.seed, mk["dtype"], mk["attn_implementation"]
             )
         return load_pretrained(str(materialize_builtin(name, recipe.train.seed)), compiled)
-    local = local_model_dir(recipe)
-    if local is not None and (local / "adapter_config.json").is_file():
-        return load_adapter_merged(local, mk)
-    return load_pretrained(str(local) if local else name, compiled)
+    source = model_source(recipe)  # a UserError for a local directory that is not there
+    if (Path(source) / "adapter_config.json").is_file():
+        return load_adapter_merged(Path(source), mk)
+    return load_pretrained(source, compiled)
 
 
 def materialize_builtin(name: str, seed: int) -> Path:

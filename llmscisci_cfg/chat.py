@@ -153,9 +153,11 @@ def _base_tokenizer(recipe: Recipe, template: str):
         return tiny.load_tiny_tokenizer(template)
     from transformers import AutoTokenizer
 
+    from llmscisci_cfg.manifest import model_source
+
     try:
         return AutoTokenizer.from_pretrained(
-            _model_path(recipe),
+            model_source(recipe),
             revision=recipe.model.revision,
             trust_remote_code=recipe.model.trust_remote_code,
         )
@@ -165,14 +167,6 @@ def _base_tokenizer(recipe: Recipe, template: str):
             f"model.name_or_path: cannot load the tokenizer of {model!r}: {reason} "
             "(offline? download the model first or give a local directory; builtin:tiny works offline)"
         ) from None
-
-
-def _model_path(recipe: Recipe) -> str:
-    """The local model directory (as `manifest.local_model_dir` finds it), else the hub id."""
-    from llmscisci_cfg.manifest import local_model_dir
-
-    local = local_model_dir(recipe)
-    return str(local) if local else recipe.model.name_or_path
 
 
 # ----------------------------------------------------------------------------- rendering

@@ -129,21 +129,32 @@ def absolute_recipe(recipe: Recipe) -> Recipe:
 
 
 def local_model_dir(recipe: Recipe) -> Path | None:
-    """``model.name_or_path`` as a local directory (cwd first, then recipe-relative), or None
-    for a hub id or builtin model. A path-like name (``./x``, ``/x``, ``~/x``, ``a/b/c``) that
-    is not a directory is a `UserError`: it cannot be a hub id (``org/name``)."""
+    """``model.name_or_path`` as a local directory (cwd first, then recipe-relative), or None."""
     name = recipe.model.name_or_path
     if name.startswith(BUILTIN):
         return None
     for candidate in (Path(name).expanduser(), recipe.resolve(name)):
         if candidate.is_dir():
             return candidate.resolve()
+    return None
+
+
+def model_source(recipe: Recipe) -> str:
+    """Where to load the model from: its local directory, else the name (a hub id or builtin).
+
+    A path-like name (``./x``, ``/x``, ``~/x``, ``a/b/c``) that is not a directory is a
+    `UserError` here, when a model is about to load: it cannot be a hub id (``org/name``).
+    """
+    local = local_model_dir(recipe)
+    if local is not None:
+        return str(local)
+    name = recipe.model.name_or_path
     if name.startswith((".", "/", "~")) or name.count("/") > 1 or name.endswith("/"):
         raise UserError(
             f"model.name_or_path: no such directory: {name} (looked in {Path.cwd()} and "
             f"{recipe.source_dir})"
         )
-    return None
+    return name
 
 
 def resolved_yaml(recipe: Recipe) -> str:
