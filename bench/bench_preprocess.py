@@ -16,8 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from llmscisci_cfg.loader import load_recipe
-from llmscisci_cfg.preprocess import build_dataset
+from llmscisci_cfg.data.preprocess import build_dataset
+from llmscisci_cfg.recipe.loader import load_recipe
 
 RECIPE = "builtin:repro_effort/grpo_gemma3"
 OFFLINE = ["model.name_or_path=builtin:tiny", "template.name=tiny"]

@@ -158,8 +158,8 @@ def _timed(fn) -> tuple[float, Any]:
 
 def run(n: int = 10000, repeats: int = REPEATS) -> dict[str, Any]:
     """Time both implementations on ``n`` completions, interleaved; medians of ``repeats`` runs."""
+    from llmscisci_cfg.recipe.schema import RewardSpec
     from llmscisci_cfg.rewards.compose import build_rewards
-    from llmscisci_cfg.schema import RewardSpec
 
     batch = make_batch(n)
     specs = [RewardSpec(name=name) for name in ("format", "stepwise_label", "hamming")]

@@ -83,9 +83,9 @@ def _common_kwargs(out: Path, batch: int, lr: float, steps: int) -> dict:
 
 
 def _inputs(recipe_text: str):
-    from llmscisci_cfg import chat
-    from llmscisci_cfg.loader import load_recipe_text
-    from llmscisci_cfg.preprocess import build_dataset
+    from llmscisci_cfg.data.preprocess import build_dataset
+    from llmscisci_cfg.models import chat
+    from llmscisci_cfg.recipe.loader import load_recipe_text
 
     recipe = load_recipe_text(recipe_text)
     tokenizer = chat.load_tokenizer(recipe)
@@ -97,7 +97,7 @@ def direct_sft(out: Path) -> tuple[list[dict], float]:
     from transformers import set_seed
     from trl import SFTConfig, SFTTrainer
 
-    from llmscisci_cfg.tiny import build_tiny_model
+    from llmscisci_cfg.models.tiny import build_tiny_model
 
     tokenizer, train = _inputs(SFT)
     set_seed(SEED)
@@ -117,8 +117,8 @@ def direct_grpo(out: Path) -> tuple[list[dict], float]:
     from trl import GRPOConfig, GRPOTrainer
 
     from bench.parity_rewards import completion_chars
+    from llmscisci_cfg.models.tiny import build_tiny_model
     from llmscisci_cfg.rewards import builtin
-    from llmscisci_cfg.tiny import build_tiny_model
 
     def format(completions, **kwargs):  # noqa: A001 - the name TRL logs
         return builtin.format_reward(completions)
@@ -153,7 +153,7 @@ def _train(trainer) -> tuple[list[dict], float]:
 
 def via_llmscisci(recipe_text: str, out: Path) -> tuple[list[dict], float]:
     """``llmscisci run`` in-process; returns (per-step metrics rows, train() seconds)."""
-    from llmscisci_cfg.runner import run
+    from llmscisci_cfg.train.runner import run
 
     recipe = out.parent / f"{out.name}.yaml"
     recipe.write_text(recipe_text, encoding="utf-8")

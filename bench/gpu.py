@@ -4,7 +4,7 @@ Randomly initialised models of the published ``google/gemma-3-1b-it`` and
 ``Qwen/Qwen2.5-1.5B-Instruct`` shapes are built from their config.json values (nothing is
 downloaded) and saved to a temporary directory, so bitsandbytes quantizes them at load time as
 it would a hub checkpoint. Each model then trains through ``llmscisci run`` itself
-(`llmscisci_cfg.runner.run` on a recipe written to a temp dir): QLoRA (4-bit nf4, double
+(`llmscisci_cfg.train.runner.run` on a recipe written to a temp dir): QLoRA (4-bit nf4, double
 quant, bf16 compute, LoRA r 16 on all linear layers), SFT and GRPO on ``builtin:sample``.
 The shipped tiny tokenizer stands in for the real one (throughput does not depend on which
 ids are fed); the embedding keeps the real vocabulary, so the lm_head costs what it really costs.
@@ -225,7 +225,7 @@ def model_config(shape: Shape, smoke: bool):
     """
     from transformers import AutoConfig
 
-    from llmscisci_cfg import tiny
+    from llmscisci_cfg.models import tiny
 
     values = dict(shape.config)
     tokenizer = tiny.load_tiny_tokenizer(shape.template)
@@ -263,7 +263,7 @@ def save_model(shape: Shape, directory: Path, smoke: bool) -> dict[str, int]:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from llmscisci_cfg import tiny
+    from llmscisci_cfg.models import tiny
 
     config = model_config(shape, smoke)
     device = "cpu" if smoke or not torch.cuda.is_available() else "cuda"
@@ -384,15 +384,15 @@ def _step_timer(probe: Probe):
 
 @contextlib.contextmanager
 def instrumented():
-    """Time steps and ``generate()`` of the trainer that `llmscisci_cfg.runner.run` builds.
+    """Time steps and ``generate()`` of the trainer that `llmscisci_cfg.train.runner.run` builds.
 
-    Wraps `llmscisci_cfg.build.build_trainer` (which the runner looks up at call time) to add
+    Wraps `llmscisci_cfg.train.build.build_trainer` (which the runner looks up at call time) to add
     a step-timer callback, and ``GenerationMixin.generate`` to time decoding; both are
     restored on exit.
     """
     from transformers.generation.utils import GenerationMixin
 
-    import llmscisci_cfg.build as build
+    import llmscisci_cfg.train.build as build
 
     probe = Probe()
     real_build, real_generate = build.build_trainer, GenerationMixin.generate
@@ -492,12 +492,12 @@ def run_job(
     shape: Shape, method: str, model_dir: Path, n_fwd: int, s: Settings, scratch: Path,
     peak: float | None,
 ) -> dict[str, Any]:  # fmt: skip
-    """Train one recipe through `llmscisci_cfg.runner.run`; figures keyed ``<model>_<method>_*``."""
+    """Train one recipe through `llmscisci_cfg.train.runner.run`; figures keyed ``<model>_<method>_*``."""
     import torch
     import yaml
 
-    from llmscisci_cfg import rundir
-    from llmscisci_cfg.runner import run
+    from llmscisci_cfg.runs import rundir
+    from llmscisci_cfg.train.runner import run
 
     name = f"{shape.key}_{method}"
     path = scratch / f"{name}.yaml"

@@ -14,8 +14,8 @@ The public Python API mirrors the CLI and stays light to import:
 from __future__ import annotations
 
 from llmscisci_cfg.errors import RecipeError, UserError
-from llmscisci_cfg.loader import load_recipe
-from llmscisci_cfg.schema import Recipe
+from llmscisci_cfg.recipe.loader import load_recipe
+from llmscisci_cfg.recipe.schema import Recipe
 
 __all__ = ["Recipe", "RecipeError", "UserError", "build_dataset", "load_recipe", "make_plan", "run"]
 __version__ = "0.1.0"
@@ -23,20 +23,20 @@ __version__ = "0.1.0"
 
 def make_plan(recipe: str, overrides: list[str] | tuple[str, ...] = ()):
     """What `run` would do (as `llmscisci plan`); loads no model."""
-    from llmscisci_cfg.plan import make_plan as _make_plan
+    from llmscisci_cfg.train.plan import make_plan as _make_plan
 
     return _make_plan(recipe, tuple(overrides))
 
 
 def build_dataset(recipe: Recipe):
     """The recipe's dataset (as `llmscisci preprocess`): ``(DatasetDict, BuildReport)``, cached."""
-    from llmscisci_cfg.preprocess import build_dataset as _build_dataset
+    from llmscisci_cfg.data.preprocess import build_dataset as _build_dataset
 
     return _build_dataset(recipe)
 
 
 def run(recipe: str, overrides: list[str] | tuple[str, ...] = (), **kwargs):
     """Train a recipe (as `llmscisci run`); returns the run directory."""
-    from llmscisci_cfg.runner import run as _run
+    from llmscisci_cfg.train.runner import run as _run
 
     return _run(recipe, tuple(overrides), **kwargs)

@@ -16,7 +16,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from llmscisci_cfg.labels import encode_onehot
+from llmscisci_cfg.task.labels import encode_onehot
 
 SEED = 20240611
 N_REPORTS = 120

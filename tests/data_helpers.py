@@ -8,8 +8,8 @@ from pathlib import Path
 
 import yaml
 
-from llmscisci_cfg.loader import load_recipe
-from llmscisci_cfg.schema import Recipe
+from llmscisci_cfg.recipe.loader import load_recipe
+from llmscisci_cfg.recipe.schema import Recipe
 
 FIELDS = [
     "doi",

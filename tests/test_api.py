@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import llmscisci_cfg
-import llmscisci_cfg.plan  # noqa: F401  (importing submodules must not replace the API)
-import llmscisci_cfg.preprocess  # noqa: F401
+import llmscisci_cfg.data.preprocess  # noqa: F401
+import llmscisci_cfg.train.plan  # noqa: F401  (importing submodules must not replace the API)
 
 
 def test_api_loads_and_plans_without_shadowing_submodules():

@@ -30,7 +30,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from llmscisci_cfg.labels import decode_label, parse_onehot
+from llmscisci_cfg.task.labels import decode_label, parse_onehot
 
 NumCategories = int | Mapping[str, int]
 """One category count, or one per aspect (read from each example's ``aspect``)."""

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from llmscisci_cfg.recipe.schema import Recipe, RewardSpec
 from llmscisci_cfg.rewards.builtin import NumCategories
 from llmscisci_cfg.rewards.registry import (
     BASE_COLUMNS,
@@ -23,7 +24,6 @@ from llmscisci_cfg.rewards.registry import (
     load_function,
     raise_found,
 )
-from llmscisci_cfg.schema import Recipe, RewardSpec
 
 
 class RewardFn:
@@ -120,7 +120,7 @@ def _is_async(func: Callable) -> bool:
 
 def task_num_categories(recipe: Recipe) -> NumCategories:
     """The category count of the recipe's task: one int, or one per aspect when they differ."""
-    from llmscisci_cfg.task import load_task
+    from llmscisci_cfg.task.spec import load_task
 
     task = load_task(recipe.data.task, recipe.source_dir, recipe.data.task_overrides)
     aspects = recipe.data.aspects or list(task.aspects)
@@ -129,7 +129,7 @@ def task_num_categories(recipe: Recipe) -> NumCategories:
 
 def default_num_categories() -> NumCategories:
     """The category count of the default task (``builtin:repro_effort``)."""
-    from llmscisci_cfg.task import load_task
+    from llmscisci_cfg.task.spec import load_task
 
     task = load_task("builtin:repro_effort", Path.cwd())
     return _collapse({a: len(s.categories) for a, s in task.aspects.items()})

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from llmscisci_cfg.errors import UserError
+from llmscisci_cfg.recipe.schema import RewardSpec
 from llmscisci_cfg.rewards import builtin
-from llmscisci_cfg.schema import RewardSpec
 
 Found = tuple[tuple, str]
 

@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llmscisci_cfg.data.sources import jsonl_records
 from llmscisci_cfg.errors import UserError
+from llmscisci_cfg.recipe.schema import Recipe, RewardSpec
 from llmscisci_cfg.rewards.builtin import NumCategories, WhitespaceTokenizer
 from llmscisci_cfg.rewards.compose import (
     RewardStack,
@@ -27,8 +29,6 @@ from llmscisci_cfg.rewards.compose import (
     task_num_categories,
 )
 from llmscisci_cfg.rewards.registry import BUILTINS, check_callables, check_specs
-from llmscisci_cfg.schema import Recipe, RewardSpec
-from llmscisci_cfg.sources import jsonl_records
 
 COMPLETION = "completion"
 
@@ -251,7 +251,7 @@ def _show(n_cat: NumCategories) -> str:
 
 
 def _from_recipe(ref: str, only: Sequence[str]) -> _Setup:
-    from llmscisci_cfg.loader import load_recipe
+    from llmscisci_cfg.recipe.loader import load_recipe
 
     recipe = load_recipe(ref, [])
     if not recipe.rewards:
@@ -283,13 +283,13 @@ def _tokenizer(recipe: Recipe | None) -> tuple[Any, str]:
             failed = f" ({model} is neither a local directory nor in the Hugging Face cache here)"
         else:
             try:
-                from llmscisci_cfg.chat import load_tokenizer
+                from llmscisci_cfg.models.chat import load_tokenizer
 
                 return load_tokenizer(recipe), f"the tokenizer of {model}"
             except Exception as exc:  # broken files, chat module absent
                 failed = f" (the recipe's tokenizer could not be loaded: {_first_line(exc)})"
     try:
-        from llmscisci_cfg.tiny import load_tiny_tokenizer
+        from llmscisci_cfg.models.tiny import load_tiny_tokenizer
 
         return load_tiny_tokenizer(), "the shipped tiny tokenizer" + failed
     except Exception:

@@ -1,0 +1,114 @@
+"""``llmscisci eval``: the trained policy against the reference model on the held-out split.
+
+Light at import (click and the error type only); the work happens in `llmscisci_cfg.eval.evaluate`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from llmscisci_cfg.errors import UserError
+
+
+@click.command("eval")
+@click.argument("run_dir", required=False, type=click.Path(path_type=Path))
+@click.option(
+    "--reference", is_flag=True, help="Also evaluate the recipe's base model (untrained)."
+)
+@click.option("--split", default="test", show_default=True, help="Dataset split to evaluate.")
+@click.option(
+    "--output-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to write the files [default: RUN_DIR/eval, or eval/RECIPE_NAME/MODEL].",
+)
+@click.option(
+    "--max-new-tokens",
+    type=click.IntRange(min=1),
+    help="Tokens generated per answer [default: GRPO's max_completion_length; SFT/DPO: "
+    "twice the longest training answer, at least 256].",
+)
+@click.option("--limit", type=click.IntRange(min=1), help="Evaluate only the first K examples.")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=16,
+    show_default=True,
+    help="Prompts generated together; lower it if memory runs out.",
+)
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="Where to generate; 'auto' is CUDA when present.",
+)
+@click.option(
+    "--recipe", "recipe_ref", help="Evaluate without a run: the held-out split of this recipe."
+)
+@click.option(
+    "--model",
+    "model_name",
+    help="With --recipe: the model to evaluate zero-shot (hub id, directory or builtin:NAME) "
+    "[default: the recipe's base model].",
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="With --recipe: override a recipe value.",
+)
+def eval_command(
+    run_dir: Path | None,
+    reference: bool,
+    split: str,
+    output_dir: Path | None,
+    max_new_tokens: int | None,
+    limit: int | None,
+    batch_size: int,
+    device: str,
+    recipe_ref: str | None,
+    model_name: str | None,
+    overrides: tuple[str, ...],
+) -> None:
+    """Generate on the held-out split with RUN_DIR's final model (and the base model with
+    --reference), then write predictions.jsonl, report.json, report.md and a plot.
+
+    Without a run: `eval --recipe RECIPE --model NAME_OR_DIR` gives the in-context zero-shot
+    result of any model on the recipe's held-out split. An invalid or missing label counts as
+    wrong in every category.
+    """
+    if (run_dir is None) == (recipe_ref is None):
+        raise UserError(
+            "give either RUN_DIR or --recipe RECIPE (with --model NAME_OR_DIR), not both"
+        )
+    if recipe_ref is None and (model_name or overrides):
+        raise UserError("--model and --set go with --recipe; a run's model and recipe are fixed")
+    from llmscisci_cfg.eval import evaluate
+    from llmscisci_cfg.eval import report as eval_report
+
+    opts = evaluate.EvalOptions(
+        split=split,
+        reference=reference,
+        max_new_tokens=max_new_tokens,
+        limit=limit,
+        batch_size=batch_size,
+        output_dir=output_dir,
+        device=device,
+    )
+    if run_dir is not None:
+        result = evaluate.evaluate_run(run_dir, opts)
+    else:
+        from llmscisci_cfg.recipe.loader import load_recipe
+
+        result = evaluate.evaluate_model(load_recipe(recipe_ref, overrides), model_name, opts)
+    n = next(iter(result.report.values()))["overall"]["n"]
+    click.echo(f"\n{split} split, {n} examples (invalid labels count as wrong in every category):")
+    click.echo(eval_report.summary_table(result.report))
+    click.echo(f"report: {result.output_dir / eval_report.REPORT_MD}")
+
+
+def register(group: click.Group) -> None:
+    group.add_command(eval_command)

@@ -1,0 +1,343 @@
+"""From source rows to examples: one per report per aspect, labels decoded, split by document.
+
+Rows of the built dataset (the contract with rewards and the runner), all methods:
+``id`` (document id), ``aspect``, ``prompt`` (system + user messages), ``gold`` (one-hot
+list, or None when the recipe declares no label columns). SFT adds ``completion``, DPO adds
+``chosen`` and ``rejected`` (each one assistant message).
+
+Every example that is left out is counted under a reason in `BuildReport.dropped`, so
+``rows × aspects == examples + sum(dropped)`` always holds.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from llmscisci_cfg.data.sources import Source, data_path, jsonl_records, read_bytes
+from llmscisci_cfg.errors import UserError
+from llmscisci_cfg.recipe.schema import Recipe
+from llmscisci_cfg.recipe.yamlio import decode
+from llmscisci_cfg.task.labels import LabelError, decode_label
+from llmscisci_cfg.task.spec import TaskSpec
+
+Row = dict[str, Any]
+Message = dict[str, str]
+
+# Drop reasons, in the order they are checked.
+EMPTY_ID = "empty_id"
+EMPTY_TEXT = "empty_text"
+BAD_LABEL = "bad_label"
+NO_TRACE = "no_trace"
+EMPTY_ANSWER = "empty_answer"
+IDENTICAL_PAIR = "identical_pair"
+
+
+@dataclass
+class BuildReport:
+    """What preprocessing did. ``summary()`` is the ``preprocess --json`` object."""
+
+    rows: int  # source rows read
+    examples: int  # examples in the built dataset (all splits)
+    dropped: dict[str, int] = field(default_factory=dict)  # reason -> examples left out
+    splits: dict[str, int] = field(default_factory=dict)  # split name -> examples
+    group_overlap: int = 0  # documents with examples on both sides of the split (must be 0)
+    documents: dict[str, int] = field(default_factory=dict)  # split name -> documents
+    length_limits: dict[str, int | None] = field(
+        default_factory=dict
+    )  # prompt / total token limits
+    source_sha256: str = ""
+    cache_key: str = ""
+    cache_path: str = ""
+    cache_hit: bool = False
+
+    def summary(self) -> dict[str, Any]:
+        """The DESIGN.md summary: rows, examples, dropped, splits, group_overlap."""
+        return {
+            "rows": self.rows,
+            "examples": self.examples,
+            "dropped": dict(self.dropped),
+            "splits": dict(self.splits),
+            "group_overlap": self.group_overlap,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> BuildReport:
+        return cls(**json.loads(text))
+
+
+@dataclass(frozen=True)
+class Example:
+    """One section of one report, before it becomes a method's row."""
+
+    id: str
+    aspect: str
+    text: str
+    gold: list[int] | None
+    where: str  # file:line of the source row, for messages
+    chosen: str | None = None
+    rejected: str | None = None
+
+
+@dataclass(frozen=True)
+class ColumnMap:
+    """Source columns resolved against the task: per built aspect, text/label/answer columns."""
+
+    id: str
+    aspects: list[str]
+    text: dict[str, str]
+    label: dict[str, str] | None
+    chosen: dict[str, str] | None
+    rejected: dict[str, str] | None
+
+    def required(self) -> dict[str, str]:
+        """``{recipe key: column}`` of every column the build reads."""
+        out = {"data.columns.id": self.id}
+        for name in ("text", "label", "chosen", "rejected"):
+            for aspect, column in (getattr(self, name) or {}).items():
+                out[f"data.columns.{name}.{aspect}"] = column
+        return out
+
+
+def resolve_columns(recipe: Recipe, task: TaskSpec) -> ColumnMap:
+    """The columns to read, with the task's default text columns; unknown aspects are errors."""
+    data, cols = recipe.data, recipe.data.columns
+    aspects = data.aspects or list(task.aspects)
+    _known_aspects(aspects, task, "data.aspects")
+    maps: dict[str, dict[str, str] | None] = {}
+    for name in ("text", "label", "chosen", "rejected"):
+        given = getattr(cols, name)
+        if given is not None:
+            _known_aspects(list(given), task, f"data.columns.{name}")
+        if name == "text":
+            given = {a: (given or {}).get(a, task.aspects[a].text_column) for a in aspects}
+        elif given is not None:
+            missing = [a for a in aspects if a not in given]
+            if missing:
+                raise UserError(
+                    f"data.columns.{name}: no column for aspect(s) {', '.join(missing)}; "
+                    f"name one per aspect built ({', '.join(aspects)}), or restrict data.aspects"
+                    + (
+                        ""
+                        if name != "label"
+                        else ", or set data.columns.label: null for unlabelled data"
+                    )
+                )
+            given = {a: given[a] for a in aspects}
+        maps[name] = given
+    return ColumnMap(id=cols.id, aspects=aspects, **maps)
+
+
+def _known_aspects(names: Iterable[str], task: TaskSpec, key: str) -> None:
+    unknown = [a for a in names if a not in task.aspects]
+    if unknown:
+        raise UserError(
+            f"{key}: unknown aspect(s) {', '.join(map(repr, unknown))}; task {task.name!r} has "
+            f"{', '.join(task.aspects)}"
+        )
+
+
+# ----------------------------------------------------------------------------- collecting
+
+
+def collect(
+    source: Source, recipe: Recipe, task: TaskSpec, cols: ColumnMap
+) -> tuple[list[Example], Counter]:
+    """One `Example` per row per aspect; empty ids/sections and (with drop) bad labels counted."""
+    examples: list[Example] = []
+    dropped: Counter = Counter()
+    table = source.rows.select_columns(list(dict.fromkeys(cols.required().values()))).to_list()
+    for i, row in enumerate(table):
+        doc = _text(row[cols.id])
+        for aspect in cols.aspects:
+            if not doc:
+                dropped[EMPTY_ID] += 1
+                continue
+            text = _text(row[cols.text[aspect]])
+            if not text:
+                dropped[EMPTY_TEXT] += 1
+                continue
+            gold = None
+            if cols.label is not None:
+                gold = _gold(
+                    row[cols.label[aspect]], recipe, task, aspect, source.where(i), doc, cols
+                )
+                if gold is None:
+                    dropped[BAD_LABEL] += 1
+                    continue
+            examples.append(
+                Example(
+                    id=doc,
+                    aspect=aspect,
+                    text=text,
+                    gold=gold,
+                    where=source.where(i),
+                    chosen=_text(row[cols.chosen[aspect]]) if cols.chosen else None,
+                    rejected=_text(row[cols.rejected[aspect]]) if cols.rejected else None,
+                )
+            )
+    return examples, dropped
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value).strip()
+
+
+def _gold(
+    value, recipe: Recipe, task: TaskSpec, aspect: str, where: str, doc: str, cols: ColumnMap
+):
+    spec = task.aspects[aspect]
+    try:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            raise LabelError("the label is empty")
+        return decode_label(value, recipe.data.label_codec, len(spec.categories), spec.code_index())
+    except LabelError as exc:
+        if recipe.data.on_bad_label == "drop":
+            return None
+        column = cols.label[aspect]
+        raise UserError(
+            f"{where}: id {doc!r}: column {column!r} (data.columns.label.{aspect}): {exc}; "
+            "fix the label, or set data.on_bad_label: drop to skip such rows"
+        ) from None
+
+
+# ----------------------------------------------------------------------------- split
+
+
+def split_documents(ids: Iterable[str], test_fraction: float, seed: int) -> set[str]:
+    """The ids held out for test: a seeded shuffle of the sorted unique ids.
+
+    Depends only on the set of ids, the fraction and the seed (not on row order). With two
+    or more documents both sides get at least one; a single document goes to train.
+
+    >>> sorted(split_documents(["a", "b", "c", "d", "a"], 0.5, seed=0))
+    ['a', 'c']
+    """
+    docs = sorted(set(ids))
+    random.Random(seed).shuffle(docs)
+    n = len(docs)
+    n_test = 0 if n < 2 else min(max(round(n * test_fraction), 1), n - 1)
+    return set(docs[:n_test])
+
+
+def split_seed(recipe: Recipe) -> int:
+    """``data.split.seed``, defaulting to ``train.seed``."""
+    seed = recipe.data.split.seed
+    return recipe.train.seed if seed is None else seed
+
+
+# ----------------------------------------------------------------------------- builders
+
+
+def _base(ex: Example, task: TaskSpec) -> Row:
+    try:
+        prompt = task.messages(ex.aspect, ex.text)
+    except UserError as exc:
+        raise UserError(f"{ex.where}: id {ex.id!r}: {exc}") from None
+    return {"id": ex.id, "aspect": ex.aspect, "prompt": prompt, "gold": ex.gold}
+
+
+def _assistant(content: str) -> list[Message]:
+    return [{"role": "assistant", "content": content}]
+
+
+def grpo_rows(examples: list[Example], task: TaskSpec) -> tuple[list[Row], Counter]:
+    """GRPO: prompt + gold (TRL passes ``gold``, ``id`` and ``aspect`` to the rewards)."""
+    return [_base(ex, task) for ex in examples], Counter()
+
+
+def sft_rows(
+    examples: list[Example], task: TaskSpec, traces: dict[tuple[str, str], str] | None, missing: str
+) -> tuple[list[Row], Counter]:
+    """SFT: prompt + ``<think>\\nTRACE\\n</think>\\n<label>\\n[…]\\n</label>``.
+
+    Without a trace file every think block is empty; with one, an example without a trace is
+    dropped (``missing: drop``, counted as no_trace) or gets an empty think block.
+    """
+    rows, dropped = [], Counter()
+    for ex in examples:
+        if ex.gold is None:
+            raise UserError(
+                f"{ex.where}: id {ex.id!r}: method sft writes the gold label into the completion, "
+                "but the recipe declares no label column; set data.columns.label"
+            )
+        trace = "" if traces is None else traces.get((ex.id, ex.aspect))
+        if trace is None:
+            if missing == "drop":
+                dropped[NO_TRACE] += 1
+                continue
+            trace = ""
+        rows.append({**_base(ex, task), "completion": _assistant(task.completion(trace, ex.gold))})
+    return rows, dropped
+
+
+def dpo_rows(examples: list[Example], task: TaskSpec) -> tuple[list[Row], Counter]:
+    """DPO: prompt + chosen/rejected answers; empty answers and identical pairs are counted out."""
+    rows, dropped = [], Counter()
+    for ex in examples:
+        if not ex.chosen or not ex.rejected:
+            dropped[EMPTY_ANSWER] += 1
+        elif ex.chosen == ex.rejected:
+            dropped[IDENTICAL_PAIR] += 1
+        else:
+            rows.append(
+                {
+                    **_base(ex, task),
+                    "chosen": _assistant(ex.chosen),
+                    "rejected": _assistant(ex.rejected),
+                }
+            )
+    return rows, dropped
+
+
+def build_rows(
+    recipe: Recipe, examples: list[Example], task: TaskSpec
+) -> tuple[list[Row], Counter]:
+    """The method's rows for ``examples``."""
+    method = recipe.method.name
+    if method == "sft":
+        spec = recipe.data.traces
+        traces = load_traces(recipe) if spec is not None else None
+        return sft_rows(examples, task, traces, spec.missing if spec else "empty")
+    if method == "dpo":
+        return dpo_rows(examples, task)
+    return grpo_rows(examples, task)
+
+
+# ----------------------------------------------------------------------------- traces
+
+
+def load_traces(recipe: Recipe) -> dict[tuple[str, str], str]:
+    """``{(id, aspect): trace}`` from the recipe's JSONL trace file."""
+    spec = recipe.data.traces
+    assert spec is not None
+    path = data_path(recipe, spec.path, "data.traces.path")
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory; data.traces.path needs a JSONL file")
+    text = decode(read_bytes(path), str(path))
+    if not text.strip():
+        raise UserError(f"{path}: the file is empty")
+    traces: dict[tuple[str, str], str] = {}
+    first: dict[tuple[str, str], int] = {}
+    for n, record in jsonl_records(text, path):
+        for key in (spec.id_key, spec.aspect_key, spec.text_key):
+            if key not in record:
+                raise UserError(
+                    f"{path}:{n}: key {key!r} not found (data.traces); keys: {', '.join(record)}"
+                )
+        k = (_text(record[spec.id_key]), _text(record[spec.aspect_key]))
+        if k in first:
+            raise UserError(
+                f"{path}:{n}: a second trace for id {k[0]!r} aspect {k[1]!r} "
+                f"(first at line {first[k]})"
+            )
+        first[k] = n
+        traces[k] = "" if record[spec.text_key] is None else str(record[spec.text_key])
+    return traces

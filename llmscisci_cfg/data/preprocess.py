@@ -1,0 +1,287 @@
+"""`build_dataset`: recipe → the train/test `DatasetDict` every trainer and eval reads, cached.
+
+Steps: load the task, read the source, one example per report per aspect (labels decoded,
+empty sections counted out), split by document, build the method's rows, drop over-long
+examples, save. The result is exactly what TRL's trainers take: conversational
+``prompt``/``completion`` (SFT), ``prompt``/``chosen``/``rejected`` (DPO), ``prompt`` plus the
+extra columns ``gold``, ``id`` and ``aspect`` (GRPO rewards get them as keyword arguments).
+
+The cache lives in ``data.cache_dir``, else ``$LLMSCISCI_CACHE``, else ``~/.cache/llmscisci``
+(under ``datasets/<key>``). The key covers everything the output depends on; see `cache_key`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from llmscisci_cfg.data.examples import (
+    BuildReport,
+    Row,
+    build_rows,
+    collect,
+    resolve_columns,
+    split_documents,
+    split_seed,
+)
+from llmscisci_cfg.data.sources import (
+    content_sha256,
+    data_path,
+    load_source,
+    quiet_datasets,
+    require_columns,
+)
+from llmscisci_cfg.task.spec import TaskSpec, load_task
+
+if TYPE_CHECKING:
+    from datasets import DatasetDict
+
+    from llmscisci_cfg.recipe.schema import Recipe
+
+#: Bump when the built format changes, so old caches are not reused.
+CACHE_VERSION = 1
+SPLITS = ("train", "test")
+_REPORT = "build_report.json"
+
+
+def build_dataset(
+    recipe: Recipe, *, use_cache: bool = True, tokenizer=None
+) -> tuple[DatasetDict, BuildReport]:
+    """The recipe's train/test dataset and what building it did (from the cache when possible).
+
+    ``tokenizer`` defaults to ``chat.load_tokenizer(recipe)`` (the recipe's chat template).
+    """
+    task = load_task(recipe.data.task, recipe.source_dir, recipe.data.task_overrides)
+    cols = resolve_columns(recipe, task)
+    if tokenizer is None:
+        from llmscisci_cfg.models import chat
+
+        tokenizer = chat.load_tokenizer(recipe)
+    source_sha = content_sha256(data_path(recipe, recipe.data.source.path, "data.source.path"))
+    key = cache_key(recipe, task, tokenizer, source_sha)
+    path = cache_root(recipe) / "datasets" / key[:24]
+    pointer = cache_root(recipe) / "index" / lookup_key(recipe, task, source_sha)[:24]
+    if use_cache and (path / _REPORT).is_file():
+        cached = _load_cached(path)
+        if cached is not None:
+            _point(pointer, path)
+            return cached
+    dataset, report = _build(recipe, task, cols, tokenizer)
+    report.source_sha256, report.cache_key = source_sha, key
+    if use_cache:
+        try:
+            _save(dataset, report, path)
+            report.cache_path = str(path)
+            _point(pointer, path)
+        except OSError as exc:  # an unwritable cache costs a rebuild next time, nothing else
+            warnings.warn(f"dataset cache not written to {path}: {exc}", stacklevel=2)
+    return dataset, report
+
+
+def _build(recipe: Recipe, task: TaskSpec, cols, tokenizer) -> tuple[DatasetDict, BuildReport]:
+    source = load_source(recipe)
+    require_columns(source, cols.required())
+    examples, dropped = collect(source, recipe, task, cols)
+    test_ids = split_documents(
+        (ex.id for ex in examples), recipe.data.split.test_fraction, split_seed(recipe)
+    )
+    rows, more = build_rows(recipe, examples, task)
+    dropped += more
+    splits: dict[str, list[Row]] = {name: [] for name in SPLITS}
+    for row in rows:
+        splits["test" if row["id"] in test_ids else "train"].append(row)
+    limits: dict[str, int | None] = {}
+    if recipe.data.length_filter is not None:
+        from llmscisci_cfg.data.lengthfilter import filter_splits, token_measure
+
+        splits, more, found = filter_splits(
+            splits, recipe.data.length_filter, recipe.method.name, token_measure(tokenizer)
+        )
+        dropped += more
+        limits = {"prompt": found.prompt, "total": found.total}
+    dataset = _to_datasetdict(splits, recipe.method.name)
+    return dataset, _report(len(source.rows), splits, dropped, limits)
+
+
+def _report(n_rows: int, splits: dict[str, list[Row]], dropped: Counter, limits) -> BuildReport:
+    docs = {name: {r["id"] for r in rows} for name, rows in splits.items()}
+    return BuildReport(
+        rows=n_rows,
+        examples=sum(len(rows) for rows in splits.values()),
+        dropped=dict(sorted(dropped.items())),
+        splits={name: len(rows) for name, rows in splits.items()},
+        group_overlap=len(docs["train"] & docs["test"]),
+        documents={name: len(ids) for name, ids in docs.items()},
+        length_limits=limits,
+    )
+
+
+def _to_datasetdict(splits: dict[str, list[Row]], method: str) -> DatasetDict:
+    from datasets import Dataset, DatasetDict, Features, List, Value
+
+    messages = List({"role": Value("string"), "content": Value("string")})
+    columns: dict[str, Any] = {
+        "id": Value("string"),
+        "aspect": Value("string"),
+        "prompt": messages,
+        "gold": List(Value("int64")),
+    }
+    for name in {"sft": ("completion",), "dpo": ("chosen", "rejected"), "grpo": ()}[method]:
+        columns[name] = messages
+    features = Features(columns)
+    # from_dict, not from_list: from_list([]) loses the columns and fails on an empty split
+    return DatasetDict(
+        {
+            name: Dataset.from_dict({c: [r[c] for r in rows] for c in columns}, features=features)
+            for name, rows in splits.items()
+        }
+    )
+
+
+# ----------------------------------------------------------------------------- cache
+
+
+def cache_root(recipe: Recipe) -> Path:
+    """``data.cache_dir`` (recipe-relative), else ``$LLMSCISCI_CACHE``, else ~/.cache/llmscisci."""
+    if recipe.data.cache_dir:
+        return recipe.resolve(recipe.data.cache_dir)
+    env = os.environ.get("LLMSCISCI_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "llmscisci"
+
+
+def cache_key(recipe: Recipe, task: TaskSpec, tokenizer, source_sha: str) -> str:
+    """sha256 over everything the built dataset depends on.
+
+    Covers: the source content hash, the trace file's content hash (SFT with traces), the
+    whole ``data`` section, the effective split seed, the method name, the resolved task
+    (prompts, categories, codes), the tokenizer (its full serialized vocabulary and rules)
+    and the chat template text, plus `CACHE_VERSION`.
+    """
+    parts = _recipe_parts(recipe, task, source_sha)
+    parts["tokenizer"] = tokenizer_identity(tokenizer)
+    parts["template"] = getattr(tokenizer, "chat_template", None)
+    return _sha(parts)
+
+
+def lookup_key(recipe: Recipe, task: TaskSpec, source_sha: str) -> str:
+    """A key computable without loading the tokenizer (for `plan`): the recipe-side parts of
+    `cache_key` plus the model and template *names* instead of their contents."""
+    parts = _recipe_parts(recipe, task, source_sha)
+    parts["model"] = [recipe.model.name_or_path, recipe.model.revision, recipe.model.family]
+    parts["template"] = recipe.template.model_dump(mode="json")
+    return _sha(parts)
+
+
+def cached_report(recipe: Recipe) -> BuildReport | None:
+    """The report of the newest cached build of this recipe, without loading a tokenizer or
+    any ML library; None when `preprocess` (or `run`) has not built it yet."""
+    task = load_task(recipe.data.task, recipe.source_dir, recipe.data.task_overrides)
+    source_sha = content_sha256(data_path(recipe, recipe.data.source.path, "data.source.path"))
+    pointer = cache_root(recipe) / "index" / lookup_key(recipe, task, source_sha)[:24]
+    try:
+        entry = Path(pointer.read_text(encoding="utf-8").strip())
+        return BuildReport.from_json((entry / _REPORT).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _recipe_parts(recipe: Recipe, task: TaskSpec, source_sha: str) -> dict[str, Any]:
+    traces = recipe.data.traces
+    return {
+        "version": CACHE_VERSION,
+        "source": source_sha,
+        "traces": content_sha256(data_path(recipe, traces.path, "data.traces.path"))
+        if traces is not None and recipe.method.name == "sft"
+        else None,
+        "data": recipe.data.model_dump(mode="json"),
+        "split_seed": split_seed(recipe),
+        "method": recipe.method.name,
+        "task": task.model_dump(mode="json"),
+    }
+
+
+def _sha(parts: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def tokenizer_identity(tokenizer) -> str:
+    """sha256 of the serialized fast tokenizer (vocabulary, merges, normalizer, special tokens)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None) or getattr(
+        tokenizer, "_tokenizer", None
+    )
+    if backend is not None and hasattr(backend, "to_str"):
+        text = backend.to_str()
+    else:  # slow or custom tokenizer: its class, name and vocabulary
+        vocab = tokenizer.get_vocab() if hasattr(tokenizer, "get_vocab") else {}
+        text = json.dumps(
+            [
+                type(tokenizer).__name__,
+                getattr(tokenizer, "name_or_path", ""),
+                sorted(vocab.items()),
+            ]
+        )
+    special = json.dumps(getattr(tokenizer, "special_tokens_map", {}), sort_keys=True, default=str)
+    return hashlib.sha256((text + special).encode()).hexdigest()
+
+
+def _save(dataset: DatasetDict, report: BuildReport, path: Path) -> None:
+    """Write to a temporary sibling, then rename: readers never see a half-written entry."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=path.name + ".tmp-", dir=path.parent))
+    try:
+        # an empty split needs one (empty) shard, else load_from_disk fails on it (datasets 5.2)
+        shards = {name: 1 for name, split in dataset.items() if len(split) == 0}
+        with quiet_datasets():
+            dataset.save_to_disk(str(tmp / "dataset"), num_shards=shards)
+        (tmp / _REPORT).write_text(report.to_json() + "\n", encoding="utf-8")
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _point(pointer: Path, entry: Path) -> None:
+    """Record ``entry`` as the newest build for a `lookup_key` (atomic rename)."""
+    pointer.parent.mkdir(parents=True, exist_ok=True)
+    tmp = pointer.with_name(pointer.name + f".tmp-{os.getpid()}")
+    tmp.write_text(str(entry) + "\n", encoding="utf-8")
+    os.replace(tmp, pointer)
+
+
+def _load_cached(path: Path) -> tuple[DatasetDict, BuildReport] | None:
+    """The cached build, or None when the entry is unreadable (then it is rebuilt)."""
+    from datasets import load_from_disk
+
+    try:
+        report = BuildReport.from_json((path / _REPORT).read_text(encoding="utf-8"))
+        dataset = load_from_disk(str(path / "dataset"))
+    except Exception:  # truncated, hand-edited or from another datasets version: rebuild
+        return None
+    report.cache_hit, report.cache_path = True, str(path)
+    return dataset, report
+
+
+def preview_conversations(
+    dataset: DatasetDict, method: str, n: int
+) -> list[tuple[str, list[dict]]]:
+    """Up to ``n`` train conversations to show: prompt + the trained answer (DPO: chosen).
+
+    GRPO rows have no answer (the policy writes it), so only the prompt is shown.
+    """
+    split = dataset["train"] if "train" in dataset else next(iter(dataset.values()))
+    answer = {"sft": "completion", "dpo": "chosen"}.get(method)
+    out = []
+    for row in split.select(range(min(n, len(split)))):
+        messages = row["prompt"] + (row[answer] if answer else [])
+        out.append(
+            (f"{row['id']} / {row['aspect']}" + (" (chosen)" if method == "dpo" else ""), messages)
+        )
+    return out

@@ -1,0 +1,1 @@
+"""Evaluation: generate on the held-out split, score, report."""

@@ -1,0 +1,1 @@
+"""Models and tokenizers: chat templates, the built-in tiny models."""

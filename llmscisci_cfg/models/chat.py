@@ -1,0 +1,251 @@
+"""Chat templates: choose, attach, render, and show the loss mask.
+
+The template a recipe trains with is, in order: ``template.file`` (relative to the recipe),
+``template.name`` (a shipped one, or ``tokenizer`` for the model's own), else the default of the
+model family (``model.family``, or inferred from ``model.name_or_path``). Shipped templates mark
+assistant content and its end-of-turn token with ``{% generation %}``, so
+``return_assistant_tokens_mask`` trains exactly those tokens.
+
+>>> infer_family("google/gemma-3-1b-it"), infer_family("Qwen/Qwen2.5-0.5B-Instruct")
+('gemma3', 'qwen2')
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from llmscisci_cfg.errors import UserError
+
+if TYPE_CHECKING:
+    from llmscisci_cfg.recipe.schema import Recipe
+
+Messages = list[dict[str, Any]]
+
+SHIPPED = ("llama3", "gemma3", "chatml", "tiny")
+TOKENIZER = "tokenizer"  # template.name that keeps the tokenizer's own template
+FAMILY_TEMPLATE = {"llama3": "llama3", "gemma3": "gemma3", "qwen2": "chatml", "tiny": "tiny"}
+_FAMILY_PATTERNS = (
+    ("gemma3", re.compile(r"gemma[-_ ]?3(?!\d)")),
+    ("llama3", re.compile(r"llama[-_ ]?3(?!\d)")),
+    ("qwen2", re.compile(r"qwen[-_ ]?2(?!\d)")),
+)
+_GENERATION = re.compile(r"\{%-?\s*generation\s*-?%\}")
+TRAINED_OPEN, TRAINED_CLOSE = "[[", "]]"  # how `preview` marks trained text
+_DIM, _RESET = "\x1b[2m", "\x1b[0m"
+
+
+# ----------------------------------------------------------------------------- choosing
+
+
+def infer_family(name: str) -> str:
+    """The template family a model name suggests: llama3, gemma3, qwen2, tiny, or other.
+
+    >>> infer_family("meta-llama/Llama-3.2-1B-Instruct"), infer_family("builtin:tiny-gemma")
+    ('llama3', 'tiny')
+    """
+    lowered = name.lower()
+    if lowered.startswith("builtin:tiny"):
+        return "tiny"
+    for family, pattern in _FAMILY_PATTERNS:
+        if pattern.search(lowered):
+            return family
+    return "other"
+
+
+def model_family(recipe: Recipe) -> str:
+    """``model.family``, or the family inferred from ``model.name_or_path``."""
+    return recipe.model.family or infer_family(recipe.model.name_or_path)
+
+
+def template_name(recipe: Recipe) -> str:
+    """``file`` for a template file, else a shipped name or ``tokenizer`` (family other: its own)."""
+    if recipe.template.file:
+        return "file"
+    return recipe.template.name or FAMILY_TEMPLATE.get(model_family(recipe), TOKENIZER)
+
+
+def has_generation_markers(text: str) -> bool:
+    """Whether a template marks assistant output with ``{% generation %}`` (assistant-only loss)."""
+    return _GENERATION.search(text) is not None
+
+
+def shipped_template(name: str) -> str:
+    """The text of a shipped template (``llama3``, ``gemma3``, ``chatml``, ``tiny``)."""
+    from llmscisci_cfg.resources import shipped
+
+    if name not in SHIPPED:
+        choices = ", ".join((*SHIPPED, TOKENIZER))
+        raise UserError(
+            f"template.name: unknown template {name!r}; choose one of {choices}, or give template.file"
+        )
+    return shipped("templates", f"{name}.jinja").read_text(encoding="utf-8")
+
+
+def template_text(recipe: Recipe, tokenizer: Any = None) -> str:
+    """The Jinja text of the recipe's chat template.
+
+    For ``tokenizer`` it is the model tokenizer's own template; the tokenizer is loaded when not
+    given. A missing or undecodable file, an unknown name, or a tokenizer without a template
+    is a `UserError`.
+    """
+    name = template_name(recipe)
+    if name == "file":
+        return _read_file(recipe)
+    if name != TOKENIZER:
+        return shipped_template(name)
+    if tokenizer is None:
+        tokenizer = _base_tokenizer(recipe, name)
+    return _own_template(tokenizer, recipe.model.name_or_path)
+
+
+def _read_file(recipe: Recipe) -> str:
+    path = recipe.resolve(recipe.template.file)
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"template.file: file not found: {path}") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(
+            f"template.file: {path} is not UTF-8 text ({exc.reason} at byte {exc.start})"
+        ) from None
+    except OSError as exc:
+        raise UserError(f"template.file: cannot read {path}: {exc.strerror}") from None
+
+
+def _own_template(tokenizer: Any, model: str) -> str:
+    own = getattr(tokenizer, "chat_template", None)
+    if isinstance(own, dict):
+        own = own.get("default")
+    if not own:
+        raise UserError(
+            f"template.name: 'tokenizer' keeps the model's own chat template, but the tokenizer of {model!r} "
+            f"has none; use template.name ({', '.join(SHIPPED)}) or template.file"
+        )
+    return own
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def load_tokenizer(recipe: Recipe):
+    """The recipe's tokenizer with its chat template attached (and a pad token).
+
+    ``builtin:`` models get the shipped tiny tokenizer, with the BOS/EOS of the chosen shipped
+    template; other names go through ``AutoTokenizer.from_pretrained`` (revision and
+    trust_remote_code from the recipe); a local directory may be relative to the cwd or to the
+    recipe. A tokenizer that cannot be loaded (offline, typo) is a `UserError` naming the model.
+    """
+    name = template_name(recipe)
+    tokenizer = _base_tokenizer(recipe, name)
+    tokenizer.chat_template = template_text(recipe, tokenizer)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def _base_tokenizer(recipe: Recipe, template: str):
+    from llmscisci_cfg.models import tiny
+
+    model = recipe.model.name_or_path
+    if tiny.is_builtin(model):
+        tiny.builtin_key(model)
+        return tiny.load_tiny_tokenizer(template)
+    from transformers import AutoTokenizer
+
+    from llmscisci_cfg.runs.manifest import model_source
+
+    try:
+        return AutoTokenizer.from_pretrained(
+            model_source(recipe),
+            revision=recipe.model.revision,
+            trust_remote_code=recipe.model.trust_remote_code,
+        )
+    except (OSError, ValueError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(
+            f"model.name_or_path: cannot load the tokenizer of {model!r}: {reason} "
+            "(offline? download the model first or give a local directory; builtin:tiny works offline)"
+        ) from None
+
+
+# ----------------------------------------------------------------------------- rendering
+
+
+def render(tokenizer: Any, messages: Messages, add_generation_prompt: bool = False) -> str:
+    """The conversation as the chat template renders it (a template error is a `UserError`)."""
+    from jinja2 import TemplateError
+
+    try:
+        return tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=add_generation_prompt
+        )
+    except TemplateError as exc:
+        raise UserError(f"chat template: {exc}") from None
+
+
+def assistant_mask(tokenizer: Any, messages: Messages) -> tuple[list[int], list[int]]:
+    """Token ids of the rendered conversation and its loss mask (1 = trained assistant token).
+
+    The mask comes from the template's ``{% generation %}`` blocks; without them it is all 0.
+    """
+    from jinja2 import TemplateError
+
+    try:
+        out = tokenizer.apply_chat_template(
+            messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+        )
+    except TemplateError as exc:
+        raise UserError(f"chat template: {exc}") from None
+    return list(out["input_ids"]), list(out["assistant_masks"])
+
+
+def trained_text(tokenizer: Any, messages: Messages) -> str:
+    """The decoded trained-on tokens only, e.g. ``'<think>…</label><|im_end|>'``."""
+    ids, mask = assistant_mask(tokenizer, messages)
+    return tokenizer.decode(
+        [i for i, m in zip(ids, mask, strict=True) if m], skip_special_tokens=False
+    )
+
+
+def preview(tokenizer: Any, messages: Messages, color: bool = False) -> str:
+    """The rendered conversation with the loss mask visible.
+
+    Trained tokens are wrapped in ``[[ … ]]``; with ``color`` the masked (untrained) text is
+    dimmed with ANSI codes instead. A first line counts the trained tokens.
+    """
+    ids, mask = assistant_mask(tokenizer, messages)
+    head = f"[loss mask: {sum(mask)} of {len(mask)} tokens trained" + (
+        "; untrained text dimmed]"
+        if color
+        else f"; trained text inside {TRAINED_OPEN} {TRAINED_CLOSE}]"
+    )
+    parts = []
+    for text, trained in _runs(tokenizer, render(tokenizer, messages), ids, mask):
+        if trained:
+            parts.append(text if color else TRAINED_OPEN + text + TRAINED_CLOSE)
+        else:
+            parts.append(f"{_DIM}{text}{_RESET}" if color and text else text)
+    return head + "\n" + "".join(parts)
+
+
+def _runs(tokenizer: Any, text: str, ids: list[int], mask: list[int]) -> list[tuple[str, bool]]:
+    """The rendered text cut into runs of untrained / trained tokens.
+
+    Cuts by the tokenizer's character offsets, so the text is exactly the rendered one; falls
+    back to decoding each run when offsets are not available.
+    """
+    cuts = [i for i in range(1, len(mask)) if mask[i] != mask[i - 1]]
+    bounds = list(zip([0, *cuts], [*cuts, len(mask)], strict=True))
+    try:
+        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        offsets = enc["offset_mapping"] if list(enc["input_ids"]) == ids else None
+    except NotImplementedError:  # slow tokenizers have no offsets
+        offsets = None
+    if offsets is None:
+        return [
+            (tokenizer.decode(ids[a:b], skip_special_tokens=False), bool(mask[a]))
+            for a, b in bounds
+        ]
+    starts = [0] + [offsets[c][0] for c in cuts] + [len(text)]
+    return [(text[starts[k] : starts[k + 1]], bool(mask[a])) for k, (a, _) in enumerate(bounds)]

@@ -1,0 +1,256 @@
+"""Cross-field checks, run when a recipe loads, before any model or data is touched.
+
+Each check returns ``(key path, message)`` pairs; the message names the smallest fix.
+`machine_problems` holds the checks that depend on this machine (CUDA present or not):
+`run` refuses on them, `validate --here` and `plan` report them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from llmscisci_cfg.errors import UserError
+from llmscisci_cfg.recipe.schema import GRPOMethod, Recipe
+
+Found = tuple[tuple, str]
+
+
+def recipe_problems(recipe: Recipe) -> list[Found]:
+    """Every machine-independent cross-field problem of ``recipe``."""
+    found: list[Found] = []
+    for check in (
+        _rewards_need_grpo,
+        _grpo_batch,
+        _dpo_pairs,
+        _sft_labels,
+        _quantization,
+        _launch,
+        _template,
+        _task,
+        _files,
+    ):
+        found.extend(check(recipe))
+    found.extend(_reward_specs(recipe))
+    return found
+
+
+def _rewards_need_grpo(recipe: Recipe) -> Iterator[Found]:
+    method = recipe.method.name
+    if method != "grpo" and recipe.rewards:
+        yield (
+            ("rewards",),
+            f"rewards apply only to method grpo, not {method}; remove the rewards section",
+        )
+    if method == "grpo" and not recipe.rewards:
+        yield (
+            ("rewards",),
+            "method grpo needs at least one reward; add e.g. rewards: [{name: format}]",
+        )
+
+
+def _grpo_batch(recipe: Recipe) -> Iterator[Found]:
+    m = recipe.method
+    if not isinstance(m, GRPOMethod):
+        return
+    b, g, p = (
+        recipe.train.per_device_batch_size,
+        recipe.train.gradient_accumulation_steps,
+        recipe.launch.num_processes,
+    )
+    n = m.num_generations
+    if (b * g * p) % n == 0:
+        return
+    factors = "per_device_batch_size × gradient_accumulation_steps" + (
+        " × num_processes" if p > 1 else ""
+    )
+    fix_g = next(k for k in range(g + 1, g + n + 1) if (b * k * p) % n == 0)
+    fix_b = next(k for k in range(b + 1, b + n + 1) if (k * g * p) % n == 0)
+    smallest = (
+        f"gradient_accumulation_steps: {fix_g}"
+        if fix_g - g <= fix_b - b
+        else f"per_device_batch_size: {fix_b}"
+    )
+    yield (
+        ("method", "num_generations"),
+        f"num_generations ({n}) must divide {factors} ({b * g * p}); smallest fix: {smallest}",
+    )
+
+
+def _dpo_pairs(recipe: Recipe) -> Iterator[Found]:
+    if recipe.method.name != "dpo":
+        return
+    cols = recipe.data.columns
+    for side in ("chosen", "rejected"):
+        if not getattr(cols, side):
+            yield (
+                ("data", "columns", side),
+                f"method dpo needs a {side} answer column per aspect, e.g. {side}: {{easy: easy_gpt_response}}",
+            )
+    if cols.chosen and cols.rejected and set(cols.chosen) != set(cols.rejected):
+        yield ("data", "columns", "rejected"), "chosen and rejected must name the same aspects"
+
+
+def _sft_labels(recipe: Recipe) -> Iterator[Found]:
+    if recipe.method.name == "sft" and not recipe.data.columns.label:
+        yield (
+            ("data", "columns", "label"),
+            "method sft writes the gold label into each completion; name the label column per aspect",
+        )
+
+
+def _quantization(recipe: Recipe) -> Iterator[Found]:
+    q = recipe.model.quantization
+    if q is None:
+        return
+    if recipe.model.lora is None:
+        yield (
+            ("model", "quantization"),
+            "quantized weights cannot be trained directly; add a model.lora section (QLoRA)",
+        )
+    if recipe.launch.device == "cpu" and not q.allow_cpu:
+        yield (
+            ("model", "quantization"),
+            "bitsandbytes quantization on launch.device: cpu is refused; remove model.quantization "
+            "or set model.quantization.allow_cpu: true",
+        )
+
+
+def _launch(recipe: Recipe) -> Iterator[Found]:
+    la = recipe.launch
+    if la.device == "cpu" and la.mixed_precision == "fp16":
+        yield (
+            ("launch", "mixed_precision"),
+            "fp16 needs CUDA; on launch.device: cpu use 'no' or 'auto'",
+        )
+    if la.device == "cpu" and la.distributed != "ddp":
+        yield (
+            ("launch", "distributed"),
+            f"{la.distributed} needs CUDA (accelerate would silently run CPU processes as plain "
+            "DDP); on launch.device: cpu use ddp",
+        )
+    if la.distributed != "ddp" and la.num_processes == 1 and la.accelerate_config is None:
+        yield (
+            ("launch", "distributed"),
+            f"{la.distributed} needs launch.num_processes > 1; set it or use ddp",
+        )
+
+
+def _task(recipe: Recipe) -> Iterator[Found]:
+    """The task loads (with its overrides) and the recipe names only its aspects."""
+    from llmscisci_cfg.task.spec import load_task
+
+    try:
+        task = load_task(recipe.data.task, recipe.source_dir, recipe.data.task_overrides)
+    except UserError as exc:
+        yield ("data", "task"), f"cannot load the task: {exc}"
+        return
+    known = list(task.aspects)
+    named = [(("data", "aspects"), recipe.data.aspects or [])]
+    for key in ("text", "label", "chosen", "rejected"):
+        named.append((("data", "columns", key), list(getattr(recipe.data.columns, key) or {})))
+    for path, aspects in named:
+        for aspect in aspects:
+            if aspect not in known:
+                yield (
+                    path,
+                    f"unknown aspect {aspect!r}; the task {recipe.data.task} has {', '.join(known)}",
+                )
+
+
+def _template(recipe: Recipe) -> Iterator[Found]:
+    from llmscisci_cfg.models.chat import SHIPPED, TOKENIZER
+
+    name = recipe.template.name
+    if name is not None and name not in (*SHIPPED, TOKENIZER):
+        close = difflib.get_close_matches(name, SHIPPED, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        yield (
+            ("template", "name"),
+            f"unknown template {name!r}; choose one of {', '.join(SHIPPED)}, {TOKENIZER}{hint}",
+        )
+
+
+def _files(recipe: Recipe) -> Iterator[Found]:
+    """Files that are part of the recipe artifact itself must exist (data files need not, yet)."""
+    for path, value in (
+        (("template", "file"), recipe.template.file),
+        (("launch", "accelerate_config"), recipe.launch.accelerate_config),
+    ):
+        if value is not None and not recipe.resolve(value).is_file():
+            yield path, f"file not found: {recipe.resolve(value)}"
+
+
+def _reward_specs(recipe: Recipe) -> list[Found]:
+    if not recipe.rewards:
+        return []
+    found: list[Found] = []
+    seen: dict[str, int] = {}
+    for i, spec in enumerate(recipe.rewards):
+        if not math.isfinite(spec.weight):
+            found.append((("rewards", i, "weight"), "weight must be a finite number"))
+        if spec.label in seen:
+            found.append(
+                (
+                    ("rewards", i, "name"),
+                    f"{spec.label!r} is listed twice (also rewards[{seen[spec.label]}]); "
+                    "give one an alias so their metrics do not clash",
+                )
+            )
+        seen.setdefault(spec.label, i)
+    if all(spec.weight == 0 for spec in recipe.rewards):
+        found.append((("rewards",), "every reward weight is 0; GRPO would learn nothing"))
+    from llmscisci_cfg.rewards.registry import BUILTINS, check_specs
+
+    if not recipe.data.columns.label:
+        for i, spec in enumerate(recipe.rewards):
+            if spec.name in BUILTINS and "gold" in BUILTINS[spec.name].reads:
+                found.append(
+                    (
+                        ("rewards", i, "name"),
+                        f"{spec.name} reads the gold label; set data.columns.label",
+                    )
+                )
+    found.extend(check_specs(recipe.rewards, recipe.source_dir))
+    return found
+
+
+def cuda_present() -> bool:
+    """Whether an NVIDIA GPU is visible, without importing torch."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+        return False
+    return Path("/proc/driver/nvidia/version").exists() or Path("/dev/nvidiactl").exists()
+
+
+def machine_problems(recipe: Recipe, cuda: bool | None = None) -> list[Found]:
+    """Problems that depend on this machine: what `run` would refuse here."""
+    cuda = cuda_present() if cuda is None else cuda
+    if cuda:
+        return []
+    found: list[Found] = []
+    la = recipe.launch
+    if la.device == "cuda":
+        found.append(
+            (("launch", "device"), "launch.device is cuda but no CUDA device is visible here")
+        )
+    q = recipe.model.quantization
+    if q is not None and not q.allow_cpu and la.device != "cpu":
+        found.append(
+            (
+                ("model", "quantization"),
+                "no CUDA device here: bitsandbytes quantization is refused on CPU; "
+                "run on a GPU, or set model.quantization.allow_cpu: true (slow)",
+            )
+        )
+    if la.distributed != "ddp" and la.num_processes > 1:
+        found.append(
+            (
+                ("launch", "distributed"),
+                f"{la.distributed} needs CUDA, which is not visible here (accelerate would silently "
+                "run CPU processes as plain DDP); use launch.distributed: ddp on CPU",
+            )
+        )
+    return found

@@ -1,0 +1,442 @@
+"""The recipe schema: one Pydantic model per YAML section.
+
+Every model forbids unknown keys and documents every field; the descriptions feed
+the JSON Schema (``llmscisci schema``), editor completion and error messages.
+Checks that involve several sections live in `llmscisci_cfg.recipe.checks`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+RECIPE_VERSION = 1
+
+PosInt = Annotated[int, Field(ge=1)]
+NonNegInt = Annotated[int, Field(ge=0)]
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+PosFloat = Annotated[float, Field(gt=0.0)]
+
+
+class Section(BaseModel):
+    """Base for every recipe section: unknown keys are errors, values are re-checked on assignment."""
+
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, use_attribute_docstrings=False
+    )
+
+
+# ----------------------------------------------------------------------------- model
+
+
+class Quantization(Section):
+    bits: Literal[4, 8] = Field(
+        4, description="Load the base weights in 4-bit or 8-bit through bitsandbytes."
+    )
+    quant_type: Literal["nf4", "fp4"] = Field(
+        "nf4", description="4-bit data type (QLoRA uses nf4)."
+    )
+    double_quant: bool = Field(
+        True, description="Quantize the quantization constants too (saves ~0.4 bit/param)."
+    )
+    compute_dtype: Literal["bfloat16", "float16", "float32"] = Field(
+        "bfloat16", description="Dtype of the matmuls on dequantized weights."
+    )
+    allow_cpu: bool = Field(
+        False,
+        description="Allow bitsandbytes quantization without CUDA (slow; for tests). Without it a CPU run is refused.",
+    )
+
+
+class Lora(Section):
+    r: PosInt = Field(8, description="LoRA rank.")
+    alpha: PosFloat = Field(16, description="LoRA scaling numerator (scale = alpha / r).")
+    dropout: Probability = Field(0.05, description="Dropout on the LoRA input.")
+    target_modules: Literal["all-linear"] | list[str] = Field(
+        "all-linear",
+        description="Modules to adapt: 'all-linear' or a list of module-name suffixes.",
+    )
+    bias: Literal["none", "all", "lora_only"] = Field("none", description="Which biases to train.")
+
+    @field_validator("target_modules")
+    @classmethod
+    def _non_empty(cls, v):
+        if isinstance(v, list) and not v:
+            raise ValueError("list is empty; use 'all-linear' or name at least one module")
+        return v
+
+
+Family = Literal["llama3", "gemma3", "qwen2", "tiny", "other"]
+
+
+class ModelSpec(Section):
+    name_or_path: str = Field(
+        ...,
+        min_length=1,
+        description="A hub id (google/gemma-3-1b-it), a local directory, or builtin:tiny for the shipped tiny model.",
+    )
+    family: Family | None = Field(
+        None,
+        description="Model family; picks the default chat template. Inferred from name_or_path when omitted.",
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto",
+        description="Weight dtype when not quantized. 'auto' is bfloat16 on CUDA, float32 on CPU.",
+    )
+    attn_implementation: Literal["eager", "sdpa", "flash_attention_2"] | None = Field(
+        None, description="Attention kernel; None lets transformers choose."
+    )
+    trust_remote_code: bool = Field(
+        False, description="Run model code shipped with the checkpoint. Off unless you trust it."
+    )
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit) to pin.")
+    quantization: Quantization | None = Field(
+        None, description="bitsandbytes quantization of the base weights (QLoRA)."
+    )
+    lora: Lora | None = Field(None, description="Train a LoRA adapter instead of all weights.")
+
+
+class TemplateSpec(Section):
+    name: str | None = Field(
+        None,
+        description="A shipped template (llama3, gemma3, chatml, tiny) or 'tokenizer' for the model's own. "
+        "Defaults to the model family's template.",
+    )
+    file: str | None = Field(
+        None, description="A Jinja chat-template file, relative to the recipe."
+    )
+
+    @model_validator(mode="after")
+    def _one_of(self):
+        if self.name is not None and self.file is not None:
+            raise ValueError("give either 'name' or 'file', not both")
+        return self
+
+
+# ----------------------------------------------------------------------------- data
+
+
+class SourceSpec(Section):
+    path: str = Field(
+        ...,
+        min_length=1,
+        description="Data file or save_to_disk directory (relative to the recipe), or builtin:sample for the shipped sample.",
+    )
+    format: Literal["auto", "csv", "json", "parquet", "disk"] = Field(
+        "auto",
+        description="File format; 'auto' decides from the extension (.csv, .json/.jsonl, .parquet, directory).",
+    )
+
+
+class Columns(Section):
+    id: str = Field(
+        "doi", description="Column holding the document id; both aspects of a document share it."
+    )
+    text: dict[str, str] | None = Field(
+        None,
+        description="Section-text column per aspect, e.g. {easy: easy, difficult: difficult}. Defaults from the task.",
+    )
+    label: dict[str, str] | None = Field(
+        None,
+        description="Gold-label column per aspect, e.g. {easy: y_easy_gpt4}. Needed by SFT and label rewards.",
+    )
+    chosen: dict[str, str] | None = Field(
+        None, description="DPO: column per aspect with the preferred answer."
+    )
+    rejected: dict[str, str] | None = Field(
+        None, description="DPO: column per aspect with the dispreferred answer."
+    )
+
+
+class TraceSpec(Section):
+    path: str = Field(
+        ...,
+        description="JSONL of reasoning traces, relative to the recipe, or builtin:sample_traces.",
+    )
+    id_key: str = Field("id", description="Key holding the document id.")
+    aspect_key: str = Field("aspect", description="Key holding the aspect name.")
+    text_key: str = Field("trace", description="Key holding the trace text.")
+    missing: Literal["drop", "empty"] = Field(
+        "drop",
+        description="An example without a trace is dropped (counted) or gets an empty think block.",
+    )
+
+
+class SplitSpec(Section):
+    test_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = Field(
+        0.2, description="Fraction of documents held out for evaluation."
+    )
+    seed: int | None = Field(
+        None, description="Seed of the document shuffle; defaults to train.seed."
+    )
+
+
+class LengthFilter(Section):
+    percentile: Annotated[float, Field(gt=0.0, le=100.0)] | None = Field(
+        95.0,
+        description="Drop examples longer than this percentile of prompt tokens and of prompt+completion tokens on train.",
+    )
+    max_prompt_tokens: PosInt | None = Field(
+        None, description="Absolute prompt-token limit (overrides the percentile)."
+    )
+    max_total_tokens: PosInt | None = Field(
+        None, description="Absolute prompt+completion token limit (overrides the percentile)."
+    )
+
+
+class TaskOverride(Section):
+    system_prompt: str | None = Field(None, description="Replace the task's system prompt (Jinja).")
+    user_prompt: str | None = Field(None, description="Replace the task's user prompt (Jinja).")
+    categories: dict[str, list[str]] | None = Field(
+        None, description="Replace the ordered category list of an aspect, e.g. {difficult: [...]}."
+    )
+    codes: dict[str, dict[str, str]] | None = Field(
+        None,
+        description="Replace an aspect's human-code mapping, e.g. {difficult: {'1': 'Unclear notation ...'}}.",
+    )
+
+
+class DataSpec(Section):
+    task: str = Field(
+        "builtin:repro_effort",
+        description="Task definition: builtin:NAME or a task YAML file relative to the recipe.",
+    )
+    task_overrides: TaskOverride | None = Field(
+        None, description="Replace parts of the task definition."
+    )
+    source: SourceSpec = Field(..., description="Where the reports come from.")
+    columns: Columns = Field(default_factory=Columns, description="Column names in the source.")
+    aspects: list[str] | None = Field(
+        None, description="Aspects to build examples for; defaults to all of the task's."
+    )
+    label_codec: Literal["auto", "onehot", "codes", "list"] = Field(
+        "auto",
+        description="How gold labels are written: one-hot string '[1, 0, 1, 0, 0]', human codes '1, 3', or a real list.",
+    )
+    on_bad_label: Literal["error", "drop"] = Field(
+        "error",
+        description="A malformed label stops with an error naming the row, or the example is dropped and counted.",
+    )
+    traces: TraceSpec | None = Field(
+        None, description="SFT: reasoning traces written into the think block."
+    )
+    split: SplitSpec = Field(default_factory=SplitSpec, description="Train/test split by document.")
+    length_filter: LengthFilter | None = Field(
+        default_factory=LengthFilter,
+        description="Drop over-long examples (counted); null keeps everything.",
+    )
+    cache_dir: str | None = Field(
+        None,
+        description="Where built datasets are cached; defaults to ~/.cache/llmscisci (or $LLMSCISCI_CACHE).",
+    )
+
+    @field_validator("aspects")
+    @classmethod
+    def _aspects_unique(cls, v):
+        if v is not None:
+            if not v:
+                raise ValueError("list is empty; name at least one aspect or leave it out")
+            if len(set(v)) != len(v):
+                raise ValueError("aspects repeat")
+        return v
+
+
+# ----------------------------------------------------------------------------- method
+
+
+class SFTMethod(Section):
+    name: Literal["sft"] = Field(
+        description="Supervised fine-tuning on prompt + reasoning + label completions."
+    )
+    max_length: PosInt | None = Field(
+        1024, description="Truncate tokenized examples to this length (TRL's max_length)."
+    )
+    assistant_only_loss: bool = Field(
+        True, description="Train only on assistant tokens (template {% generation %} masks)."
+    )
+    packing: bool = Field(False, description="Pack several examples into one sequence.")
+
+
+class DPOMethod(Section):
+    name: Literal["dpo"] = Field(
+        description="Direct preference optimisation on chosen/rejected answers."
+    )
+    beta: PosFloat = Field(0.1, description="Strength of the implicit KL penalty.")
+    loss_type: Literal["sigmoid", "hinge", "ipo", "robust", "bco_pair", "apo_zero", "apo_down"] = (
+        Field("sigmoid", description="DPO loss variant.")
+    )
+    label_smoothing: Annotated[float, Field(ge=0.0, lt=0.5)] = Field(
+        0.0, description="Robust-DPO label noise."
+    )
+    max_length: PosInt | None = Field(
+        1024, description="Truncate prompt+answer to this many tokens."
+    )
+
+
+GRPOLoss = Literal["grpo", "dapo", "dr_grpo", "bnpo", "cispo", "sapo"]
+
+
+class GRPOMethod(Section):
+    name: Literal["grpo"] = Field(
+        description="Group relative policy optimisation with the recipe's rewards."
+    )
+    num_generations: Annotated[int, Field(ge=2)] = Field(
+        4, description="Completions sampled per prompt (the group)."
+    )
+    max_completion_length: PosInt = Field(256, description="Tokens generated per completion.")
+    temperature: PosFloat = Field(1.0, description="Sampling temperature.")
+    top_p: Annotated[float, Field(gt=0.0, le=1.0)] = Field(
+        1.0, description="Nucleus sampling mass."
+    )
+    beta: Annotated[float, Field(ge=0.0)] = Field(
+        0.0, description="KL weight to the reference model; 0 skips loading a reference model."
+    )
+    epsilon: PosFloat = Field(0.2, description="PPO clip range.")
+    loss_type: GRPOLoss = Field(
+        "dapo", description="Loss normalisation (TRL loss_type); unknown names are rejected."
+    )
+    scale_rewards: Literal["group", "batch", "none"] = Field(
+        "group",
+        description="Divide advantages by the reward std of the group, of the batch, or not at all.",
+    )
+    num_iterations: PosInt = Field(1, description="Optimisation passes per generation batch (mu).")
+    log_completions: bool = Field(False, description="Log sampled completions each logging step.")
+
+
+Method = Annotated[SFTMethod | DPOMethod | GRPOMethod, Field(discriminator="name")]
+
+
+class RewardSpec(Section):
+    name: str = Field(
+        ...,
+        min_length=1,
+        description="A built-in reward (see `llmscisci rewards list`), package.module:function, or path/to/file.py:function.",
+    )
+    weight: float = Field(1.0, description="Weight in the total reward (TRL reward_weights).")
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="Keyword arguments bound to the function."
+    )
+    alias: str | None = Field(
+        None, description="Name shown in metrics; needed when one reward is listed twice."
+    )
+
+    @property
+    def label(self) -> str:
+        return self.alias or self.name.rsplit(":", 1)[-1]
+
+
+# ----------------------------------------------------------------------------- train / launch
+
+
+class TrainSpec(Section):
+    output_dir: str = Field(
+        "runs/{name}", description="Run directory; {name} is the recipe name. Relative to the cwd."
+    )
+    per_device_batch_size: PosInt = Field(
+        4, description="Examples (GRPO: completions) per device per step."
+    )
+    gradient_accumulation_steps: PosInt = Field(
+        1, description="Micro-batches accumulated per optimizer step."
+    )
+    learning_rate: PosFloat = Field(2e-5, description="Peak learning rate.")
+    num_epochs: PosFloat = Field(
+        1.0, description="Passes over the train split (ignored when max_steps is set)."
+    )
+    max_steps: PosInt | None = Field(None, description="Stop after this many optimizer steps.")
+    lr_scheduler: Literal[
+        "linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts"
+    ] = Field("linear", description="Learning-rate schedule.")
+    warmup_ratio: Annotated[float, Field(ge=0.0, lt=1.0)] = Field(
+        0.0, description="Fraction of steps spent warming up (0 ≤ x < 1)."
+    )
+    weight_decay: Annotated[float, Field(ge=0.0)] = Field(0.0, description="AdamW weight decay.")
+    max_grad_norm: PosFloat = Field(1.0, description="Gradient clipping norm.")
+    optim: Literal["adamw_torch", "adamw_torch_fused", "adamw_8bit", "paged_adamw_8bit", "sgd"] = (
+        Field("adamw_torch", description="Optimizer.")
+    )
+    logging_steps: PosInt = Field(1, description="Log metrics every N optimizer steps.")
+    save_steps: PosInt | None = Field(
+        None, description="Checkpoint every N steps; None saves at each epoch end."
+    )
+    save_total_limit: PosInt | None = Field(2, description="Keep at most this many checkpoints.")
+    eval_steps: PosInt | None = Field(
+        None, description="Evaluate on the test split every N steps; None never."
+    )
+    seed: int = Field(
+        42, description="Seed for weights init (builtin models), shuffling and sampling."
+    )
+    report_to: list[Literal["none", "tensorboard", "wandb", "trackio", "mlflow"]] = Field(
+        default_factory=lambda: ["none"],
+        description="Experiment trackers; metrics.jsonl is always written.",
+    )
+    gradient_checkpointing: bool = Field(False, description="Recompute activations to save memory.")
+
+
+class LaunchSpec(Section):
+    num_processes: PosInt = Field(
+        1, description="Processes (GPUs); >1 goes through `accelerate launch`."
+    )
+    device: Literal["auto", "cuda", "cpu"] = Field(
+        "auto", description="Where to train; 'auto' is CUDA when present."
+    )
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
+        "auto", description="'auto' is bf16 on CUDA and off on CPU."
+    )
+    distributed: Literal["ddp", "fsdp", "deepspeed_zero2", "deepspeed_zero3"] = Field(
+        "ddp", description="Multi-process strategy, applied through an accelerate config."
+    )
+    accelerate_config: str | None = Field(
+        None,
+        description="Your own accelerate config YAML (relative to the recipe); replaces the generated one.",
+    )
+
+
+class Recipe(Section):
+    version: Literal[1] = Field(RECIPE_VERSION, description="Recipe format version.")
+    name: str = Field(
+        ...,
+        min_length=1,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="Run name (letters, digits, _ . -).",
+    )
+    description: str | None = Field(None, description="Free text shown by `plan`.")
+    model: ModelSpec = Field(..., description="The base model, its quantization and LoRA.")
+    template: TemplateSpec = Field(
+        default_factory=TemplateSpec, description="The chat template used in training and eval."
+    )
+    data: DataSpec = Field(..., description="Data source, task and example building.")
+    method: Method = Field(..., description="The algorithm and its own hyperparameters.")
+    rewards: list[RewardSpec] | None = Field(None, description="GRPO only: the reward stack.")
+    train: TrainSpec = Field(
+        default_factory=TrainSpec, description="Optimisation and checkpointing."
+    )
+    launch: LaunchSpec = Field(
+        default_factory=LaunchSpec, description="Processes, device and distribution."
+    )
+
+    _source_path: Path | None = PrivateAttr(None)
+
+    @property
+    def source_path(self) -> Path | None:
+        """The recipe file this was loaded from (None when built in code)."""
+        return self._source_path
+
+    @property
+    def source_dir(self) -> Path:
+        """Directory that relative paths in the recipe are resolved against."""
+        return self._source_path.parent if self._source_path else Path.cwd()
+
+    def resolve(self, path: str) -> Path:
+        """A recipe-relative path as an absolute one (``~`` expanded)."""
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else (self.source_dir / p).resolve()
+
+
+def json_schema() -> dict[str, Any]:
+    """The recipe JSON Schema (what `llmscisci schema` writes)."""
+    schema = Recipe.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "llmscisci recipe"
+    return schema

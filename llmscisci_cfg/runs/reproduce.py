@@ -1,0 +1,95 @@
+"""``llmscisci reproduce RUN``: train again from ``recipe.resolved.yaml`` and diff ``metrics.jsonl``.
+
+Wall-clock fields (``train_runtime``, ``*_per_second``, ``step_time``) are ignored; every
+other value must be equal. CPU runs of the built-in tiny model are bitwise identical.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from llmscisci_cfg.errors import UserError
+from llmscisci_cfg.runs import manifest
+from llmscisci_cfg.runs.rundir import METRICS, RESOLVED, read_metrics
+
+WALL_CLOCK = re.compile(r"(^|[_/])(runtime|samples_per_second|steps_per_second|step_time)$")
+MAX_SHOWN = 20
+
+
+@dataclass
+class Comparison:
+    """The outcome: ``identical`` or the ``differences`` (one line each)."""
+
+    original: Path
+    rerun: Path | None
+    rows: int
+    differences: list[str] = field(default_factory=list)
+
+    @property
+    def identical(self) -> bool:
+        return not self.differences
+
+    def as_text(self) -> str:
+        if self.identical:
+            return f"reproduced: {self.rows} metric rows identical ({self.original})"
+        shown = self.differences[:MAX_SHOWN]
+        more = len(self.differences) - len(shown)
+        tail = [f"... and {more} more"] if more else []
+        return "\n".join([f"NOT reproduced: {len(self.differences)} differences", *shown, *tail])
+
+
+def comparable(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if not WALL_CLOCK.search(k)}
+
+
+def compare_metrics(original: list[dict[str, Any]], rerun: list[dict[str, Any]]) -> list[str]:
+    """One line per difference: a missing/extra row, or ``step N: key: a != b``."""
+    diffs = []
+    if len(original) != len(rerun):
+        diffs.append(f"row count: {len(original)} != {len(rerun)}")
+    for i, (a, b) in enumerate(zip(original, rerun, strict=False)):  # extra rows: counted above
+        a, b = comparable(a), comparable(b)
+        where = f"row {i + 1} (step {a.get('step')})"
+        for key in sorted(set(a) | set(b)):
+            if key not in b:
+                diffs.append(f"{where}: {key}: only in the original ({a[key]!r})")
+            elif key not in a:
+                diffs.append(f"{where}: {key}: only in the re-run ({b[key]!r})")
+            elif a[key] != b[key]:
+                diffs.append(f"{where}: {key}: {a[key]!r} != {b[key]!r}")
+    return diffs
+
+
+def reproduce_run(run_dir: str | Path, keep: bool = False, echo=print) -> Comparison:
+    """Re-run ``run_dir``'s resolved recipe in a temporary directory and compare the metrics."""
+    from llmscisci_cfg.train.runner import run
+
+    run_dir = Path(run_dir)
+    for name in (RESOLVED, METRICS):
+        if not (run_dir / name).is_file():
+            raise UserError(f"{run_dir}: not a finished run directory (no {name})")
+    status = manifest.read(run_dir).get("status")
+    if status != "completed":
+        raise UserError(
+            f"{run_dir}: the run did not complete (status: {status}); finish it with "
+            "`llmscisci run ... --resume` before reproducing it"
+        )
+    original = read_metrics(run_dir)
+    if not original:
+        raise UserError(f"{run_dir}/{METRICS} is empty; nothing to compare")
+    scratch = Path(tempfile.mkdtemp(prefix="llmscisci-reproduce-"))
+    rerun_dir = scratch / run_dir.name
+    echo(f"re-running {run_dir / RESOLVED} into {rerun_dir}")
+    try:
+        run(str(run_dir / RESOLVED), (), rerun_dir, echo=echo)
+        result = Comparison(run_dir, rerun_dir if keep else None, len(original))
+        result.differences = compare_metrics(original, read_metrics(rerun_dir))
+    finally:
+        if not keep:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return result

@@ -1,0 +1,1 @@
+"""Training: compile a recipe to TRL, build the trainer, launch and run it."""

@@ -1,0 +1,113 @@
+"""Trainer callbacks: every logged step into ``metrics.jsonl``; which processes took part.
+
+Imported only by `build` (it subclasses transformers' TrainerCallback).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from llmscisci_cfg.runs.rundir import METRICS
+
+
+def _clean(value: Any) -> Any:
+    """JSON has no NaN/inf: write them as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class MetricsCallback(TrainerCallback):
+    """Append ``{"step", "epoch", **logs}`` to ``run_dir/metrics.jsonl`` on the main process."""
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / METRICS
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return
+        row = {"step": state.global_step, "epoch": state.epoch}
+        row.update({k: _clean(v) for k, v in logs.items()})
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(row) + "\n")
+
+
+class WorldCallback(TrainerCallback):
+    """Gather ``{rank, world_size, pid, host}`` from every process at the start of training.
+
+    Proof that a multi-process launch really ran each rank: the gather needs all of them.
+    The runner puts ``processes`` into the manifest.
+    """
+
+    def __init__(self):
+        self.processes: list[dict[str, Any]] = []
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        import torch.distributed as dist
+        from accelerate import PartialState
+
+        me = {
+            "rank": int(os.environ.get("RANK", 0)),
+            "world_size": dist.get_world_size() if dist.is_initialized() else 1,
+            "backend": dist.get_backend_config() if dist.is_initialized() else None,
+            "distributed_type": str(PartialState().distributed_type.value),
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+        }
+        if dist.is_initialized():
+            gathered: list[Any] = [None] * dist.get_world_size()
+            dist.all_gather_object(gathered, me)
+            self.processes = sorted(gathered, key=lambda p: p["rank"])
+        else:
+            self.processes = [me]
+
+
+RESUME_STATE = "llmscisci_state.json"
+
+
+class ResumeStateCallback(TrainerCallback):
+    """Checkpoint the run-level counters transformers/TRL do not, so a resumed run ends identical.
+
+    transformers reports ``train_loss`` for the current ``train()`` call only, and TRL's SFT/DPO
+    ``num_tokens`` counter restarts at 0 on resume. This saves both (and the loss not yet
+    logged) next to each checkpoint and restores them when training resumes from it.
+    Relies on private Trainer attributes of transformers 5.x; a test pins the behaviour.
+    """
+
+    def __init__(self, resume_from: Path | None = None):
+        self.trainer: Any = None  # set by the builder once the trainer exists
+        self.resume_from = resume_from
+
+    def on_save(self, args, state, control, **kwargs):
+        t = self.trainer
+        if t is None or not state.is_world_process_zero:
+            return
+        data = {
+            "total_loss_scalar": t._total_loss_scalar,
+            "tr_loss": float(t._tr_loss.item()),
+            "globalstep_last_logged": t._globalstep_last_logged,
+            "total_train_tokens": getattr(t, "_total_train_tokens", None),
+        }
+        path = Path(args.output_dir) / f"checkpoint-{state.global_step}" / RESUME_STATE
+        if path.parent.is_dir():
+            path.write_text(json.dumps(data), encoding="utf-8")
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        t = self.trainer
+        path = self.resume_from / RESUME_STATE if self.resume_from else None
+        if t is None or path is None or not path.is_file():
+            return
+        data = json.loads(path.read_text(encoding="utf-8"))
+        t._total_loss_scalar = data["total_loss_scalar"]
+        t._tr_loss.fill_(data["tr_loss"])
+        t._globalstep_last_logged = data["globalstep_last_logged"]
+        t._initial_global_step = 0  # train_loss averages over the whole run, as uninterrupted
+        if data["total_train_tokens"] is not None and hasattr(t, "_total_train_tokens"):
+            t._total_train_tokens = data["total_train_tokens"]

@@ -1,0 +1,316 @@
+"""Compile a `Recipe` into what TRL receives: config kwargs, LoRA, quantization, model kwargs.
+
+One small function per method (`compile_sft`, `compile_dpo`, `compile_grpo`). Light: no
+torch/trl/transformers import, so `llmscisci plan` shows exactly what `run` will pass to
+``trl.SFTConfig(**config_kwargs)`` (and friends) without loading any ML library.
+Every key written here is checked against TRL 1.16's config classes by a test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, get_args
+
+from llmscisci_cfg.errors import UserError
+from llmscisci_cfg.recipe.schema import DPOMethod, GRPOLoss, GRPOMethod, Recipe, SFTMethod
+from llmscisci_cfg.runs.rundir import default_run_dir
+from llmscisci_cfg.train.launch import mixed_precision, resolve_device
+
+# TRL 1.16 defaults of the keys we set (a test checks this table against the real classes);
+# `plan` shows the kwargs that differ from them, plus KEY_FIELDS.
+_COMMON_DEFAULTS: dict[str, Any] = {
+    "per_device_train_batch_size": 8,
+    "per_device_eval_batch_size": 8,
+    "gradient_accumulation_steps": 1,
+    "num_train_epochs": 3.0,
+    "max_steps": -1,
+    "lr_scheduler_type": "linear",
+    "warmup_steps": 0,
+    "weight_decay": 0.0,
+    "max_grad_norm": 1.0,
+    "optim": "adamw_torch_fused",
+    "logging_strategy": "steps",
+    "logging_steps": 10,
+    "save_strategy": "steps",
+    "save_steps": 500,
+    "save_total_limit": None,
+    "eval_strategy": "no",
+    "eval_steps": None,
+    "seed": 42,
+    "data_seed": None,
+    "report_to": "none",
+    "run_name": None,
+    "activation_checkpointing": None,
+    "activation_checkpointing_kwargs": None,
+    "use_cpu": False,
+    "bf16": None,
+    "fp16": False,
+    "disable_tqdm": None,
+    "dataloader_num_workers": 0,
+    "ddp_find_unused_parameters": None,
+}
+TRL_DEFAULTS: dict[str, dict[str, Any]] = {
+    "trl.SFTConfig": _COMMON_DEFAULTS
+    | {
+        "learning_rate": 2e-05,
+        "remove_unused_columns": True,
+        "max_length": 1024,
+        "assistant_only_loss": False,
+        "packing": False,
+    },
+    "trl.DPOConfig": _COMMON_DEFAULTS
+    | {
+        "learning_rate": 1e-06,
+        "remove_unused_columns": True,
+        "max_length": 1024,
+        "beta": 0.1,
+        "loss_type": ["sigmoid"],
+        "label_smoothing": 0.0,
+    },
+    "trl.GRPOConfig": _COMMON_DEFAULTS
+    | {
+        "learning_rate": 1e-06,
+        "remove_unused_columns": False,
+        "num_generations": 8,
+        "max_completion_length": 512,
+        "temperature": 1.0,
+        "top_p": 1.0,
+        "beta": 0.0,
+        "epsilon": 0.2,
+        "loss_type": "dapo",
+        "scale_rewards": "group",
+        "num_iterations": 1,
+        "log_completions": False,
+        "reward_weights": None,
+        "steps_per_generation": None,
+    },
+}
+KEY_FIELDS = ("output_dir", "learning_rate", "per_device_train_batch_size", "max_steps", "seed")
+# The GRPO loss types a recipe may name (the schema's list); TRL accepts unknown names silently.
+GRPO_LOSS_TYPES = get_args(GRPOLoss)
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """Everything `build` turns into TRL objects, as plain data."""
+
+    method: str
+    device: str
+    config_class: str
+    trainer_class: str
+    config_kwargs: dict[str, Any]
+    model_kwargs: dict[str, Any]
+    lora_kwargs: dict[str, Any] | None = None
+    bnb_kwargs: dict[str, Any] | None = None
+    reward_names: list[str] = field(default_factory=list)
+    reward_weights: list[float] = field(default_factory=list)
+    derived: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def changed_kwargs(self) -> dict[str, Any]:
+        """Config kwargs that differ from TRL's defaults, plus the `KEY_FIELDS`."""
+        defaults = TRL_DEFAULTS[self.config_class]
+        return {
+            k: v
+            for k, v in self.config_kwargs.items()
+            if k in KEY_FIELDS or k not in defaults or defaults[k] != v
+        }
+
+
+def compile_recipe(recipe: Recipe, cuda: bool, run_dir: str | Path | None = None) -> Compiled:
+    """Compile ``recipe`` for this machine (``cuda``: whether a CUDA device is visible)."""
+    device = resolve_device(recipe, cuda)
+    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(recipe)
+    method = recipe.method
+    if isinstance(method, SFTMethod):
+        return compile_sft(recipe, device, run_dir)
+    if isinstance(method, DPOMethod):
+        return compile_dpo(recipe, device, run_dir)
+    return compile_grpo(recipe, device, run_dir)
+
+
+def compile_sft(recipe: Recipe, device: str, run_dir: Path) -> Compiled:
+    """`trl.SFTConfig` kwargs: prompt + completion conversations, loss on the assistant turn."""
+    m = recipe.method
+    assert isinstance(m, SFTMethod)
+    kwargs = training_kwargs(recipe, device, run_dir) | {
+        "max_length": m.max_length,
+        "assistant_only_loss": m.assistant_only_loss,
+        "packing": m.packing,
+    }
+    return Compiled(
+        method="sft",
+        device=device,
+        config_class="trl.SFTConfig",
+        trainer_class="trl.SFTTrainer",
+        config_kwargs=kwargs,
+        model_kwargs=model_kwargs(recipe, device),
+        lora_kwargs=lora_kwargs(recipe),
+        bnb_kwargs=bnb_kwargs(recipe),
+    )
+
+
+def compile_dpo(recipe: Recipe, device: str, run_dir: Path) -> Compiled:
+    """`trl.DPOConfig` kwargs; with LoRA the reference model is the base with the adapter off."""
+    m = recipe.method
+    assert isinstance(m, DPOMethod)
+    kwargs = training_kwargs(recipe, device, run_dir) | {
+        "beta": m.beta,
+        "loss_type": [m.loss_type],
+        "label_smoothing": m.label_smoothing,
+        "max_length": m.max_length,
+    }
+    return Compiled(
+        method="dpo",
+        device=device,
+        config_class="trl.DPOConfig",
+        trainer_class="trl.DPOTrainer",
+        config_kwargs=kwargs,
+        model_kwargs=model_kwargs(recipe, device),
+        lora_kwargs=lora_kwargs(recipe),
+        bnb_kwargs=bnb_kwargs(recipe),
+    )
+
+
+def compile_grpo(recipe: Recipe, device: str, run_dir: Path) -> Compiled:
+    """`trl.GRPOConfig` kwargs plus the reward names and weights (in recipe order).
+
+    TRL derives ``generation_batch_size = per_device × num_processes × steps_per_generation``;
+    we pin ``steps_per_generation`` to the accumulation steps so one generation feeds one
+    optimizer step.
+    """
+    m = recipe.method
+    assert isinstance(m, GRPOMethod)
+    if m.loss_type not in GRPO_LOSS_TYPES:  # a recipe built in code may skip validation
+        raise UserError(
+            f"method.loss_type: unknown {m.loss_type!r}; choose one of {GRPO_LOSS_TYPES}"
+        )
+    t, n_proc = recipe.train, recipe.launch.num_processes
+    rewards = recipe.rewards or []
+    weights = [float(r.weight) for r in rewards]
+    kwargs = training_kwargs(recipe, device, run_dir) | {
+        "remove_unused_columns": False,  # reward functions read gold and the other columns
+        "num_generations": m.num_generations,
+        "max_completion_length": m.max_completion_length,
+        "temperature": m.temperature,
+        "top_p": m.top_p,
+        "beta": m.beta,
+        "epsilon": m.epsilon,
+        "loss_type": m.loss_type,
+        "scale_rewards": m.scale_rewards,
+        "num_iterations": m.num_iterations,
+        "log_completions": m.log_completions,
+        "reward_weights": weights,
+        "steps_per_generation": t.gradient_accumulation_steps,
+    }
+    if kwargs["eval_strategy"] != "no" and (t.per_device_batch_size * n_proc) % m.num_generations:
+        # TRL: an eval batch holds whole groups
+        kwargs["per_device_eval_batch_size"] = m.num_generations
+    generation_batch = t.per_device_batch_size * n_proc * t.gradient_accumulation_steps
+    return Compiled(
+        method="grpo",
+        device=device,
+        config_class="trl.GRPOConfig",
+        trainer_class="trl.GRPOTrainer",
+        config_kwargs=kwargs,
+        model_kwargs=model_kwargs(recipe, device),
+        lora_kwargs=lora_kwargs(recipe),
+        bnb_kwargs=bnb_kwargs(recipe),
+        reward_names=[r.label for r in rewards],
+        reward_weights=weights,
+        derived={
+            "generation_batch_size": generation_batch,
+            "prompts_per_generation": generation_batch // m.num_generations,
+        },
+    )
+
+
+# ----------------------------------------------------------------------------- shared pieces
+
+
+def training_kwargs(recipe: Recipe, device: str, run_dir: Path) -> dict[str, Any]:
+    """`transformers.TrainingArguments` fields every method shares (the recipe's train section)."""
+    t = recipe.train
+    mp = mixed_precision(recipe, device)
+    return {
+        "output_dir": str(Path(run_dir) / "checkpoints"),
+        "run_name": recipe.name,
+        "per_device_train_batch_size": t.per_device_batch_size,
+        "per_device_eval_batch_size": t.per_device_batch_size,
+        "gradient_accumulation_steps": t.gradient_accumulation_steps,
+        "learning_rate": t.learning_rate,
+        "num_train_epochs": float(t.num_epochs),
+        "max_steps": t.max_steps if t.max_steps is not None else -1,
+        "lr_scheduler_type": t.lr_scheduler,
+        "warmup_steps": t.warmup_ratio,  # transformers 5 reads a float in [0, 1) as a ratio
+        "weight_decay": t.weight_decay,
+        "max_grad_norm": t.max_grad_norm,
+        "optim": t.optim,
+        "logging_strategy": "steps",
+        "logging_steps": t.logging_steps,
+        "save_strategy": "steps" if t.save_steps else "epoch",
+        "save_steps": t.save_steps if t.save_steps else 500,
+        "save_total_limit": t.save_total_limit,
+        "eval_strategy": "steps" if t.eval_steps else "no",
+        "eval_steps": t.eval_steps,
+        "seed": t.seed,
+        "data_seed": t.seed,
+        "report_to": [r for r in t.report_to if r != "none"] or "none",
+        # transformers 5's name for gradient checkpointing; TRL turns it on by default, the recipe decides
+        "activation_checkpointing": t.gradient_checkpointing,
+        "activation_checkpointing_kwargs": {"use_reentrant": False}
+        if t.gradient_checkpointing
+        else None,
+        "use_cpu": device == "cpu",
+        "bf16": mp == "bf16",  # TRL turns bf16 on by default, which fails on CPU
+        "fp16": mp == "fp16",
+        "disable_tqdm": False,  # the progress bar
+        "dataloader_num_workers": 0,
+        # every trained parameter takes part in each forward; skip DDP's extra graph walk
+        "ddp_find_unused_parameters": False if recipe.launch.num_processes > 1 else None,
+    }
+
+
+def model_kwargs(recipe: Recipe, device: str) -> dict[str, Any]:
+    """`from_pretrained` kwargs; dtype 'auto' is bfloat16 on CUDA and float32 on CPU."""
+    m = recipe.model
+    dtype = m.dtype if m.dtype != "auto" else ("bfloat16" if device == "cuda" else "float32")
+    return {
+        "dtype": dtype,
+        "attn_implementation": m.attn_implementation,
+        "trust_remote_code": m.trust_remote_code,
+        "revision": m.revision,
+    }
+
+
+def lora_kwargs(recipe: Recipe) -> dict[str, Any] | None:
+    """`peft.LoraConfig` kwargs, or None for full fine-tuning."""
+    lora = recipe.model.lora
+    if lora is None:
+        return None
+    return {
+        "task_type": "CAUSAL_LM",
+        "r": lora.r,
+        "lora_alpha": lora.alpha,
+        "lora_dropout": lora.dropout,
+        "target_modules": lora.target_modules,
+        "bias": lora.bias,
+    }
+
+
+def bnb_kwargs(recipe: Recipe) -> dict[str, Any] | None:
+    """`transformers.BitsAndBytesConfig` kwargs, or None without quantization."""
+    q = recipe.model.quantization
+    if q is None:
+        return None
+    if q.bits == 8:
+        return {"load_in_8bit": True}
+    return {
+        "load_in_4bit": True,
+        "bnb_4bit_quant_type": q.quant_type,
+        "bnb_4bit_use_double_quant": q.double_quant,
+        "bnb_4bit_compute_dtype": q.compute_dtype,
+    }

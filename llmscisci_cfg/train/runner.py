@@ -1,0 +1,250 @@
+"""`run`: a recipe becomes a training run in a run directory (see `llmscisci_cfg.runs.rundir`).
+
+One process trains here, in-process. ``launch.num_processes > 1`` re-invokes the same entry
+point through ``accelerate launch`` (the command is printed); each worker then runs
+`train` with ``--in-process``. Only rank 0 writes run-directory files.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from llmscisci_cfg.errors import UserError
+from llmscisci_cfg.recipe import checks
+from llmscisci_cfg.recipe.loader import load_recipe
+from llmscisci_cfg.recipe.schema import Recipe
+from llmscisci_cfg.runs import manifest, rundir
+from llmscisci_cfg.runs.manifest import FinalInfo, local_model_dir
+from llmscisci_cfg.train import launch
+from llmscisci_cfg.train.compile import Compiled, compile_recipe
+
+if TYPE_CHECKING:
+    from llmscisci_cfg.train.build import Built
+
+
+class RunFailed(Exception):
+    """The launched worker processes failed; ``exit_code`` is theirs."""
+
+    def __init__(self, exit_code: int, command: str):
+        self.exit_code = exit_code
+        super().__init__(f"training processes exited with code {exit_code}: {command}")
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run; ``hint`` says how to continue it."""
+
+    def __init__(self, hint: str):
+        self.hint = hint
+        super().__init__(hint)
+
+
+def run(
+    recipe_ref: str,
+    overrides: tuple[str, ...] = (),
+    output_dir: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    in_process: bool = False,
+    echo=print,
+) -> Path:
+    """Train ``recipe_ref`` into its run directory and return that directory.
+
+    Machine problems (4-bit without CUDA, ...) and an occupied run directory are refused
+    with `UserError` before any model loads.
+    """
+    recipe = load_recipe(recipe_ref, overrides)
+    refuse_machine_problems(recipe, recipe_ref)
+    run_dir = Path(output_dir or rundir.default_run_dir(recipe)).absolute()
+    worker = in_process and world_size() > 1
+    if not worker:
+        rundir.prepare(run_dir, resume, overwrite)
+        if resume:
+            check_resumable(run_dir, recipe)
+    cuda = checks.cuda_present()
+    plan = launch.plan_launch(
+        recipe, recipe_ref, tuple(overrides), str(run_dir), cuda, ("--resume",) if resume else ()
+    )
+    try:
+        if plan.in_process or in_process:
+            train(recipe, recipe_ref, tuple(overrides), run_dir, resume, cuda)
+        else:
+            launch_workers(plan, run_dir, echo)
+    except KeyboardInterrupt:
+        raise RunInterrupted(resume_hint(recipe_ref, tuple(overrides), run_dir)) from None
+    return run_dir
+
+
+def resume_hint(recipe_ref: str, overrides: tuple[str, ...], run_dir: Path) -> str:
+    """How to continue an interrupted run: resume from its last checkpoint, or start again."""
+    if rundir.last_checkpoint(run_dir) is None:
+        busy = run_dir.is_dir() and any(run_dir.iterdir())
+        return f"{run_dir}: no checkpoint was saved; start again" + (
+            " with --overwrite" if busy else ""
+        )
+    return f"continue with: {manifest.command(recipe_ref, overrides, run_dir, resume=True)}"
+
+
+def refuse_machine_problems(recipe: Recipe, recipe_ref: str) -> None:
+    """`UserError` listing what this machine cannot run (checked before any model loads)."""
+    found = checks.machine_problems(recipe)
+    if found:
+        lines = [f"{recipe_ref}: {'.'.join(map(str, path))}: {message}" for path, message in found]
+        raise UserError("this machine cannot run the recipe:\n" + "\n".join(lines))
+
+
+def check_resumable(run_dir: Path, recipe: Recipe) -> None:
+    """`UserError` unless ``run_dir`` is an unfinished run of this same recipe."""
+    import yaml
+
+    resolved = run_dir / rundir.RESOLVED
+    if (run_dir / rundir.MANIFEST).is_file():
+        if manifest.read(run_dir).get("status") == "completed":
+            raise UserError(f"{run_dir}: the run already completed; nothing to resume")
+    if resolved.is_file():
+        before = yaml.safe_load(resolved.read_text(encoding="utf-8"))
+        now = yaml.safe_load(manifest.resolved_yaml(recipe))
+        changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+        if changed:
+            raise UserError(
+                f"{run_dir}: the recipe differs from the run's {rundir.RESOLVED} (sections: "
+                f"{', '.join(changed)}); resume with the same recipe and --set values"
+            )
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_rank0() -> bool:
+    return os.environ.get("RANK", "0") == "0"
+
+
+def launch_workers(plan: launch.LaunchPlan, run_dir: Path, echo=print) -> None:
+    """Write the accelerate config, print the command, run it; `RunFailed` on a non-zero exit."""
+    import yaml
+
+    if plan.accelerate_config is not None:
+        text = yaml.safe_dump(plan.accelerate_config, sort_keys=False)
+        rundir.write_atomic(run_dir / rundir.ACCELERATE_CONFIG, text)
+    echo(f"launch: {plan.shell()}")
+    result = subprocess.run(plan.argv, env={**os.environ, **plan.env})
+    if result.returncode != 0:
+        raise RunFailed(result.returncode, plan.shell())
+
+
+def final_info(recipe: Recipe, lora: bool) -> FinalInfo:
+    """What ``final/`` will hold, for `eval` and `export` to read back."""
+    name = recipe.model.name_or_path
+    local = local_model_dir(recipe)
+    builtin = name.startswith("builtin:")
+    return FinalInfo(
+        kind="adapter" if lora else "full",
+        base_model=str(local) if local else name,
+        base_seed=recipe.train.seed if builtin else None,
+    )
+
+
+def train(
+    recipe: Recipe,
+    recipe_ref: str,
+    overrides: tuple[str, ...],
+    run_dir: Path,
+    resume: bool,
+    cuda: bool,
+) -> None:
+    """This process's share of the run (all ranks call it; rank 0 writes the files).
+
+    Nothing is written before the trainer is built, so a mistake found while loading the data
+    or the model leaves the run directory as it was.
+    """
+    from llmscisci_cfg.train.build import build_trainer, quiet_bitsandbytes
+
+    quiet_bitsandbytes()  # before anything imports bitsandbytes
+    from transformers import set_seed
+
+    from llmscisci_cfg.train.callbacks import MetricsCallback, ResumeStateCallback, WorldCallback
+
+    compiled = compile_recipe(recipe, cuda, run_dir)
+    checkpoint = rundir.last_checkpoint(run_dir) if resume else None
+    world, resume_state = WorldCallback(), ResumeStateCallback(checkpoint)
+    set_seed(recipe.train.seed)  # LoRA init happens before the Trainer seeds itself
+    built = build_trainer(recipe, compiled, [MetricsCallback(run_dir), world, resume_state])
+    resume_state.trainer = built.trainer
+    record = None
+    if is_rank0():
+        record = _start_record(recipe, recipe_ref, overrides, run_dir, compiled, built, checkpoint)
+    try:
+        started = time.perf_counter()
+        built.trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        train_seconds = time.perf_counter() - started
+        built.trainer.save_model(str(run_dir / rundir.FINAL))  # all ranks: FSDP gathers here
+        if record is not None:
+            _finish_record(run_dir, record, built, world.processes, train_seconds)
+    except BaseException as exc:
+        if record is not None:
+            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            manifest.update(run_dir, record, status=status, end_time=manifest.now())
+        raise
+
+
+def _start_record(
+    recipe: Recipe,
+    recipe_ref: str,
+    overrides: tuple[str, ...],
+    run_dir: Path,
+    compiled: Compiled,
+    built: Built,
+    checkpoint: Path | None,
+) -> dict[str, Any]:
+    """Rank 0, before training: trim metrics past the checkpoint, write the first manifest."""
+    if checkpoint is not None:
+        rundir.truncate_metrics(run_dir, rundir.checkpoint_step(checkpoint))
+    record = manifest.start(
+        run_dir,
+        recipe,
+        recipe_ref,
+        overrides,
+        compiled.as_dict(),
+        final_info(recipe, compiled.lora_kwargs is not None),
+        str(checkpoint) if checkpoint else None,
+    )
+    print(_opening_line(recipe, compiled.device, built.data_report, checkpoint), flush=True)
+    return manifest.update(
+        run_dir,
+        record,
+        rewards=manifest.reward_info(recipe, built.reward_funcs),
+        data_report=built.data_report.summary() | {"cache_key": built.data_report.cache_key},
+    )
+
+
+def _finish_record(
+    run_dir: Path, record: dict[str, Any], built: Built, processes: list, train_seconds: float
+) -> None:
+    """Rank 0, after training: tokenizer (with its chat template) into final/, plots, manifest."""
+    from llmscisci_cfg.runs.plots import write_plots
+
+    built.tokenizer.save_pretrained(str(run_dir / rundir.FINAL))
+    write_plots(run_dir)
+    manifest.update(
+        run_dir,
+        record,
+        status="completed",
+        end_time=manifest.now(),
+        processes=processes,
+        train_seconds=round(train_seconds, 4),
+    )
+
+
+def _opening_line(recipe: Recipe, device: str, report, checkpoint: Path | None) -> str:
+    """What is about to train, printed once by rank 0 before the progress bar."""
+    dropped = sum(report.dropped.values())
+    split = ", ".join(f"{n} {name}" for name, n in report.splits.items())
+    start = f", resuming from {checkpoint.name}" if checkpoint else ""
+    return (
+        f"{recipe.method.name} on {recipe.model.name_or_path} ({device}, "
+        f"{recipe.launch.num_processes} process(es)): {split} examples, {dropped} dropped{start}"
+    )

@@ -1,0 +1,255 @@
+"""Example building: one per report per aspect, drops by reason, labels, document split, builders."""
+
+from __future__ import annotations
+
+import pytest
+
+from llmscisci_cfg.data.examples import (
+    build_rows,
+    collect,
+    load_traces,
+    resolve_columns,
+    split_documents,
+    split_seed,
+)
+from llmscisci_cfg.data.sources import load_source
+from llmscisci_cfg.errors import UserError
+from llmscisci_cfg.task.spec import load_task
+from tests.data_helpers import LABELS, make_recipe, report, reports, write_csv, write_jsonl
+
+
+def _collect(recipe):
+    task = load_task(recipe.data.task, recipe.source_dir, recipe.data.task_overrides)
+    cols = resolve_columns(recipe, task)
+    return collect(load_source(recipe), recipe, task, cols), task
+
+
+def test_one_example_per_report_per_aspect_and_empty_sections(tmp_path):
+    rows = reports(3) + [report(7, easy="   \n ", difficult="Only the difficult part."), report(8)]
+    rows[-1]["doi"] = "  "  # an empty id drops both aspects
+    write_csv(tmp_path / "r.csv", rows)
+    (examples, dropped), _ = _collect(make_recipe(tmp_path, "r.csv"))
+    assert [(e.id, e.aspect) for e in examples[:2]] == [
+        ("10.1/doc.000", "easy"),
+        ("10.1/doc.000", "difficult"),
+    ]
+    assert len(examples) == 3 * 2 + 1
+    assert dict(dropped) == {"empty_text": 1, "empty_id": 2}
+    assert examples[-1].aspect == "difficult" and examples[-1].text == "Only the difficult part."
+    assert all(e.gold is None for e in examples)  # no label columns declared
+
+
+def test_labels_decoded_with_task_codes(tmp_path):
+    rows = [report(0, "a", "b"), report(1, "c", "d")]
+    rows[0]["reason_for_difficulty"], rows[1]["reason_for_difficulty"] = "1, 3", "5"
+    rows[0]["reason_for_easiness"], rows[1]["reason_for_easiness"] = "2", "1;4"
+    write_csv(tmp_path / "r.csv", rows)
+    labels = {"easy": "reason_for_easiness", "difficult": "reason_for_difficulty"}
+    (examples, _), _ = _collect(
+        make_recipe(tmp_path, "r.csv", columns={"label": labels}, label_codec="codes")
+    )
+    assert [e.gold for e in examples] == [
+        [0, 1, 0, 0, 0],
+        [1, 0, 1, 0, 0],
+        [1, 0, 0, 1, 0],
+        [0, 0, 0, 0, 1],
+    ]
+    alt = {
+        "1": "Unclear notation or documentation in the codebase",
+        "2": "Missing Algorithm step or Architecture details",
+        "3": "Insufficient Math/Equations",
+        "4": "Missing nuance details",
+        "5": "Cannot extract concrete factors that made it difficult",
+    }
+    recipe = make_recipe(
+        tmp_path, "r.csv", columns={"label": labels}, task_overrides={"codes": {"difficult": alt}}
+    )
+    (examples, _), _ = _collect(recipe)
+    assert examples[1].gold == [0, 0, 1, 1, 0]  # codes 1, 3: unclear notation, insufficient math
+
+
+def test_bad_label_error_names_row_and_column(tmp_path):
+    rows = reports(3)
+    rows[2]["y_diff_gpt4"] = "[1, 0, 1]"
+    write_csv(tmp_path / "r.csv", rows, ["doi", "easy", "difficult", "y_easy_gpt4", "y_diff_gpt4"])
+    with pytest.raises(UserError) as info:
+        _collect(make_recipe(tmp_path, "r.csv", columns={"label": LABELS}))
+    msg = str(info.value)
+    assert (
+        f"{tmp_path / 'r.csv'}:4: id '10.1/doc.002': column 'y_diff_gpt4' (data.columns.label.difficult)"
+        in msg
+    )
+    assert "one-hot list of 5" in msg and "data.on_bad_label: drop" in msg
+
+
+def test_bad_and_empty_labels_dropped_and_counted(tmp_path):
+    rows = reports(4)
+    rows[0]["y_easy_gpt4"] = "[1, 0, 1, 0, 2]"
+    rows[1]["y_diff_gpt4"] = ""
+    write_csv(tmp_path / "r.csv", rows)
+    recipe = make_recipe(tmp_path, "r.csv", columns={"label": LABELS}, on_bad_label="drop")
+    (examples, dropped), _ = _collect(recipe)
+    assert dict(dropped) == {"bad_label": 2} and len(examples) == 6
+
+
+@pytest.mark.parametrize(
+    ("data", "needle"),
+    [
+        (  # checked when the recipe loads (checks.py), before any data is read
+            {"aspects": ["eassy"]},
+            "data.aspects: unknown aspect 'eassy'; the task builtin:repro_effort has easy, difficult",
+        ),
+        (
+            {"columns": {"label": {"easy": "y_easy_gpt4"}}},
+            "data.columns.label: no column for aspect(s) difficult",
+        ),
+        (
+            {"columns": {"text": {"hard": "difficult"}}},
+            "data.columns.text: unknown aspect 'hard'",
+        ),
+    ],
+)
+def test_column_map_errors(tmp_path, data, needle):
+    write_csv(tmp_path / "r.csv", reports(1))
+    with pytest.raises(UserError) as info:
+        _collect(make_recipe(tmp_path, "r.csv", **data))
+    assert needle in str(info.value)
+
+
+def test_partial_label_map_is_fine_when_aspects_restricted(tmp_path):
+    write_csv(tmp_path / "r.csv", reports(2))
+    recipe = make_recipe(
+        tmp_path, "r.csv", aspects=["easy"], columns={"label": {"easy": "y_easy_gpt4"}}
+    )
+    (examples, _), _ = _collect(recipe)
+    assert [e.aspect for e in examples] == ["easy", "easy"] and examples[0].gold == [1, 0, 0, 0, 0]
+
+
+# ----------------------------------------------------------------------------- split
+
+
+def test_split_by_document_no_overlap_and_deterministic():
+    ids = [f"d{i}" for i in range(50) for _ in range(2)]  # two aspects per document
+    test = split_documents(ids, 0.2, seed=3)
+    assert len(test) == 10 and test <= set(ids)
+    assert split_documents(list(reversed(ids)), 0.2, seed=3) == test  # row order does not matter
+    assert split_documents(ids, 0.2, seed=4) != test
+    assert len(split_documents(ids, 0.5, seed=3)) == 25
+
+
+@pytest.mark.parametrize(
+    ("n", "fraction", "n_test"), [(1, 0.2, 0), (2, 0.01, 1), (2, 0.99, 1), (10, 0.25, 2)]
+)
+def test_split_sizes(n, fraction, n_test):
+    assert len(split_documents([str(i) for i in range(n)], fraction, seed=0)) == n_test
+
+
+def test_split_seed_defaults_to_train_seed(tmp_path):
+    write_csv(tmp_path / "r.csv", reports(1))
+    assert split_seed(make_recipe(tmp_path, "r.csv", overrides=("train.seed=7",))) == 7
+    assert split_seed(make_recipe(tmp_path, "r.csv", split={"seed": 9})) == 9
+
+
+# ----------------------------------------------------------------------------- builders
+
+
+def _rows(recipe):
+    (examples, _), task = _collect(recipe)
+    return build_rows(recipe, examples, task)
+
+
+def test_grpo_rows(tmp_path):
+    write_csv(tmp_path / "r.csv", reports(2))
+    rows, dropped = _rows(make_recipe(tmp_path, "r.csv", columns={"label": LABELS}))
+    assert not dropped and len(rows) == 4
+    row = rows[1]
+    assert set(row) == {"id", "aspect", "prompt", "gold"}
+    assert (
+        row["id"] == "10.1/doc.000"
+        and row["aspect"] == "difficult"
+        and row["gold"] == [0, 0, 0, 0, 1]
+    )
+    assert [m["role"] for m in row["prompt"]] == ["system", "user"]
+    assert "<text>\nHard part 0.\n</text>" in row["prompt"][1]["content"]
+
+
+def test_sft_rows_with_traces(tmp_path):
+    write_csv(tmp_path / "r.csv", reports(2))
+    write_jsonl(
+        tmp_path / "t.jsonl",
+        [
+            {"id": "10.1/doc.000", "aspect": "easy", "trace": "Code is public."},
+            {"id": "10.1/doc.001", "aspect": "difficult", "trace": "Math missing."},
+        ],
+    )
+    recipe = make_recipe(tmp_path, "r.csv", method="sft", traces={"path": "t.jsonl"})
+    rows, dropped = _rows(recipe)
+    assert dict(dropped) == {"no_trace": 2} and len(rows) == 2
+    assert rows[0]["completion"] == [
+        {
+            "role": "assistant",
+            "content": "<think>\nCode is public.\n</think>\n<label>\n[1, 0, 0, 0, 0]\n</label>",
+        }
+    ]
+    recipe = make_recipe(
+        tmp_path, "r.csv", method="sft", traces={"path": "t.jsonl", "missing": "empty"}
+    )
+    rows, dropped = _rows(recipe)
+    assert not dropped and len(rows) == 4
+    assert (
+        rows[1]["completion"][0]["content"]
+        == "<think>\n\n</think>\n<label>\n[0, 0, 0, 0, 1]\n</label>"
+    )
+
+
+def test_sft_without_trace_file_has_empty_think(tmp_path):
+    write_csv(tmp_path / "r.csv", reports(1))
+    rows, dropped = _rows(make_recipe(tmp_path, "r.csv", method="sft"))
+    assert not dropped and rows[0]["completion"][0]["content"].startswith(
+        "<think>\n\n</think>\n<label>"
+    )
+
+
+def test_dpo_rows_drop_identical_and_empty(tmp_path):
+    rows = reports(3)
+    rows[0]["easy_llama3_response"] = rows[0]["easy_gpt_response"]
+    rows[1]["difficult_gpt_response"] = " "
+    write_csv(tmp_path / "r.csv", rows)
+    out, dropped = _rows(make_recipe(tmp_path, "r.csv", method="dpo"))
+    assert dict(dropped) == {"identical_pair": 1, "empty_answer": 1} and len(out) == 4
+    assert out[0]["chosen"][0]["role"] == "assistant" and "gpt" in out[0]["chosen"][0]["content"]
+    assert "llama" in out[0]["rejected"][0]["content"]
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        (
+            b'{"id": "a", "aspect": "easy"}\n',
+            "t.jsonl:1: key 'trace' not found (data.traces); keys: id, aspect",
+        ),
+        (b'{"id": "a", "aspect": "easy", "trace": "x"}\n{oops\n', "t.jsonl:2: not valid JSON"),
+        (b"[1]\n", "t.jsonl:1: expected a JSON object, got list"),
+        (b"", "t.jsonl: the file is empty"),
+        (b'{"id": "a", "aspect": "easy", "trace": "\xff"}\n', "t.jsonl:1:41: not valid UTF-8"),
+        (
+            b'{"id": "a", "aspect": "easy", "trace": "x"}\n{"id": "a", "aspect": "easy", "trace": "y"}\n',
+            "t.jsonl:2: a second trace for id 'a' aspect 'easy' (first at line 1)",
+        ),
+    ],
+)
+def test_trace_errors(tmp_path, content, needle):
+    write_csv(tmp_path / "r.csv", reports(1))
+    (tmp_path / "t.jsonl").write_bytes(content)
+    with pytest.raises(UserError) as info:
+        load_traces(make_recipe(tmp_path, "r.csv", method="sft", traces={"path": "t.jsonl"}))
+    assert needle in str(info.value)
+
+
+def test_builtin_sample_traces_cover_sample(tmp_path):
+    recipe = make_recipe(
+        tmp_path, "builtin:sample", method="sft", traces={"path": "builtin:sample_traces"}
+    )
+    rows, dropped = _rows(recipe)
+    assert len(rows) >= 160 and dropped.get("no_trace", 0) <= len(rows) // 10
+    assert all("</label>" in r["completion"][0]["content"] for r in rows)

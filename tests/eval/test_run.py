@@ -1,0 +1,265 @@
+"""``llmscisci eval`` end to end on a tiny run: files, recomputable metrics, the split, bad inputs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from llmscisci_cfg.eval import report as eval_report
+from llmscisci_cfg.eval.metrics import parse_completion
+from llmscisci_cfg.runs.rundir import FINAL, MANIFEST, RESOLVED
+
+SFT = "builtin:quickstart/sft_tiny"
+FAST = ("--limit", "6", "--max-new-tokens", "12", "--batch-size", "4")
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """A private dataset cache for the module (the user's ~/.cache is left alone)."""
+    path = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LLMSCISCI_CACHE", str(path))
+        yield path
+
+
+@pytest.fixture(scope="module")
+def sft_run(tmp_path_factory, cache) -> Path:
+    """A 2-step quickstart SFT run (full model, builtin:tiny base)."""
+    from click.testing import CliRunner
+
+    from llmscisci_cfg.cli import main
+
+    run_dir = tmp_path_factory.mktemp("runs") / "sft"
+    args = ["run", SFT, "--set", "train.max_steps=2", "--set", "train.save_steps=2"]
+    result = CliRunner().invoke(main, [*args, "--output-dir", str(run_dir)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert (run_dir / FINAL / "config.json").is_file()
+    return run_dir
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_eval_run_with_reference_writes_every_file_and_recomputes(cli, sft_run, tmp_path):
+    out = tmp_path / "eval"
+    result = cli("eval", sft_run, "--reference", "--output-dir", out, *FAST)
+    assert result.exit_code == 0, result.output
+
+    for path in eval_report.files(out):
+        assert path.is_file() and path.stat().st_size > 0, path
+    assert (out / eval_report.PLOT).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    rows = _lines(out / eval_report.PREDICTIONS)
+    assert [r["model"] for r in rows] == ["policy"] * 6 + ["reference"] * 6
+    assert {tuple(sorted(r)) for r in rows} == {
+        ("aspect", "completion", "gold", "id", "model", "predicted", "reward", "rewards")
+    }
+    assert [(r["id"], r["aspect"]) for r in rows[:6]] == [(r["id"], r["aspect"]) for r in rows[6:]]
+    for r in rows:
+        assert len(r["gold"]) == 5 and r["predicted"] == parse_completion(r["completion"], 5)[1]
+
+    report = json.loads((out / eval_report.REPORT_JSON).read_text())
+    assert report == eval_report.recompute(out / eval_report.PREDICTIONS)
+    assert list(report) == ["policy", "reference"]
+    for model in report.values():
+        assert set(model) <= {"overall", "easy", "difficult"} and "overall" in model
+        assert model["overall"]["n"] == 6
+        assert len(model["overall"]["per_category"]) == 5 * (len(model) - 1)
+        assert model["overall"]["mean_reward"] is None  # SFT recipe: no reward stack
+
+    meta = json.loads((out / eval_report.META).read_text())
+    assert meta["split"] == "test" and meta["max_new_tokens"] == 12 and meta["limit"] == 6
+    assert meta["split_matches_training"] is True
+    assert "builtin:tiny" in meta["models"]["reference"]
+
+    md = (out / eval_report.REPORT_MD).read_text()
+    assert "complement of the gold vector" in md and "| format_valid_rate |" in md
+    assert "## Examples" in md and "**reference**" in md
+
+    lines = result.output.strip().splitlines()
+    assert lines[-1] == f"report: {out / eval_report.REPORT_MD}"
+    assert lines[-4].split()[:2] == ["model", "format_valid"]
+    assert lines[-3].split()[0] == "policy" and lines[-2].split()[0] == "reference"
+    assert float(lines[-3].split()[1]) == round(report["policy"]["overall"]["format_valid_rate"], 3)
+
+
+def test_default_output_dir_is_run_eval(cli, sft_run):
+    result = cli("eval", sft_run, "--limit", "2", "--max-new-tokens", "4")
+    assert result.exit_code == 0, result.output
+    rows = _lines(sft_run / "eval" / eval_report.PREDICTIONS)
+    assert [r["model"] for r in rows] == ["policy", "policy"]
+
+
+def test_rebuilt_split_equals_training(sft_run, tmp_path, monkeypatch):
+    """Eval rebuilds the test split from recipe.resolved.yaml, from scratch, identically."""
+    from llmscisci_cfg.data.preprocess import build_dataset
+    from llmscisci_cfg.eval.evaluate import eval_data, open_run
+    from llmscisci_cfg.recipe.loader import load_recipe
+
+    trained, _ = build_dataset(load_recipe(SFT))  # what the run trained on (from its cache)
+    monkeypatch.setenv("LLMSCISCI_CACHE", str(tmp_path / "fresh"))  # force a real rebuild
+    run = open_run(sft_run)
+    data = eval_data(run.recipe, "test", None)
+    assert data.cache_key == run.data_cache_key
+    assert data.rows.to_list() == trained["test"].to_list()
+    assert len(data.rows) > 0 and not {r["id"] for r in data.rows} & set(trained["train"]["id"])
+
+
+def test_zero_shot_recipe_model_with_reward_stack(cli, cache, tmp_path):
+    """--recipe/--model, no run; a GRPO recipe's rewards are averaged per model."""
+    out = tmp_path / "zs"
+    result = cli(
+        "eval", "--recipe", "builtin:quickstart/grpo_tiny", "--model", "builtin:tiny",
+        "--set", "model.name_or_path=builtin:tiny", "--reference", "--output-dir", out, *FAST,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / eval_report.REPORT_JSON).read_text())
+    assert report == eval_report.recompute(out / eval_report.PREDICTIONS)
+    rows = _lines(out / eval_report.PREDICTIONS)
+    assert {r["model"] for r in rows} == {"policy", "reference"}
+    for model, parts in report.items():
+        mine = [r for r in rows if r["model"] == model]
+        o = parts["overall"]
+        assert set(o["mean_rewards"]) == {"format", "stepwise_label", "hamming"}
+        assert o["mean_reward"] == pytest.approx(sum(r["reward"] for r in mine) / len(mine))
+        # the format reward is 1 exactly when the completion is format-valid
+        assert o["mean_rewards"]["format"] == pytest.approx(o["format_valid_rate"])
+    meta = json.loads((out / eval_report.META).read_text())
+    assert meta["run_dir"] is None and meta["max_new_tokens"] == 12
+    assert "zero-shot" in meta["models"]["policy"]
+
+
+# ----------------------------------------------------------------------------- bad inputs
+
+
+def _fake_run(tmp_path: Path, with_final: bool) -> Path:
+    """A run directory's files without training: the resolved recipe and a manifest."""
+    from llmscisci_cfg.recipe.loader import load_recipe
+    from llmscisci_cfg.runs.manifest import resolved_yaml
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / RESOLVED).write_text(resolved_yaml(load_recipe(SFT)))
+    (run / MANIFEST).write_text(json.dumps({"status": "failed", "final": {"kind": "full"}}))
+    if with_final:
+        (run / FINAL).mkdir()
+        (run / FINAL / "config.json").write_text("{}")
+    return run
+
+
+def test_not_a_directory(cli, tmp_path):
+    result = cli("eval", tmp_path / "nope")
+    assert result.exit_code == 2
+    assert "nope: no such directory" in result.output
+
+
+def test_directory_that_is_not_a_run(cli, tmp_path):
+    (tmp_path / "notes.txt").write_text("x")
+    result = cli("eval", tmp_path)
+    assert result.exit_code == 2
+    assert (
+        f"{tmp_path}: not a run directory (no recipe.resolved.yaml or manifest.json)"
+        in result.output
+    )
+
+
+def test_run_without_final(cli, tmp_path):
+    run = _fake_run(tmp_path, with_final=False)
+    result = cli("eval", run)
+    assert result.exit_code == 2
+    assert "the run has no final/ model (run status: failed)" in result.output
+
+
+def test_unknown_split_lists_the_existing_ones(cli, cache, tmp_path):
+    run = _fake_run(tmp_path, with_final=True)
+    result = cli("eval", run, "--split", "validation")
+    assert result.exit_code == 2
+    assert "--split validation: no such split; this recipe's splits: train, test" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((), "give either RUN_DIR or --recipe"),
+        (("somewhere", "--recipe", SFT), "give either RUN_DIR or --recipe"),
+        (("somewhere", "--model", "builtin:tiny"), "--model and --set go with --recipe"),
+        (("--recipe", "nope.yaml"), "nope.yaml"),
+    ],
+)
+def test_bad_argument_combinations(cli, args, message):
+    result = cli("eval", *args)
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_copied_run_without_training_files_still_evaluates(cli, sft_run, tmp_path):
+    """Only recipe.resolved.yaml, manifest.json and final/ are needed (no checkpoints/)."""
+    run = tmp_path / "copy"
+    run.mkdir()
+    for name in (RESOLVED, MANIFEST):
+        shutil.copy(sft_run / name, run / name)
+    shutil.copytree(sft_run / FINAL, run / FINAL)
+    result = cli("eval", run, "--limit", "1", "--max-new-tokens", "2")
+    assert result.exit_code == 0, result.output
+    assert (run / "eval" / eval_report.REPORT_JSON).is_file()
+
+
+@pytest.mark.slow
+def test_quickstart_sft_beats_the_untrained_reference(cli, cache, tmp_path):
+    """The README claim: after the quickstart SFT the format-valid rate exceeds the reference's."""
+    run_dir = tmp_path / "quickstart_sft"
+    result = cli("run", SFT, "--output-dir", run_dir)
+    assert result.exit_code == 0, result.output
+    result = cli("eval", run_dir, "--reference")
+    assert result.exit_code == 0, result.output
+    out = run_dir / "eval"
+    report = json.loads((out / eval_report.REPORT_JSON).read_text())
+    assert report == eval_report.recompute(out / eval_report.PREDICTIONS)
+    policy, reference = report["policy"]["overall"], report["reference"]["overall"]
+    assert policy["format_valid_rate"] > reference["format_valid_rate"]
+    assert policy["label_valid_rate"] > reference["label_valid_rate"]
+    assert policy["hamming_loss"] < reference["hamming_loss"]
+
+
+@pytest.mark.parametrize("manifest", ["{broken", "[1, 2]"])
+def test_unreadable_manifest(cli, tmp_path, manifest):
+    run = _fake_run(tmp_path, with_final=True)
+    (run / MANIFEST).write_text(manifest)
+    result = cli("eval", run)
+    assert result.exit_code == 2
+    assert f"{run / MANIFEST}:" in result.output and "run manifest" in result.output
+
+
+def test_score_rewards_as_trl_totals_them(tmp_path):
+    """Rewards in eval go through `rewards.testing.score`: None values are left out of the
+    total, and a row every reward skips has no total (TRL marks it NaN, not 0)."""
+    from llmscisci_cfg.data.preprocess import build_dataset
+    from llmscisci_cfg.eval.evaluate import score_rewards
+    from llmscisci_cfg.recipe.schema import RewardSpec
+    from tests.data_helpers import LABELS, make_recipe, reports, write_csv
+
+    (tmp_path / "skip.py").write_text(
+        "def skip_short(completions, **kwargs):\n"
+        "    return [None if len(c[0]['content']) < 5 else 0.5 for c in completions]\n"
+    )
+    write_csv(tmp_path / "r.csv", reports(4))
+    recipe = make_recipe(tmp_path, "r.csv", columns={"label": LABELS}, length_filter=None)
+    rows = build_dataset(recipe)[0]["train"].select(range(2))
+    specs = [RewardSpec(name="hamming", weight=2.0), RewardSpec(name="skip.py:skip_short")]
+    recipe = recipe.model_copy(update={"rewards": specs})
+    recipe._source_path = tmp_path / "recipe.yaml"
+    label = "[1, 0, 0, 0, 0]" if rows[0]["aspect"] == "easy" else "[0, 0, 0, 0, 1]"
+    good = f"<think>x</think><label>{label}</label>"
+    totals, values = score_rewards(recipe, rows, [good, "no"], tokenizer=None)
+    assert values == {"hamming": [1.0, 0.0], "skip_short": [0.5, None]}
+    assert totals == [2.5, 0.0]
+    alone = recipe.model_copy(update={"rewards": specs[1:]})
+    alone._source_path = recipe.source_path
+    assert score_rewards(alone, rows, [good, "no"], tokenizer=None) == (
+        [0.5, None],
+        {"skip_short": [0.5, None]},
+    )

@@ -1,0 +1,54 @@
+"""`llmscisci reproduce`: an identical re-run passes (exit 0); a tampered run fails with a diff."""
+
+from __future__ import annotations
+
+import json
+
+from llmscisci_cfg.runs.reproduce import compare_metrics
+from llmscisci_cfg.train.runner import run
+from tests.run_helpers import _data_cache, write_recipe  # noqa: F401
+
+
+def test_reproduce_identical_then_tampered(tmp_path, cli):
+    run_dir = run(str(write_recipe(tmp_path, "sft")), (), tmp_path / "run")
+    result = cli("reproduce", run_dir)
+    assert result.exit_code == 0, result.output
+    assert "reproduced: 3 metric rows identical" in result.output
+
+    path = run_dir / "metrics.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    rows[1]["loss"] += 1e-6
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = cli("reproduce", run_dir)
+    assert result.exit_code == 3
+    assert "NOT reproduced: 1 differences" in result.output
+    assert "row 2 (step 2): loss:" in result.output
+
+    record = json.loads((run_dir / "manifest.json").read_text())
+    (run_dir / "manifest.json").write_text(json.dumps(record | {"status": "interrupted"}))
+    result = cli("reproduce", run_dir)
+    assert result.exit_code == 2 and "did not complete (status: interrupted)" in result.output
+
+
+def test_compare_ignores_wall_clock_only():
+    a = [
+        {
+            "step": 1,
+            "loss": 1.0,
+            "train_runtime": 3.0,
+            "train_samples_per_second": 1.0,
+            "step_time": 0.5,
+        }
+    ]
+    b = [
+        {
+            "step": 1,
+            "loss": 1.0,
+            "train_runtime": 9.0,
+            "train_samples_per_second": 7.0,
+            "step_time": 0.1,
+        }
+    ]
+    assert compare_metrics(a, b) == []
+    assert compare_metrics(a, [{"step": 1, "loss": 1.5}]) == ["row 1 (step 1): loss: 1.0 != 1.5"]
+    assert compare_metrics(a, a + a) == ["row count: 1 != 2"]

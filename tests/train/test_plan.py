@@ -1,0 +1,69 @@
+"""`llmscisci plan`: resolved recipe, compiled kwargs, launch command, machine problems."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from llmscisci_cfg.train.plan import make_plan
+from tests.conftest import RECIPES, all_recipes
+
+
+@pytest.mark.parametrize("recipe", all_recipes(), ids=lambda p: str(p.relative_to(RECIPES)))
+def test_every_shipped_recipe_plans(cli, recipe):
+    result = cli("plan", recipe)
+    assert result.exit_code == 0, result.output
+    for section in ("== resolved recipe", "== trl.", "== launch", "== machine", "== data"):
+        assert section in result.output
+    result = cli("plan", recipe, "--json")
+    data = json.loads(result.output)
+    assert data["compiled"]["config_class"].startswith("trl.")
+    assert "llmscisci" in data["command"] and data["run_dir"]
+
+
+def test_plan_shows_changed_kwargs_and_command():
+    plan = make_plan(
+        "builtin:quickstart/grpo_tiny", ("launch.num_processes=2", "train.learning_rate=5e-4")
+    )
+    text = plan.as_text()
+    assert "learning_rate: 0.0005" in text
+    assert "use_cpu: True" in text and "bf16: False" in text
+    assert (
+        "weight_decay" not in text.split("== trl.GRPOConfig")[1].split("==")[0]
+    )  # TRL default, hidden
+    assert "--multi_gpu --num_processes 2" in plan.command
+    assert plan.accelerate_config["num_processes"] == 2
+    assert plan.compiled.derived["generation_batch_size"] == 16
+    assert plan.machine_problems == []
+
+
+def test_plan_reports_machine_problems_without_failing(tmp_path):
+    recipe = tmp_path / "q.yaml"
+    text = (RECIPES / "quickstart" / "sft_tiny.yaml").read_text()
+    text = text.replace(
+        "  dtype: float32\n", "  dtype: float32\n  lora: {r: 4}\n  quantization: {bits: 4}\n"
+    )
+    recipe.write_text(text.replace("device: cpu", "device: auto"))
+    plan = make_plan(str(recipe))
+    if plan.compiled.device == "cpu":
+        assert any(
+            "bitsandbytes quantization is refused on CPU" in p for p in plan.machine_problems
+        )
+    assert plan.compiled.bnb_kwargs["load_in_4bit"] is True
+
+
+def test_plan_imports_plugins_and_checks_their_signature(cli, tmp_path):
+    (tmp_path / "myrew.py").write_text(
+        "def needs_col(completions, missing_column, **kwargs):\n    return [0.0] * len(completions)\n"
+        "def fine(completions, gold, scale=1.0, **kwargs):\n    return [scale] * len(completions)\n"
+    )
+    text = (RECIPES / "quickstart" / "grpo_tiny.yaml").read_text()
+    text = text.replace("  - name: format\n", "  - name: format\n  - name: myrew.py:needs_col\n")
+    (tmp_path / "r.yaml").write_text(text)
+    assert cli("validate", tmp_path / "r.yaml").exit_code == 0  # validate does not import plug-ins
+    result = cli("plan", tmp_path / "r.yaml")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "rewards.1.name: myrew.py:needs_col: it needs 'missing_column'" in result.output
+    (tmp_path / "r.yaml").write_text(text.replace("needs_col", "fine\n    params: {scale: 2.0}"))
+    assert cli("plan", tmp_path / "r.yaml").exit_code == 0
