@@ -25,8 +25,8 @@ test-all: install            ## also the slow end-to-end tests
 	$(BIN)/python -m pytest -q -m "not gpu"
 
 lint: install
-	$(BIN)/ruff check llmscisci_cfg tests bench scripts
-	$(BIN)/ruff format --check llmscisci_cfg tests bench scripts
+	$(BIN)/ruff check llmscisci_cfg tests bench scripts setup.py
+	$(BIN)/ruff format --check llmscisci_cfg tests bench scripts setup.py
 
 bench: install               ## every CPU benchmark, written to bench/results.json and bench/RESULTS.md
 	$(BIN)/python -m bench

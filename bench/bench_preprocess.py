@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from llmscisci_cfg.data.preprocess import build_dataset
-from llmscisci_cfg.recipe.loader import load_recipe
+from llmscisci_cfg.recipe.loader import load_job
 
 RECIPE = "builtin:repro_effort/grpo_gemma3"
 OFFLINE = ["model.name_or_path=builtin:tiny", "template.name=tiny"]
@@ -53,7 +53,7 @@ def run(repeats: int = 5) -> dict[str, float]:
         for i in range(repeats + 1):
             with tempfile.TemporaryDirectory() as cache:
                 os.environ["LLMSCISCI_CACHE"] = cache
-                recipe = load_recipe(RECIPE, sets)
+                recipe = load_job(RECIPE, sets)
                 first, hit1 = _timed_build(recipe)
                 second, hit2 = _timed_build(recipe)
                 assert not hit1 and hit2, "expected a cold build then a cache hit"

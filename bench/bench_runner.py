@@ -84,12 +84,13 @@ def _common_kwargs(out: Path, batch: int, lr: float, steps: int) -> dict:
 
 def _inputs(recipe_text: str):
     from llmscisci_cfg.data.preprocess import build_dataset
-    from llmscisci_cfg.models import chat
+    from llmscisci_cfg.models.load import load_tokenizer
     from llmscisci_cfg.recipe.loader import load_recipe_text
+    from llmscisci_cfg.recipe.resolve import resolve
 
-    recipe = load_recipe_text(recipe_text)
-    tokenizer = chat.load_tokenizer(recipe)
-    return tokenizer, build_dataset(recipe, tokenizer=tokenizer)[0]["train"]
+    job = resolve(load_recipe_text(recipe_text))
+    tokenizer = load_tokenizer(job)
+    return tokenizer, build_dataset(job, tokenizer=tokenizer)[0]["train"]
 
 
 def direct_sft(out: Path) -> tuple[list[dict], float]:

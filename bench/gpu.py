@@ -397,8 +397,8 @@ def instrumented():
     probe = Probe()
     real_build, real_generate = build.build_trainer, GenerationMixin.generate
 
-    def build_trainer(recipe, compiled, callbacks=()):
-        built = real_build(recipe, compiled, [*callbacks, _step_timer(probe)])
+    def build_trainer(job, compiled, tokenizer, callbacks=()):
+        built = real_build(job, compiled, tokenizer, [*callbacks, _step_timer(probe)])
         params = built.trainer.model.parameters()
         probe.trainable_params = sum(p.numel() for p in params if p.requires_grad)
         return built

@@ -7,17 +7,29 @@ The public Python API mirrors the CLI and stays light to import:
 >>> recipe.method.name
 'sft'
 
-`make_plan`, `build_dataset` and `run` import their heavy machinery only when called.
-(They are not named ``plan``/``preprocess``: those are submodules.)
+`load_job` resolves a recipe once (paths, task, columns, model, template, input hashes) into
+the frozen `Job` every stage reads. `make_plan`, `build_dataset` and `run` import their heavy
+machinery only when called.
 """
 
 from __future__ import annotations
 
 from llmscisci_cfg.errors import RecipeError, UserError
-from llmscisci_cfg.recipe.loader import load_recipe
+from llmscisci_cfg.recipe.loader import load_job, load_recipe
+from llmscisci_cfg.recipe.resolve import Job, resolve
 from llmscisci_cfg.recipe.schema import Recipe
 
-__all__ = ["Recipe", "RecipeError", "UserError", "build_dataset", "load_recipe", "make_plan", "run"]
+__all__ = [
+    "Job",
+    "Recipe",
+    "RecipeError",
+    "UserError",
+    "build_dataset",
+    "load_job",
+    "load_recipe",
+    "make_plan",
+    "run",
+]
 __version__ = "0.1.0"
 
 
@@ -28,11 +40,11 @@ def make_plan(recipe: str, overrides: list[str] | tuple[str, ...] = ()):
     return _make_plan(recipe, tuple(overrides))
 
 
-def build_dataset(recipe: Recipe):
+def build_dataset(recipe: Recipe | Job):
     """The recipe's dataset (as `llmscisci preprocess`): ``(DatasetDict, BuildReport)``, cached."""
     from llmscisci_cfg.data.preprocess import build_dataset as _build_dataset
 
-    return _build_dataset(recipe)
+    return _build_dataset(recipe if isinstance(recipe, Job) else resolve(recipe))
 
 
 def run(recipe: str, overrides: list[str] | tuple[str, ...] = (), **kwargs):

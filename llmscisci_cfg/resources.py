@@ -1,7 +1,11 @@
-"""Files shipped inside the package: recipes, chat templates, the JSON schema, assets.
+"""Where a name in a recipe points: shipped ``builtin:`` files, or paths relative to the recipe.
 
-Everything goes through `importlib.resources`, so it works from a wheel, an
-editable install or a source checkout alike.
+These are the project's only path rules. Shipped files (recipes, chat templates, the JSON
+schema, task files, sample data, the tiny tokenizer) go through `importlib.resources`, so they
+work from a wheel, an editable install or a source checkout alike.
+
+>>> ref_path("data/r.csv", Path("/work/recipes"))
+PosixPath('/work/recipes/data/r.csv')
 """
 
 from __future__ import annotations
@@ -13,6 +17,12 @@ from llmscisci_cfg.errors import UserError
 
 BUILTIN = "builtin:"
 _KINDS = {"recipes", "templates", "schemas", "assets"}
+#: Shipped data files, by ``builtin:`` name.
+BUILTIN_DATA = {"sample": "sample/reports.csv", "sample_traces": "sample/traces.jsonl"}
+
+
+def is_builtin(ref: str) -> bool:
+    return ref.startswith(BUILTIN)
 
 
 def root(kind: str) -> Path:
@@ -39,9 +49,49 @@ def builtin_recipes() -> list[Path]:
     return sorted(root("recipes").rglob("*.yaml"))
 
 
-def resolve_recipe_path(ref: str) -> Path:
+def ref_path(ref: str, base: Path) -> Path:
+    """A recipe-relative path (``~`` expanded) as an absolute one; absolute paths stay."""
+    path = Path(ref).expanduser()
+    return path if path.is_absolute() else (Path(base) / path).resolve()
+
+
+def recipe_file(ref: str) -> Path:
     """``builtin:quickstart/sft_tiny`` → the shipped file; anything else is a plain path."""
-    if ref.startswith(BUILTIN):
+    if is_builtin(ref):
         name = ref[len(BUILTIN) :]
         return shipped("recipes", name if name.endswith(".yaml") else name + ".yaml")
     return Path(ref)
+
+
+def task_file(ref: str, base: Path) -> Path:
+    """``builtin:NAME`` → the shipped task file; anything else is recipe-relative."""
+    if is_builtin(ref):
+        return shipped("assets", f"tasks/{ref[len(BUILTIN) :]}.yaml")
+    return ref_path(ref, base)
+
+
+def data_file(ref: str, base: Path, key: str) -> Path:
+    """A data reference (``builtin:sample``, ``builtin:sample_traces`` or recipe-relative) as an
+    existing path; ``key`` names the recipe key in messages."""
+    if is_builtin(ref):
+        name = ref[len(BUILTIN) :]
+        if name not in BUILTIN_DATA:
+            raise UserError(
+                f"{key}: {ref}: no such built-in data; available: "
+                + ", ".join(BUILTIN + n for n in BUILTIN_DATA)
+            )
+        return shipped("assets", BUILTIN_DATA[name])
+    path = ref_path(ref, base)
+    if not path.exists():
+        raise UserError(f"{path}: no such file or directory ({key}: {ref})")
+    return path
+
+
+def local_model_dir(name: str, base: Path) -> Path | None:
+    """``model.name_or_path`` as a local folder (the cwd first, then recipe-relative), or None."""
+    if is_builtin(name):
+        return None
+    for candidate in (Path(name).expanduser(), ref_path(name, base)):
+        if candidate.is_dir():
+            return candidate.resolve()
+    return None

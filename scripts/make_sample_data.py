@@ -132,7 +132,7 @@ EASY = {
     ),
 }
 
-DIFFICULT = {  # the research's primary numbering: the category order of DESIGN.md
+DIFFICULT = {  # the research's primary numbering: the task's category order (repro_effort.yaml)
     1: bank(
         ("The paper did not describe the architecture of the {component}.", "missing architecture"),
         (

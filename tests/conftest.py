@@ -30,6 +30,15 @@ def cli():
 
 
 @pytest.fixture
+def isolated_cache(tmp_path_factory, monkeypatch) -> Path:
+    """One dataset cache per test session, outside the user's home (folders whose tests build
+    datasets turn it on for every test in their conftest)."""
+    path = tmp_path_factory.getbasetemp() / "llmscisci-cache"
+    monkeypatch.setenv("LLMSCISCI_CACHE", str(path))
+    return path
+
+
+@pytest.fixture
 def mlrc_csv() -> Path:
     if not MLRC_CSV.is_file():
         pytest.skip("../shared/data/mlrc is not present")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import yaml
 
-from llmscisci_cfg.recipe.loader import load_recipe
-from llmscisci_cfg.recipe.schema import Recipe
+from llmscisci_cfg.recipe.loader import load_job
+from llmscisci_cfg.recipe.resolve import Job
 
 FIELDS = [
     "doi",
@@ -78,10 +78,10 @@ CHOSEN = {"easy": "easy_gpt_response", "difficult": "difficult_gpt_response"}
 REJECTED = {"easy": "easy_llama3_response", "difficult": "difficult_llama3_response"}
 
 
-def make_recipe(
+def make_job(
     tmp_path: Path, path: str, method: str = "grpo", overrides: tuple[str, ...] = (), **data
-) -> Recipe:
-    """A minimal recipe file in ``tmp_path`` (builtin:tiny model, cache inside tmp_path)."""
+) -> Job:
+    """A minimal recipe file in ``tmp_path`` (builtin:tiny model, cache inside tmp_path), loaded."""
     body: dict = {
         "name": "t",
         "model": {"name_or_path": "builtin:tiny"},
@@ -98,4 +98,4 @@ def make_recipe(
         cols.setdefault("rejected", REJECTED)
     file = tmp_path / "recipe.yaml"
     file.write_text(yaml.safe_dump(body, sort_keys=False), encoding="utf-8")
-    return load_recipe(file, overrides)
+    return load_job(file, overrides)

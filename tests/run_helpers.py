@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 METHOD = {
     "sft": """
 method:
@@ -88,7 +86,9 @@ def step_rows(run_dir: Path) -> list[dict]:
     return [r for r in metrics(run_dir) if "loss" in r]
 
 
-@pytest.fixture(autouse=True)
-def _data_cache(tmp_path_factory, monkeypatch):
-    """One dataset cache per test session, outside the user's home."""
-    monkeypatch.setenv("LLMSCISCI_CACHE", str(tmp_path_factory.getbasetemp() / "llmscisci-cache"))
+def job_of(text: str, cuda: bool = False, run_dir=None, file: str = "<recipe>"):
+    """A recipe text loaded and resolved as for a machine with (or without) CUDA."""
+    from llmscisci_cfg.recipe.loader import load_recipe_text
+    from llmscisci_cfg.recipe.resolve import resolve
+
+    return resolve(load_recipe_text(text, file), cuda=cuda, run_dir=run_dir)

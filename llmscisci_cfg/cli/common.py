@@ -40,5 +40,5 @@ class UserErrorGroup(click.Group):
         try:
             return super().invoke(ctx)
         except UserError as exc:
-            message = str(exc) if isinstance(exc, RecipeError) else f"error: {exc}"
-            raise _UserFacing(message) from None
+            located = isinstance(exc, RecipeError) and all(p.where for p in exc.problems)
+            raise _UserFacing(str(exc) if located else f"error: {exc}") from None

@@ -36,16 +36,17 @@ def preprocess(recipe: str, overrides: tuple[str, ...], preview: int, as_json: b
     """
     from llmscisci_cfg.data.preprocess import build_dataset, preview_conversations
     from llmscisci_cfg.models import chat
-    from llmscisci_cfg.recipe.loader import load_recipe
+    from llmscisci_cfg.models.load import load_tokenizer
+    from llmscisci_cfg.recipe.loader import load_job
 
-    spec = load_recipe(recipe, overrides)
-    tokenizer = chat.load_tokenizer(spec)
-    dataset, report = build_dataset(spec, tokenizer=tokenizer)
+    job = load_job(recipe, overrides)
+    tokenizer = load_tokenizer(job)
+    dataset, report = build_dataset(job, tokenizer=tokenizer)
     if as_json:
         click.echo(json.dumps(report.summary()))
     else:
-        click.echo(format_report(report, spec.method.name))
-    for title, messages in preview_conversations(dataset, spec.method.name, preview):
+        click.echo(format_report(report, job.method))
+    for title, messages in preview_conversations(dataset, job.method, preview):
         click.echo(f"\n--- {title} " + "-" * max(0, 60 - len(title)), err=as_json)
         click.echo(chat.preview(tokenizer, messages), err=as_json)
 

@@ -101,9 +101,9 @@ def eval_command(
     if run_dir is not None:
         result = evaluate.evaluate_run(run_dir, opts)
     else:
-        from llmscisci_cfg.recipe.loader import load_recipe
+        from llmscisci_cfg.recipe.loader import load_job
 
-        result = evaluate.evaluate_model(load_recipe(recipe_ref, overrides), model_name, opts)
+        result = evaluate.evaluate_model(load_job(recipe_ref, overrides), model_name, opts)
     n = next(iter(result.report.values()))["overall"]["n"]
     click.echo(f"\n{split} split, {n} examples (invalid labels count as wrong in every category):")
     click.echo(eval_report.summary_table(result.report))

@@ -18,9 +18,9 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from llmscisci_cfg.data.sources import Source, data_path, jsonl_records, read_bytes
+from llmscisci_cfg.data.sources import Source, jsonl_records, read_bytes
 from llmscisci_cfg.errors import UserError
-from llmscisci_cfg.recipe.schema import Recipe
+from llmscisci_cfg.recipe.resolve import Job
 from llmscisci_cfg.recipe.yamlio import decode
 from llmscisci_cfg.task.labels import LabelError, decode_label
 from llmscisci_cfg.task.spec import TaskSpec
@@ -56,7 +56,7 @@ class BuildReport:
     cache_hit: bool = False
 
     def summary(self) -> dict[str, Any]:
-        """The DESIGN.md summary: rows, examples, dropped, splits, group_overlap."""
+        """The `preprocess --json` summary: rows, examples, dropped, splits, group_overlap."""
         return {
             "rows": self.rows,
             "examples": self.examples,
@@ -86,71 +86,12 @@ class Example:
     rejected: str | None = None
 
 
-@dataclass(frozen=True)
-class ColumnMap:
-    """Source columns resolved against the task: per built aspect, text/label/answer columns."""
-
-    id: str
-    aspects: list[str]
-    text: dict[str, str]
-    label: dict[str, str] | None
-    chosen: dict[str, str] | None
-    rejected: dict[str, str] | None
-
-    def required(self) -> dict[str, str]:
-        """``{recipe key: column}`` of every column the build reads."""
-        out = {"data.columns.id": self.id}
-        for name in ("text", "label", "chosen", "rejected"):
-            for aspect, column in (getattr(self, name) or {}).items():
-                out[f"data.columns.{name}.{aspect}"] = column
-        return out
-
-
-def resolve_columns(recipe: Recipe, task: TaskSpec) -> ColumnMap:
-    """The columns to read, with the task's default text columns; unknown aspects are errors."""
-    data, cols = recipe.data, recipe.data.columns
-    aspects = data.aspects or list(task.aspects)
-    _known_aspects(aspects, task, "data.aspects")
-    maps: dict[str, dict[str, str] | None] = {}
-    for name in ("text", "label", "chosen", "rejected"):
-        given = getattr(cols, name)
-        if given is not None:
-            _known_aspects(list(given), task, f"data.columns.{name}")
-        if name == "text":
-            given = {a: (given or {}).get(a, task.aspects[a].text_column) for a in aspects}
-        elif given is not None:
-            missing = [a for a in aspects if a not in given]
-            if missing:
-                raise UserError(
-                    f"data.columns.{name}: no column for aspect(s) {', '.join(missing)}; "
-                    f"name one per aspect built ({', '.join(aspects)}), or restrict data.aspects"
-                    + (
-                        ""
-                        if name != "label"
-                        else ", or set data.columns.label: null for unlabelled data"
-                    )
-                )
-            given = {a: given[a] for a in aspects}
-        maps[name] = given
-    return ColumnMap(id=cols.id, aspects=aspects, **maps)
-
-
-def _known_aspects(names: Iterable[str], task: TaskSpec, key: str) -> None:
-    unknown = [a for a in names if a not in task.aspects]
-    if unknown:
-        raise UserError(
-            f"{key}: unknown aspect(s) {', '.join(map(repr, unknown))}; task {task.name!r} has "
-            f"{', '.join(task.aspects)}"
-        )
-
-
 # ----------------------------------------------------------------------------- collecting
 
 
-def collect(
-    source: Source, recipe: Recipe, task: TaskSpec, cols: ColumnMap
-) -> tuple[list[Example], Counter]:
+def collect(source: Source, job: Job) -> tuple[list[Example], Counter]:
     """One `Example` per row per aspect; empty ids/sections and (with drop) bad labels counted."""
+    cols = job.columns
     examples: list[Example] = []
     dropped: Counter = Counter()
     table = source.rows.select_columns(list(dict.fromkeys(cols.required().values()))).to_list()
@@ -166,9 +107,7 @@ def collect(
                 continue
             gold = None
             if cols.label is not None:
-                gold = _gold(
-                    row[cols.label[aspect]], recipe, task, aspect, source.where(i), doc, cols
-                )
+                gold = _gold(row[cols.label[aspect]], job, aspect, source.where(i), doc)
                 if gold is None:
                     dropped[BAD_LABEL] += 1
                     continue
@@ -190,18 +129,16 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value).strip()
 
 
-def _gold(
-    value, recipe: Recipe, task: TaskSpec, aspect: str, where: str, doc: str, cols: ColumnMap
-):
-    spec = task.aspects[aspect]
+def _gold(value, job: Job, aspect: str, where: str, doc: str):
+    spec, data = job.task.aspects[aspect], job.recipe.data
     try:
         if value is None or (isinstance(value, str) and not value.strip()):
             raise LabelError("the label is empty")
-        return decode_label(value, recipe.data.label_codec, len(spec.categories), spec.code_index())
+        return decode_label(value, data.label_codec, len(spec.categories), spec.code_index())
     except LabelError as exc:
-        if recipe.data.on_bad_label == "drop":
+        if data.on_bad_label == "drop":
             return None
-        column = cols.label[aspect]
+        column = job.columns.label[aspect]
         raise UserError(
             f"{where}: id {doc!r}: column {column!r} (data.columns.label.{aspect}): {exc}; "
             "fix the label, or set data.on_bad_label: drop to skip such rows"
@@ -225,12 +162,6 @@ def split_documents(ids: Iterable[str], test_fraction: float, seed: int) -> set[
     n = len(docs)
     n_test = 0 if n < 2 else min(max(round(n * test_fraction), 1), n - 1)
     return set(docs[:n_test])
-
-
-def split_seed(recipe: Recipe) -> int:
-    """``data.split.seed``, defaulting to ``train.seed``."""
-    seed = recipe.data.split.seed
-    return recipe.train.seed if seed is None else seed
 
 
 # ----------------------------------------------------------------------------- builders
@@ -297,14 +228,12 @@ def dpo_rows(examples: list[Example], task: TaskSpec) -> tuple[list[Row], Counte
     return rows, dropped
 
 
-def build_rows(
-    recipe: Recipe, examples: list[Example], task: TaskSpec
-) -> tuple[list[Row], Counter]:
+def build_rows(job: Job, examples: list[Example]) -> tuple[list[Row], Counter]:
     """The method's rows for ``examples``."""
-    method = recipe.method.name
+    method, task = job.method, job.task
     if method == "sft":
-        spec = recipe.data.traces
-        traces = load_traces(recipe) if spec is not None else None
+        spec = job.recipe.data.traces
+        traces = load_traces(job) if spec is not None else None
         return sft_rows(examples, task, traces, spec.missing if spec else "empty")
     if method == "dpo":
         return dpo_rows(examples, task)
@@ -314,11 +243,11 @@ def build_rows(
 # ----------------------------------------------------------------------------- traces
 
 
-def load_traces(recipe: Recipe) -> dict[tuple[str, str], str]:
+def load_traces(job: Job) -> dict[tuple[str, str], str]:
     """``{(id, aspect): trace}`` from the recipe's JSONL trace file."""
-    spec = recipe.data.traces
-    assert spec is not None
-    path = data_path(recipe, spec.path, "data.traces.path")
+    spec = job.recipe.data.traces
+    assert spec is not None and job.traces is not None
+    path = job.traces.require()
     if path.is_dir():
         raise UserError(f"{path}: is a directory; data.traces.path needs a JSONL file")
     text = decode(read_bytes(path), str(path))

@@ -8,6 +8,8 @@ extra columns ``gold``, ``id`` and ``aspect`` (GRPO rewards get them as keyword 
 
 The cache lives in ``data.cache_dir``, else ``$LLMSCISCI_CACHE``, else ``~/.cache/llmscisci``
 (under ``datasets/<key>``). The key covers everything the output depends on; see `cache_key`.
+Everything comes from the resolved `Job`: the task as loaded, the column map, and the data
+file's sha256 computed once (the same digest the manifest records).
 """
 
 from __future__ import annotations
@@ -22,28 +24,12 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llmscisci_cfg.data.examples import (
-    BuildReport,
-    Row,
-    build_rows,
-    collect,
-    resolve_columns,
-    split_documents,
-    split_seed,
-)
-from llmscisci_cfg.data.sources import (
-    content_sha256,
-    data_path,
-    load_source,
-    quiet_datasets,
-    require_columns,
-)
-from llmscisci_cfg.task.spec import TaskSpec, load_task
+from llmscisci_cfg.data.examples import BuildReport, Row, build_rows, collect, split_documents
+from llmscisci_cfg.data.sources import load_source, quiet_datasets, require_columns
+from llmscisci_cfg.recipe.resolve import Job
 
 if TYPE_CHECKING:
     from datasets import DatasetDict
-
-    from llmscisci_cfg.recipe.schema import Recipe
 
 #: Bump when the built format changes, so old caches are not reused.
 CACHE_VERSION = 1
@@ -52,29 +38,27 @@ _REPORT = "build_report.json"
 
 
 def build_dataset(
-    recipe: Recipe, *, use_cache: bool = True, tokenizer=None
+    job: Job, *, use_cache: bool = True, tokenizer=None
 ) -> tuple[DatasetDict, BuildReport]:
-    """The recipe's train/test dataset and what building it did (from the cache when possible).
+    """The job's train/test dataset and what building it did (from the cache when possible).
 
-    ``tokenizer`` defaults to ``chat.load_tokenizer(recipe)`` (the recipe's chat template).
+    ``tokenizer`` defaults to `models.load.load_tokenizer` (the recipe's chat template); callers
+    that already hold it pass it.
     """
-    task = load_task(recipe.data.task, recipe.source_dir, recipe.data.task_overrides)
-    cols = resolve_columns(recipe, task)
     if tokenizer is None:
-        from llmscisci_cfg.models import chat
+        from llmscisci_cfg.models.load import load_tokenizer
 
-        tokenizer = chat.load_tokenizer(recipe)
-    source_sha = content_sha256(data_path(recipe, recipe.data.source.path, "data.source.path"))
-    key = cache_key(recipe, task, tokenizer, source_sha)
-    path = cache_root(recipe) / "datasets" / key[:24]
-    pointer = cache_root(recipe) / "index" / lookup_key(recipe, task, source_sha)[:24]
+        tokenizer = load_tokenizer(job)
+    key = cache_key(job, tokenizer)
+    path = job.cache_root / "datasets" / key[:24]
+    pointer = job.cache_root / "index" / lookup_key(job)[:24]
     if use_cache and (path / _REPORT).is_file():
         cached = _load_cached(path)
         if cached is not None:
             _point(pointer, path)
             return cached
-    dataset, report = _build(recipe, task, cols, tokenizer)
-    report.source_sha256, report.cache_key = source_sha, key
+    dataset, report = _build(job, tokenizer)
+    report.source_sha256, report.cache_key = job.data.sha256, key
     if use_cache:
         try:
             _save(dataset, report, path)
@@ -85,28 +69,27 @@ def build_dataset(
     return dataset, report
 
 
-def _build(recipe: Recipe, task: TaskSpec, cols, tokenizer) -> tuple[DatasetDict, BuildReport]:
-    source = load_source(recipe)
-    require_columns(source, cols.required())
-    examples, dropped = collect(source, recipe, task, cols)
-    test_ids = split_documents(
-        (ex.id for ex in examples), recipe.data.split.test_fraction, split_seed(recipe)
-    )
-    rows, more = build_rows(recipe, examples, task)
+def _build(job: Job, tokenizer) -> tuple[DatasetDict, BuildReport]:
+    source = load_source(job)
+    require_columns(source, job.columns.required())
+    examples, dropped = collect(source, job)
+    data = job.recipe.data
+    test_ids = split_documents((ex.id for ex in examples), data.split.test_fraction, job.split_seed)
+    rows, more = build_rows(job, examples)
     dropped += more
     splits: dict[str, list[Row]] = {name: [] for name in SPLITS}
     for row in rows:
         splits["test" if row["id"] in test_ids else "train"].append(row)
     limits: dict[str, int | None] = {}
-    if recipe.data.length_filter is not None:
+    if data.length_filter is not None:
         from llmscisci_cfg.data.lengthfilter import filter_splits, token_measure
 
         splits, more, found = filter_splits(
-            splits, recipe.data.length_filter, recipe.method.name, token_measure(tokenizer)
+            splits, data.length_filter, job.method, token_measure(tokenizer)
         )
         dropped += more
         limits = {"prompt": found.prompt, "total": found.total}
-    dataset = _to_datasetdict(splits, recipe.method.name)
+    dataset = _to_datasetdict(splits, job.method)
     return dataset, _report(len(source.rows), splits, dropped, limits)
 
 
@@ -148,15 +131,7 @@ def _to_datasetdict(splits: dict[str, list[Row]], method: str) -> DatasetDict:
 # ----------------------------------------------------------------------------- cache
 
 
-def cache_root(recipe: Recipe) -> Path:
-    """``data.cache_dir`` (recipe-relative), else ``$LLMSCISCI_CACHE``, else ~/.cache/llmscisci."""
-    if recipe.data.cache_dir:
-        return recipe.resolve(recipe.data.cache_dir)
-    env = os.environ.get("LLMSCISCI_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "llmscisci"
-
-
-def cache_key(recipe: Recipe, task: TaskSpec, tokenizer, source_sha: str) -> str:
+def cache_key(job: Job, tokenizer) -> str:
     """sha256 over everything the built dataset depends on.
 
     Covers: the source content hash, the trace file's content hash (SFT with traces), the
@@ -164,27 +139,26 @@ def cache_key(recipe: Recipe, task: TaskSpec, tokenizer, source_sha: str) -> str
     (prompts, categories, codes), the tokenizer (its full serialized vocabulary and rules)
     and the chat template text, plus `CACHE_VERSION`.
     """
-    parts = _recipe_parts(recipe, task, source_sha)
+    parts = _recipe_parts(job)
     parts["tokenizer"] = tokenizer_identity(tokenizer)
     parts["template"] = getattr(tokenizer, "chat_template", None)
     return _sha(parts)
 
 
-def lookup_key(recipe: Recipe, task: TaskSpec, source_sha: str) -> str:
+def lookup_key(job: Job) -> str:
     """A key computable without loading the tokenizer (for `plan`): the recipe-side parts of
     `cache_key` plus the model and template *names* instead of their contents."""
-    parts = _recipe_parts(recipe, task, source_sha)
+    parts = _recipe_parts(job)
+    recipe = job.recipe
     parts["model"] = [recipe.model.name_or_path, recipe.model.revision, recipe.model.family]
     parts["template"] = recipe.template.model_dump(mode="json")
     return _sha(parts)
 
 
-def cached_report(recipe: Recipe) -> BuildReport | None:
-    """The report of the newest cached build of this recipe, without loading a tokenizer or
-    any ML library; None when `preprocess` (or `run`) has not built it yet."""
-    task = load_task(recipe.data.task, recipe.source_dir, recipe.data.task_overrides)
-    source_sha = content_sha256(data_path(recipe, recipe.data.source.path, "data.source.path"))
-    pointer = cache_root(recipe) / "index" / lookup_key(recipe, task, source_sha)[:24]
+def cached_report(job: Job) -> BuildReport | None:
+    """The report of the newest cached build of this job, without loading a tokenizer or any
+    ML library; None when `preprocess` (or `run`) has not built it yet."""
+    pointer = job.cache_root / "index" / lookup_key(job)[:24]
     try:
         entry = Path(pointer.read_text(encoding="utf-8").strip())
         return BuildReport.from_json((entry / _REPORT).read_text(encoding="utf-8"))
@@ -192,18 +166,16 @@ def cached_report(recipe: Recipe) -> BuildReport | None:
         return None
 
 
-def _recipe_parts(recipe: Recipe, task: TaskSpec, source_sha: str) -> dict[str, Any]:
-    traces = recipe.data.traces
+def _recipe_parts(job: Job) -> dict[str, Any]:
+    recipe = job.recipe
     return {
         "version": CACHE_VERSION,
-        "source": source_sha,
-        "traces": content_sha256(data_path(recipe, traces.path, "data.traces.path"))
-        if traces is not None and recipe.method.name == "sft"
-        else None,
+        "source": job.data.sha256,
+        "traces": job.traces.sha256 if job.traces is not None and job.method == "sft" else None,
         "data": recipe.data.model_dump(mode="json"),
-        "split_seed": split_seed(recipe),
-        "method": recipe.method.name,
-        "task": task.model_dump(mode="json"),
+        "split_seed": job.split_seed,
+        "method": job.method,
+        "task": job.task.model_dump(mode="json"),
     }
 
 

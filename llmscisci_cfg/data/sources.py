@@ -1,9 +1,11 @@
-"""Reading the report table through `datasets`: CSV, JSON/JSONL, Parquet or a save_to_disk folder.
+"""Reading the report table: CSV, JSON/JSONL, Parquet or a save_to_disk folder, as a `datasets.Dataset`.
 
 Every problem a user can cause (missing, empty or non-UTF-8 file, unreadable content, a missing
-column) is a `UserError` that names the file and, where it can, the line. CSV cells are read
-as text exactly as written (no NA guessing, no int inference), so ``"1"`` stays a code and
-``"NA"`` stays text. ``builtin:sample`` is the shipped sample dataset.
+column) is a `UserError` that names the file and, where it can, the line. CSV and JSON Lines
+are parsed once, by us (which is how every row knows its line); Parquet, single-document JSON
+and save_to_disk folders go through `datasets`. CSV cells are read as text exactly as written
+(no NA guessing, no int inference), so ``"1"`` stays a code and ``"NA"`` stays text.
+``builtin:sample`` is the shipped sample dataset.
 """
 
 from __future__ import annotations
@@ -11,25 +13,20 @@ from __future__ import annotations
 import contextlib
 import csv
 import difflib
-import hashlib
 import io
 import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from llmscisci_cfg.errors import UserError
 from llmscisci_cfg.recipe.yamlio import decode
-from llmscisci_cfg.resources import BUILTIN, shipped
 
 if TYPE_CHECKING:
     from datasets import Dataset
 
-    from llmscisci_cfg.recipe.schema import Recipe
-
-#: Shipped data files, by ``builtin:`` name.
-BUILTIN_DATA = {"sample": "sample/reports.csv", "sample_traces": "sample/traces.jsonl"}
+    from llmscisci_cfg.recipe.resolve import Job
 _EXTENSIONS = {
     ".csv": "csv",
     ".json": "json",
@@ -60,22 +57,6 @@ class Source:
         return f"{self.path}: row {index + 1}"
 
 
-def data_path(recipe: Recipe, ref: str, key: str) -> Path:
-    """A data reference (``builtin:NAME`` or recipe-relative path) as an existing path."""
-    if ref.startswith(BUILTIN):
-        name = ref[len(BUILTIN) :]
-        if name not in BUILTIN_DATA:
-            raise UserError(
-                f"{key}: {ref}: no such built-in data; available: "
-                + ", ".join(BUILTIN + n for n in BUILTIN_DATA)
-            )
-        return shipped("assets", BUILTIN_DATA[name])
-    path = recipe.resolve(ref)
-    if not path.exists():
-        raise UserError(f"{path}: no such file or directory ({key}: {ref})")
-    return path
-
-
 def source_format(path: Path, declared: str) -> str:
     """The reader for ``path``: the declared format, or one decided from the extension."""
     if declared != "auto":
@@ -91,32 +72,29 @@ def source_format(path: Path, declared: str) -> str:
     return fmt
 
 
-def load_source(recipe: Recipe) -> Source:
-    """Read ``recipe.data.source`` into a `Source`, or raise a `UserError` naming the file."""
-    path = data_path(recipe, recipe.data.source.path, "data.source.path")
-    fmt = source_format(path, recipe.data.source.format)
+def load_source(job: Job) -> Source:
+    """Read the job's ``data.source`` into a `Source`, or raise a `UserError` naming the file."""
+    path = job.data.require()
+    fmt = source_format(path, job.recipe.data.source.format)
     if fmt == "disk":
         return Source(path, fmt, _load_disk(path))
     if path.is_dir():
         raise UserError(f"{path}: is a directory; data.source.format {fmt} needs a file")
+    if fmt == "parquet":
+        return Source(path, fmt, _nonempty(_load_builder(fmt, path), path))
     raw = read_bytes(path)
     if not raw.strip():
         raise UserError(f"{path}: the file is empty")
-    lines = None
-    kwargs: dict = {}
+    text = decode(raw, str(path))
     if fmt == "csv":
-        header, lines = csv_layout(decode(raw, str(path)), path)
-        if not lines:
-            raise UserError(f"{path}: has no data rows")
-        kwargs = {"features": _all_text(header), "na_filter": False}
-    elif fmt == "json":
-        lines = _jsonl_lines(decode(raw, str(path)), path)
-    rows = _load_builder(fmt, path, kwargs)
-    if len(rows) == 0:
-        raise UserError(f"{path}: has no data rows")
-    if lines is not None and len(lines) != len(rows):
-        lines = None
-    return Source(path, fmt, rows, tuple(lines) if lines is not None else None)
+        header, records, lines = parse_csv(text, path)
+        columns = {name: [r[k] for r in records] for k, name in enumerate(header)}
+        return Source(path, fmt, _from_columns(columns, header), tuple(lines))
+    records = jsonl_or_none(text, path)
+    if records is None:  # one JSON document (a list of objects, or datasets' "field" layout)
+        return Source(path, fmt, _nonempty(_load_builder(fmt, path), path))
+    rows = _from_records([r for _, r in records], path)
+    return Source(path, fmt, rows, tuple(n for n, _ in records))
 
 
 def require_columns(source: Source, wanted: dict[str, str]) -> None:
@@ -135,51 +113,20 @@ def require_columns(source: Source, wanted: dict[str, str]) -> None:
         raise UserError("\n".join(problems))
 
 
-# ----------------------------------------------------------------------------- hashing
-
-
-def content_sha256(path: Path) -> str:
-    """``sha256sum`` of a file; of a directory, sha256 over its relative file names and their
-    digests (so a manifest's hash of a data file can be checked with ``sha256sum``)."""
-    if not path.is_dir():
-        return _file_digest(path).hex()
-    h = hashlib.sha256()
-    for p in sorted(q for q in path.rglob("*") if q.is_file()):
-        h.update(p.relative_to(path).as_posix().encode() + b"\0")
-        h.update(_file_digest(p) + b"\0")
-    return h.hexdigest()
-
-
-def source_sha256(recipe: Recipe) -> str:
-    """The content hash of the recipe's source (for cache keys and manifests)."""
-    return content_sha256(data_path(recipe, recipe.data.source.path, "data.source.path"))
-
-
-def _file_digest(path: Path) -> bytes:
-    h = hashlib.sha256()
-    try:
-        with path.open("rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    return h.digest()
-
-
 # ----------------------------------------------------------------------------- readers
 
 
-def csv_layout(text: str, path: Path) -> tuple[list[str], list[int]]:
-    """The header and the first line of each data record; ragged rows are errors.
+def parse_csv(text: str, path: Path) -> tuple[list[str], list[list[str]], list[int]]:
+    """The header, the data records (cells as text) and the first line of each record.
 
-    Blank lines are skipped, as the pandas reader behind `datasets` does.
+    Ragged rows are errors; blank lines are skipped, as pandas does; a leading BOM is dropped.
     """
     reader = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
     try:
         header = next(reader, None)
         if not header:
             raise UserError(f"{path}: no header line")
-        lines, start = [], reader.line_num + 1
+        records, lines, start = [], [], reader.line_num + 1
         for record in reader:
             if record and len(record) != len(header):
                 raise UserError(
@@ -187,6 +134,7 @@ def csv_layout(text: str, path: Path) -> tuple[list[str], list[int]]:
                     "quote cells that contain commas or newlines"
                 )
             if record:
+                records.append(record)
                 lines.append(start)
             start = reader.line_num + 1
     except csv.Error as exc:
@@ -194,11 +142,13 @@ def csv_layout(text: str, path: Path) -> tuple[list[str], list[int]]:
     dup = sorted({c for c in header if header.count(c) > 1})
     if dup:
         raise UserError(f"{path}:1: the header repeats column(s) {', '.join(map(repr, dup))}")
-    return header, lines
+    if not records:
+        raise UserError(f"{path}: has no data rows")
+    return header, records, lines
 
 
-def _jsonl_lines(text: str, path: Path) -> list[int] | None:
-    """Line numbers of JSON Lines records, or None for a single JSON document.
+def jsonl_or_none(text: str, path: Path) -> list[tuple[int, dict]] | None:
+    """``(line, record)`` of JSON Lines text, or None for a single JSON document.
 
     A bad line is a `UserError` naming ``file:line`` (the `datasets` reader would only say
     "trailing data at position N").
@@ -206,11 +156,14 @@ def _jsonl_lines(text: str, path: Path) -> list[int] | None:
     if text.lstrip().startswith("["):
         return None
     try:
-        return [i for i, _ in jsonl_records(text, path)]
+        records = jsonl_records(text, path)
     except UserError:
         if _is_one_document(text):  # a pretty-printed JSON object, not JSON Lines
             return None
         raise
+    if not records:
+        raise UserError(f"{path}: has no data rows")
+    return records
 
 
 def jsonl_records(text: str, path: Path) -> list[tuple[int, dict]]:
@@ -248,10 +201,27 @@ def read_bytes(path: Path) -> bytes:
         raise UserError(f"{path}: cannot read: {exc.strerror or exc}") from None
 
 
-def _all_text(header: list[str]):
-    from datasets import Features, Value
+def _from_columns(columns: dict[str, list[str]], header: list[str]) -> Dataset:
+    """A `Dataset` of text columns, in header order."""
+    from datasets import Dataset, Features, Value
 
-    return Features({name: Value("string") for name in header})
+    return Dataset.from_dict(columns, features=Features({name: Value("string") for name in header}))
+
+
+def _from_records(records: list[dict[str, Any]], path: Path) -> Dataset:
+    """A `Dataset` of JSON records (types inferred by Arrow, as the `datasets` JSON reader does)."""
+    from datasets import Dataset
+
+    try:
+        return Dataset.from_list(records)
+    except Exception as exc:  # Arrow cannot put the values of one key in one column
+        raise UserError(f"{path}: cannot read as json: {_root_cause(exc)}") from None
+
+
+def _nonempty(rows: Dataset, path: Path) -> Dataset:
+    if len(rows) == 0:
+        raise UserError(f"{path}: has no data rows")
+    return rows
 
 
 @contextlib.contextmanager
@@ -271,7 +241,7 @@ def quiet_datasets():
             datasets.enable_progress_bars()
 
 
-def _load_builder(fmt: str, path: Path, kwargs: dict) -> Dataset:
+def _load_builder(fmt: str, path: Path) -> Dataset:
     import datasets
 
     try:
@@ -282,7 +252,6 @@ def _load_builder(fmt: str, path: Path, kwargs: dict) -> Dataset:
                 split="train",
                 cache_dir=tmp,
                 keep_in_memory=True,
-                **kwargs,
             )
     except Exception as exc:  # the readers raise many types; every one here is about the file
         raise UserError(f"{path}: cannot read as {fmt}: {_root_cause(exc)}") from None

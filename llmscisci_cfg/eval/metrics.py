@@ -32,8 +32,6 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from llmscisci_cfg.rewards.builtin import completion_text, format_match, label_block, parse_label
-
 INVALID_RULE = (
     "An invalid or missing prediction (no `<label>` block holding a valid one-hot list) counts "
     "as wrong in every category: it is scored as the complement of the gold vector, so its "
@@ -134,23 +132,6 @@ def category_score(tp: int, fp: int, fn: int) -> CategoryScore:
         fp=fp,
         fn=fn,
     )
-
-
-def parse_completion(text: str, n: int) -> tuple[bool, list[int] | None]:
-    """(format matches, parsed one-hot label or None) for one completion, as the rewards judge it.
-
-    The label is the text of the last ``<label>`` block, which must be closed by ``</label>``
-    (as the ``hamming`` reward reads it), whatever the think block; the format is the rewards'
-    format match. Both come from `llmscisci_cfg.rewards.builtin`.
-    """
-    text = completion_text(text)
-    label, closed = label_block(text)
-    return format_match(text), (parse_label(label, n) if closed else None)
-
-
-def format_valid(text: str) -> bool:
-    """Whether a completion matches the response format (the ``format`` reward's rule)."""
-    return format_match(completion_text(text))
 
 
 # ----------------------------------------------------------------------------- aggregation

@@ -20,13 +20,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llmscisci_cfg.eval.metrics import (
-    INVALID_RULE,
-    ZERO_DIVISION_RULE,
-    Scored,
-    format_valid,
-    report,
-)
+from llmscisci_cfg.eval.metrics import INVALID_RULE, ZERO_DIVISION_RULE, Scored, report
+from llmscisci_cfg.task.answer import format_valid
 
 PREDICTIONS = "predictions.jsonl"
 META = "meta.json"

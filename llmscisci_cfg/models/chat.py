@@ -1,10 +1,10 @@
-"""Chat templates: choose, attach, render, and show the loss mask.
+"""Chat templates: the shipped ones, model families, rendering, and the loss mask.
 
-The template a recipe trains with is, in order: ``template.file`` (relative to the recipe),
-``template.name`` (a shipped one, or ``tokenizer`` for the model's own), else the default of the
-model family (``model.family``, or inferred from ``model.name_or_path``). Shipped templates mark
-assistant content and its end-of-turn token with ``{% generation %}``, so
-``return_assistant_tokens_mask`` trains exactly those tokens.
+Which template a recipe trains with is decided once, in `llmscisci_cfg.recipe.resolve`
+(``template.file``, ``template.name``, else the model family's default); the tokenizer that
+carries it is loaded by `llmscisci_cfg.models.load`. Shipped templates mark assistant content
+and its end-of-turn token with ``{% generation %}``, so ``return_assistant_tokens_mask``
+trains exactly those tokens.
 
 >>> infer_family("google/gemma-3-1b-it"), infer_family("Qwen/Qwen2.5-0.5B-Instruct")
 ('gemma3', 'qwen2')
@@ -13,12 +13,9 @@ assistant content and its end-of-turn token with ``{% generation %}``, so
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from llmscisci_cfg.errors import UserError
-
-if TYPE_CHECKING:
-    from llmscisci_cfg.recipe.schema import Recipe
 
 Messages = list[dict[str, Any]]
 
@@ -35,7 +32,7 @@ TRAINED_OPEN, TRAINED_CLOSE = "[[", "]]"  # how `preview` marks trained text
 _DIM, _RESET = "\x1b[2m", "\x1b[0m"
 
 
-# ----------------------------------------------------------------------------- choosing
+# ----------------------------------------------------------------------------- families
 
 
 def infer_family(name: str) -> str:
@@ -51,18 +48,6 @@ def infer_family(name: str) -> str:
         if pattern.search(lowered):
             return family
     return "other"
-
-
-def model_family(recipe: Recipe) -> str:
-    """``model.family``, or the family inferred from ``model.name_or_path``."""
-    return recipe.model.family or infer_family(recipe.model.name_or_path)
-
-
-def template_name(recipe: Recipe) -> str:
-    """``file`` for a template file, else a shipped name or ``tokenizer`` (family other: its own)."""
-    if recipe.template.file:
-        return "file"
-    return recipe.template.name or FAMILY_TEMPLATE.get(model_family(recipe), TOKENIZER)
 
 
 def has_generation_markers(text: str) -> bool:
@@ -82,38 +67,8 @@ def shipped_template(name: str) -> str:
     return shipped("templates", f"{name}.jinja").read_text(encoding="utf-8")
 
 
-def template_text(recipe: Recipe, tokenizer: Any = None) -> str:
-    """The Jinja text of the recipe's chat template.
-
-    For ``tokenizer`` it is the model tokenizer's own template; the tokenizer is loaded when not
-    given. A missing or undecodable file, an unknown name, or a tokenizer without a template
-    is a `UserError`.
-    """
-    name = template_name(recipe)
-    if name == "file":
-        return _read_file(recipe)
-    if name != TOKENIZER:
-        return shipped_template(name)
-    if tokenizer is None:
-        tokenizer = _base_tokenizer(recipe, name)
-    return _own_template(tokenizer, recipe.model.name_or_path)
-
-
-def _read_file(recipe: Recipe) -> str:
-    path = recipe.resolve(recipe.template.file)
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"template.file: file not found: {path}") from None
-    except UnicodeDecodeError as exc:
-        raise UserError(
-            f"template.file: {path} is not UTF-8 text ({exc.reason} at byte {exc.start})"
-        ) from None
-    except OSError as exc:
-        raise UserError(f"template.file: cannot read {path}: {exc.strerror}") from None
-
-
-def _own_template(tokenizer: Any, model: str) -> str:
+def own_template(tokenizer: Any, model: str) -> str:
+    """The chat template a model's tokenizer carries (``template.name: tokenizer``)."""
     own = getattr(tokenizer, "chat_template", None)
     if isinstance(own, dict):
         own = own.get("default")
@@ -123,50 +78,6 @@ def _own_template(tokenizer: Any, model: str) -> str:
             f"has none; use template.name ({', '.join(SHIPPED)}) or template.file"
         )
     return own
-
-
-# ----------------------------------------------------------------------------- loading
-
-
-def load_tokenizer(recipe: Recipe):
-    """The recipe's tokenizer with its chat template attached (and a pad token).
-
-    ``builtin:`` models get the shipped tiny tokenizer, with the BOS/EOS of the chosen shipped
-    template; other names go through ``AutoTokenizer.from_pretrained`` (revision and
-    trust_remote_code from the recipe); a local directory may be relative to the cwd or to the
-    recipe. A tokenizer that cannot be loaded (offline, typo) is a `UserError` naming the model.
-    """
-    name = template_name(recipe)
-    tokenizer = _base_tokenizer(recipe, name)
-    tokenizer.chat_template = template_text(recipe, tokenizer)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
-
-
-def _base_tokenizer(recipe: Recipe, template: str):
-    from llmscisci_cfg.models import tiny
-
-    model = recipe.model.name_or_path
-    if tiny.is_builtin(model):
-        tiny.builtin_key(model)
-        return tiny.load_tiny_tokenizer(template)
-    from transformers import AutoTokenizer
-
-    from llmscisci_cfg.runs.manifest import model_source
-
-    try:
-        return AutoTokenizer.from_pretrained(
-            model_source(recipe),
-            revision=recipe.model.revision,
-            trust_remote_code=recipe.model.trust_remote_code,
-        )
-    except (OSError, ValueError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(
-            f"model.name_or_path: cannot load the tokenizer of {model!r}: {reason} "
-            "(offline? download the model first or give a local directory; builtin:tiny works offline)"
-        ) from None
 
 
 # ----------------------------------------------------------------------------- rendering

@@ -10,6 +10,7 @@ shipped in ``llmscisci_cfg/assets/tiny_tokenizer`` (made by scripts/make_tiny_to
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,7 +58,7 @@ def tokenizer_dir() -> Path:
 def load_tiny_tokenizer(template: str = "tiny") -> PreTrainedTokenizerFast:
     """The shipped tokenizer (pad ``<pad>``, left padding), with BOS/EOS set for ``template``.
 
-    It carries the tiny chat template; `llmscisci_cfg.models.chat.load_tokenizer` swaps in the
+    It carries the tiny chat template; `llmscisci_cfg.models.load.load_tokenizer` swaps in the
     recipe's. ``template`` is a shipped template name; others keep the tiny BOS/EOS.
     """
     from transformers import PreTrainedTokenizerFast
@@ -82,13 +83,16 @@ def builtin_key(name: str) -> str:
 
 
 def _special_ids() -> dict[str, Any]:
-    tokenizer = load_tiny_tokenizer()
-    ids = tokenizer.convert_tokens_to_ids
+    """Vocabulary size and special-token ids, read from the shipped ``tokenizer.json`` (the
+    config needs them; instantiating a tokenizer for that would be a second tokenizer load)."""
+    data = json.loads((tokenizer_dir() / "tokenizer.json").read_text(encoding="utf-8"))
+    ids = {t["content"]: t["id"] for t in data["added_tokens"]}
+    ids.update(data["model"]["vocab"])
     return {
-        "vocab_size": len(tokenizer),
-        "pad_token_id": ids("<pad>"),
-        "bos_token_id": ids("<bos>"),
-        "eos_token_id": [ids(t) for t in END_OF_TURN],
+        "vocab_size": max(ids.values()) + 1,
+        "pad_token_id": ids["<pad>"],
+        "bos_token_id": ids["<bos>"],
+        "eos_token_id": [ids[t] for t in END_OF_TURN],
     }
 
 

@@ -1,6 +1,7 @@
 """Cross-field checks, run when a recipe loads, before any model or data is touched.
 
-Each check returns ``(key path, message)`` pairs; the message names the smallest fix.
+Each check yields `Problem`s (a key path and a message naming the smallest fix); the loader
+locates them in the recipe text.
 `machine_problems` holds the checks that depend on this machine (CUDA present or not):
 `run` refuses on them, `validate --here` and `plan` report them.
 """
@@ -13,15 +14,16 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from llmscisci_cfg.errors import UserError
+from llmscisci_cfg.errors import Problem
 from llmscisci_cfg.recipe.schema import GRPOMethod, Recipe
+from llmscisci_cfg.resources import ref_path
+from llmscisci_cfg.task.spec import TaskSpec
 
-Found = tuple[tuple, str]
 
-
-def recipe_problems(recipe: Recipe) -> list[Found]:
-    """Every machine-independent cross-field problem of ``recipe``."""
-    found: list[Found] = []
+def recipe_problems(recipe: Recipe, task: TaskSpec | None) -> list[Problem]:
+    """Every machine-independent cross-field problem of ``recipe`` (``task``: its loaded task,
+    None when it failed to load; that failure is reported by the loader)."""
+    found: list[Problem] = []
     for check in (
         _rewards_need_grpo,
         _grpo_batch,
@@ -30,29 +32,30 @@ def recipe_problems(recipe: Recipe) -> list[Found]:
         _quantization,
         _launch,
         _template,
-        _task,
         _files,
     ):
         found.extend(check(recipe))
+    if task is not None:
+        found.extend(_task_aspects(recipe, task))
     found.extend(_reward_specs(recipe))
     return found
 
 
-def _rewards_need_grpo(recipe: Recipe) -> Iterator[Found]:
+def _rewards_need_grpo(recipe: Recipe) -> Iterator[Problem]:
     method = recipe.method.name
     if method != "grpo" and recipe.rewards:
-        yield (
+        yield Problem(
             ("rewards",),
             f"rewards apply only to method grpo, not {method}; remove the rewards section",
         )
     if method == "grpo" and not recipe.rewards:
-        yield (
+        yield Problem(
             ("rewards",),
             "method grpo needs at least one reward; add e.g. rewards: [{name: format}]",
         )
 
 
-def _grpo_batch(recipe: Recipe) -> Iterator[Found]:
+def _grpo_batch(recipe: Recipe) -> Iterator[Problem]:
     m = recipe.method
     if not isinstance(m, GRPOMethod):
         return
@@ -74,80 +77,75 @@ def _grpo_batch(recipe: Recipe) -> Iterator[Found]:
         if fix_g - g <= fix_b - b
         else f"per_device_batch_size: {fix_b}"
     )
-    yield (
+    yield Problem(
         ("method", "num_generations"),
         f"num_generations ({n}) must divide {factors} ({b * g * p}); smallest fix: {smallest}",
     )
 
 
-def _dpo_pairs(recipe: Recipe) -> Iterator[Found]:
+def _dpo_pairs(recipe: Recipe) -> Iterator[Problem]:
     if recipe.method.name != "dpo":
         return
     cols = recipe.data.columns
     for side in ("chosen", "rejected"):
         if not getattr(cols, side):
-            yield (
+            yield Problem(
                 ("data", "columns", side),
                 f"method dpo needs a {side} answer column per aspect, e.g. {side}: {{easy: easy_gpt_response}}",
             )
     if cols.chosen and cols.rejected and set(cols.chosen) != set(cols.rejected):
-        yield ("data", "columns", "rejected"), "chosen and rejected must name the same aspects"
+        yield Problem(
+            ("data", "columns", "rejected"), "chosen and rejected must name the same aspects"
+        )
 
 
-def _sft_labels(recipe: Recipe) -> Iterator[Found]:
+def _sft_labels(recipe: Recipe) -> Iterator[Problem]:
     if recipe.method.name == "sft" and not recipe.data.columns.label:
-        yield (
+        yield Problem(
             ("data", "columns", "label"),
             "method sft writes the gold label into each completion; name the label column per aspect",
         )
 
 
-def _quantization(recipe: Recipe) -> Iterator[Found]:
+def _quantization(recipe: Recipe) -> Iterator[Problem]:
     q = recipe.model.quantization
     if q is None:
         return
     if recipe.model.lora is None:
-        yield (
+        yield Problem(
             ("model", "quantization"),
             "quantized weights cannot be trained directly; add a model.lora section (QLoRA)",
         )
     if recipe.launch.device == "cpu" and not q.allow_cpu:
-        yield (
+        yield Problem(
             ("model", "quantization"),
             "bitsandbytes quantization on launch.device: cpu is refused; remove model.quantization "
             "or set model.quantization.allow_cpu: true",
         )
 
 
-def _launch(recipe: Recipe) -> Iterator[Found]:
+def _launch(recipe: Recipe) -> Iterator[Problem]:
     la = recipe.launch
     if la.device == "cpu" and la.mixed_precision == "fp16":
-        yield (
+        yield Problem(
             ("launch", "mixed_precision"),
             "fp16 needs CUDA; on launch.device: cpu use 'no' or 'auto'",
         )
     if la.device == "cpu" and la.distributed != "ddp":
-        yield (
+        yield Problem(
             ("launch", "distributed"),
             f"{la.distributed} needs CUDA (accelerate would silently run CPU processes as plain "
             "DDP); on launch.device: cpu use ddp",
         )
     if la.distributed != "ddp" and la.num_processes == 1 and la.accelerate_config is None:
-        yield (
+        yield Problem(
             ("launch", "distributed"),
             f"{la.distributed} needs launch.num_processes > 1; set it or use ddp",
         )
 
 
-def _task(recipe: Recipe) -> Iterator[Found]:
-    """The task loads (with its overrides) and the recipe names only its aspects."""
-    from llmscisci_cfg.task.spec import load_task
-
-    try:
-        task = load_task(recipe.data.task, recipe.source_dir, recipe.data.task_overrides)
-    except UserError as exc:
-        yield ("data", "task"), f"cannot load the task: {exc}"
-        return
+def _task_aspects(recipe: Recipe, task: TaskSpec) -> Iterator[Problem]:
+    """The recipe names only aspects its task has."""
     known = list(task.aspects)
     named = [(("data", "aspects"), recipe.data.aspects or [])]
     for key in ("text", "label", "chosen", "rejected"):
@@ -155,46 +153,46 @@ def _task(recipe: Recipe) -> Iterator[Found]:
     for path, aspects in named:
         for aspect in aspects:
             if aspect not in known:
-                yield (
+                yield Problem(
                     path,
                     f"unknown aspect {aspect!r}; the task {recipe.data.task} has {', '.join(known)}",
                 )
 
 
-def _template(recipe: Recipe) -> Iterator[Found]:
+def _template(recipe: Recipe) -> Iterator[Problem]:
     from llmscisci_cfg.models.chat import SHIPPED, TOKENIZER
 
     name = recipe.template.name
     if name is not None and name not in (*SHIPPED, TOKENIZER):
         close = difflib.get_close_matches(name, SHIPPED, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        yield (
+        yield Problem(
             ("template", "name"),
             f"unknown template {name!r}; choose one of {', '.join(SHIPPED)}, {TOKENIZER}{hint}",
         )
 
 
-def _files(recipe: Recipe) -> Iterator[Found]:
+def _files(recipe: Recipe) -> Iterator[Problem]:
     """Files that are part of the recipe artifact itself must exist (data files need not, yet)."""
     for path, value in (
         (("template", "file"), recipe.template.file),
         (("launch", "accelerate_config"), recipe.launch.accelerate_config),
     ):
-        if value is not None and not recipe.resolve(value).is_file():
-            yield path, f"file not found: {recipe.resolve(value)}"
+        if value is not None and not ref_path(value, recipe.source_dir).is_file():
+            yield Problem(path, f"file not found: {ref_path(value, recipe.source_dir)}")
 
 
-def _reward_specs(recipe: Recipe) -> list[Found]:
+def _reward_specs(recipe: Recipe) -> list[Problem]:
     if not recipe.rewards:
         return []
-    found: list[Found] = []
+    found: list[Problem] = []
     seen: dict[str, int] = {}
     for i, spec in enumerate(recipe.rewards):
         if not math.isfinite(spec.weight):
-            found.append((("rewards", i, "weight"), "weight must be a finite number"))
+            found.append(Problem(("rewards", i, "weight"), "weight must be a finite number"))
         if spec.label in seen:
             found.append(
-                (
+                Problem(
                     ("rewards", i, "name"),
                     f"{spec.label!r} is listed twice (also rewards[{seen[spec.label]}]); "
                     "give one an alias so their metrics do not clash",
@@ -202,14 +200,14 @@ def _reward_specs(recipe: Recipe) -> list[Found]:
             )
         seen.setdefault(spec.label, i)
     if all(spec.weight == 0 for spec in recipe.rewards):
-        found.append((("rewards",), "every reward weight is 0; GRPO would learn nothing"))
+        found.append(Problem(("rewards",), "every reward weight is 0; GRPO would learn nothing"))
     from llmscisci_cfg.rewards.registry import BUILTINS, check_specs
 
     if not recipe.data.columns.label:
         for i, spec in enumerate(recipe.rewards):
             if spec.name in BUILTINS and "gold" in BUILTINS[spec.name].reads:
                 found.append(
-                    (
+                    Problem(
                         ("rewards", i, "name"),
                         f"{spec.name} reads the gold label; set data.columns.label",
                     )
@@ -225,21 +223,23 @@ def cuda_present() -> bool:
     return Path("/proc/driver/nvidia/version").exists() or Path("/dev/nvidiactl").exists()
 
 
-def machine_problems(recipe: Recipe, cuda: bool | None = None) -> list[Found]:
+def machine_problems(recipe: Recipe, cuda: bool | None = None) -> list[Problem]:
     """Problems that depend on this machine: what `run` would refuse here."""
     cuda = cuda_present() if cuda is None else cuda
     if cuda:
         return []
-    found: list[Found] = []
+    found: list[Problem] = []
     la = recipe.launch
     if la.device == "cuda":
         found.append(
-            (("launch", "device"), "launch.device is cuda but no CUDA device is visible here")
+            Problem(
+                ("launch", "device"), "launch.device is cuda but no CUDA device is visible here"
+            )
         )
     q = recipe.model.quantization
     if q is not None and not q.allow_cpu and la.device != "cpu":
         found.append(
-            (
+            Problem(
                 ("model", "quantization"),
                 "no CUDA device here: bitsandbytes quantization is refused on CPU; "
                 "run on a GPU, or set model.quantization.allow_cpu: true (slow)",
@@ -247,7 +247,7 @@ def machine_problems(recipe: Recipe, cuda: bool | None = None) -> list[Found]:
         )
     if la.distributed != "ddp" and la.num_processes > 1:
         found.append(
-            (
+            Problem(
                 ("launch", "distributed"),
                 f"{la.distributed} needs CUDA, which is not visible here (accelerate would silently "
                 "run CPU processes as plain DDP); use launch.distributed: ddp on CPU",

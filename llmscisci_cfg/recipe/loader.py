@@ -1,7 +1,9 @@
-"""Recipe loading: YAML text + ``--set`` overrides → a validated `Recipe`, or every problem at once.
+"""Recipe loading: YAML text + ``--set`` overrides → a validated, resolved `Job`, or every
+problem at once.
 
-Each problem is located (``file:line:col`` or the ``--set`` that caused it) and carries
-the dotted key path. Unknown keys get a "did you mean" suggestion.
+Each problem is located (``file:line:col`` or the ``--set`` that caused it) and carries the
+dotted key path. Unknown keys get a "did you mean" suggestion. The recipe's task is loaded here,
+once: the cross-field checks read it and the `Job` keeps it.
 """
 
 from __future__ import annotations
@@ -16,29 +18,49 @@ from pydantic import BaseModel, ValidationError
 
 from llmscisci_cfg.errors import Problem, RecipeError, UserError
 from llmscisci_cfg.recipe import checks
+from llmscisci_cfg.recipe.resolve import Job, Origin, resolve
 from llmscisci_cfg.recipe.schema import Recipe
 from llmscisci_cfg.recipe.yamlio import Located, Path_, load_file, load_text
-from llmscisci_cfg.resources import resolve_recipe_path
+from llmscisci_cfg.resources import recipe_file
+from llmscisci_cfg.task.spec import load_task
 
 _METHODS = typing.get_args(Recipe.model_fields["method"].annotation)
 _METHOD_NAMES = [typing.get_args(m.model_fields["name"].annotation)[0] for m in _METHODS]
 
 
+def load_job(
+    ref: str | Path,
+    overrides: list[str] | tuple[str, ...] = (),
+    *,
+    run_dir: str | Path | None = None,
+    origin: Origin | None = None,
+) -> Job:
+    """Load, override, validate and resolve one recipe; raise `RecipeError` listing every problem.
+
+    ``origin`` is how the user named the recipe when it differs from ``ref`` (the workers of a
+    multi-process run load the run's resolved recipe but record the user's command).
+    """
+    path = recipe_file(str(ref))
+    located = load_file(path)
+    recipe, task = _validate(located, overrides, path)
+    origin = origin or Origin(str(ref), tuple(overrides))
+    return resolve(recipe, origin, task=task, run_dir=run_dir)
+
+
 def load_recipe(ref: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
     """Load, override and validate one recipe; raise `RecipeError` listing every problem."""
-    path = resolve_recipe_path(str(ref))
-    located = load_file(path)
-    return _validate(located, overrides, path)
+    return load_job(ref, overrides).recipe
 
 
 def load_recipe_text(
     text: str, file: str = "<recipe>", overrides: list[str] | tuple[str, ...] = ()
 ) -> Recipe:
-    """As `load_recipe`, from text (used by tests and `reproduce`)."""
-    return _validate(load_text(text, file), overrides, None)
+    """As `load_recipe`, from text (used by tests)."""
+    return _validate(load_text(text, file), overrides, None)[0]
 
 
-def _validate(located: Located, overrides, path: Path | None) -> Recipe:
+def _validate(located: Located, overrides, path: Path | None):
+    """The validated `Recipe` and its loaded task; `RecipeError` with every problem."""
     if not isinstance(located.data, dict):
         kind = "a list" if isinstance(located.data, list) else f"a {type(located.data).__name__}"
         raise UserError(
@@ -50,10 +72,15 @@ def _validate(located: Located, overrides, path: Path | None) -> Recipe:
     except ValidationError as exc:
         raise RecipeError(_pydantic_problems(exc, located, set_at)) from None
     recipe._source_path = path.resolve() if path else None
-    problems = [_problem(located, set_at, p, msg) for p, msg in checks.recipe_problems(recipe)]
-    if problems:
-        raise RecipeError(problems)
-    return recipe
+    task, found = None, []
+    try:
+        task = load_task(recipe.data.task, recipe.source_dir, recipe.data.task_overrides)
+    except UserError as exc:
+        found.append(Problem(("data", "task"), f"cannot load the task: {exc}"))
+    found += checks.recipe_problems(recipe, task)
+    if found:
+        raise RecipeError([_locate(located, set_at, p) for p in found])
+    return recipe, task
 
 
 # ----------------------------------------------------------------------------- overrides
@@ -122,7 +149,7 @@ def _pydantic_problems(exc: ValidationError, located: Located, set_at) -> list[P
     problems = []
     for (path, kind), messages in merged.items():
         message = " or ".join(dict.fromkeys(messages))
-        problems.append(_problem(located, set_at, path, message, at_key=kind == "key"))
+        problems.append(_locate(located, set_at, Problem(path, message), at_key=kind == "key"))
     return sorted(problems, key=lambda p: _sort_key(p.where))
 
 
@@ -233,15 +260,15 @@ def _item_type(annotation: Any) -> Any:
 # ----------------------------------------------------------------------------- locating
 
 
-def _problem(
-    located: Located, set_at: dict[Path_, str], path: Path_, message: str, at_key: bool = False
+def _locate(
+    located: Located, set_at: dict[Path_, str], problem: Problem, at_key: bool = False
 ) -> Problem:
-    dotted = ".".join(str(p) for p in path)
-    for i in range(len(path), 0, -1):
-        if path[:i] in set_at:
-            return Problem(set_at[path[:i]], dotted, message)
-    where = located.where_key(path) if at_key else located.where(path)
-    return Problem(where, dotted, message)
+    """``problem`` at the ``--set`` that wrote its key, else at its place in the recipe text."""
+    key = problem.key
+    for i in range(len(key), 0, -1):
+        if key[:i] in set_at:
+            return problem.at(set_at[key[:i]])
+    return problem.at(located.where_key(key) if at_key else located.where(key))
 
 
 def _sort_key(where: str) -> tuple:

@@ -7,6 +7,7 @@ Checks that involve several sections live in `llmscisci_cfg.recipe.checks`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -18,6 +19,22 @@ PosInt = Annotated[int, Field(ge=1)]
 NonNegInt = Annotated[int, Field(ge=0)]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 PosFloat = Annotated[float, Field(gt=0.0)]
+
+
+@dataclass(frozen=True)
+class RecipePath:
+    """Marks a field whose value names a file, folder or model relative to the recipe.
+
+    ``kind`` says how `llmscisci_cfg.recipe.resolve.absolute_value` makes it absolute:
+    ``file`` (a recipe-relative path), ``data`` and ``task`` (also ``builtin:NAME``),
+    ``model`` (only when it is a local folder), ``plugin`` (only the ``file.py`` of a
+    ``file.py:function`` reward).
+    """
+
+    kind: Literal["file", "data", "task", "model", "plugin"]
+
+
+FilePath = Annotated[str, RecipePath("file")]
 
 
 class Section(BaseModel):
@@ -72,7 +89,7 @@ Family = Literal["llama3", "gemma3", "qwen2", "tiny", "other"]
 
 
 class ModelSpec(Section):
-    name_or_path: str = Field(
+    name_or_path: Annotated[str, RecipePath("model")] = Field(
         ...,
         min_length=1,
         description="A hub id (google/gemma-3-1b-it), a local directory, or builtin:tiny for the shipped tiny model.",
@@ -104,7 +121,7 @@ class TemplateSpec(Section):
         description="A shipped template (llama3, gemma3, chatml, tiny) or 'tokenizer' for the model's own. "
         "Defaults to the model family's template.",
     )
-    file: str | None = Field(
+    file: FilePath | None = Field(
         None, description="A Jinja chat-template file, relative to the recipe."
     )
 
@@ -119,7 +136,7 @@ class TemplateSpec(Section):
 
 
 class SourceSpec(Section):
-    path: str = Field(
+    path: Annotated[str, RecipePath("data")] = Field(
         ...,
         min_length=1,
         description="Data file or save_to_disk directory (relative to the recipe), or builtin:sample for the shipped sample.",
@@ -151,7 +168,7 @@ class Columns(Section):
 
 
 class TraceSpec(Section):
-    path: str = Field(
+    path: Annotated[str, RecipePath("data")] = Field(
         ...,
         description="JSONL of reasoning traces, relative to the recipe, or builtin:sample_traces.",
     )
@@ -199,7 +216,7 @@ class TaskOverride(Section):
 
 
 class DataSpec(Section):
-    task: str = Field(
+    task: Annotated[str, RecipePath("task")] = Field(
         "builtin:repro_effort",
         description="Task definition: builtin:NAME or a task YAML file relative to the recipe.",
     )
@@ -227,7 +244,7 @@ class DataSpec(Section):
         default_factory=LengthFilter,
         description="Drop over-long examples (counted); null keeps everything.",
     )
-    cache_dir: str | None = Field(
+    cache_dir: FilePath | None = Field(
         None,
         description="Where built datasets are cached; defaults to ~/.cache/llmscisci (or $LLMSCISCI_CACHE).",
     )
@@ -309,7 +326,7 @@ Method = Annotated[SFTMethod | DPOMethod | GRPOMethod, Field(discriminator="name
 
 
 class RewardSpec(Section):
-    name: str = Field(
+    name: Annotated[str, RecipePath("plugin")] = Field(
         ...,
         min_length=1,
         description="A built-in reward (see `llmscisci rewards list`), package.module:function, or path/to/file.py:function.",
@@ -387,7 +404,7 @@ class LaunchSpec(Section):
     distributed: Literal["ddp", "fsdp", "deepspeed_zero2", "deepspeed_zero3"] = Field(
         "ddp", description="Multi-process strategy, applied through an accelerate config."
     )
-    accelerate_config: str | None = Field(
+    accelerate_config: FilePath | None = Field(
         None,
         description="Your own accelerate config YAML (relative to the recipe); replaces the generated one.",
     )
@@ -427,11 +444,6 @@ class Recipe(Section):
     def source_dir(self) -> Path:
         """Directory that relative paths in the recipe are resolved against."""
         return self._source_path.parent if self._source_path else Path.cwd()
-
-    def resolve(self, path: str) -> Path:
-        """A recipe-relative path as an absolute one (``~`` expanded)."""
-        p = Path(path).expanduser()
-        return p if p.is_absolute() else (self.source_dir / p).resolve()
 
 
 def json_schema() -> dict[str, Any]:

@@ -16,14 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmscisci_cfg.recipe.schema import Recipe, RewardSpec
+from llmscisci_cfg.errors import raise_problems
+from llmscisci_cfg.recipe.schema import RewardSpec
 from llmscisci_cfg.rewards.builtin import NumCategories
-from llmscisci_cfg.rewards.registry import (
-    BASE_COLUMNS,
-    check_callables,
-    load_function,
-    raise_found,
-)
+from llmscisci_cfg.rewards.registry import BASE_COLUMNS, check_callables, load_function
 
 
 class RewardFn:
@@ -93,7 +89,7 @@ def build_rewards(
     ``num_categories`` and ``tokenizer`` go to each function that names them. A reward
     that takes a tokenizer needs one here.
     """
-    raise_found(check_callables(specs, recipe_dir, columns))
+    raise_problems(check_callables(specs, recipe_dir, columns))
     funcs = []
     for spec in specs:
         func = load_function(spec.name, recipe_dir)
@@ -116,15 +112,6 @@ def _is_async(func: Callable) -> bool:
         func = func.func
     call = func.__call__ if callable(func) else None
     return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(call)
-
-
-def task_num_categories(recipe: Recipe) -> NumCategories:
-    """The category count of the recipe's task: one int, or one per aspect when they differ."""
-    from llmscisci_cfg.task.spec import load_task
-
-    task = load_task(recipe.data.task, recipe.source_dir, recipe.data.task_overrides)
-    aspects = recipe.data.aspects or list(task.aspects)
-    return _collapse({a: len(task.aspects[a].categories) for a in aspects if a in task.aspects})
 
 
 def default_num_categories() -> NumCategories:

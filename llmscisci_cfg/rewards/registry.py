@@ -28,11 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from llmscisci_cfg.errors import UserError
+from llmscisci_cfg.errors import Problem, UserError
 from llmscisci_cfg.recipe.schema import RewardSpec
+from llmscisci_cfg.resources import ref_path
 from llmscisci_cfg.rewards import builtin
-
-Found = tuple[tuple, str]
 
 #: Keyword arguments `trl.GRPOTrainer._calculate_rewards` (trl 1.16) passes to every reward,
 #: besides the dataset's columns other than prompt/completion/completion_ids.
@@ -156,8 +155,7 @@ class RewardRef:
 
     def path(self, recipe_dir: Path) -> Path:
         """A file plug-in's path, resolved against the recipe directory."""
-        p = Path(self.target).expanduser()
-        return p if p.is_absolute() else (recipe_dir / p).resolve()
+        return ref_path(self.target, recipe_dir)
 
 
 def parse_name(name: str) -> RewardRef:
@@ -186,45 +184,50 @@ def unknown_builtin(name: str) -> str:
 # ----------------------------------------------------------------------------- validate time
 
 
-def check_specs(specs: Sequence[RewardSpec], recipe_dir: Path) -> list[Found]:
+def check_specs(specs: Sequence[RewardSpec], recipe_dir: Path) -> list[Problem]:
     """Validate-time problems of the reward entries, without importing any plug-in.
 
     Duplicate labels, weights and aliases are the loader's checks, not these.
     """
-    found: list[Found] = []
+    found: list[Problem] = []
     for i, spec in enumerate(specs):
         try:
             ref = parse_name(spec.name)
         except UserError as exc:
-            found.append((("rewards", i, "name"), str(exc)))
+            found.append(Problem(("rewards", i, "name"), str(exc)))
             continue
         if ref.kind == "builtin":
             found.extend(_check_builtin(i, spec))
         elif ref.kind == "module" and not module_exists(ref.target):
-            found.append((("rewards", i, "name"), _module_missing(ref.target)))
+            found.append(Problem(("rewards", i, "name"), _module_missing(ref.target)))
         elif ref.kind == "file":
             found.extend(_check_file(i, ref, recipe_dir))
     return found
 
 
-def _check_builtin(i: int, spec: RewardSpec) -> list[Found]:
+def _check_builtin(i: int, spec: RewardSpec) -> list[Problem]:
     entry = BUILTINS.get(spec.name)
     if entry is None:
-        return [(("rewards", i, "name"), unknown_builtin(spec.name))]
+        return [Problem(("rewards", i, "name"), unknown_builtin(spec.name))]
     found = []
     allowed = entry.params
     for key, value in spec.params.items():
         where = ("rewards", i, "params", key)
         if key in INJECTED:
-            found.append((where, f"{key} is supplied by the {_source(key)}; remove it from params"))
+            found.append(
+                Problem(where, f"{key} is supplied by the {_source(key)}; remove it from params")
+            )
         elif key not in allowed:
-            found.append((where, _unknown_param(spec.name, key, list(allowed))))
+            found.append(Problem(where, _unknown_param(spec.name, key, list(allowed))))
         elif not _same_kind(value, allowed[key]):
             kind = (
                 "finite number" if isinstance(allowed[key], float) else type(allowed[key]).__name__
             )
             found.append(
-                (where, f"{spec.name}.{key} must be a {kind} like {allowed[key]!r}, got {value!r}")
+                Problem(
+                    where,
+                    f"{spec.name}.{key} must be a {kind} like {allowed[key]!r}, got {value!r}",
+                )
             )
     return found
 
@@ -247,23 +250,28 @@ def _same_kind(value: Any, default: Any) -> bool:
     return default is None or type(value) is type(default)
 
 
-def _check_file(i: int, ref: RewardRef, recipe_dir: Path) -> list[Found]:
+def _check_file(i: int, ref: RewardRef, recipe_dir: Path) -> list[Problem]:
     path = ref.path(recipe_dir)
     where = ("rewards", i, "name")
     if not path.is_file():
         return [
-            (
+            Problem(
                 where,
                 f"plug-in file not found: {path} (relative paths start at the recipe's folder {recipe_dir})",
             )
         ]
     if path.suffix != ".py":
-        return [(where, f"plug-in file {path} is not a .py file")]
+        return [Problem(where, f"plug-in file {path} is not a .py file")]
     return []
 
 
 def module_exists(dotted: str) -> bool:
     """Whether ``dotted`` can be imported, found without running any package's ``__init__``."""
+    return _find_spec(dotted) is not None
+
+
+def _find_spec(dotted: str):
+    """The module spec of ``dotted``, found without running any package's ``__init__``."""
     parts = dotted.split(".")
     try:
         spec = importlib.util.find_spec(parts[0])
@@ -273,14 +281,14 @@ def module_exists(dotted: str) -> bool:
             if parent in sys.modules:  # already imported: asking costs nothing
                 spec = importlib.util.find_spec(name)
             elif spec is None or spec.submodule_search_locations is None:
-                return False
+                return None
             else:
                 spec = importlib.machinery.PathFinder.find_spec(
                     name, list(spec.submodule_search_locations)
                 )
     except (ImportError, ValueError):
-        return False
-    return spec is not None
+        return None
+    return spec
 
 
 def _module_missing(dotted: str) -> str:
@@ -425,23 +433,32 @@ def reward_kwargs_names(columns: Iterable[str]) -> set[str]:
 
 def check_callables(
     specs: Sequence[RewardSpec], recipe_dir: Path, columns: Iterable[str] = BASE_COLUMNS
-) -> list[Found]:
+) -> list[Problem]:
     """Plan-time problems: import every plug-in and check its signature against ``columns``."""
     columns = list(columns)
-    found: list[Found] = []
+    found: list[Problem] = []
     for i, spec in enumerate(specs):
         try:
             func = load_function(spec.name, recipe_dir)
         except UserError as exc:
-            found.append((("rewards", i, "name"), str(exc)))
+            found.append(Problem(("rewards", i, "name"), str(exc)))
             continue
         for key, message in signature_problems(func, spec.params, columns):
             where = ("rewards", i, "params", key) if key else ("rewards", i, "name")
-            found.append((where, f"{spec.name}: {message}"))
+            found.append(Problem(where, f"{spec.name}: {message}"))
     return found
 
 
-def raise_found(found: list[Found]) -> None:
-    """Raise one `UserError` listing ``found`` as ``rewards.2.name: message`` lines."""
-    if found:
-        raise UserError("\n".join(f"{'.'.join(map(str, path))}: {msg}" for path, msg in found))
+def source_file(name: str, recipe_dir: Path) -> Path | None:
+    """The file a reward's code lives in, found without importing it (None when not found)."""
+    try:
+        ref = parse_name(name)
+    except UserError:
+        return None
+    if ref.kind == "builtin":
+        return Path(builtin.__file__) if name in BUILTINS else None
+    if ref.kind == "file":
+        return ref.path(recipe_dir)
+    spec = _find_spec(ref.target)
+    origin = getattr(spec, "origin", None)
+    return Path(origin) if origin and origin not in ("built-in", "frozen") else None

@@ -8,78 +8,24 @@ reward does not vary gives GRPO no signal, and is flagged.
 
 from __future__ import annotations
 
-import asyncio
-import inspect
-import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from llmscisci_cfg.data.sources import jsonl_records
-from llmscisci_cfg.errors import UserError
-from llmscisci_cfg.recipe.schema import Recipe, RewardSpec
+from llmscisci_cfg.errors import UserError, first_line
+from llmscisci_cfg.recipe.resolve import Job
+from llmscisci_cfg.recipe.schema import RewardSpec
 from llmscisci_cfg.rewards.builtin import NumCategories, WhitespaceTokenizer
 from llmscisci_cfg.rewards.compose import (
-    RewardStack,
     build_rewards,
     default_num_categories,
     needs_tokenizer,
-    task_num_categories,
 )
 from llmscisci_cfg.rewards.registry import BUILTINS, check_callables, check_specs
-
-COMPLETION = "completion"
-
-
-@dataclass(frozen=True)
-class GroupStat:
-    """Spread of the weighted total over one group (std with Bessel's correction, as TRL)."""
-
-    first: int
-    last: int
-    mean: float
-    std: float
-
-    @property
-    def zero_variance(self) -> bool:
-        return self.last > self.first and math.isclose(self.std, 0.0, abs_tol=1e-8)
-
-
-@dataclass(frozen=True)
-class ScoreReport:
-    """Scores of every completion by every reward, their weighted totals and group spreads."""
-
-    names: list[str]
-    weights: list[float]
-    scores: list[list[float]]  # [completion][reward]
-    totals: list[float]
-    groups: list[GroupStat]
-    num_categories: NumCategories = 0
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def zero_variance_groups(self) -> list[GroupStat]:
-        return [g for g in self.groups if g.zero_variance]
-
-    def json_lines(self) -> list[str]:
-        """One ``{"index", "rewards", "total"}`` object per completion (NaN, ±inf → null)."""
-        return [
-            json.dumps(
-                {
-                    "index": i,
-                    "rewards": {n: _json_num(v) for n, v in zip(self.names, row, strict=True)},
-                    "total": _json_num(total),
-                }
-            )
-            for i, (row, total) in enumerate(zip(self.scores, self.totals, strict=True))
-        ]
-
-
-def _json_num(x: float) -> float | None:
-    return x if math.isfinite(x) else None  # JSON has no NaN or infinity
-
+from llmscisci_cfg.rewards.score import COMPLETION, ScoreReport, score
 
 # ----------------------------------------------------------------------------- reading
 
@@ -103,91 +49,6 @@ def read_completions(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-# ----------------------------------------------------------------------------- scoring
-
-
-def score(
-    stack: RewardStack,
-    rows: Sequence[dict[str, Any]],
-    group_size: int | None = None,
-    num_categories: NumCategories = 0,
-    notes: Sequence[str] = (),
-) -> ScoreReport:
-    """Call every reward of ``stack`` on ``rows`` the way TRL does, and total them."""
-    n = len(rows)
-    size = group_size or n
-    if size < 1 or n % size:
-        raise UserError(
-            f"{n} completions do not split into groups of {size}; give --group-size that divides {n}"
-        )
-    kwargs = trainer_kwargs(rows)
-    columns = [
-        _call(fn, name, n, kwargs) for fn, name in zip(stack.funcs, stack.names, strict=True)
-    ]
-    scores = [list(r) for r in zip(*columns, strict=True)] if columns else [[] for _ in range(n)]
-    totals = [_weighted(row, stack.weights) for row in scores]
-    groups = [_group(totals, start, start + size - 1) for start in range(0, n, size)]
-    return ScoreReport(
-        stack.names, stack.weights, scores, totals, groups, num_categories, list(notes)
-    )
-
-
-def trainer_kwargs(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The keyword arguments TRL would pass: every column, plus prompts, completions, state."""
-    keys = list(dict.fromkeys(k for row in rows for k in row))
-    kwargs: dict[str, Any] = {
-        k: [row.get(k) for row in rows]
-        for k in keys
-        if k not in (COMPLETION, "prompt", "completion_ids")
-    }
-    kwargs["prompts"] = [row.get("prompt", "") for row in rows]
-    kwargs["completions"] = [row[COMPLETION] for row in rows]
-    kwargs["completion_ids"] = [row.get("completion_ids") for row in rows]
-    kwargs["trainer_state"] = None
-    kwargs["log_extra"] = _ignore
-    kwargs["log_metric"] = _ignore
-    return kwargs
-
-
-def _ignore(*args: Any, **kwargs: Any) -> None:
-    """Stands in for TRL's log_extra / log_metric."""
-
-
-def _call(fn, name: str, n: int, kwargs: dict[str, Any]) -> list[float]:
-    try:
-        out = fn(**kwargs)
-        if inspect.isawaitable(out):  # an async plug-in (TRL awaits it on its event loop)
-            out = asyncio.run(out)
-    except Exception as exc:
-        raise UserError(f"reward {name!r} raised {type(exc).__name__}: {exc}") from None
-    if not isinstance(out, (list, tuple)) or len(out) != n:
-        got = f"{len(out)} values" if isinstance(out, (list, tuple)) else type(out).__name__
-        raise UserError(
-            f"reward {name!r} returned {got}; expected a list of {n} floats, one per completion"
-        )
-    try:
-        return [math.nan if v is None else float(v) for v in out]
-    except (TypeError, ValueError) as exc:
-        raise UserError(f"reward {name!r} returned a value that is not a number: {exc}") from None
-
-
-def _weighted(row: list[float], weights: list[float]) -> float:
-    """TRL's total: the weighted sum, skipping None (NaN) values; NaN when all are NaN."""
-    parts = [v * w for v, w in zip(row, weights, strict=True) if not math.isnan(v)]
-    return math.fsum(parts) if parts else math.nan
-
-
-def _group(totals: list[float], first: int, last: int) -> GroupStat:
-    values = [v for v in totals[first : last + 1] if not math.isnan(v)]
-    if not values:
-        return GroupStat(first, last, math.nan, math.nan)
-    mean = math.fsum(values) / len(values)
-    if len(values) < 2:
-        return GroupStat(first, last, mean, math.nan)
-    var = math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1)
-    return GroupStat(first, last, mean, math.sqrt(var))
-
-
 # ----------------------------------------------------------------------------- the command
 
 
@@ -199,7 +60,7 @@ class _Setup:
     base: Path  # plug-in files resolve from here
     num_categories: NumCategories
     group_size: int | None
-    recipe: Recipe | None = None
+    job: Job | None = None
 
 
 def run_test(
@@ -226,7 +87,7 @@ def run_test(
     _check(setup.specs, setup.base, columns, recipe)
     tokenizer = None
     if needs_tokenizer(setup.specs, setup.base):
-        tokenizer, what = _tokenizer(setup.recipe)
+        tokenizer, what = _tokenizer(setup.job)
         notes.append(f"cot_length tokens counted with {what}")
     stack = build_rewards(setup.specs, setup.base, setup.num_categories, tokenizer, columns)
     return score(stack, rows, group_size or setup.group_size, setup.num_categories, notes)
@@ -236,12 +97,12 @@ def _check(specs: list[RewardSpec], base: Path, columns: list[str], recipe: str 
     """Every name, parameter and signature problem at once, as a `UserError`."""
     found = check_specs(specs, base) or check_callables(specs, base, columns)
     lines = []
-    for path, message in found:
-        spec = specs[path[1]]
+    for problem in found:
+        spec = specs[problem.key[1]]
         if recipe is not None:
-            lines.append(f"{recipe}: {'.'.join(map(str, path))}: {message}")
+            lines.append(str(problem.at(recipe)))
         else:
-            lines.append(f"reward {spec.name}: {message.removeprefix(spec.name + ': ')}")
+            lines.append(f"reward {spec.name}: {problem.message.removeprefix(spec.name + ': ')}")
     if lines:
         raise UserError("\n".join(lines))
 
@@ -251,9 +112,10 @@ def _show(n_cat: NumCategories) -> str:
 
 
 def _from_recipe(ref: str, only: Sequence[str]) -> _Setup:
-    from llmscisci_cfg.recipe.loader import load_recipe
+    from llmscisci_cfg.recipe.loader import load_job
 
-    recipe = load_recipe(ref, [])
+    job = load_job(ref)
+    recipe = job.recipe
     if not recipe.rewards:
         raise UserError(
             f"{ref}: the recipe has no rewards (method {recipe.method.name}); rewards belong to grpo"
@@ -268,26 +130,26 @@ def _from_recipe(ref: str, only: Sequence[str]) -> _Setup:
             )
         specs = [s for s in specs if s.label in only]
     group = getattr(recipe.method, "num_generations", None)
-    return _Setup(specs, recipe.source_dir, task_num_categories(recipe), group, recipe)
+    return _Setup(specs, recipe.source_dir, job.num_categories, group, job)
 
 
-def _tokenizer(recipe: Recipe | None) -> tuple[Any, str]:
+def _tokenizer(job: Job | None) -> tuple[Any, str]:
     """The recipe's tokenizer; else the shipped tiny one; else whitespace words. Says which.
 
     Nothing is downloaded: a hub model's tokenizer is used only when it is already cached.
     """
     failed = ""
-    if recipe is not None:
-        model = recipe.model.name_or_path
-        if not _available_here(model, recipe.model.revision):
+    if job is not None:
+        model = job.model.name
+        if not _available_here(model, job.model.revision):
             failed = f" ({model} is neither a local directory nor in the Hugging Face cache here)"
         else:
             try:
-                from llmscisci_cfg.models.chat import load_tokenizer
+                from llmscisci_cfg.models.load import load_tokenizer
 
-                return load_tokenizer(recipe), f"the tokenizer of {model}"
+                return load_tokenizer(job), f"the tokenizer of {model}"
             except Exception as exc:  # broken files, chat module absent
-                failed = f" (the recipe's tokenizer could not be loaded: {_first_line(exc)})"
+                failed = f" (the recipe's tokenizer could not be loaded: {first_line(exc, 200)})"
     try:
         from llmscisci_cfg.models.tiny import load_tiny_tokenizer
 
@@ -308,11 +170,6 @@ def _available_here(model: str, revision: str | None) -> bool:
         )
     except Exception:  # not a valid repo id, no hub library
         return False
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else ""
 
 
 # ----------------------------------------------------------------------------- the table

@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from llmscisci_cfg.errors import UserError
-from llmscisci_cfg.runs import manifest
-from llmscisci_cfg.runs.rundir import METRICS, RESOLVED, read_metrics
+from llmscisci_cfg.runs.rundir import METRICS, RESOLVED, RunDir, read_metrics
 
 WALL_CLOCK = re.compile(r"(^|[_/])(runtime|samples_per_second|steps_per_second|step_time)$")
 MAX_SHOWN = 20
@@ -69,11 +68,11 @@ def reproduce_run(run_dir: str | Path, keep: bool = False, echo=print) -> Compar
     """Re-run ``run_dir``'s resolved recipe in a temporary directory and compare the metrics."""
     from llmscisci_cfg.train.runner import run
 
-    run_dir = Path(run_dir)
-    for name in (RESOLVED, METRICS):
-        if not (run_dir / name).is_file():
-            raise UserError(f"{run_dir}: not a finished run directory (no {name})")
-    status = manifest.read(run_dir).get("status")
+    opened = RunDir.open(run_dir)
+    run_dir = opened.path
+    if not (run_dir / METRICS).is_file():
+        raise UserError(f"{run_dir}: not a finished run directory (no {METRICS})")
+    status = opened.status
     if status != "completed":
         raise UserError(
             f"{run_dir}: the run did not complete (status: {status}); finish it with "

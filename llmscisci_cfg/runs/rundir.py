@@ -1,4 +1,5 @@
-"""The run directory: where it is, whether we may write into it, and atomic file writes.
+"""The run directory: its layout, the one reader of it (`RunDir`), whether we may write into
+it, and atomic file writes.
 
 Layout (rank 0 writes all of it)::
 
@@ -19,11 +20,14 @@ import os
 import re
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmscisci_cfg.errors import UserError
-from llmscisci_cfg.recipe.schema import Recipe
+
+if TYPE_CHECKING:
+    from llmscisci_cfg.recipe.resolve import Job
 
 MANIFEST = "manifest.json"
 RESOLVED = "recipe.resolved.yaml"
@@ -36,9 +40,108 @@ ACCELERATE_CONFIG = "accelerate_config.yaml"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
-def default_run_dir(recipe: Recipe) -> Path:
-    """``train.output_dir`` with ``{name}`` filled in (relative to the cwd)."""
-    return Path(recipe.train.output_dir.replace("{name}", recipe.name))
+@dataclass(frozen=True)
+class FinalInfo:
+    """What ``final/`` holds: a LoRA ``adapter`` over ``base_model``, or a ``full`` model."""
+
+    kind: str
+    base_model: str
+    base_seed: int | None  # builtin:tiny weights are rebuilt from this seed
+    chat_template: str = "final/chat_template.jinja"
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """A run directory as every command reads it: its manifest, resolved recipe and ``final/``.
+
+    `open` is the only reader of ``manifest.json``; eval, export, reproduce, resume and the
+    model loader go through it, so a missing or broken run directory reads the same everywhere.
+    """
+
+    path: Path
+    manifest: dict[str, Any]
+
+    @classmethod
+    def open(cls, path: str | Path, hint: str = "") -> RunDir:
+        """Read ``path``'s manifest; a `UserError` says what is missing (``hint``: what else to do)."""
+        path = Path(path)
+        more = f"; {hint}" if hint else ""
+        if not path.is_dir():
+            raise UserError(
+                f"{path}: no such directory; give a run directory made by `llmscisci run`{more}"
+            )
+        missing = [name for name in (RESOLVED, MANIFEST) if not (path / name).is_file()]
+        if missing:
+            raise UserError(
+                f"{path}: not a run directory (no {' or '.join(missing)}); give the directory "
+                f"that `llmscisci run` printed{more}"
+            )
+        return cls(path, read_manifest(path / MANIFEST))
+
+    @property
+    def status(self) -> str:
+        return str(self.manifest.get("status", "unknown"))
+
+    @property
+    def resolved(self) -> Path:
+        return self.path / RESOLVED
+
+    @property
+    def final_dir(self) -> Path:
+        return self.path / FINAL
+
+    @property
+    def has_final(self) -> bool:
+        return self.final_dir.is_dir() and any(self.final_dir.iterdir())
+
+    @property
+    def final(self) -> FinalInfo:
+        """What ``final/`` holds, from the manifest (or from the files when it does not say)."""
+        info = self.manifest.get("final")
+        info = info if isinstance(info, dict) else {}
+        kind = info.get("kind") or (
+            "adapter" if (self.final_dir / "adapter_config.json").is_file() else "full"
+        )
+        base = info.get("base_model")
+        if not isinstance(base, str) or not base:
+            raise UserError(f"{self.path / MANIFEST}: final.base_model is missing")
+        seed = info.get("base_seed")
+        return FinalInfo(kind=str(kind), base_model=base, base_seed=seed)
+
+    @property
+    def data_cache_key(self) -> str | None:
+        """The dataset the run trained on (``data_report.cache_key``)."""
+        report = self.manifest.get("data_report")
+        return report.get("cache_key") if isinstance(report, dict) else None
+
+    def require_final(self) -> Path:
+        """``final/``, or a `UserError` saying how to get it."""
+        if self.has_final:
+            return self.final_dir
+        if last_checkpoint(self.path) is not None and self.status != "completed":
+            how = "resume it with `llmscisci run RECIPE --resume --output-dir " + f"{self.path}`"
+        else:
+            how = "run it again (`llmscisci run RECIPE --overwrite`)"
+        raise UserError(
+            f"{self.path}: the run has no {FINAL}/ model (run status: {self.status}); {how}"
+        )
+
+    def job(self) -> Job:
+        """The run's recipe, loaded from its ``recipe.resolved.yaml``."""
+        from llmscisci_cfg.recipe.loader import load_job
+
+        return load_job(self.resolved, run_dir=self.path)
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """``manifest.json`` as a dict; unreadable or not an object is a `UserError`."""
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path}: cannot read the run manifest: {exc}") from None
+    if not isinstance(manifest, dict):
+        raise UserError(f"{path}: the run manifest is not a JSON object")
+    return manifest
 
 
 def prepare(run_dir: Path, resume: bool, overwrite: bool) -> None:

@@ -26,11 +26,11 @@ class LabelError(ValueError):
 
 
 def parse_onehot(text: str, n: int) -> list[int] | None:
-    """The one-hot rule of DESIGN.md: ``ast.literal_eval`` of the stripped text gives a list of
+    """The one-hot rule: ``ast.literal_eval`` of the stripped text gives a list of
     exactly ``n`` ints, each 0 or 1. Booleans, floats, strings and tuples are not valid.
 
-    Returns None for anything else. Total: never raises. The rewards use a fast path
-    (`llmscisci_cfg.rewards.builtin.parse_label`) proven equal to this by a property test.
+    Returns None for anything else. Total: never raises. The answer grammar uses a fast path
+    (`llmscisci_cfg.task.answer.parse_label`) proven equal to this by a property test.
     """
     if not isinstance(text, str):
         return None

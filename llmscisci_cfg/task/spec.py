@@ -29,13 +29,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from llmscisci_cfg.errors import UserError
 from llmscisci_cfg.recipe.schema import TaskOverride
 from llmscisci_cfg.recipe.yamlio import load_file
-from llmscisci_cfg.resources import BUILTIN, shipped
-from llmscisci_cfg.rewards.builtin import format_match, label_block, parse_label
+from llmscisci_cfg.resources import task_file
+from llmscisci_cfg.task.answer import format_match, label_block, parse_label
 from llmscisci_cfg.task.labels import encode_onehot
 
-#: DESIGN.md's format regex, for reference; code uses `rewards.builtin.format_match` (equal to
-#: it on every string, without its quadratic backtracking).
-FORMAT_RE = re.compile(r".*<think>.*?</think>\s*<label>.*?</label>.*", re.DOTALL)
 PROMPT_VARIABLES = ("aspect", "title", "question", "categories", "n", "example_label", "text")
 RESPONSE_VARIABLES = ("trace", "label")
 _SAMPLE_TEXT = "The code was public and the paper was clear."
@@ -179,8 +176,7 @@ def load_task(ref: str, base_dir: Path, overrides: TaskOverride | None = None) -
 
     Raises `UserError` naming the file and key (or ``data.task_overrides.KEY``).
     """
-    path = _task_path(ref, base_dir)
-    located = load_file(path)
+    located = load_file(task_file(ref, base_dir))
     if not isinstance(located.data, dict):
         raise UserError(
             f"{located.where(())}: a task file is a YAML mapping (name, aspects, prompts)"
@@ -193,14 +189,6 @@ def load_task(ref: str, base_dir: Path, overrides: TaskOverride | None = None) -
     task = _validate(merged, lambda loc: "data.task_overrides: " + _dotted(loc))
     _check_templates(task, lambda key: f"data.task_overrides.{key}")
     return task
-
-
-def _task_path(ref: str, base_dir: Path) -> Path:
-    if ref.startswith(BUILTIN):
-        name = ref[len(BUILTIN) :]
-        return shipped("assets", f"tasks/{name}.yaml")
-    path = Path(ref).expanduser()
-    return path if path.is_absolute() else (base_dir / path).resolve()
 
 
 def _dotted(loc: tuple) -> str:

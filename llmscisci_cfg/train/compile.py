@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any, get_args
 
 from llmscisci_cfg.errors import UserError
+from llmscisci_cfg.recipe.resolve import Job
 from llmscisci_cfg.recipe.schema import DPOMethod, GRPOLoss, GRPOMethod, Recipe, SFTMethod
-from llmscisci_cfg.runs.rundir import default_run_dir
-from llmscisci_cfg.train.launch import mixed_precision, resolve_device
 
 # TRL 1.16 defaults of the keys we set (a test checks this table against the real classes);
 # `plan` shows the kwargs that differ from them, plus KEY_FIELDS.
@@ -120,10 +119,9 @@ class Compiled:
         }
 
 
-def compile_recipe(recipe: Recipe, cuda: bool, run_dir: str | Path | None = None) -> Compiled:
-    """Compile ``recipe`` for this machine (``cuda``: whether a CUDA device is visible)."""
-    device = resolve_device(recipe, cuda)
-    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(recipe)
+def compile_recipe(job: Job) -> Compiled:
+    """Compile the job's recipe for its device and run directory."""
+    recipe, device, run_dir = job.recipe, job.device, job.run_dir
     method = recipe.method
     if isinstance(method, SFTMethod):
         return compile_sft(recipe, device, run_dir)
@@ -229,6 +227,14 @@ def compile_grpo(recipe: Recipe, device: str, run_dir: Path) -> Compiled:
 
 
 # ----------------------------------------------------------------------------- shared pieces
+
+
+def mixed_precision(recipe: Recipe, device: str) -> str:
+    """``bf16``, ``fp16`` or ``no``: 'auto' is bf16 on CUDA and off on CPU."""
+    mp = recipe.launch.mixed_precision
+    if mp == "auto":
+        return "bf16" if device == "cuda" else "no"
+    return mp
 
 
 def training_kwargs(recipe: Recipe, device: str, run_dir: Path) -> dict[str, Any]:

@@ -3,18 +3,23 @@
 Pure functions, no heavy imports: `plan` prints the same command `run` executes.
 On CPU, ``accelerate launch --num_processes 2 --cpu`` silently runs one process; real
 2-rank CPU DDP needs ``--multi_gpu`` with ``ACCELERATE_USE_CPU=true``, which is what
-we generate.
+we generate. Workers start from the run's ``recipe.resolved.yaml`` (written before they
+launch), not from the user's recipe and ``--set`` values, which they get only as provenance
+(``LLMSCISCI_ORIGIN``) for the manifest.
 """
 
 from __future__ import annotations
 
+import json
 import shlex
 import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from llmscisci_cfg.recipe.resolve import ORIGIN_ENV, Job
 from llmscisci_cfg.recipe.schema import Recipe
-from llmscisci_cfg.runs.rundir import ACCELERATE_CONFIG
+from llmscisci_cfg.runs.rundir import ACCELERATE_CONFIG, RESOLVED
+from llmscisci_cfg.train.compile import mixed_precision
 
 
 @dataclass(frozen=True)
@@ -31,58 +36,25 @@ class LaunchPlan:
         return (env + " " if env else "") + shlex.join(self.argv)
 
 
-def resolve_device(recipe: Recipe, cuda: bool) -> str:
-    """``cuda`` or ``cpu`` for this machine."""
-    if recipe.launch.device == "auto":
-        return "cuda" if cuda else "cpu"
-    return recipe.launch.device
-
-
-def mixed_precision(recipe: Recipe, device: str) -> str:
-    """``bf16``, ``fp16`` or ``no``: 'auto' is bf16 on CUDA and off on CPU."""
-    mp = recipe.launch.mixed_precision
-    if mp == "auto":
-        return "bf16" if device == "cuda" else "no"
-    return mp
-
-
-def plan_launch(
-    recipe: Recipe,
-    recipe_ref: str,
-    overrides: tuple[str, ...],
-    output_dir: str,
-    cuda: bool,
-    extra_args: tuple[str, ...] = (),
-) -> LaunchPlan:
-    """The command that runs ``recipe``; the worker re-enters ``llmscisci run --in-process``."""
-    run_args = [
-        "run",
-        recipe_ref,
-        *[f"--set={o}" for o in overrides],
-        "--output-dir",
-        output_dir,
-        *extra_args,
-    ]
+def plan_launch(job: Job, resume: bool = False) -> LaunchPlan:
+    """The command that runs ``job``: itself in-process, or ``accelerate launch`` of workers
+    that re-enter ``llmscisci run RUN_DIR/recipe.resolved.yaml --in-process``."""
+    recipe, run_dir = job.recipe, job.run_dir
     n = recipe.launch.num_processes
     if n == 1:
-        return LaunchPlan(in_process=True, argv=["llmscisci", *run_args])
-    device = resolve_device(recipe, cuda)
-    config_path = f"{output_dir}/{ACCELERATE_CONFIG}"
-    config = None if recipe.launch.accelerate_config else accelerate_config(recipe, device)
-    argv = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--config_file",
-        str(recipe.resolve(recipe.launch.accelerate_config))
-        if recipe.launch.accelerate_config
-        else config_path,
-    ]
+        return LaunchPlan(in_process=True, argv=job.command(resume=resume))
+    own = recipe.launch.accelerate_config
+    config_file = str(job.path(own)) if own else str(run_dir / ACCELERATE_CONFIG)
+    argv = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", config_file]
     env: dict[str, str] = {}
-    if device == "cpu":
+    if job.device == "cpu":
         argv += ["--multi_gpu"]
         env["ACCELERATE_USE_CPU"] = "true"
-    argv += ["--num_processes", str(n), "-m", "llmscisci_cfg", *run_args, "--in-process"]
+    origin = {"ref": job.origin.ref, "overrides": list(job.origin.overrides)}
+    env[ORIGIN_ENV] = json.dumps(origin)
+    argv += ["--num_processes", str(n), "-m", "llmscisci_cfg", "run", str(run_dir / RESOLVED)]
+    argv += ["--output-dir", str(run_dir), *(["--resume"] if resume else []), "--in-process"]
+    config = None if own else accelerate_config(recipe, job.device)
     return LaunchPlan(in_process=False, argv=argv, env=env, accelerate_config=config)
 
 

@@ -8,18 +8,72 @@ its summary.
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import yaml
 
+from llmscisci_cfg.errors import Problem, UserError, raise_problems
 from llmscisci_cfg.recipe import checks
-from llmscisci_cfg.recipe.loader import load_recipe
-from llmscisci_cfg.recipe.schema import Recipe
+from llmscisci_cfg.recipe.loader import load_job
+from llmscisci_cfg.recipe.resolve import ORIGIN_ENV, Job, Origin
 from llmscisci_cfg.runs.manifest import resolved_yaml
-from llmscisci_cfg.runs.rundir import default_run_dir
-from llmscisci_cfg.train import launch
 from llmscisci_cfg.train.compile import Compiled, compile_recipe
+from llmscisci_cfg.train.launch import LaunchPlan, plan_launch
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The first half of `run`, which `plan` shows: the resolved job, what it compiles to, how
+    it launches, and what this machine cannot do."""
+
+    job: Job
+    compiled: Compiled
+    launch: LaunchPlan
+    machine_problems: list[Problem]
+
+
+def prepare(
+    recipe_ref: str,
+    overrides: tuple[str, ...] = (),
+    run_dir: str | Path | None = None,
+    resume: bool = False,
+    worker: bool = False,
+    absolute: bool = False,
+) -> Prepared:
+    """Load, resolve, check plug-ins (importing them) and compile ``recipe_ref`` for this machine.
+
+    ``worker``: a process of a multi-process launch, which loads the run's resolved recipe and
+    takes the user's recipe reference and ``--set`` values from ``LLMSCISCI_ORIGIN``.
+    ``absolute``: the run directory as an absolute path (what `run` writes into).
+    """
+    origin = _worker_origin() if worker else None
+    job = load_job(recipe_ref, overrides, run_dir=run_dir, origin=origin)
+    if absolute:
+        job = dataclasses.replace(job, run_dir=job.run_dir.absolute())
+    if job.recipe.rewards:  # plug-ins are imported here, not at validate time
+        from llmscisci_cfg.rewards.registry import check_callables
+
+        raise_problems(check_callables(job.recipe.rewards, job.source_dir))
+    return Prepared(
+        job=job,
+        compiled=compile_recipe(job),
+        launch=plan_launch(job, resume),
+        machine_problems=checks.machine_problems(job.recipe, job.cuda),
+    )
+
+
+def _worker_origin() -> Origin | None:
+    import json
+
+    raw = os.environ.get(ORIGIN_ENV)
+    if not raw:
+        return None
+    data = json.loads(raw)
+    return Origin(str(data["ref"]), tuple(data.get("overrides") or ()))
 
 
 @dataclass
@@ -27,7 +81,7 @@ class Plan:
     """Everything `plan` prints; ``as_text`` for people, ``as_dict`` for ``--json``."""
 
     recipe_ref: str
-    recipe: Recipe
+    job: Job
     resolved_yaml: str
     compiled: Compiled
     run_dir: str
@@ -80,44 +134,31 @@ class Plan:
 
 
 def make_plan(recipe_ref: str, overrides: tuple[str, ...] = ()) -> Plan:
-    """Load and compile ``recipe_ref`` for this machine."""
-    recipe = load_recipe(recipe_ref, overrides)
-    if recipe.rewards:  # plug-ins are imported here, not at validate time
-        from llmscisci_cfg.rewards.registry import check_callables, raise_found
-
-        raise_found(check_callables(recipe.rewards, recipe.source_dir))
-    cuda = checks.cuda_present()
-    run_dir = str(default_run_dir(recipe))
-    lp = launch.plan_launch(recipe, recipe_ref, tuple(overrides), run_dir, cuda)
-    found = checks.machine_problems(recipe, cuda)
-    problems = [f"{'.'.join(map(str, path))}: {message}" for path, message in found]
+    """What `run` would do with ``recipe_ref`` on this machine (its first half, `prepare`)."""
+    prepared = prepare(recipe_ref, tuple(overrides))
+    job = prepared.job
     return Plan(
         recipe_ref=recipe_ref,
-        recipe=recipe,
-        resolved_yaml=resolved_yaml(recipe),
-        compiled=compile_recipe(recipe, cuda, run_dir),
-        run_dir=run_dir,
-        command=lp.shell(),
-        accelerate_config=lp.accelerate_config,
-        machine_problems=problems,
-        data=data_summary(recipe),
+        job=job,
+        resolved_yaml=resolved_yaml(job),
+        compiled=prepared.compiled,
+        run_dir=str(job.run_dir),
+        command=prepared.launch.shell(),
+        accelerate_config=prepared.launch.accelerate_config,
+        machine_problems=[str(p) for p in prepared.machine_problems],
+        data=data_summary(job),
     )
 
 
-def data_summary(recipe: Recipe) -> dict[str, Any]:
+def data_summary(job: Job) -> dict[str, Any]:
     """The source (and its sha256) and, when `preprocess` has cached this build, its summary."""
     from llmscisci_cfg.data import preprocess
-    from llmscisci_cfg.data.sources import data_path, source_sha256
-    from llmscisci_cfg.errors import UserError
 
     try:
-        info: dict[str, Any] = {
-            "source": str(data_path(recipe, recipe.data.source.path, "data.source.path")),
-            "source_sha256": source_sha256(recipe),
-        }
+        info: dict[str, Any] = {"source": str(job.data.require()), "source_sha256": job.data.sha256}
     except UserError as exc:
-        return {"source": recipe.data.source.path, "problem": str(exc)}
-    report = preprocess.cached_report(recipe)
+        return {"source": job.data.ref, "problem": str(exc)}
+    report = preprocess.cached_report(job)
     if report is None:
         info["built"] = (
             "not cached yet; `llmscisci preprocess` builds it and prints the split summary"

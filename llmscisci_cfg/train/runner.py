@@ -13,14 +13,12 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llmscisci_cfg.errors import UserError
-from llmscisci_cfg.recipe import checks
-from llmscisci_cfg.recipe.loader import load_recipe
-from llmscisci_cfg.recipe.schema import Recipe
+from llmscisci_cfg.errors import Problem, UserError
+from llmscisci_cfg.recipe.resolve import Job
 from llmscisci_cfg.runs import manifest, rundir
-from llmscisci_cfg.runs.manifest import FinalInfo, local_model_dir
 from llmscisci_cfg.train import launch
-from llmscisci_cfg.train.compile import Compiled, compile_recipe
+from llmscisci_cfg.train.compile import Compiled
+from llmscisci_cfg.train.plan import prepare
 
 if TYPE_CHECKING:
     from llmscisci_cfg.train.build import Built
@@ -54,59 +52,58 @@ def run(
     """Train ``recipe_ref`` into its run directory and return that directory.
 
     Machine problems (4-bit without CUDA, ...) and an occupied run directory are refused
-    with `UserError` before any model loads.
+    with `UserError` before any model loads. A worker of a multi-process launch
+    (``in_process`` with ``WORLD_SIZE > 1``) gets the run's ``recipe.resolved.yaml``.
     """
-    recipe = load_recipe(recipe_ref, overrides)
-    refuse_machine_problems(recipe, recipe_ref)
-    run_dir = Path(output_dir or rundir.default_run_dir(recipe)).absolute()
     worker = in_process and world_size() > 1
+    prepared = prepare(recipe_ref, tuple(overrides), output_dir, resume, worker, absolute=True)
+    refuse_machine_problems(prepared.machine_problems, recipe_ref)
+    job = prepared.job
+    run_dir = job.run_dir
     if not worker:
         rundir.prepare(run_dir, resume, overwrite)
         if resume:
-            check_resumable(run_dir, recipe)
-    cuda = checks.cuda_present()
-    plan = launch.plan_launch(
-        recipe, recipe_ref, tuple(overrides), str(run_dir), cuda, ("--resume",) if resume else ()
-    )
+            check_resumable(job)
     try:
-        if plan.in_process or in_process:
-            train(recipe, recipe_ref, tuple(overrides), run_dir, resume, cuda)
+        if prepared.launch.in_process or in_process:
+            train(job, prepared.compiled, resume)
         else:
-            launch_workers(plan, run_dir, echo)
+            launch_workers(prepared.launch, job, echo)
     except KeyboardInterrupt:
-        raise RunInterrupted(resume_hint(recipe_ref, tuple(overrides), run_dir)) from None
+        raise RunInterrupted(resume_hint(job)) from None
     return run_dir
 
 
-def resume_hint(recipe_ref: str, overrides: tuple[str, ...], run_dir: Path) -> str:
+def resume_hint(job: Job) -> str:
     """How to continue an interrupted run: resume from its last checkpoint, or start again."""
+    run_dir = job.run_dir
     if rundir.last_checkpoint(run_dir) is None:
         busy = run_dir.is_dir() and any(run_dir.iterdir())
         return f"{run_dir}: no checkpoint was saved; start again" + (
             " with --overwrite" if busy else ""
         )
-    return f"continue with: {manifest.command(recipe_ref, overrides, run_dir, resume=True)}"
+    return f"continue with: {job.command_text(resume=True)}"
 
 
-def refuse_machine_problems(recipe: Recipe, recipe_ref: str) -> None:
+def refuse_machine_problems(found: list[Problem], recipe_ref: str) -> None:
     """`UserError` listing what this machine cannot run (checked before any model loads)."""
-    found = checks.machine_problems(recipe)
     if found:
-        lines = [f"{recipe_ref}: {'.'.join(map(str, path))}: {message}" for path, message in found]
+        lines = [str(problem.at(recipe_ref)) for problem in found]
         raise UserError("this machine cannot run the recipe:\n" + "\n".join(lines))
 
 
-def check_resumable(run_dir: Path, recipe: Recipe) -> None:
-    """`UserError` unless ``run_dir`` is an unfinished run of this same recipe."""
+def check_resumable(job: Job) -> None:
+    """`UserError` unless the run directory is an unfinished run of this same recipe."""
     import yaml
 
+    run_dir = job.run_dir
     resolved = run_dir / rundir.RESOLVED
     if (run_dir / rundir.MANIFEST).is_file():
-        if manifest.read(run_dir).get("status") == "completed":
+        if rundir.RunDir.open(run_dir).status == "completed":
             raise UserError(f"{run_dir}: the run already completed; nothing to resume")
     if resolved.is_file():
         before = yaml.safe_load(resolved.read_text(encoding="utf-8"))
-        now = yaml.safe_load(manifest.resolved_yaml(recipe))
+        now = yaml.safe_load(manifest.resolved_yaml(job))
         changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
         if changed:
             raise UserError(
@@ -123,10 +120,13 @@ def is_rank0() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
-def launch_workers(plan: launch.LaunchPlan, run_dir: Path, echo=print) -> None:
-    """Write the accelerate config, print the command, run it; `RunFailed` on a non-zero exit."""
+def launch_workers(plan: launch.LaunchPlan, job: Job, echo=print) -> None:
+    """Write the resolved recipe (the workers' input) and the accelerate config, print the
+    command, run it; `RunFailed` on a non-zero exit."""
     import yaml
 
+    run_dir = job.run_dir
+    rundir.write_atomic(run_dir / rundir.RESOLVED, manifest.resolved_yaml(job))
     if plan.accelerate_config is not None:
         text = yaml.safe_dump(plan.accelerate_config, sort_keys=False)
         rundir.write_atomic(run_dir / rundir.ACCELERATE_CONFIG, text)
@@ -136,47 +136,29 @@ def launch_workers(plan: launch.LaunchPlan, run_dir: Path, echo=print) -> None:
         raise RunFailed(result.returncode, plan.shell())
 
 
-def final_info(recipe: Recipe, lora: bool) -> FinalInfo:
-    """What ``final/`` will hold, for `eval` and `export` to read back."""
-    name = recipe.model.name_or_path
-    local = local_model_dir(recipe)
-    builtin = name.startswith("builtin:")
-    return FinalInfo(
-        kind="adapter" if lora else "full",
-        base_model=str(local) if local else name,
-        base_seed=recipe.train.seed if builtin else None,
-    )
-
-
-def train(
-    recipe: Recipe,
-    recipe_ref: str,
-    overrides: tuple[str, ...],
-    run_dir: Path,
-    resume: bool,
-    cuda: bool,
-) -> None:
+def train(job: Job, compiled: Compiled, resume: bool) -> None:
     """This process's share of the run (all ranks call it; rank 0 writes the files).
 
     Nothing is written before the trainer is built, so a mistake found while loading the data
     or the model leaves the run directory as it was.
     """
-    from llmscisci_cfg.train.build import build_trainer, quiet_bitsandbytes
+    from llmscisci_cfg.models.load import load_tokenizer, quiet_bitsandbytes
 
     quiet_bitsandbytes()  # before anything imports bitsandbytes
     from transformers import set_seed
 
+    from llmscisci_cfg.train.build import build_trainer
     from llmscisci_cfg.train.callbacks import MetricsCallback, ResumeStateCallback, WorldCallback
 
-    compiled = compile_recipe(recipe, cuda, run_dir)
+    run_dir = job.run_dir
     checkpoint = rundir.last_checkpoint(run_dir) if resume else None
     world, resume_state = WorldCallback(), ResumeStateCallback(checkpoint)
-    set_seed(recipe.train.seed)  # LoRA init happens before the Trainer seeds itself
-    built = build_trainer(recipe, compiled, [MetricsCallback(run_dir), world, resume_state])
+    set_seed(job.recipe.train.seed)  # LoRA init happens before the Trainer seeds itself
+    tokenizer = load_tokenizer(job)
+    callbacks = [MetricsCallback(run_dir), world, resume_state]
+    built = build_trainer(job, compiled, tokenizer, callbacks)
     resume_state.trainer = built.trainer
-    record = None
-    if is_rank0():
-        record = _start_record(recipe, recipe_ref, overrides, run_dir, compiled, built, checkpoint)
+    record = _start_record(job, compiled, built, checkpoint) if is_rank0() else None
     try:
         started = time.perf_counter()
         built.trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
@@ -192,32 +174,23 @@ def train(
 
 
 def _start_record(
-    recipe: Recipe,
-    recipe_ref: str,
-    overrides: tuple[str, ...],
-    run_dir: Path,
-    compiled: Compiled,
-    built: Built,
-    checkpoint: Path | None,
+    job: Job, compiled: Compiled, built: Built, checkpoint: Path | None
 ) -> dict[str, Any]:
     """Rank 0, before training: trim metrics past the checkpoint, write the first manifest."""
+    run_dir = job.run_dir
     if checkpoint is not None:
         rundir.truncate_metrics(run_dir, rundir.checkpoint_step(checkpoint))
     record = manifest.start(
-        run_dir,
-        recipe,
-        recipe_ref,
-        overrides,
+        job,
         compiled.as_dict(),
-        final_info(recipe, compiled.lora_kwargs is not None),
+        manifest.final_info(job, compiled.lora_kwargs is not None),
+        built.tokenizer.chat_template,
         str(checkpoint) if checkpoint else None,
     )
-    print(_opening_line(recipe, compiled.device, built.data_report, checkpoint), flush=True)
+    print(_opening_line(job, built.data_report, checkpoint), flush=True)
+    report = built.data_report
     return manifest.update(
-        run_dir,
-        record,
-        rewards=manifest.reward_info(recipe, built.reward_funcs),
-        data_report=built.data_report.summary() | {"cache_key": built.data_report.cache_key},
+        run_dir, record, data_report=report.summary() | {"cache_key": report.cache_key}
     )
 
 
@@ -239,12 +212,12 @@ def _finish_record(
     )
 
 
-def _opening_line(recipe: Recipe, device: str, report, checkpoint: Path | None) -> str:
+def _opening_line(job: Job, report, checkpoint: Path | None) -> str:
     """What is about to train, printed once by rank 0 before the progress bar."""
     dropped = sum(report.dropped.values())
     split = ", ".join(f"{n} {name}" for name, n in report.splits.items())
     start = f", resuming from {checkpoint.name}" if checkpoint else ""
     return (
-        f"{recipe.method.name} on {recipe.model.name_or_path} ({device}, "
-        f"{recipe.launch.num_processes} process(es)): {split} examples, {dropped} dropped{start}"
+        f"{job.method} on {job.model.name} ({job.device}, "
+        f"{job.recipe.launch.num_processes} process(es)): {split} examples, {dropped} dropped{start}"
     )

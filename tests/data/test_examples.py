@@ -4,31 +4,21 @@ from __future__ import annotations
 
 import pytest
 
-from llmscisci_cfg.data.examples import (
-    build_rows,
-    collect,
-    load_traces,
-    resolve_columns,
-    split_documents,
-    split_seed,
-)
+from llmscisci_cfg.data.examples import build_rows, collect, load_traces, split_documents
 from llmscisci_cfg.data.sources import load_source
 from llmscisci_cfg.errors import UserError
-from llmscisci_cfg.task.spec import load_task
-from tests.data_helpers import LABELS, make_recipe, report, reports, write_csv, write_jsonl
+from tests.data_helpers import LABELS, make_job, report, reports, write_csv, write_jsonl
 
 
-def _collect(recipe):
-    task = load_task(recipe.data.task, recipe.source_dir, recipe.data.task_overrides)
-    cols = resolve_columns(recipe, task)
-    return collect(load_source(recipe), recipe, task, cols), task
+def _collect(job):
+    return collect(load_source(job), job), job.task
 
 
 def test_one_example_per_report_per_aspect_and_empty_sections(tmp_path):
     rows = reports(3) + [report(7, easy="   \n ", difficult="Only the difficult part."), report(8)]
     rows[-1]["doi"] = "  "  # an empty id drops both aspects
     write_csv(tmp_path / "r.csv", rows)
-    (examples, dropped), _ = _collect(make_recipe(tmp_path, "r.csv"))
+    (examples, dropped), _ = _collect(make_job(tmp_path, "r.csv"))
     assert [(e.id, e.aspect) for e in examples[:2]] == [
         ("10.1/doc.000", "easy"),
         ("10.1/doc.000", "difficult"),
@@ -46,7 +36,7 @@ def test_labels_decoded_with_task_codes(tmp_path):
     write_csv(tmp_path / "r.csv", rows)
     labels = {"easy": "reason_for_easiness", "difficult": "reason_for_difficulty"}
     (examples, _), _ = _collect(
-        make_recipe(tmp_path, "r.csv", columns={"label": labels}, label_codec="codes")
+        make_job(tmp_path, "r.csv", columns={"label": labels}, label_codec="codes")
     )
     assert [e.gold for e in examples] == [
         [0, 1, 0, 0, 0],
@@ -61,7 +51,7 @@ def test_labels_decoded_with_task_codes(tmp_path):
         "4": "Missing nuance details",
         "5": "Cannot extract concrete factors that made it difficult",
     }
-    recipe = make_recipe(
+    recipe = make_job(
         tmp_path, "r.csv", columns={"label": labels}, task_overrides={"codes": {"difficult": alt}}
     )
     (examples, _), _ = _collect(recipe)
@@ -73,7 +63,7 @@ def test_bad_label_error_names_row_and_column(tmp_path):
     rows[2]["y_diff_gpt4"] = "[1, 0, 1]"
     write_csv(tmp_path / "r.csv", rows, ["doi", "easy", "difficult", "y_easy_gpt4", "y_diff_gpt4"])
     with pytest.raises(UserError) as info:
-        _collect(make_recipe(tmp_path, "r.csv", columns={"label": LABELS}))
+        _collect(make_job(tmp_path, "r.csv", columns={"label": LABELS}))
     msg = str(info.value)
     assert (
         f"{tmp_path / 'r.csv'}:4: id '10.1/doc.002': column 'y_diff_gpt4' (data.columns.label.difficult)"
@@ -87,7 +77,7 @@ def test_bad_and_empty_labels_dropped_and_counted(tmp_path):
     rows[0]["y_easy_gpt4"] = "[1, 0, 1, 0, 2]"
     rows[1]["y_diff_gpt4"] = ""
     write_csv(tmp_path / "r.csv", rows)
-    recipe = make_recipe(tmp_path, "r.csv", columns={"label": LABELS}, on_bad_label="drop")
+    recipe = make_job(tmp_path, "r.csv", columns={"label": LABELS}, on_bad_label="drop")
     (examples, dropped), _ = _collect(recipe)
     assert dict(dropped) == {"bad_label": 2} and len(examples) == 6
 
@@ -112,13 +102,13 @@ def test_bad_and_empty_labels_dropped_and_counted(tmp_path):
 def test_column_map_errors(tmp_path, data, needle):
     write_csv(tmp_path / "r.csv", reports(1))
     with pytest.raises(UserError) as info:
-        _collect(make_recipe(tmp_path, "r.csv", **data))
+        _collect(make_job(tmp_path, "r.csv", **data))
     assert needle in str(info.value)
 
 
 def test_partial_label_map_is_fine_when_aspects_restricted(tmp_path):
     write_csv(tmp_path / "r.csv", reports(2))
-    recipe = make_recipe(
+    recipe = make_job(
         tmp_path, "r.csv", aspects=["easy"], columns={"label": {"easy": "y_easy_gpt4"}}
     )
     (examples, _), _ = _collect(recipe)
@@ -146,21 +136,21 @@ def test_split_sizes(n, fraction, n_test):
 
 def test_split_seed_defaults_to_train_seed(tmp_path):
     write_csv(tmp_path / "r.csv", reports(1))
-    assert split_seed(make_recipe(tmp_path, "r.csv", overrides=("train.seed=7",))) == 7
-    assert split_seed(make_recipe(tmp_path, "r.csv", split={"seed": 9})) == 9
+    assert make_job(tmp_path, "r.csv", overrides=("train.seed=7",)).split_seed == 7
+    assert make_job(tmp_path, "r.csv", split={"seed": 9}).split_seed == 9
 
 
 # ----------------------------------------------------------------------------- builders
 
 
 def _rows(recipe):
-    (examples, _), task = _collect(recipe)
-    return build_rows(recipe, examples, task)
+    (examples, _), _ = _collect(recipe)
+    return build_rows(recipe, examples)
 
 
 def test_grpo_rows(tmp_path):
     write_csv(tmp_path / "r.csv", reports(2))
-    rows, dropped = _rows(make_recipe(tmp_path, "r.csv", columns={"label": LABELS}))
+    rows, dropped = _rows(make_job(tmp_path, "r.csv", columns={"label": LABELS}))
     assert not dropped and len(rows) == 4
     row = rows[1]
     assert set(row) == {"id", "aspect", "prompt", "gold"}
@@ -182,7 +172,7 @@ def test_sft_rows_with_traces(tmp_path):
             {"id": "10.1/doc.001", "aspect": "difficult", "trace": "Math missing."},
         ],
     )
-    recipe = make_recipe(tmp_path, "r.csv", method="sft", traces={"path": "t.jsonl"})
+    recipe = make_job(tmp_path, "r.csv", method="sft", traces={"path": "t.jsonl"})
     rows, dropped = _rows(recipe)
     assert dict(dropped) == {"no_trace": 2} and len(rows) == 2
     assert rows[0]["completion"] == [
@@ -191,7 +181,7 @@ def test_sft_rows_with_traces(tmp_path):
             "content": "<think>\nCode is public.\n</think>\n<label>\n[1, 0, 0, 0, 0]\n</label>",
         }
     ]
-    recipe = make_recipe(
+    recipe = make_job(
         tmp_path, "r.csv", method="sft", traces={"path": "t.jsonl", "missing": "empty"}
     )
     rows, dropped = _rows(recipe)
@@ -204,7 +194,7 @@ def test_sft_rows_with_traces(tmp_path):
 
 def test_sft_without_trace_file_has_empty_think(tmp_path):
     write_csv(tmp_path / "r.csv", reports(1))
-    rows, dropped = _rows(make_recipe(tmp_path, "r.csv", method="sft"))
+    rows, dropped = _rows(make_job(tmp_path, "r.csv", method="sft"))
     assert not dropped and rows[0]["completion"][0]["content"].startswith(
         "<think>\n\n</think>\n<label>"
     )
@@ -215,7 +205,7 @@ def test_dpo_rows_drop_identical_and_empty(tmp_path):
     rows[0]["easy_llama3_response"] = rows[0]["easy_gpt_response"]
     rows[1]["difficult_gpt_response"] = " "
     write_csv(tmp_path / "r.csv", rows)
-    out, dropped = _rows(make_recipe(tmp_path, "r.csv", method="dpo"))
+    out, dropped = _rows(make_job(tmp_path, "r.csv", method="dpo"))
     assert dict(dropped) == {"identical_pair": 1, "empty_answer": 1} and len(out) == 4
     assert out[0]["chosen"][0]["role"] == "assistant" and "gpt" in out[0]["chosen"][0]["content"]
     assert "llama" in out[0]["rejected"][0]["content"]
@@ -242,12 +232,12 @@ def test_trace_errors(tmp_path, content, needle):
     write_csv(tmp_path / "r.csv", reports(1))
     (tmp_path / "t.jsonl").write_bytes(content)
     with pytest.raises(UserError) as info:
-        load_traces(make_recipe(tmp_path, "r.csv", method="sft", traces={"path": "t.jsonl"}))
+        load_traces(make_job(tmp_path, "r.csv", method="sft", traces={"path": "t.jsonl"}))
     assert needle in str(info.value)
 
 
 def test_builtin_sample_traces_cover_sample(tmp_path):
-    recipe = make_recipe(
+    recipe = make_job(
         tmp_path, "builtin:sample", method="sft", traces={"path": "builtin:sample_traces"}
     )
     rows, dropped = _rows(recipe)

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from llmscisci_cfg.data.preprocess import build_dataset
-from tests.data_helpers import LABELS, make_recipe, report, reports, write_csv, write_jsonl
+from tests.data_helpers import LABELS, make_job, report, reports, write_csv, write_jsonl
 
 NO_FILTER = {"length_filter": None}
 
@@ -23,7 +23,7 @@ def _total(report_) -> int:
 def test_column_contract(tmp_path, method, extra):
     write_csv(tmp_path / "r.csv", reports(10))
     data = {"columns": {"label": LABELS}} if method != "sft" else {}
-    ds, rep = build_dataset(make_recipe(tmp_path, "r.csv", method=method, **data, **NO_FILTER))
+    ds, rep = build_dataset(make_job(tmp_path, "r.csv", method=method, **data, **NO_FILTER))
     assert list(ds) == ["train", "test"]
     assert set(ds["train"].column_names) == {"id", "aspect", "prompt", "gold"} | extra
     row = ds["train"][0]
@@ -46,7 +46,7 @@ def test_report_accounts_for_every_section(tmp_path):
     ]
     rows[0]["y_easy_gpt4"] = "garbage"
     write_csv(tmp_path / "r.csv", rows)
-    recipe = make_recipe(
+    recipe = make_job(
         tmp_path, "r.csv", columns={"label": LABELS}, on_bad_label="drop", **NO_FILTER
     )
     _, rep = build_dataset(recipe)
@@ -57,20 +57,20 @@ def test_report_accounts_for_every_section(tmp_path):
 def test_unlabelled_source_gives_gold_none(tmp_path):
     rows = [{"doi": r["doi"], "easy": r["easy"], "difficult": r["difficult"]} for r in reports(6)]
     write_csv(tmp_path / "r.csv", rows)
-    ds, rep = build_dataset(make_recipe(tmp_path, "r.csv", **NO_FILTER))
+    ds, rep = build_dataset(make_job(tmp_path, "r.csv", **NO_FILTER))
     assert rep.examples == 12 and set(ds["train"]["gold"]) == {None}
 
 
 def test_length_filter_counts_and_limits(tmp_path):
     write_csv(tmp_path / "r.csv", reports(40))
-    recipe = make_recipe(tmp_path, "r.csv", length_filter={"percentile": 50})
+    recipe = make_job(tmp_path, "r.csv", length_filter={"percentile": 50})
     ds, rep = build_dataset(recipe)
     assert rep.dropped["prompt_too_long"] > 0
     assert set(rep.length_limits) == {"prompt", "total"} and rep.length_limits["total"] is None
     assert _total(rep) == 80
     # prompts grow with the document index, so roughly half of train is over the median
     assert 30 <= rep.dropped["prompt_too_long"] <= 50
-    recipe = make_recipe(
+    recipe = make_job(
         tmp_path, "r.csv", length_filter={"percentile": None, "max_prompt_tokens": 100000}
     )
     assert "prompt_too_long" not in build_dataset(recipe)[1].dropped
@@ -78,7 +78,7 @@ def test_length_filter_counts_and_limits(tmp_path):
 
 def test_cache_hit_on_second_run_and_invalidation(tmp_path):
     write_csv(tmp_path / "r.csv", reports(6))
-    recipe = make_recipe(tmp_path, "r.csv")
+    recipe = make_job(tmp_path, "r.csv")
     ds1, first = build_dataset(recipe)
     assert not first.cache_hit and (tmp_path / "cache" / "datasets").is_dir()
     ds2, second = build_dataset(recipe)
@@ -87,14 +87,14 @@ def test_cache_hit_on_second_run_and_invalidation(tmp_path):
     assert ds2["train"].to_list() == ds1["train"].to_list()
     # content, data section, seed and template each change the key
     changed = [
-        make_recipe(tmp_path, "r.csv", split={"test_fraction": 0.5}),
-        make_recipe(tmp_path, "r.csv", overrides=("train.seed=1",)),
-        make_recipe(tmp_path, "r.csv", overrides=("template.name=chatml",)),
+        make_job(tmp_path, "r.csv", split={"test_fraction": 0.5}),
+        make_job(tmp_path, "r.csv", overrides=("train.seed=1",)),
+        make_job(tmp_path, "r.csv", overrides=("template.name=chatml",)),
     ]
     keys = {build_dataset(r)[1].cache_key for r in changed}
     assert len(keys) == 3 and first.cache_key not in keys
-    write_csv(tmp_path / "r.csv", reports(7))
-    third = build_dataset(recipe)[1]
+    write_csv(tmp_path / "r.csv", reports(7))  # a job hashes its data once: the next run sees this
+    third = build_dataset(make_job(tmp_path, "r.csv"))[1]
     assert not third.cache_hit and third.rows == 7
 
 
@@ -102,20 +102,20 @@ def test_cached_report_for_plan_needs_no_tokenizer(tmp_path):
     from llmscisci_cfg.data.preprocess import cached_report
 
     write_csv(tmp_path / "r.csv", reports(6))
-    recipe = make_recipe(tmp_path, "r.csv")
+    recipe = make_job(tmp_path, "r.csv")
     assert cached_report(recipe) is None
     _, built = build_dataset(recipe)
     found = cached_report(recipe)
     assert found is not None and found.summary() == built.summary()
     assert found.cache_key == built.cache_key
     write_csv(tmp_path / "r.csv", reports(7))  # new content: the old build no longer answers
-    assert cached_report(recipe) is None
+    assert cached_report(make_job(tmp_path, "r.csv")) is None
 
 
 def test_cache_dir_from_environment(tmp_path, monkeypatch):
     write_csv(tmp_path / "r.csv", reports(3))
     monkeypatch.setenv("LLMSCISCI_CACHE", str(tmp_path / "envcache"))
-    recipe = make_recipe(tmp_path, "r.csv", cache_dir=None)
+    recipe = make_job(tmp_path, "r.csv", cache_dir=None)
     _, rep = build_dataset(recipe)
     assert rep.cache_path.startswith(str(tmp_path / "envcache" / "datasets"))
 
@@ -123,7 +123,7 @@ def test_cache_dir_from_environment(tmp_path, monkeypatch):
 def test_empty_split_keeps_its_columns(tmp_path):
     write_csv(tmp_path / "r.csv", reports(1))  # one document: everything goes to train
     for method, extra in (("grpo", []), ("sft", ["completion"]), ("dpo", ["chosen", "rejected"])):
-        recipe = make_recipe(tmp_path, "r.csv", method=method, **NO_FILTER)
+        recipe = make_job(tmp_path, "r.csv", method=method, **NO_FILTER)
         ds, rep = build_dataset(recipe)
         assert rep.splits == {"train": 2, "test": 0} and rep.group_overlap == 0
         assert ds["test"].column_names == ["id", "aspect", "prompt", "gold", *extra]
@@ -134,7 +134,7 @@ def test_empty_split_keeps_its_columns(tmp_path):
 def test_sample_dataset_builds_for_every_method(tmp_path):
     for method in ("grpo", "sft", "dpo"):
         data = {"traces": {"path": "builtin:sample_traces"}} if method == "sft" else {}
-        ds, rep = build_dataset(make_recipe(tmp_path, "builtin:sample", method=method, **data))
+        ds, rep = build_dataset(make_job(tmp_path, "builtin:sample", method=method, **data))
         assert rep.rows >= 80 and rep.group_overlap == 0 and rep.splits["test"] > 0
         assert _total(rep) == rep.rows * 2
 
@@ -143,7 +143,7 @@ def test_sample_dataset_builds_for_every_method(tmp_path):
 
 
 def _recipe_file(tmp_path, **data):
-    make_recipe(tmp_path, "r.csv", **data)
+    make_job(tmp_path, "r.csv", **data)
     return tmp_path / "recipe.yaml"
 
 
@@ -276,7 +276,7 @@ def test_trace_rows_use_traces_file(cli, tmp_path):
 
 
 def test_mlrc_csv_without_labels(tmp_path, mlrc_csv):
-    recipe = make_recipe(tmp_path, str(mlrc_csv), **NO_FILTER)
+    recipe = make_job(tmp_path, str(mlrc_csv), **NO_FILTER)
     ds, rep = build_dataset(recipe)
     assert rep.rows == 70
     assert rep.dropped == {"empty_text": 26}  # 13 reports have both sections empty

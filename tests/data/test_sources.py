@@ -6,9 +6,10 @@ import hashlib
 
 import pytest
 
-from llmscisci_cfg.data.sources import content_sha256, load_source, require_columns, source_sha256
+from llmscisci_cfg.data.sources import load_source, require_columns
+from llmscisci_cfg.digest import content_sha256
 from llmscisci_cfg.errors import UserError
-from tests.data_helpers import make_recipe, reports, write_csv, write_jsonl
+from tests.data_helpers import make_job, reports, write_csv, write_jsonl
 
 
 def _rows(source):
@@ -18,7 +19,7 @@ def _rows(source):
 def test_csv_cells_stay_text(tmp_path):
     path = tmp_path / "r.csv"
     path.write_text('doi,easy,code\n001,"multi\nline",3\n002,,NA\n', encoding="utf-8")
-    src = load_source(make_recipe(tmp_path, "r.csv"))
+    src = load_source(make_job(tmp_path, "r.csv"))
     assert src.format == "csv"
     assert _rows(src) == [
         {"doi": "001", "easy": "multi\nline", "code": "3"},
@@ -30,7 +31,7 @@ def test_csv_cells_stay_text(tmp_path):
 
 def test_csv_with_bom_and_blank_lines(tmp_path):
     (tmp_path / "r.csv").write_bytes(b"\xef\xbb\xbfdoi,easy\n\na,x\n\nb,y\n")
-    src = load_source(make_recipe(tmp_path, "r.csv"))
+    src = load_source(make_job(tmp_path, "r.csv"))
     assert src.columns == ["doi", "easy"]
     assert [r["doi"] for r in _rows(src)] == ["a", "b"]
     assert src.lines == (3, 5)
@@ -52,36 +53,34 @@ def test_json_jsonl_parquet_disk_agree(tmp_path):
         ("r.parquet", "parquet"),
         ("saved", "disk"),
     ]:
-        src = load_source(make_recipe(tmp_path, name))
+        src = load_source(make_job(tmp_path, name))
         assert src.format == fmt
         assert sorted(r["doi"] for r in _rows(src)) == [r["doi"] for r in rows], name
-    assert load_source(make_recipe(tmp_path, "r.jsonl")).where(2) == f"{tmp_path / 'r.jsonl'}:3"
+    assert load_source(make_job(tmp_path, "r.jsonl")).where(2) == f"{tmp_path / 'r.jsonl'}:3"
     assert (
-        load_source(make_recipe(tmp_path, "r.parquet")).where(2)
-        == f"{tmp_path / 'r.parquet'}: row 3"
+        load_source(make_job(tmp_path, "r.parquet")).where(2) == f"{tmp_path / 'r.parquet'}: row 3"
     )
 
 
 def test_explicit_format_overrides_extension(tmp_path):
     write_csv(tmp_path / "r.txt", reports(2))
-    src = load_source(make_recipe(tmp_path, "r.txt", source={"path": "r.txt", "format": "csv"}))
+    src = load_source(make_job(tmp_path, "r.txt", source={"path": "r.txt", "format": "csv"}))
     assert len(src.rows) == 2
 
 
 def test_builtin_sample(tmp_path):
-    src = load_source(make_recipe(tmp_path, "builtin:sample"))
+    src = load_source(make_job(tmp_path, "builtin:sample"))
     assert {"doi", "easy", "difficult", "y_easy_gpt4", "reason_for_difficulty"} <= set(src.columns)
     assert len(src.rows) >= 80
 
 
 def test_sha256_tracks_content(tmp_path):
     write_csv(tmp_path / "r.csv", reports(2))
-    recipe = make_recipe(tmp_path, "r.csv")
-    first = source_sha256(recipe)
+    first = make_job(tmp_path, "r.csv").data.sha256
     assert first == content_sha256(tmp_path / "r.csv") and len(first) == 64
     assert first == hashlib.sha256((tmp_path / "r.csv").read_bytes()).hexdigest()  # = sha256sum
     write_csv(tmp_path / "r.csv", reports(3))
-    assert source_sha256(recipe) != first
+    assert make_job(tmp_path, "r.csv").data.sha256 != first
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "x").write_text("1")
     h = content_sha256(tmp_path / "d")
@@ -109,7 +108,7 @@ def test_sha256_tracks_content(tmp_path):
 def test_source_errors(tmp_path, name, content, needle):
     (tmp_path / name).write_bytes(content)
     with pytest.raises(UserError) as info:
-        load_source(make_recipe(tmp_path, name))
+        load_source(make_job(tmp_path, name))
     assert needle in str(info.value)
 
 
@@ -117,17 +116,17 @@ def test_missing_file_and_bad_dir(tmp_path):
     with pytest.raises(
         UserError, match=r"nope\.csv: no such file or directory \(data.source.path: nope.csv\)"
     ):
-        load_source(make_recipe(tmp_path, "nope.csv"))
+        load_source(make_job(tmp_path, "nope.csv"))
     (tmp_path / "empty_dir").mkdir()
     with pytest.raises(UserError, match="not a dataset saved with save_to_disk"):
-        load_source(make_recipe(tmp_path, "empty_dir"))
+        load_source(make_job(tmp_path, "empty_dir"))
     with pytest.raises(UserError, match="no such built-in data; available: builtin:sample"):
-        load_source(make_recipe(tmp_path, "builtin:nope"))
+        load_source(make_job(tmp_path, "builtin:nope"))
 
 
 def test_missing_column_lists_existing(tmp_path):
     write_csv(tmp_path / "r.csv", reports(1))
-    src = load_source(make_recipe(tmp_path, "r.csv"))
+    src = load_source(make_job(tmp_path, "r.csv"))
     with pytest.raises(UserError) as info:
         require_columns(src, {"data.columns.label.easy": "y_easy_gpt", "data.columns.id": "doi"})
     msg = str(info.value)

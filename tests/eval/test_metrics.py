@@ -12,9 +12,9 @@ from llmscisci_cfg.eval.metrics import (
     category_score,
     effective_prediction,
     model_report,
-    parse_completion,
     report,
 )
+from llmscisci_cfg.task.answer import parse_completion
 
 CATS = ["a", "b", "c"]
 

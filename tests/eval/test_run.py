@@ -9,35 +9,11 @@ from pathlib import Path
 import pytest
 
 from llmscisci_cfg.eval import report as eval_report
-from llmscisci_cfg.eval.metrics import parse_completion
 from llmscisci_cfg.runs.rundir import FINAL, MANIFEST, RESOLVED
+from llmscisci_cfg.task.answer import parse_completion
 
 SFT = "builtin:quickstart/sft_tiny"
 FAST = ("--limit", "6", "--max-new-tokens", "12", "--batch-size", "4")
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    """A private dataset cache for the module (the user's ~/.cache is left alone)."""
-    path = tmp_path_factory.mktemp("cache")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("LLMSCISCI_CACHE", str(path))
-        yield path
-
-
-@pytest.fixture(scope="module")
-def sft_run(tmp_path_factory, cache) -> Path:
-    """A 2-step quickstart SFT run (full model, builtin:tiny base)."""
-    from click.testing import CliRunner
-
-    from llmscisci_cfg.cli import main
-
-    run_dir = tmp_path_factory.mktemp("runs") / "sft"
-    args = ["run", SFT, "--set", "train.max_steps=2", "--set", "train.save_steps=2"]
-    result = CliRunner().invoke(main, [*args, "--output-dir", str(run_dir)], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    assert (run_dir / FINAL / "config.json").is_file()
-    return run_dir
 
 
 def _lines(path: Path) -> list[dict]:
@@ -97,13 +73,16 @@ def test_default_output_dir_is_run_eval(cli, sft_run):
 def test_rebuilt_split_equals_training(sft_run, tmp_path, monkeypatch):
     """Eval rebuilds the test split from recipe.resolved.yaml, from scratch, identically."""
     from llmscisci_cfg.data.preprocess import build_dataset
-    from llmscisci_cfg.eval.evaluate import eval_data, open_run
-    from llmscisci_cfg.recipe.loader import load_recipe
+    from llmscisci_cfg.eval.evaluate import eval_data
+    from llmscisci_cfg.models.load import load_saved_tokenizer
+    from llmscisci_cfg.recipe.loader import load_job
+    from llmscisci_cfg.runs.rundir import RunDir
 
-    trained, _ = build_dataset(load_recipe(SFT))  # what the run trained on (from its cache)
+    trained, _ = build_dataset(load_job(SFT))  # what the run trained on (from its cache)
     monkeypatch.setenv("LLMSCISCI_CACHE", str(tmp_path / "fresh"))  # force a real rebuild
-    run = open_run(sft_run)
-    data = eval_data(run.recipe, "test", None)
+    run = RunDir.open(sft_run)
+    job = run.job()
+    data = eval_data(job, "test", None, load_saved_tokenizer(run.final_dir, job))
     assert data.cache_key == run.data_cache_key
     assert data.rows.to_list() == trained["test"].to_list()
     assert len(data.rows) > 0 and not {r["id"] for r in data.rows} & set(trained["train"]["id"])
@@ -138,12 +117,12 @@ def test_zero_shot_recipe_model_with_reward_stack(cli, cache, tmp_path):
 
 def _fake_run(tmp_path: Path, with_final: bool) -> Path:
     """A run directory's files without training: the resolved recipe and a manifest."""
-    from llmscisci_cfg.recipe.loader import load_recipe
+    from llmscisci_cfg.recipe.loader import load_job
     from llmscisci_cfg.runs.manifest import resolved_yaml
 
     run = tmp_path / "run"
     run.mkdir()
-    (run / RESOLVED).write_text(resolved_yaml(load_recipe(SFT)))
+    (run / RESOLVED).write_text(resolved_yaml(load_job(SFT)))
     (run / MANIFEST).write_text(json.dumps({"status": "failed", "final": {"kind": "full"}}))
     if with_final:
         (run / FINAL).mkdir()
@@ -235,31 +214,31 @@ def test_unreadable_manifest(cli, tmp_path, manifest):
 
 
 def test_score_rewards_as_trl_totals_them(tmp_path):
-    """Rewards in eval go through `rewards.testing.score`: None values are left out of the
+    """Rewards in eval go through `rewards.score.score`: None values are left out of the
     total, and a row every reward skips has no total (TRL marks it NaN, not 0)."""
     from llmscisci_cfg.data.preprocess import build_dataset
     from llmscisci_cfg.eval.evaluate import score_rewards
     from llmscisci_cfg.recipe.schema import RewardSpec
-    from tests.data_helpers import LABELS, make_recipe, reports, write_csv
+    from llmscisci_cfg.rewards.compose import build_rewards
+    from tests.data_helpers import LABELS, make_job, reports, write_csv
 
     (tmp_path / "skip.py").write_text(
         "def skip_short(completions, **kwargs):\n"
         "    return [None if len(c[0]['content']) < 5 else 0.5 for c in completions]\n"
     )
     write_csv(tmp_path / "r.csv", reports(4))
-    recipe = make_recipe(tmp_path, "r.csv", columns={"label": LABELS}, length_filter=None)
-    rows = build_dataset(recipe)[0]["train"].select(range(2))
+    job = make_job(tmp_path, "r.csv", columns={"label": LABELS}, length_filter=None)
+    rows = build_dataset(job)[0]["train"].select(range(2))
     specs = [RewardSpec(name="hamming", weight=2.0), RewardSpec(name="skip.py:skip_short")]
-    recipe = recipe.model_copy(update={"rewards": specs})
-    recipe._source_path = tmp_path / "recipe.yaml"
+    columns = ["id", "aspect", "gold"]
+    stack = build_rewards(specs, tmp_path, job.num_categories, None, columns)
     label = "[1, 0, 0, 0, 0]" if rows[0]["aspect"] == "easy" else "[0, 0, 0, 0, 1]"
     good = f"<think>x</think><label>{label}</label>"
-    totals, values = score_rewards(recipe, rows, [good, "no"], tokenizer=None)
+    totals, values = score_rewards(stack, rows, [good, "no"])
     assert values == {"hamming": [1.0, 0.0], "skip_short": [0.5, None]}
     assert totals == [2.5, 0.0]
-    alone = recipe.model_copy(update={"rewards": specs[1:]})
-    alone._source_path = recipe.source_path
-    assert score_rewards(alone, rows, [good, "no"], tokenizer=None) == (
+    alone = build_rewards(specs[1:], tmp_path, job.num_categories, None, columns)
+    assert score_rewards(alone, rows, [good, "no"]) == (
         [0.5, None],
         {"skip_short": [0.5, None]},
     )

@@ -13,7 +13,9 @@ import pytest
 
 from llmscisci_cfg.errors import UserError
 from llmscisci_cfg.models import chat
+from llmscisci_cfg.models.load import load_tokenizer
 from llmscisci_cfg.models.tiny import load_tiny_tokenizer, tokenizer_dir
+from llmscisci_cfg.recipe.resolve import resolve, template_ref
 from llmscisci_cfg.recipe.schema import Recipe
 
 SYSTEM = "Classify the section."
@@ -58,6 +60,17 @@ def tokenizer_for(name: str):
     tokenizer = load_tiny_tokenizer(name)
     tokenizer.chat_template = chat.shipped_template(name)
     return tokenizer
+
+
+def tokenizer_of(recipe: Recipe):
+    """The recipe's tokenizer, loaded as `run` loads it (resolved once, then `load_tokenizer`)."""
+    return load_tokenizer(resolve(recipe, cuda=False))
+
+
+def template_text(recipe: Recipe) -> str:
+    """The text of the recipe's chat template (for ``tokenizer``: what the tokenizer carries)."""
+    ref = template_ref(recipe)
+    return ref.text if ref.text is not None else tokenizer_of(recipe).chat_template
 
 
 def make_recipe(tmp_path: Path | None = None, **model_and_template) -> Recipe:
@@ -243,18 +256,19 @@ def test_infer_family(name, family):
         ({"name_or_path": "builtin:tiny"}, {"file": "my.jinja"}, "file"),
     ],
 )
-def test_template_name(model, template, expected):
-    assert chat.template_name(make_recipe(**model, template=template)) == expected
+def test_template_name(model, template, expected, tmp_path):
+    (tmp_path / "my.jinja").write_text("{{ messages }}", encoding="utf-8")  # a file is read
+    assert template_ref(make_recipe(tmp_path, **model, template=template)).name == expected
 
 
 def test_template_text_shipped_and_file(tmp_path):
-    assert chat.template_text(make_recipe()) == (chat.shipped_template("tiny"))
+    assert template_text(make_recipe()) == (chat.shipped_template("tiny"))
     (tmp_path / "mine.jinja").write_text(
         "{% for m in messages %}{{ m.content }}{% endfor %}", encoding="utf-8"
     )
     recipe = make_recipe(tmp_path, template={"file": "mine.jinja"})
-    assert chat.template_text(recipe) == "{% for m in messages %}{{ m.content }}{% endfor %}"
-    tokenizer = chat.load_tokenizer(recipe)
+    assert template_text(recipe) == "{% for m in messages %}{{ m.content }}{% endfor %}"
+    tokenizer = tokenizer_of(recipe)
     assert chat.render(tokenizer, [{"role": "user", "content": "hello"}]) == "hello"
 
 
@@ -263,12 +277,12 @@ def test_template_errors_name_the_key(tmp_path):
         UserError,
         match=r"template.name: unknown template 'vicuna'.*llama3, gemma3, chatml, tiny, tokenizer",
     ):
-        chat.template_text(make_recipe(template={"name": "vicuna"}))
+        template_text(make_recipe(template={"name": "vicuna"}))
     with pytest.raises(UserError, match=r"template.file: file not found: .*missing.jinja"):
-        chat.template_text(make_recipe(tmp_path, template={"file": "missing.jinja"}))
+        template_text(make_recipe(tmp_path, template={"file": "missing.jinja"}))
     (tmp_path / "latin1.jinja").write_bytes("caf\xe9".encode("latin-1"))
     with pytest.raises(UserError, match="template.file: .*latin1.jinja is not UTF-8"):
-        chat.template_text(make_recipe(tmp_path, template={"file": "latin1.jinja"}))
+        template_text(make_recipe(tmp_path, template={"file": "latin1.jinja"}))
 
 
 def test_shipped_tokenizer_carries_the_tiny_template():
@@ -286,7 +300,7 @@ def test_shipped_tokenizer_carries_the_tiny_template():
      ("gemma3", "<bos>", "<end_of_turn>")],
 )  # fmt: skip
 def test_load_tokenizer_builtin(template, bos, eos):
-    tokenizer = chat.load_tokenizer(make_recipe(template={"name": template}))
+    tokenizer = tokenizer_of(make_recipe(template={"name": template}))
     assert (tokenizer.bos_token, tokenizer.eos_token, tokenizer.pad_token) == (bos, eos, "<pad>")
     assert tokenizer.padding_side == "left"
     assert tokenizer.chat_template == chat.shipped_template(template)
@@ -294,22 +308,22 @@ def test_load_tokenizer_builtin(template, bos, eos):
 
 def test_tokenizer_option_round_trip(tmp_path):
     # builtin: 'tokenizer' keeps the shipped tokenizer's own (tiny) template
-    tokenizer = chat.load_tokenizer(make_recipe(template={"name": "tokenizer"}))
+    tokenizer = tokenizer_of(make_recipe(template={"name": "tokenizer"}))
     assert tokenizer.chat_template == chat.shipped_template("tiny")
     # a saved tokenizer (as export writes it) keeps the training template through a reload
-    trained = chat.load_tokenizer(make_recipe(template={"name": "llama3"}))
+    trained = tokenizer_of(make_recipe(template={"name": "llama3"}))
     trained.save_pretrained(tmp_path / "final")
     recipe = make_recipe(name_or_path=str(tmp_path / "final"), template={"name": "tokenizer"})
-    reloaded = chat.load_tokenizer(recipe)
+    reloaded = tokenizer_of(recipe)
     assert reloaded.chat_template == chat.shipped_template("llama3")
-    assert chat.template_text(recipe) == chat.shipped_template("llama3")
+    assert template_text(recipe) == chat.shipped_template("llama3")
     assert chat.render(reloaded, CONV) == chat.render(trained, CONV)
     assert chat.assistant_mask(reloaded, CONV) == chat.assistant_mask(trained, CONV)
     # a local directory may be given relative to the recipe
     relative = make_recipe(tmp_path, name_or_path="final", template={"name": "tokenizer"})
-    assert chat.load_tokenizer(relative).chat_template == chat.shipped_template("llama3")
+    assert tokenizer_of(relative).chat_template == chat.shipped_template("llama3")
     # family 'other' defaults to the tokenizer's own template too
-    assert chat.template_name(make_recipe(name_or_path=str(tmp_path / "final"))) == "tokenizer"
+    assert template_ref(make_recipe(name_or_path=str(tmp_path / "final"))).name == "tokenizer"
 
 
 def test_tokenizer_option_without_a_template_is_a_user_error(tmp_path):
@@ -319,7 +333,7 @@ def test_tokenizer_option_without_a_template_is_a_user_error(tmp_path):
     (tmp_path / "bare" / "chat_template.jinja").unlink(missing_ok=True)
     recipe = make_recipe(name_or_path=str(tmp_path / "bare"), template={"name": "tokenizer"})
     with pytest.raises(UserError, match=r"'tokenizer'.*has none; use template.name"):
-        chat.load_tokenizer(recipe)
+        tokenizer_of(recipe)
 
 
 @pytest.mark.parametrize("name", ["not a valid name!", "org/no-such-model-offline"])
@@ -327,14 +341,14 @@ def test_unloadable_tokenizer_is_a_user_error(name):
     with pytest.raises(
         UserError, match=r"model.name_or_path: cannot load the tokenizer of '" + name
     ):
-        chat.load_tokenizer(make_recipe(name_or_path=name, family="llama3"))
+        tokenizer_of(make_recipe(name_or_path=name, family="llama3"))
 
 
 def test_unknown_builtin_is_a_user_error():
     with pytest.raises(
         UserError, match=r"unknown built-in model 'builtin:huge'; available: builtin:tiny"
     ):
-        chat.load_tokenizer(make_recipe(name_or_path="builtin:huge"))
+        tokenizer_of(make_recipe(name_or_path="builtin:huge"))
 
 
 # ----------------------------------------------------------------------------- preview
@@ -368,4 +382,4 @@ def test_preview_of_a_prompt_trains_nothing():
 def test_missing_local_model_directory_is_named(tmp_path, monkeypatch, name):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(UserError, match=f"model.name_or_path: no such directory: {name} "):
-        chat.load_tokenizer(make_recipe(tmp_path, name_or_path=name, family="tiny"))
+        tokenizer_of(make_recipe(tmp_path, name_or_path=name, family="tiny"))

@@ -1,4 +1,4 @@
-"""The six built-in rewards against DESIGN.md ("Rewards"): input → expected tables and properties.
+"""The six built-in rewards and the answer grammar they read: input → expected tables and properties.
 
 Gold is [1, 0, 1, 0, 0] unless a row says otherwise; cot_length counts whitespace words
 (`WhitespaceTokenizer`) so the expected counts can be read off the input.
@@ -15,17 +15,19 @@ from hypothesis import strategies as st
 
 from llmscisci_cfg.rewards.builtin import (
     WhitespaceTokenizer,
-    completion_text,
     cond_cot_stepwise,
     cot_length,
-    format_match,
     format_reward,
     hamming,
-    label_block,
     label_valid,
+    stepwise_label,
+)
+from llmscisci_cfg.task.answer import (
+    completion_text,
+    format_match,
+    label_block,
     literal_onehot,
     parse_label,
-    stepwise_label,
     think_text,
 )
 
@@ -189,7 +191,7 @@ HACKS = [
     # The research saw completions wrapped in chat special tokens or code fences. The format
     # regex allows any text around the blocks, so a well-formed answer inside a wrapper earns
     # full marks: the rewards do not penalise wrappers (documented here, not "fixed", because
-    # DESIGN.md defines the format with leading and trailing `.*`).
+    # the research defines the format with leading and trailing `.*`).
     (
         "chat special tokens",
         "<|im_start|>assistant\n" + w("[1, 0, 1, 0, 0]") + "<|im_end|>",
@@ -414,7 +416,7 @@ FAST = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCh
 
 
 def ref_label_text(text: str) -> str | None:
-    """DESIGN.md's label text, the plain way."""
+    """The research's label text, the plain way."""
     if "<label>" not in text:
         return None
     return text.split("<label>")[-1].split("</label>")[0].strip()

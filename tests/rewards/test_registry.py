@@ -51,6 +51,11 @@ NOT_A_FUNCTION = 3
 '''
 
 
+def pairs(found):
+    """``(key, message)`` of each `Problem`."""
+    return [(p.key, p.message) for p in found]
+
+
 @pytest.fixture
 def plugin_dir(tmp_path: Path) -> Path:
     (tmp_path / "my_rewards.py").write_text(PLUGIN)
@@ -184,11 +189,11 @@ VALIDATE = [
 
 @pytest.mark.parametrize("entries,expected", VALIDATE)
 def test_check_specs(entries, expected, plugin_dir):
-    assert check_specs(specs(*entries), plugin_dir) == expected
+    assert pairs(check_specs(specs(*entries), plugin_dir)) == expected
 
 
 def test_check_specs_missing_file(plugin_dir):
-    ((path, message),) = check_specs(specs("nope/rewards.py:fn"), plugin_dir)
+    ((path, message),) = pairs(check_specs(specs("nope/rewards.py:fn"), plugin_dir))
     assert path == ("rewards", 0, "name")
     assert message.startswith(f"plug-in file not found: {plugin_dir / 'nope' / 'rewards.py'}")
 
@@ -322,14 +327,14 @@ PLAN = [
 def test_check_callables_problems(name, params, message, plugin_dir):
     found = check_callables(specs({"name": name, "params": params}), plugin_dir)
     key = ("rewards", 0, "params", next(iter(params))) if params else ("rewards", 0, "name")
-    assert found == [(key, message)]
+    assert pairs(found) == [(key, message)]
     with pytest.raises(UserError) as err:
         build_rewards(specs({"name": name, "params": params}), plugin_dir, num_categories=5)
     assert message in str(err.value)
 
 
 def test_plugin_file_that_fails_to_import(plugin_dir):
-    ((key, message),) = check_callables(specs("broken.py:f"), plugin_dir)
+    ((key, message),) = pairs(check_callables(specs("broken.py:f"), plugin_dir))
     assert key == ("rewards", 0, "name")
     assert (
         message
@@ -346,7 +351,9 @@ def test_extra_dataset_column_satisfies_a_plugin(plugin_dir):
 
 
 def test_builtin_hamming_needs_gold(plugin_dir):
-    ((key, message),) = check_callables(specs("hamming"), plugin_dir, columns=["id", "prompt"])
+    ((key, message),) = pairs(
+        check_callables(specs("hamming"), plugin_dir, columns=["id", "prompt"])
+    )
     assert key == ("rewards", 0, "name") and "it needs 'gold'" in message
 
 
@@ -510,14 +517,13 @@ def test_recipe_loader_reports_reward_problems(tmp_path):
 
 
 def test_category_counts_come_from_the_task(tmp_path):
-    from llmscisci_cfg.recipe.loader import load_recipe
-    from llmscisci_cfg.rewards.compose import default_num_categories, task_num_categories
+    from llmscisci_cfg.recipe.loader import load_job
+    from llmscisci_cfg.rewards.compose import default_num_categories
 
     assert default_num_categories() == 5
-    recipe = load_recipe(REPO / "recipes" / "quickstart" / "grpo_tiny.yaml")
-    assert task_num_categories(recipe) == 5
+    assert load_job(REPO / "recipes" / "quickstart" / "grpo_tiny.yaml").num_categories == 5
     source = (REPO / "recipes" / "quickstart" / "grpo_tiny.yaml").read_text()
     override = "  task_overrides:\n    categories:\n      easy: [Code, Data, Other]\n    codes:\n      easy: {}\n"
     changed = tmp_path / "grpo.yaml"
     changed.write_text(source.replace("data:\n", "data:\n" + override, 1))
-    assert task_num_categories(load_recipe(changed)) == {"easy": 3, "difficult": 5}
+    assert load_job(changed).num_categories == {"easy": 3, "difficult": 5}

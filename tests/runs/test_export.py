@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from llmscisci_cfg.train.runner import run
-from tests.run_helpers import _data_cache, write_recipe  # noqa: F401
+from tests.run_helpers import write_recipe
 
 
 @pytest.fixture

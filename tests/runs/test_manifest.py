@@ -8,18 +8,22 @@ import subprocess
 
 import pytest
 
-from llmscisci_cfg.recipe.loader import load_recipe, load_recipe_text
+from llmscisci_cfg.digest import content_sha256
+from llmscisci_cfg.errors import UserError
+from llmscisci_cfg.recipe.loader import load_job, load_recipe
+from llmscisci_cfg.recipe.resolve import absolute_recipe
 from llmscisci_cfg.resources import root
-from llmscisci_cfg.runs.manifest import absolute_recipe, git_info, resolved_yaml, sha256_file
+from llmscisci_cfg.runs.manifest import git_info, resolved_yaml
 from llmscisci_cfg.train.compile import compile_recipe
-from tests.run_helpers import recipe_text
+from tests.run_helpers import job_of, recipe_text
 
 
 def test_sha256_file_is_sha256sum(tmp_path):
     f = tmp_path / "a.txt"
     f.write_bytes(b"hello\n")
-    assert sha256_file(f) == hashlib.sha256(b"hello\n").hexdigest()
-    assert sha256_file(tmp_path / "missing") is None
+    assert content_sha256(f) == hashlib.sha256(b"hello\n").hexdigest()
+    with pytest.raises(UserError, match="missing: cannot read"):
+        content_sha256(tmp_path / "missing")
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="git not installed")
@@ -50,14 +54,15 @@ def test_resolved_recipe_has_absolute_paths_and_loads_elsewhere(tmp_path, monkey
     text = recipe_text("grpo").replace("path: builtin:sample", "path: reports.csv")
     text = text.replace("  - name: format\n", "  - name: format\n  - name: plug.py:r\n")
     (src / "recipe.yaml").write_text(text)
-    recipe = load_recipe(src / "recipe.yaml")
+    job = load_job(src / "recipe.yaml")
+    recipe = job.recipe
     absolute = absolute_recipe(recipe)
     assert absolute.data.source.path == str(src / "reports.csv")
     assert absolute.rewards[1].name == f"{src / 'plug.py'}:r"
     assert absolute.data.task == "builtin:repro_effort"  # built-ins stay as they are
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    (elsewhere / "recipe.resolved.yaml").write_text(resolved_yaml(recipe))
+    (elsewhere / "recipe.resolved.yaml").write_text(resolved_yaml(job))
     monkeypatch.chdir(elsewhere)
     again = load_recipe(elsewhere / "recipe.resolved.yaml")
     assert again.data.source.path == str(src / "reports.csv")
@@ -70,7 +75,7 @@ def test_grpo_eval_batch_holds_whole_groups():
         "  logging_steps: 1\n",
         "  logging_steps: 1\n  gradient_accumulation_steps: 3\n  eval_steps: 1\n",
     )
-    c = compile_recipe(load_recipe_text(text), cuda=False)
+    c = compile_recipe(job_of(text))
     assert c.config_kwargs["eval_strategy"] == "steps"
     assert c.config_kwargs["per_device_eval_batch_size"] == 3  # 2 would split a group of 3
     from trl import GRPOConfig

@@ -6,7 +6,7 @@ import json
 
 from llmscisci_cfg.runs.reproduce import compare_metrics
 from llmscisci_cfg.train.runner import run
-from tests.run_helpers import _data_cache, write_recipe  # noqa: F401
+from tests.run_helpers import write_recipe
 
 
 def test_reproduce_identical_then_tampered(tmp_path, cli):

@@ -8,7 +8,7 @@ from llmscisci_cfg.task.labels import LabelError, decode_label, encode_onehot, p
 
 # The ReScience human codes of the difficult aspect, and the other source's numbering
 # (1 unclear notation, 2 missing algorithm, 3 insufficient math, 4 missing nuance, 5 none),
-# expressed as code -> 0-based index in the DESIGN.md category order.
+# expressed as code -> 0-based index in the task's category order.
 RESCIENCE = {"1": 0, "2": 1, "3": 2, "4": 3, "5": 4}
 ALTERNATIVE = {"1": 2, "2": 0, "3": 3, "4": 1, "5": 4}
 

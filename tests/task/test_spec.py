@@ -37,11 +37,6 @@ ALTERNATIVE_CODES = {
 }
 
 
-@pytest.fixture
-def task():
-    return load_task("builtin:repro_effort", Path("."))
-
-
 def test_categories_in_design_order(task):
     assert list(task.aspects) == ["easy", "difficult"]
     assert task.aspects["easy"].categories == EASY

@@ -10,9 +10,10 @@ import pytest
 
 from llmscisci_cfg.errors import RecipeError
 from llmscisci_cfg.recipe.loader import load_recipe, load_recipe_text
+from llmscisci_cfg.recipe.resolve import resolve
 from llmscisci_cfg.train.compile import TRL_DEFAULTS, compile_recipe
 from tests.conftest import RECIPES, REPO, all_recipes
-from tests.run_helpers import recipe_text
+from tests.run_helpers import job_of, recipe_text
 
 
 def _config_class(name: str):
@@ -54,8 +55,9 @@ VARIANTS = [
 
 @pytest.mark.parametrize("method,lora,extra", VARIANTS)
 def test_kwargs_instantiate_trl_configs_on_cpu(tmp_path, method, lora, extra):
-    recipe = load_recipe_text(recipe_text(method, lora=lora) + extra)
-    compiled = compile_recipe(recipe, cuda=False, run_dir=tmp_path / "run")
+    compiled = compile_recipe(
+        job_of(recipe_text(method, lora=lora) + extra, run_dir=tmp_path / "run")
+    )
     cls = _config_class(compiled.config_class)
     fields = {f.name for f in dataclasses.fields(cls)}
     assert set(compiled.config_kwargs) <= fields
@@ -86,7 +88,7 @@ def test_kwargs_instantiate_trl_configs_on_cpu(tmp_path, method, lora, extra):
 
 
 def test_sft_fields():
-    c = compile_recipe(load_recipe_text(recipe_text("sft")), cuda=False)
+    c = compile_recipe(job_of(recipe_text("sft")))
     kw = c.config_kwargs
     assert (kw["max_length"], kw["assistant_only_loss"], kw["packing"]) == (256, True, False)
     assert c.config_class == "trl.SFTConfig" and c.trainer_class == "trl.SFTTrainer"
@@ -94,7 +96,7 @@ def test_sft_fields():
 
 def test_dpo_fields():
     text = recipe_text("dpo").replace("beta: 0.1", "beta: 0.3\n  loss_type: ipo")
-    kw = compile_recipe(load_recipe_text(text), cuda=False).config_kwargs
+    kw = compile_recipe(job_of(text)).config_kwargs
     assert (kw["beta"], kw["loss_type"], kw["max_length"]) == (0.3, ["ipo"], 256)
 
 
@@ -103,7 +105,7 @@ def test_grpo_fields_and_generation_batch(tmp_path):
         "max_completion_length: 8",
         "max_completion_length: 8\n  scale_rewards: none\n  loss_type: dr_grpo\n  temperature: 0.7",
     )
-    c = compile_recipe(load_recipe_text(text), cuda=False, run_dir=tmp_path)
+    c = compile_recipe(job_of(text, run_dir=tmp_path))
     kw = c.config_kwargs
     assert kw["remove_unused_columns"] is False
     assert (kw["num_generations"], kw["max_completion_length"], kw["temperature"]) == (2, 8, 0.7)
@@ -129,7 +131,7 @@ def test_cuda_compiles_bf16_and_bnb():
         "  dtype: float32\n", "  dtype: auto\n  quantization: {bits: 4}\n"
     )
     text = text.replace("device: cpu", "device: auto")
-    c = compile_recipe(load_recipe_text(text), cuda=True)
+    c = compile_recipe(job_of(text, cuda=True))
     assert (
         c.device == "cuda"
         and c.config_kwargs["bf16"] is True
@@ -144,14 +146,14 @@ def test_cuda_compiles_bf16_and_bnb():
     }
     from transformers import BitsAndBytesConfig
 
-    from llmscisci_cfg.train.build import make_bnb
+    from llmscisci_cfg.models.load import make_bnb
 
-    bnb = make_bnb(c)
+    bnb = make_bnb(c.bnb_kwargs)
     assert isinstance(bnb, BitsAndBytesConfig) and bnb.bnb_4bit_use_double_quant is True
 
 
 def test_changed_kwargs_hides_defaults_but_keeps_key_fields():
-    c = compile_recipe(load_recipe_text(recipe_text("sft")), cuda=False)
+    c = compile_recipe(job_of(recipe_text("sft")))
     changed = c.changed_kwargs()
     assert "seed" in changed and "output_dir" in changed  # key fields, even when default
     assert "weight_decay" not in changed  # 0.0 is TRL's default
@@ -162,7 +164,7 @@ def test_changed_kwargs_hides_defaults_but_keeps_key_fields():
 def test_shipped_recipes_compile(recipe):
     r = load_recipe(recipe)
     for cuda in (False, True):
-        c = compile_recipe(r, cuda=cuda)
+        c = compile_recipe(resolve(r, cuda=cuda))
         cls = _config_class(c.config_class)
         assert set(c.config_kwargs) <= {f.name for f in dataclasses.fields(cls)}
         if c.device == "cpu":  # a CUDA config cannot be instantiated on this CPU machine

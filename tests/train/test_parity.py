@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from tests.run_helpers import _data_cache  # noqa: F401
-
 pytestmark = pytest.mark.slow
 
 

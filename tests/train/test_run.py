@@ -12,7 +12,7 @@ import yaml
 from llmscisci_cfg.errors import UserError
 from llmscisci_cfg.recipe.loader import load_recipe
 from llmscisci_cfg.train.runner import run
-from tests.run_helpers import _data_cache, metrics, step_rows, write_recipe  # noqa: F401
+from tests.run_helpers import metrics, step_rows, write_recipe
 
 PLUGIN = '''
 def length_reward(completions, **kwargs):
@@ -71,7 +71,7 @@ def test_sft_final_model_is_trained_and_carries_the_template(sft_run):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from llmscisci_cfg.models import tiny
-    from llmscisci_cfg.models.chat import template_text
+    from llmscisci_cfg.recipe.loader import load_job
 
     recipe, run_dir = sft_run
     model = AutoModelForCausalLM.from_pretrained(run_dir / "final")
@@ -80,15 +80,15 @@ def test_sft_final_model_is_trained_and_carries_the_template(sft_run):
     assert set(trained) == set(initial)
     assert any(not (trained[k] == initial[k]).all() for k in trained)
     tok = AutoTokenizer.from_pretrained(run_dir / "final")
-    assert tok.chat_template == template_text(load_recipe(recipe))
+    assert tok.chat_template == load_job(recipe).template.text
 
 
 def test_manifest_contents(sft_run):
-    from llmscisci_cfg.models.chat import template_text
+    from llmscisci_cfg.recipe.loader import load_job
 
     recipe_path, run_dir = sft_run
     m = json.loads((run_dir / "manifest.json").read_text())
-    recipe = load_recipe(recipe_path, ("train.learning_rate=2e-3",))
+    job = load_job(recipe_path, ("train.learning_rate=2e-3",))
     assert m["status"] == "completed"
     assert m["recipe"]["sha256"] == hashlib.sha256(recipe_path.read_bytes()).hexdigest()
     assert m["recipe"]["overrides"] == ["train.learning_rate=2e-3"]
@@ -109,7 +109,7 @@ def test_manifest_contents(sft_run):
     source = Path(m["data"]["source"]["file"])
     assert source.name == "reports.csv" and m["data"]["source"]["path"] == "builtin:sample"
     assert m["data"]["source"]["sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
-    assert m["template"]["sha256"] == hashlib.sha256(template_text(recipe).encode()).hexdigest()
+    assert m["template"]["sha256"] == hashlib.sha256(job.template.text.encode()).hexdigest()
     assert m["seed"] == 3 and m["device"] == "cpu"
     assert m["start_time"] <= m["end_time"]
     assert m["final"] == {

@@ -13,7 +13,7 @@ import pytest
 
 from llmscisci_cfg.runs.reproduce import compare_metrics
 from tests.conftest import REPO
-from tests.run_helpers import _data_cache, metrics, step_rows, write_recipe  # noqa: F401
+from tests.run_helpers import metrics, step_rows, write_recipe
 
 pytestmark = pytest.mark.slow
 
@@ -86,8 +86,13 @@ def test_two_rank_cpu_ddp_really_runs_two_ranks(tmp_path):
         and "--multi_gpu" in launch
         and "--num_processes 2" in launch
     )
+    # the workers start from the run's resolved recipe; the manifest keeps the user's command
+    assert f"run {out / 'recipe.resolved.yaml'} --output-dir {out}" in launch
     m = json.loads((out / "manifest.json").read_text())
     assert m["status"] == "completed"
+    assert m["recipe"]["ref"] == str(recipe)
+    assert m["recipe"]["overrides"] == ["launch.num_processes=2"]
+    assert m["command"].startswith(f"llmscisci run {recipe} --set=launch.num_processes=2")
     procs = m["processes"]
     assert [p["rank"] for p in procs] == [0, 1]
     assert all(p["world_size"] == 2 for p in procs)

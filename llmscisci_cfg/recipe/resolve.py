@@ -1,0 +1,442 @@
+"""A loaded `Recipe` resolved once into a frozen `Job`: everything later stages read.
+
+A `Job` holds the recipe together with what every stage used to re-derive from it: absolute
+paths, the loaded `TaskSpec`, the column map, the model source, the chat-template text, the
+data / traces / template / reward-plug-in files with their sha256, the device and the run
+directory. `plan`, `preprocess`, `run` (every rank), `eval` and the manifest all take a Job;
+nothing downstream re-reads, re-hashes or re-resolves what it holds.
+
+Content hashes are computed on first use and then kept (`validate` never hashes a data file;
+`plan` and `run` hash each input once). Light at import: no ML library.
+
+>>> job = resolve(load_recipe("builtin:quickstart/sft_tiny"))          # doctest: +SKIP
+>>> job.model.source, job.template.name, job.columns.aspects           # doctest: +SKIP
+('builtin:tiny', 'tiny', ['easy', 'difficult'])
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import typing
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from llmscisci_cfg import digest, resources
+from llmscisci_cfg.errors import UserError
+from llmscisci_cfg.models import chat
+from llmscisci_cfg.recipe.schema import Recipe, RecipePath, RewardSpec
+from llmscisci_cfg.task.spec import TaskSpec, load_task
+
+#: Set by `llmscisci run` for the worker processes of a multi-process launch: the recipe
+#: reference and ``--set`` values the user typed (workers load the resolved recipe instead).
+ORIGIN_ENV = "LLMSCISCI_ORIGIN"
+
+
+# ----------------------------------------------------------------------------- parts
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """A file the run reads (data source, traces): where it is, or why it is not there."""
+
+    key: str  # the recipe key, e.g. data.source.path
+    ref: str  # as written in the recipe
+    path: Path | None
+    problem: str | None = None
+
+    def require(self) -> Path:
+        """The path, or the `UserError` saying why there is none."""
+        if self.path is None:
+            raise UserError(self.problem or f"{self.key}: {self.ref}: not found")
+        return self.path
+
+    @cached_property
+    def sha256(self) -> str:
+        """Content sha256 (``sha256sum`` for a file), computed once."""
+        return digest.content_sha256(self.require())
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """``model.name_or_path`` resolved: a built-in, a local folder, or a hub id."""
+
+    name: str  # as written
+    family: str  # llama3, gemma3, qwen2, tiny or other
+    builtin: bool
+    local_dir: Path | None  # an existing local folder (absolute)
+    revision: str | None
+    trust_remote_code: bool
+    recipe_dir: Path
+
+    @property
+    def source(self) -> str:
+        """Where to load from: the local folder, else the name (a hub id or ``builtin:``).
+
+        A path-like name (``./x``, ``/x``, ``~/x``, ``a/b/c``) that is not a folder is a
+        `UserError` here, when a model is about to load: it cannot be a hub id (``org/name``).
+        """
+        if self.local_dir is not None:
+            return str(self.local_dir)
+        name = self.name
+        if not self.builtin and (
+            name.startswith((".", "/", "~")) or name.count("/") > 1 or name.endswith("/")
+        ):
+            raise UserError(
+                f"model.name_or_path: no such directory: {name} (looked in {Path.cwd()} and "
+                f"{self.recipe_dir})"
+            )
+        return name
+
+    @property
+    def is_adapter(self) -> bool:
+        """A local folder holding a LoRA adapter (an earlier run's ``final/``)."""
+        return self.local_dir is not None and (self.local_dir / "adapter_config.json").is_file()
+
+
+@dataclass(frozen=True)
+class TemplateRef:
+    """The chat template: ``name`` is a shipped one, ``file`` or ``tokenizer`` (the model's own).
+
+    ``text`` is None only for ``tokenizer``: that text comes with the tokenizer when it loads.
+    """
+
+    name: str
+    text: str | None
+    path: Path | None = None
+
+    @property
+    def sha256(self) -> str | None:
+        return digest.text_sha256(self.text) if self.text is not None else None
+
+
+@dataclass(frozen=True)
+class RewardSource:
+    """One reward of the recipe and the file its code lives in (found without importing it)."""
+
+    spec: RewardSpec
+    file: Path | None
+
+    @cached_property
+    def sha256(self) -> str | None:
+        return digest.content_sha256(self.file) if self.file and self.file.is_file() else None
+
+
+@dataclass(frozen=True)
+class ColumnMap:
+    """Source columns resolved against the task: per built aspect, text/label/answer columns."""
+
+    id: str
+    aspects: list[str]
+    text: dict[str, str]
+    label: dict[str, str] | None
+    chosen: dict[str, str] | None
+    rejected: dict[str, str] | None
+
+    def required(self) -> dict[str, str]:
+        """``{recipe key: column}`` of every column the build reads."""
+        out = {"data.columns.id": self.id}
+        for name in ("text", "label", "chosen", "rejected"):
+            for aspect, column in (getattr(self, name) or {}).items():
+                out[f"data.columns.{name}.{aspect}"] = column
+        return out
+
+
+@dataclass(frozen=True)
+class Origin:
+    """How the user named the recipe: the reference and the ``--set`` values, in order."""
+
+    ref: str
+    overrides: tuple[str, ...] = ()
+
+
+# ----------------------------------------------------------------------------- the job
+
+
+@dataclass(frozen=True)
+class Job:
+    """A recipe resolved once. Frozen; content hashes are computed on first use and kept."""
+
+    recipe: Recipe
+    origin: Origin
+    task: TaskSpec
+    model: ModelRef
+    template: TemplateRef
+    data: InputFile
+    traces: InputFile | None
+    rewards: tuple[RewardSource, ...]
+    device: str  # cuda or cpu, for this machine
+    cuda: bool  # whether a CUDA device is visible here
+    run_dir: Path
+    cache_root: Path
+
+    @property
+    def name(self) -> str:
+        return self.recipe.name
+
+    @property
+    def method(self) -> str:
+        return self.recipe.method.name
+
+    @property
+    def source_dir(self) -> Path:
+        return self.recipe.source_dir
+
+    @cached_property
+    def columns(self) -> ColumnMap:
+        """The columns to read; a partial per-aspect map or an unknown aspect is a `UserError`."""
+        return resolve_columns(self.recipe, self.task)
+
+    @property
+    def aspects(self) -> list[str]:
+        """The aspects examples are built for (the recipe's, else all of the task's)."""
+        return list(self.recipe.data.aspects or self.task.aspects)
+
+    @property
+    def categories(self) -> dict[str, list[str]]:
+        """Ordered category names per aspect used."""
+        return {a: list(self.task.aspects[a].categories) for a in self.aspects}
+
+    @property
+    def num_categories(self) -> int | dict[str, int]:
+        """The category count: one int, or one per aspect when they differ."""
+        counts = {a: len(names) for a, names in self.categories.items()}
+        values = set(counts.values())
+        return values.pop() if len(values) == 1 else counts
+
+    @property
+    def split_seed(self) -> int:
+        """``data.split.seed``, defaulting to ``train.seed``."""
+        seed = self.recipe.data.split.seed
+        return self.recipe.train.seed if seed is None else seed
+
+    @property
+    def recipe_file(self) -> Path | None:
+        """The recipe file the user named (None for a recipe built in code)."""
+        if self.origin.ref.startswith("<"):
+            return None
+        try:
+            path = resources.recipe_file(self.origin.ref)
+        except UserError:
+            return None
+        return path.resolve() if path.is_file() else None
+
+    def path(self, ref: str) -> Path:
+        """A recipe-relative path as an absolute one."""
+        return resources.ref_path(ref, self.source_dir)
+
+    def command(self, run_dir: Path | None = None, resume: bool = False) -> list[str]:
+        """The ``llmscisci run`` command line that makes (or continues) this run."""
+        args = ["llmscisci", "run", self.origin.ref, *[f"--set={o}" for o in self.origin.overrides]]
+        args += ["--output-dir", str(run_dir or self.run_dir)]
+        return args + (["--resume"] if resume else [])
+
+    def command_text(self, run_dir: Path | None = None, resume: bool = False) -> str:
+        return shlex.join(self.command(run_dir, resume))
+
+    def with_recipe(self, recipe: Recipe) -> Job:
+        """This job with another recipe (eval's device or model changes), resolved again."""
+        return resolve(recipe, self.origin, task=self.task, run_dir=self.run_dir)
+
+
+# ----------------------------------------------------------------------------- resolving
+
+
+def resolve(
+    recipe: Recipe,
+    origin: Origin | None = None,
+    *,
+    task: TaskSpec | None = None,
+    run_dir: str | Path | None = None,
+    cuda: bool | None = None,
+) -> Job:
+    """Resolve ``recipe`` for this machine. ``task`` is the already loaded task, if any."""
+    from llmscisci_cfg.recipe.checks import cuda_present
+
+    base = recipe.source_dir
+    data = recipe.data
+    cuda = cuda_present() if cuda is None else cuda
+    if task is None:
+        task = load_task(data.task, base, data.task_overrides)
+    return Job(
+        recipe=recipe,
+        origin=origin or Origin(str(recipe.source_path or "<recipe>")),
+        task=task,
+        model=model_ref(recipe),
+        template=template_ref(recipe),
+        data=input_file("data.source.path", data.source.path, base),
+        traces=input_file("data.traces.path", data.traces.path, base) if data.traces else None,
+        rewards=tuple(reward_source(spec, base) for spec in recipe.rewards or []),
+        device=device_for(recipe, cuda),
+        cuda=cuda,
+        run_dir=Path(run_dir) if run_dir is not None else default_run_dir(recipe),
+        cache_root=cache_root(recipe),
+    )
+
+
+def device_for(recipe: Recipe, cuda: bool) -> str:
+    """``cuda`` or ``cpu`` for this machine: ``launch.device``, 'auto' being CUDA when present."""
+    if recipe.launch.device == "auto":
+        return "cuda" if cuda else "cpu"
+    return recipe.launch.device
+
+
+def default_run_dir(recipe: Recipe) -> Path:
+    """``train.output_dir`` with ``{name}`` filled in (relative to the cwd)."""
+    return Path(recipe.train.output_dir.replace("{name}", recipe.name))
+
+
+def cache_root(recipe: Recipe) -> Path:
+    """``data.cache_dir`` (recipe-relative), else ``$LLMSCISCI_CACHE``, else ~/.cache/llmscisci."""
+    if recipe.data.cache_dir:
+        return resources.ref_path(recipe.data.cache_dir, recipe.source_dir)
+    env = os.environ.get("LLMSCISCI_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "llmscisci"
+
+
+def input_file(key: str, ref: str, base: Path) -> InputFile:
+    try:
+        return InputFile(key, ref, resources.data_file(ref, base, key))
+    except UserError as exc:
+        return InputFile(key, ref, None, str(exc))
+
+
+def model_ref(recipe: Recipe) -> ModelRef:
+    m = recipe.model
+    return ModelRef(
+        name=m.name_or_path,
+        family=m.family or chat.infer_family(m.name_or_path),
+        builtin=resources.is_builtin(m.name_or_path),
+        local_dir=resources.local_model_dir(m.name_or_path, recipe.source_dir),
+        revision=m.revision,
+        trust_remote_code=m.trust_remote_code,
+        recipe_dir=recipe.source_dir,
+    )
+
+
+def template_ref(recipe: Recipe) -> TemplateRef:
+    """The template a recipe trains with: ``template.file``, ``template.name``, else the
+    family's default (``tokenizer`` when the family has none)."""
+    t = recipe.template
+    if t.file:
+        path = resources.ref_path(t.file, recipe.source_dir)
+        return TemplateRef("file", read_template_file(path), path)
+    family = recipe.model.family or chat.infer_family(recipe.model.name_or_path)
+    name = t.name or chat.FAMILY_TEMPLATE.get(family, chat.TOKENIZER)
+    if name == chat.TOKENIZER:
+        return TemplateRef(name, None)
+    return TemplateRef(name, chat.shipped_template(name))
+
+
+def read_template_file(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"template.file: file not found: {path}") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(
+            f"template.file: {path} is not UTF-8 text ({exc.reason} at byte {exc.start})"
+        ) from None
+    except OSError as exc:
+        raise UserError(f"template.file: cannot read {path}: {exc.strerror}") from None
+
+
+def reward_source(spec: RewardSpec, base: Path) -> RewardSource:
+    from llmscisci_cfg.rewards.registry import source_file
+
+    return RewardSource(spec, source_file(spec.name, base))
+
+
+def resolve_columns(recipe: Recipe, task: TaskSpec) -> ColumnMap:
+    """The columns to read, with the task's default text columns; unknown aspects are errors."""
+    data, cols = recipe.data, recipe.data.columns
+    aspects = data.aspects or list(task.aspects)
+    _known_aspects(aspects, task, "data.aspects")
+    maps: dict[str, dict[str, str] | None] = {}
+    for name in ("text", "label", "chosen", "rejected"):
+        given = getattr(cols, name)
+        if given is not None:
+            _known_aspects(list(given), task, f"data.columns.{name}")
+        if name == "text":
+            given = {a: (given or {}).get(a, task.aspects[a].text_column) for a in aspects}
+        elif given is not None:
+            missing = [a for a in aspects if a not in given]
+            if missing:
+                raise UserError(
+                    f"data.columns.{name}: no column for aspect(s) {', '.join(missing)}; "
+                    f"name one per aspect built ({', '.join(aspects)}), or restrict data.aspects"
+                    + (
+                        ""
+                        if name != "label"
+                        else ", or set data.columns.label: null for unlabelled data"
+                    )
+                )
+            given = {a: given[a] for a in aspects}
+        maps[name] = given
+    return ColumnMap(id=cols.id, aspects=list(aspects), **maps)
+
+
+def _known_aspects(names: Iterable[str], task: TaskSpec, key: str) -> None:
+    unknown = [a for a in names if a not in task.aspects]
+    if unknown:
+        raise UserError(
+            f"{key}: unknown aspect(s) {', '.join(map(repr, unknown))}; task {task.name!r} has "
+            f"{', '.join(task.aspects)}"
+        )
+
+
+# ----------------------------------------------------------------------------- absolute form
+
+
+def absolute_value(kind: str, value: str, base: Path) -> str:
+    """One `RecipePath` value made absolute, so the recipe loads from any folder."""
+    if resources.is_builtin(value):
+        return value
+    if kind == "model":
+        local = resources.local_model_dir(value, base)
+        return str(local) if local is not None else value
+    if kind == "plugin":
+        file, sep, func = value.rpartition(":")
+        is_file = sep and (file.endswith(".py") or "/" in file or "\\" in file)
+        return f"{resources.ref_path(file, base)}:{func}" if is_file else value
+    return str(resources.ref_path(value, base))
+
+
+def absolute_recipe(recipe: Recipe) -> Recipe:
+    """A copy whose `RecipePath` fields are absolute, so it loads from any directory."""
+    copy = recipe.model_copy(deep=True)
+    _absolute_fields(copy, recipe.source_dir)
+    copy._source_path = recipe.source_path
+    return copy
+
+
+def _absolute_fields(model: BaseModel, base: Path) -> None:
+    for name, info in type(model).model_fields.items():
+        value = getattr(model, name)
+        kind = _path_kind(info.annotation, info.metadata)
+        if kind is not None and isinstance(value, str):
+            object.__setattr__(model, name, absolute_value(kind, value, base))
+        elif isinstance(value, BaseModel):
+            _absolute_fields(value, base)
+        elif isinstance(value, list):
+            for item in value:
+                if isinstance(item, BaseModel):
+                    _absolute_fields(item, base)
+
+
+def _path_kind(annotation: Any, metadata: list[Any]) -> str | None:
+    """The `RecipePath` kind of a field, looking inside ``Optional[...]`` too."""
+    for meta in metadata:
+        if isinstance(meta, RecipePath):
+            return meta.kind
+    for arg in typing.get_args(annotation):
+        if typing.get_origin(arg) is typing.Annotated:
+            found = _path_kind(None, list(arg.__metadata__))
+            if found:
+                return found
+    return None
