@@ -10,6 +10,7 @@ import hashlib
 from pathlib import Path
 
 from llmscisci_cfg.errors import UserError
+from llmscisci_cfg.files import check_regular
 
 
 def text_sha256(text: str) -> str:
@@ -33,7 +34,8 @@ def content_sha256(path: Path) -> str:
 
 
 def file_digest(path: Path) -> bytes:
-    """The raw sha256 of one file, read in 1 MiB chunks; unreadable is a `UserError`."""
+    """The raw sha256 of one regular file, read in 1 MiB chunks; anything else is a `UserError`."""
+    check_regular(Path(path), "hashing")
     h = hashlib.sha256()
     try:
         with Path(path).open("rb") as f:

@@ -6,10 +6,15 @@ and exits 2, never a traceback. Anything else is a bug and exits 1.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 Key = tuple[str | int, ...]
+#: Errors of the storage we write to (full, read-only, not ours): the user's to fix, not bugs.
+STORAGE_ERRORS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+)
 
 
 @dataclass(frozen=True)

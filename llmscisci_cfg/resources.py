@@ -32,9 +32,21 @@ def root(kind: str) -> Path:
 
 
 def shipped(kind: str, name: str) -> Path:
-    """Path of one shipped file, or a `UserError` listing what exists."""
-    path = root(kind) / name
-    if not path.exists():
+    """Path of one shipped file, or a `UserError` listing what exists.
+
+    ``name`` is relative to the kind's folder and stays inside it (``builtin:../x`` is refused).
+    """
+    base = root(kind)
+    path = (base / name).resolve()
+    if (
+        Path(name).is_absolute()
+        or ".." in Path(name).parts
+        or not path.is_relative_to(base.resolve())
+    ):
+        raise UserError(
+            f"{BUILTIN}{name}: a built-in name cannot leave the package's {kind} folder"
+        )
+    if not path.is_file():
         have = sorted(
             p.relative_to(root(kind)).as_posix() for p in root(kind).rglob("*") if p.is_file()
         )

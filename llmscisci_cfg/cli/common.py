@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from llmscisci_cfg.errors import RecipeError, UserError
+from llmscisci_cfg.errors import STORAGE_ERRORS, RecipeError, UserError
 
 SET_HELP = (
     "Override a recipe value by dotted key, typed by the schema (repeatable): "
@@ -42,3 +42,8 @@ class UserErrorGroup(click.Group):
         except UserError as exc:
             located = isinstance(exc, RecipeError) and all(p.where for p in exc.problems)
             raise _UserFacing(str(exc) if located else f"error: {exc}") from None
+        except OSError as exc:
+            if exc.errno not in STORAGE_ERRORS:
+                raise
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise _UserFacing(f"error: {where}{exc.strerror or exc}") from None

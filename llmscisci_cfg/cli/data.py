@@ -63,6 +63,11 @@ def format_report(report, method: str) -> str:
         f"splits:        {splits} (documents: {docs})",
         f"group overlap: {report.group_overlap}",
     ]
+    if report.traces:
+        lines.append(
+            f"traces:        {report.traces['with_trace']} examples with a trace, "
+            f"{report.traces['without_trace']} without"
+        )
     limits = report.length_limits
     if limits:
         shown = [

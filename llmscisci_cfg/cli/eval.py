@@ -45,6 +45,11 @@ from llmscisci_cfg.errors import UserError
     help="Where to generate; 'auto' is CUDA when present.",
 )
 @click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace another evaluation's files in --output-dir (refused otherwise).",
+)
+@click.option(
     "--recipe", "recipe_ref", help="Evaluate without a run: the held-out split of this recipe."
 )
 @click.option(
@@ -69,6 +74,7 @@ def eval_command(
     limit: int | None,
     batch_size: int,
     device: str,
+    overwrite: bool,
     recipe_ref: str | None,
     model_name: str | None,
     overrides: tuple[str, ...],
@@ -97,6 +103,7 @@ def eval_command(
         batch_size=batch_size,
         output_dir=output_dir,
         device=device,
+        overwrite=overwrite,
     )
     if run_dir is not None:
         result = evaluate.evaluate_run(run_dir, opts)
@@ -104,7 +111,7 @@ def eval_command(
         from llmscisci_cfg.recipe.loader import load_job
 
         result = evaluate.evaluate_model(load_job(recipe_ref, overrides), model_name, opts)
-    n = next(iter(result.report.values()))["overall"]["n"]
+    n = result.report[eval_report.models(result.report)[0]]["overall"]["n"]
     click.echo(f"\n{split} split, {n} examples (invalid labels count as wrong in every category):")
     click.echo(eval_report.summary_table(result.report))
     click.echo(f"report: {result.output_dir / eval_report.REPORT_MD}")

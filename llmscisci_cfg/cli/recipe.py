@@ -79,5 +79,7 @@ def schema(output: Path | None) -> None:
     if output is None:
         click.echo(text, nl=False)
     else:
-        output.write_text(text, encoding="utf-8")
+        from llmscisci_cfg.files import write_text
+
+        write_text(output, text, "schema -o")
         click.echo(f"wrote {output}")

@@ -22,7 +22,7 @@ from llmscisci_cfg.data.sources import Source, jsonl_records, read_bytes
 from llmscisci_cfg.errors import UserError
 from llmscisci_cfg.recipe.resolve import Job
 from llmscisci_cfg.recipe.yamlio import decode
-from llmscisci_cfg.task.labels import LabelError, decode_label
+from llmscisci_cfg.task.labels import LabelError, decode_label, shown
 from llmscisci_cfg.task.spec import TaskSpec
 
 Row = dict[str, Any]
@@ -50,20 +50,25 @@ class BuildReport:
     length_limits: dict[str, int | None] = field(
         default_factory=dict
     )  # prompt / total token limits
+    traces: dict[str, int] = field(default_factory=dict)  # SFT: with_trace / without_trace
     source_sha256: str = ""
     cache_key: str = ""
     cache_path: str = ""
     cache_hit: bool = False
 
     def summary(self) -> dict[str, Any]:
-        """The `preprocess --json` summary: rows, examples, dropped, splits, group_overlap."""
-        return {
+        """The `preprocess --json` summary: rows, examples, dropped, splits, group_overlap (and,
+        for SFT with a trace file, how many examples got a trace)."""
+        out: dict[str, Any] = {
             "rows": self.rows,
             "examples": self.examples,
             "dropped": dict(self.dropped),
             "splits": dict(self.splits),
             "group_overlap": self.group_overlap,
         }
+        if self.traces:
+            out["traces"] = dict(self.traces)
+        return out
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -140,7 +145,7 @@ def _gold(value, job: Job, aspect: str, where: str, doc: str):
             return None
         column = job.columns.label[aspect]
         raise UserError(
-            f"{where}: id {doc!r}: column {column!r} (data.columns.label.{aspect}): {exc}; "
+            f"{where}: id {shown(doc)}: column {column!r} (data.columns.label.{aspect}): {exc}; "
             "fix the label, or set data.on_bad_label: drop to skip such rows"
         ) from None
 
@@ -171,7 +176,7 @@ def _base(ex: Example, task: TaskSpec) -> Row:
     try:
         prompt = task.messages(ex.aspect, ex.text)
     except UserError as exc:
-        raise UserError(f"{ex.where}: id {ex.id!r}: {exc}") from None
+        raise UserError(f"{ex.where}: id {shown(ex.id)}: {exc}") from None
     return {"id": ex.id, "aspect": ex.aspect, "prompt": prompt, "gold": ex.gold}
 
 
@@ -185,24 +190,34 @@ def grpo_rows(examples: list[Example], task: TaskSpec) -> tuple[list[Row], Count
 
 
 def sft_rows(
-    examples: list[Example], task: TaskSpec, traces: dict[tuple[str, str], str] | None, missing: str
+    examples: list[Example],
+    task: TaskSpec,
+    traces: dict[tuple[str, str], str] | None,
+    missing: str,
+    held_out: set[str] | frozenset[str] = frozenset(),
+    stats: Counter | None = None,
 ) -> tuple[list[Row], Counter]:
     """SFT: prompt + ``<think>\\nTRACE\\n</think>\\n<label>\\n[…]\\n</label>``.
 
-    Without a trace file every think block is empty; with one, an example without a trace is
-    dropped (``missing: drop``, counted as no_trace) or gets an empty think block.
+    Without a trace file every think block is empty; with one, a training example without a
+    trace is dropped (``missing: drop``, counted as no_trace) or gets an empty think block.
+    Held-out documents (``held_out``) are never dropped for a missing trace: evaluation reads
+    only their prompts and gold labels. ``stats`` counts ``with_trace`` / ``without_trace``.
     """
     rows, dropped = [], Counter()
+    stats = stats if stats is not None else Counter()
     for ex in examples:
         if ex.gold is None:
             raise UserError(
-                f"{ex.where}: id {ex.id!r}: method sft writes the gold label into the completion, "
+                f"{ex.where}: id {shown(ex.id)}: method sft writes the gold label into the completion, "
                 "but the recipe declares no label column; set data.columns.label"
             )
         trace = "" if traces is None else traces.get((ex.id, ex.aspect))
+        stats["without_trace" if not trace else "with_trace"] += 1
         if trace is None:
-            if missing == "drop":
+            if missing == "drop" and ex.id not in held_out:
                 dropped[NO_TRACE] += 1
+                stats["without_trace"] -= 1
                 continue
             trace = ""
         rows.append({**_base(ex, task), "completion": _assistant(task.completion(trace, ex.gold))})
@@ -228,13 +243,20 @@ def dpo_rows(examples: list[Example], task: TaskSpec) -> tuple[list[Row], Counte
     return rows, dropped
 
 
-def build_rows(job: Job, examples: list[Example]) -> tuple[list[Row], Counter]:
-    """The method's rows for ``examples``."""
+def build_rows(
+    job: Job,
+    examples: list[Example],
+    held_out: set[str] | frozenset[str] = frozenset(),
+    stats: Counter | None = None,
+) -> tuple[list[Row], Counter]:
+    """The method's rows for ``examples`` (``held_out``: the test documents; ``stats``: SFT
+    trace counts)."""
     method, task = job.method, job.task
     if method == "sft":
         spec = job.recipe.data.traces
         traces = load_traces(job) if spec is not None else None
-        return sft_rows(examples, task, traces, spec.missing if spec else "empty")
+        missing = spec.missing if spec else "empty"
+        return sft_rows(examples, task, traces, missing, held_out, stats)
     if method == "dpo":
         return dpo_rows(examples, task)
     return grpo_rows(examples, task)
@@ -250,7 +272,7 @@ def load_traces(job: Job) -> dict[tuple[str, str], str]:
     path = job.traces.require()
     if path.is_dir():
         raise UserError(f"{path}: is a directory; data.traces.path needs a JSONL file")
-    text = decode(read_bytes(path), str(path))
+    text = decode(read_bytes(path, "data.traces.path"), str(path))
     if not text.strip():
         raise UserError(f"{path}: the file is empty")
     traces: dict[tuple[str, str], str] = {}
@@ -264,7 +286,7 @@ def load_traces(job: Job) -> dict[tuple[str, str], str]:
         k = (_text(record[spec.id_key]), _text(record[spec.aspect_key]))
         if k in first:
             raise UserError(
-                f"{path}:{n}: a second trace for id {k[0]!r} aspect {k[1]!r} "
+                f"{path}:{n}: a second trace for id {shown(k[0])} aspect {shown(k[1])} "
                 f"(first at line {first[k]})"
             )
         first[k] = n

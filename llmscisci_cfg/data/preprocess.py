@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from datasets import DatasetDict
 
 #: Bump when the built format changes, so old caches are not reused.
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 SPLITS = ("train", "test")
 _REPORT = "build_report.json"
 
@@ -75,7 +75,8 @@ def _build(job: Job, tokenizer) -> tuple[DatasetDict, BuildReport]:
     examples, dropped = collect(source, job)
     data = job.recipe.data
     test_ids = split_documents((ex.id for ex in examples), data.split.test_fraction, job.split_seed)
-    rows, more = build_rows(job, examples)
+    trace_stats: Counter = Counter()
+    rows, more = build_rows(job, examples, test_ids, trace_stats)
     dropped += more
     splits: dict[str, list[Row]] = {name: [] for name in SPLITS}
     for row in rows:
@@ -90,7 +91,10 @@ def _build(job: Job, tokenizer) -> tuple[DatasetDict, BuildReport]:
         dropped += more
         limits = {"prompt": found.prompt, "total": found.total}
     dataset = _to_datasetdict(splits, job.method)
-    return dataset, _report(len(source.rows), splits, dropped, limits)
+    report = _report(len(source.rows), splits, dropped, limits)
+    if job.recipe.data.traces is not None and job.method == "sft":
+        report.traces = {k: trace_stats[k] for k in ("with_trace", "without_trace")}
+    return dataset, report
 
 
 def _report(n_rows: int, splits: dict[str, list[Row]], dropped: Counter, limits) -> BuildReport:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from llmscisci_cfg import files
 from llmscisci_cfg.errors import UserError
 from llmscisci_cfg.recipe.yamlio import decode
 
@@ -81,6 +82,7 @@ def load_source(job: Job) -> Source:
     if path.is_dir():
         raise UserError(f"{path}: is a directory; data.source.format {fmt} needs a file")
     if fmt == "parquet":
+        files.check_regular(path, "data.source.path", files.DATA_LIMIT)
         return Source(path, fmt, _nonempty(_load_builder(fmt, path), path))
     raw = read_bytes(path)
     if not raw.strip():
@@ -107,10 +109,18 @@ def require_columns(source: Source, wanted: dict[str, str]) -> None:
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             problems.append(
                 f"{source.path}: column {column!r} ({key}) not found{hint}; "
-                f"columns: {', '.join(have)}"
+                f"columns: {column_list(have)}"
             )
     if problems:
         raise UserError("\n".join(problems))
+
+
+def column_list(names: list[str], most: int = 20) -> str:
+    """Column names for a message: each cut to 40 characters, at most ``most`` of them (the
+    header of a file that is not a table would otherwise be echoed whole)."""
+    cut = [n if len(n) <= 40 else n[:37] + "..." for n in names[:most]]
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return ", ".join(cut) + more
 
 
 # ----------------------------------------------------------------------------- readers
@@ -193,12 +203,9 @@ def _is_one_document(text: str) -> bool:
     return True
 
 
-def read_bytes(path: Path) -> bytes:
-    """The bytes of a data file; an unreadable one (permissions, ...) is a `UserError`."""
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read: {exc.strerror or exc}") from None
+def read_bytes(path: Path, what: str = "data.source.path") -> bytes:
+    """The bytes of a data file (a regular file of at most `files.DATA_LIMIT` bytes)."""
+    return files.read_bytes(path, what, files.DATA_LIMIT)
 
 
 def _from_columns(columns: dict[str, list[str]], header: list[str]) -> Dataset:

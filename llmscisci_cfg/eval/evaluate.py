@@ -16,6 +16,8 @@ resolved once, the tokenizer loaded once per distinct model, the reward stack bu
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
 import re
 import sys
@@ -29,7 +31,7 @@ from llmscisci_cfg.eval import report as eval_report
 from llmscisci_cfg.eval.report import EvalMeta, Prediction
 from llmscisci_cfg.recipe.resolve import Job
 from llmscisci_cfg.recipe.schema import GRPOMethod, Recipe
-from llmscisci_cfg.runs.rundir import RunDir
+from llmscisci_cfg.runs.rundir import RunDir, RunLock
 from llmscisci_cfg.task.answer import parse_completion
 
 if TYPE_CHECKING:
@@ -55,6 +57,7 @@ class EvalOptions:
     batch_size: int = DEFAULT_BATCH_SIZE
     output_dir: Path | None = None
     device: str = "auto"
+    overwrite: bool = False  # replace another evaluation's files in output_dir
 
 
 @dataclass
@@ -264,12 +267,50 @@ def _context(job: Job, opts: EvalOptions, tokenizer, trained_key: str | None = N
 # ----------------------------------------------------------------------------- entry points
 
 
-def evaluate_run(run_dir: str | Path, opts: EvalOptions) -> EvalResult:
-    """Evaluate a run's ``final/`` (and the reference with ``opts.reference``); write the files."""
-    from llmscisci_cfg.models.load import load_for_generation, load_run_model, load_saved_tokenizer
+def check_output_dir(out: Path, source: str, overwrite: bool) -> None:
+    """Refuse (before anything is generated) to write into a folder holding another
+    evaluation's files (``source``: the run directory or recipe evaluated) or files that are
+    not an evaluation's, unless ``overwrite``; never write into a file or a symbolic link."""
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise UserError(f"{out}: not a directory; choose another --output-dir")
+    if not out.is_dir() or not any(out.iterdir()) or overwrite:
+        return
+    ours = {p.name for p in eval_report.files(out)}
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in ours)
+    meta_file = out / eval_report.META
+    try:
+        before = json.loads(meta_file.read_text(encoding="utf-8")) if meta_file.is_file() else {}
+    except (OSError, ValueError):
+        before = {}
+    earlier = before.get("run_dir") or before.get("recipe") if isinstance(before, dict) else None
+    if foreign:
+        raise UserError(
+            f"{out}: holds files that are not an evaluation's ({', '.join(foreign[:5])}); choose "
+            "another --output-dir"
+        )
+    if earlier is not None and str(earlier) != source:
+        raise UserError(
+            f"{out}: holds the evaluation of {earlier}, not of {source}; pass --overwrite to "
+            "replace it, or choose another --output-dir"
+        )
 
+
+def evaluate_run(run_dir: str | Path, opts: EvalOptions) -> EvalResult:
+    """Evaluate a run's ``final/`` (and the reference with ``opts.reference``); write the files.
+
+    Writing into the run directory (the default ``RUN_DIR/eval``) holds the run's lock."""
     run = RunDir.open(run_dir, hint="or use `eval --recipe RECIPE --model NAME_OR_DIR`")
     run.require_final()
+    out = Path(opts.output_dir) if opts.output_dir else run.path / "eval"
+    check_output_dir(out, str(run.path), opts.overwrite)
+    inside = out.resolve().is_relative_to(run.path.resolve())
+    with RunLock(run.path) if inside else contextlib.nullcontext():
+        return _evaluate_run(run, opts, out)
+
+
+def _evaluate_run(run: RunDir, opts: EvalOptions, out: Path) -> EvalResult:
+    from llmscisci_cfg.models.load import load_for_generation, load_run_model, load_saved_tokenizer
+
     job = run.job()
     tokenizer = load_saved_tokenizer(run.final_dir, job)  # carries the training chat template
     ctx = _context(job, opts, tokenizer, run.data_cache_key)
@@ -287,7 +328,7 @@ def evaluate_run(run_dir: str | Path, opts: EvalOptions) -> EvalResult:
             del policy
             reference = load_for_generation(job, ctx.spec)
             ctx.add("reference", what, reference, tokenizer, started)
-    return ctx.write(Path(opts.output_dir) if opts.output_dir else run.path / "eval", run.path)
+    return ctx.write(out, run.path)
 
 
 def evaluate_model(job: Job, model: str | None, opts: EvalOptions) -> EvalResult:
@@ -299,9 +340,11 @@ def evaluate_model(job: Job, model: str | None, opts: EvalOptions) -> EvalResult
         load_tokenizer,
     )
 
+    name = model or job.model.name
+    out = Path(opts.output_dir) if opts.output_dir else default_zero_shot_dir(job.recipe, name)
+    check_output_dir(out, job.name, opts.overwrite)
     tokenizer = load_tokenizer(job)
     ctx = _context(job, opts, tokenizer)
-    name = model or job.model.name
     candidate = with_model(job, name)
     seed = job.recipe.train.seed
     started = time.perf_counter()
@@ -320,7 +363,6 @@ def evaluate_model(job: Job, model: str | None, opts: EvalOptions) -> EvalResult
         started = time.perf_counter()
         reference = load_for_generation(job, ctx.spec)
         ctx.add("reference", _describe_base(job.model.name, seed), reference, tokenizer, started)
-    out = Path(opts.output_dir) if opts.output_dir else default_zero_shot_dir(job.recipe, name)
     return ctx.write(out, None)
 
 

@@ -80,6 +80,63 @@ def own_template(tokenizer: Any, model: str) -> str:
     return own
 
 
+# ----------------------------------------------------------------------------- checking
+
+_PROBE = {
+    "system": "SYSTEM-PROBE-7f3a",
+    "user": "USER-PROBE-7f3a",
+    "assistant": "ANSWER-PROBE-7f3a",
+}
+
+
+def template_problems(text: str, assistant_only_loss: bool = False) -> list[str]:
+    """What is wrong with a chat template, found by trial-rendering it in the bounded sandbox
+    (no transformers import; in a memory- and time-capped child process): a syntax or runtime
+    error, a runaway loop or a huge output, a template that does not show the conversation, and
+    (for an assistant-only loss) one without ``{% generation %}`` markers. Empty when fine."""
+    from llmscisci_cfg import sandbox
+
+    try:
+        return sandbox.isolated(_template_problems, text, assistant_only_loss)
+    except sandbox.TemplateBudgetError as exc:
+        return [f"the chat template fails to render: {exc}"]
+
+
+def _template_problems(text: str, assistant_only_loss: bool) -> list[str]:
+    from jinja2 import TemplateError
+
+    from llmscisci_cfg import sandbox
+
+    conversation = [{"role": r, "content": c} for r, c in _PROBE.items()]
+    specials = {"bos_token": "<bos>", "eos_token": "<eos>", "pad_token": "<pad>"}
+    try:
+        full = sandbox.render_chat(
+            text, messages=conversation, add_generation_prompt=False, **specials
+        )
+        prompt = sandbox.render_chat(
+            text, messages=conversation[:2], add_generation_prompt=True, **specials
+        )
+    except TemplateError as exc:
+        line = f" (template line {exc.lineno})" if getattr(exc, "lineno", None) else ""
+        return [f"the chat template fails to render{line}: {exc.message or exc}"]
+    except Exception as exc:  # the template raised: 1/0, int('x'), ...
+        return [f"the chat template fails to render: {type(exc).__name__}: {exc}"]
+    problems = []
+    if _PROBE["user"] not in full or _PROBE["assistant"] not in full:
+        problems.append(
+            "the chat template does not show the messages' contents; is it a chat template?"
+        )
+    elif _PROBE["assistant"] in prompt:
+        problems.append("with add_generation_prompt the chat template still shows the answer")
+    if assistant_only_loss and not has_generation_markers(text):
+        problems.append(
+            "method.assistant_only_loss needs {% generation %} … {% endgeneration %} around the "
+            "assistant content in the chat template; use a shipped template "
+            f"({', '.join(SHIPPED)}) or set method.assistant_only_loss: false"
+        )
+    return problems
+
+
 # ----------------------------------------------------------------------------- rendering
 
 
@@ -87,10 +144,13 @@ def render(tokenizer: Any, messages: Messages, add_generation_prompt: bool = Fal
     """The conversation as the chat template renders it (a template error is a `UserError`)."""
     from jinja2 import TemplateError
 
+    from llmscisci_cfg.sandbox import budget
+
     try:
-        return tokenizer.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=add_generation_prompt
-        )
+        with budget():
+            return tokenizer.apply_chat_template(
+                messages, tokenize=False, add_generation_prompt=add_generation_prompt
+            )
     except TemplateError as exc:
         raise UserError(f"chat template: {exc}") from None
 
@@ -102,10 +162,13 @@ def assistant_mask(tokenizer: Any, messages: Messages) -> tuple[list[int], list[
     """
     from jinja2 import TemplateError
 
+    from llmscisci_cfg.sandbox import budget
+
     try:
-        out = tokenizer.apply_chat_template(
-            messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
-        )
+        with budget():
+            out = tokenizer.apply_chat_template(
+                messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+            )
     except TemplateError as exc:
         raise UserError(f"chat template: {exc}") from None
     return list(out["input_ids"]), list(out["assistant_masks"])

@@ -83,7 +83,14 @@ def load_tokenizer(job: Job):
             trust_remote_code=model.trust_remote_code,
         )
     text = job.template.text
-    tokenizer.chat_template = text if text is not None else chat.own_template(tokenizer, model.name)
+    if text is None:  # template.name: tokenizer; checked now that it is known
+        text = chat.own_template(tokenizer, model.name)
+        method = job.recipe.method
+        assistant_only = method.name == "sft" and method.assistant_only_loss
+        problems = chat.template_problems(text, assistant_only)
+        if problems:
+            raise UserError(f"the chat template of {model.name!r}: " + "; ".join(problems))
+    tokenizer.chat_template = text
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -165,13 +172,27 @@ def make_bnb(bnb: dict[str, Any]) -> Any:
 
 
 def from_pretrained(cls: Any, path: str, where: str, what: str = "model", **kwargs: Any) -> Any:
-    """``cls.from_pretrained`` with a missing or unreadable model as a `UserError`."""
+    """``cls.from_pretrained`` with a missing or unreadable model as a `UserError`.
+
+    From a local folder any failure is the folder's (a truncated ``model.safetensors``, a
+    hand-edited ``config.json``, a half-written adapter); from a hub id, a missing or
+    unreadable download.
+    """
+    local = Path(path).is_dir()
     try:
         return cls.from_pretrained(path, **kwargs)
-    except (OSError, ValueError) as exc:  # missing files, unknown model_type, bad config
+    except Exception as exc:
+        if not local and not isinstance(exc, (OSError, ValueError)):
+            raise
+        hint = (
+            "the folder is damaged or not a model saved by transformers"
+            if local
+            else "offline? download the model first or give a local directory; builtin:tiny "
+            "works offline"
+        )
         raise UserError(
-            f"{where}: cannot load the {what} of {path!r}: {first_line(exc)} (offline? download "
-            "the model first or give a local directory; builtin:tiny works offline)"
+            f"{where}: cannot load the {what} of {path!r}: {type(exc).__name__}: "
+            f"{first_line(exc)} ({hint})"
         ) from None
 
 
@@ -207,7 +228,14 @@ def _with_adapter(run: RunDir, spec: LoadSpec) -> Any:
         where = f"{run.path / 'manifest.json'}: final.base_model"
         local = Path(base_ref).is_dir()
         base = load_pretrained(base_ref, replace(spec, revision=None) if local else spec, where)
-    return PeftModel.from_pretrained(base, str(run.require_final()))
+    final_dir = run.require_final()
+    try:
+        return PeftModel.from_pretrained(base, str(final_dir))
+    except Exception as exc:  # a half-written or hand-edited adapter
+        raise UserError(
+            f"{final_dir}: cannot load the LoRA adapter: {type(exc).__name__}: {first_line(exc)} "
+            "(the folder is damaged or not an adapter saved by peft)"
+        ) from None
 
 
 def load_run_model(run: RunDir, spec: LoadSpec) -> Any:

@@ -14,7 +14,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from llmscisci_cfg.errors import Problem
+from llmscisci_cfg import files
+from llmscisci_cfg.errors import Problem, UserError
 from llmscisci_cfg.recipe.schema import GRPOMethod, Recipe
 from llmscisci_cfg.resources import ref_path
 from llmscisci_cfg.task.spec import TaskSpec
@@ -32,6 +33,7 @@ def recipe_problems(recipe: Recipe, task: TaskSpec | None) -> list[Problem]:
         _quantization,
         _launch,
         _template,
+        _builtin_model,
         _files,
     ):
         found.extend(check(recipe))
@@ -172,14 +174,36 @@ def _template(recipe: Recipe) -> Iterator[Problem]:
         )
 
 
+def _builtin_model(recipe: Recipe) -> Iterator[Problem]:
+    """A ``builtin:`` model name must be one the package ships."""
+    from llmscisci_cfg.models import tiny
+
+    name = recipe.model.name_or_path
+    if tiny.is_builtin(name) and name[len(tiny.PREFIX) :] not in tiny.SHAPES:
+        close = difflib.get_close_matches(name, tiny.builtin_names(), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        yield Problem(
+            ("model", "name_or_path"),
+            f"unknown built-in model {name!r}{hint}; available: {', '.join(tiny.builtin_names())}",
+        )
+
+
 def _files(recipe: Recipe) -> Iterator[Problem]:
     """Files that are part of the recipe artifact itself must exist (data files need not, yet)."""
     for path, value in (
         (("template", "file"), recipe.template.file),
         (("launch", "accelerate_config"), recipe.launch.accelerate_config),
     ):
-        if value is not None and not ref_path(value, recipe.source_dir).is_file():
-            yield Problem(path, f"file not found: {ref_path(value, recipe.source_dir)}")
+        if value is None:
+            continue
+        file = ref_path(value, recipe.source_dir)
+        if not file.exists():
+            yield Problem(path, f"file not found: {file}")
+        elif not file.is_file() or file.stat().st_size > files.TEXT_LIMIT:
+            try:
+                files.check_regular(file, ".".join(path), files.TEXT_LIMIT)
+            except UserError as exc:
+                yield Problem(path, str(exc))
 
 
 def _reward_specs(recipe: Recipe) -> list[Problem]:

@@ -9,6 +9,7 @@ once: the cross-field checks read it and the `Job` keeps it.
 from __future__ import annotations
 
 import difflib
+import re
 import types
 import typing
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from llmscisci_cfg.errors import Problem, RecipeError, UserError
+from llmscisci_cfg.models import chat
 from llmscisci_cfg.recipe import checks
 from llmscisci_cfg.recipe.resolve import Job, Origin, resolve
 from llmscisci_cfg.recipe.schema import Recipe
@@ -42,9 +44,25 @@ def load_job(
     """
     path = recipe_file(str(ref))
     located = load_file(path)
-    recipe, task = _validate(located, overrides, path)
+    recipe, task, set_at = _validate(located, overrides, path)
     origin = origin or Origin(str(ref), tuple(overrides))
-    return resolve(recipe, origin, task=task, run_dir=run_dir)
+    job = resolve(recipe, origin, task=task, run_dir=run_dir)
+    found = template_problems(job)
+    if found:
+        raise RecipeError([_locate(located, set_at, p) for p in found])
+    return job
+
+
+def template_problems(job: Job) -> list[Problem]:
+    """The chat template, trial-rendered (a ``tokenizer`` template is checked when it loads)."""
+    text = job.template.text
+    if text is None:
+        return []
+    t = job.recipe.template
+    key = ("template", "file") if t.file else ("template", "name") if t.name else ("template",)
+    method = job.recipe.method
+    assistant_only = method.name == "sft" and method.assistant_only_loss
+    return [Problem(key, m) for m in chat.template_problems(text, assistant_only)]
 
 
 def load_recipe(ref: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
@@ -80,42 +98,53 @@ def _validate(located: Located, overrides, path: Path | None):
     found += checks.recipe_problems(recipe, task)
     if found:
         raise RecipeError([_locate(located, set_at, p) for p in found])
-    return recipe, task
+    return recipe, task, set_at
 
 
 # ----------------------------------------------------------------------------- overrides
 
 
 def parse_override(text: str) -> tuple[Path_, Any]:
-    """``train.learning_rate=1e-5`` → (("train", "learning_rate"), 1e-05); values are YAML scalars."""
+    """``train.learning_rate=1e-5`` → (("train", "learning_rate"), 1e-05); values are YAML scalars.
+
+    List items are numbered: ``rewards.0.weight=2`` or ``rewards[0].weight=2``.
+    """
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise UserError(f"--set {text}: expected KEY=VALUE, e.g. --set train.learning_rate=1e-5")
-    parts = key.strip().split(".")
+    parts = re.sub(r"\[(\d+)\]", r".\1", key.strip()).split(".")
     if any(not p for p in parts):
         raise UserError(f"--set {text}: empty part in key {key!r}")
-    path = tuple(int(p) if p.isdigit() else p for p in parts)
+    path = tuple(int(p) if p.isdigit() and len(p) < 10 else p for p in parts)
     value = load_text(raw, f"--set {text}").data if raw.strip() else None
     return path, value
 
 
 def _apply_overrides(located: Located, overrides) -> dict[Path_, str]:
+    """Apply ``--set`` values to the parsed YAML; return where each key path was set, keyed as
+    the data holds it (mapping keys as text, list positions as ints)."""
     set_at: dict[Path_, str] = {}
     for text in overrides:
         path, value = parse_override(text)
-        node = located.data
+        node, actual = located.data, ()
         for i, part in enumerate(path[:-1]):
+            key = _key(node, part)
             nxt = _child(node, part)
             if nxt is None:
                 nxt = {}
                 _assign(node, part, nxt, text, path[: i + 1])
-            node = nxt
+            node, actual = nxt, actual + (key,)
             if not isinstance(node, (dict, list)):
                 dotted = ".".join(map(str, path[: i + 1]))
                 raise UserError(f"--set {text}: {dotted} is a value, not a section")
         _assign(node, path[-1], value, text, path)
-        set_at[path] = f"--set {text}"
+        set_at[actual + (_key(node, path[-1]),)] = f"--set {text}"
     return set_at
+
+
+def _key(node, part):
+    """How ``part`` is stored in ``node``: text in a mapping, a position in a list."""
+    return str(part) if isinstance(node, dict) else part
 
 
 def _child(node, part):
@@ -263,11 +292,16 @@ def _item_type(annotation: Any) -> Any:
 def _locate(
     located: Located, set_at: dict[Path_, str], problem: Problem, at_key: bool = False
 ) -> Problem:
-    """``problem`` at the ``--set`` that wrote its key, else at its place in the recipe text."""
+    """``problem`` at the ``--set`` that wrote its key (or created it, for a problem about a
+    section the recipe file does not have), else at its place in the recipe text."""
     key = problem.key
     for i in range(len(key), 0, -1):
         if key[:i] in set_at:
             return problem.at(set_at[key[:i]])
+    if key and key not in located.keys:
+        for written, where in set_at.items():
+            if written[: len(key)] == key:
+                return problem.at(where)
     return problem.at(located.where_key(key) if at_key else located.where(key))
 
 

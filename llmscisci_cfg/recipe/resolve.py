@@ -27,7 +27,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from llmscisci_cfg import digest, resources
+from llmscisci_cfg import digest, files, resources
 from llmscisci_cfg.errors import UserError
 from llmscisci_cfg.models import chat
 from llmscisci_cfg.recipe.schema import Recipe, RecipePath, RewardSpec
@@ -59,7 +59,10 @@ class InputFile:
     @cached_property
     def sha256(self) -> str:
         """Content sha256 (``sha256sum`` for a file), computed once."""
-        return digest.content_sha256(self.require())
+        path = self.require()
+        if not path.is_dir():
+            files.check_regular(path, self.key, files.DATA_LIMIT)
+        return digest.content_sha256(path)
 
 
 @dataclass(frozen=True)
@@ -334,16 +337,15 @@ def template_ref(recipe: Recipe) -> TemplateRef:
 
 
 def read_template_file(path: Path) -> str:
+    if not path.exists():
+        raise UserError(f"template.file: file not found: {path}")
+    raw = files.read_bytes(path, "template.file")
     try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"template.file: file not found: {path}") from None
+        return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise UserError(
             f"template.file: {path} is not UTF-8 text ({exc.reason} at byte {exc.start})"
         ) from None
-    except OSError as exc:
-        raise UserError(f"template.file: cannot read {path}: {exc.strerror}") from None
 
 
 def reward_source(spec: RewardSpec, base: Path) -> RewardSource:

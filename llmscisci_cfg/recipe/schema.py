@@ -11,14 +11,36 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
 
 RECIPE_VERSION = 1
 
-PosInt = Annotated[int, Field(ge=1)]
-NonNegInt = Annotated[int, Field(ge=0)]
-Probability = Annotated[float, Field(ge=0.0, le=1.0)]
-PosFloat = Annotated[float, Field(gt=0.0)]
+
+def _not_bool(value: Any) -> Any:
+    """YAML's ``true`` is not the number 1 here (``max_steps: true`` is a mistake)."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, not the boolean {str(value).lower()}")
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_not_bool)]
+Float = Annotated[float, BeforeValidator(_not_bool)]
+#: Counts and sizes fit a 32-bit signed int, as the trainers and numpy expect.
+INT_MAX = 2**31 - 1
+PosInt = Annotated[Int, Field(ge=1, le=INT_MAX)]
+NonNegInt = Annotated[Int, Field(ge=0, le=INT_MAX)]
+#: Seeds go to numpy, which takes 0 … 2**32 - 1.
+Seed = Annotated[Int, Field(ge=0, le=2**32 - 1)]
+Probability = Annotated[Float, Field(ge=0.0, le=1.0)]
+PosFloat = Annotated[Float, Field(gt=0.0)]
 
 
 @dataclass(frozen=True)
@@ -38,10 +60,14 @@ FilePath = Annotated[str, RecipePath("file")]
 
 
 class Section(BaseModel):
-    """Base for every recipe section: unknown keys are errors, values are re-checked on assignment."""
+    """Base for every recipe section: unknown keys are errors, values are re-checked on
+    assignment, numbers are finite, and ``true``/``false`` are not numbers."""
 
     model_config = ConfigDict(
-        extra="forbid", validate_assignment=True, use_attribute_docstrings=False
+        extra="forbid",
+        validate_assignment=True,
+        use_attribute_docstrings=False,
+        allow_inf_nan=False,
     )
 
 
@@ -182,16 +208,16 @@ class TraceSpec(Section):
 
 
 class SplitSpec(Section):
-    test_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = Field(
+    test_fraction: Annotated[Float, Field(gt=0.0, lt=1.0)] = Field(
         0.2, description="Fraction of documents held out for evaluation."
     )
-    seed: int | None = Field(
+    seed: Seed | None = Field(
         None, description="Seed of the document shuffle; defaults to train.seed."
     )
 
 
 class LengthFilter(Section):
-    percentile: Annotated[float, Field(gt=0.0, le=100.0)] | None = Field(
+    percentile: Annotated[Float, Field(gt=0.0, le=100.0)] | None = Field(
         95.0,
         description="Drop examples longer than this percentile of prompt tokens and of prompt+completion tokens on train.",
     )
@@ -284,7 +310,7 @@ class DPOMethod(Section):
     loss_type: Literal["sigmoid", "hinge", "ipo", "robust", "bco_pair", "apo_zero", "apo_down"] = (
         Field("sigmoid", description="DPO loss variant.")
     )
-    label_smoothing: Annotated[float, Field(ge=0.0, lt=0.5)] = Field(
+    label_smoothing: Annotated[Float, Field(ge=0.0, lt=0.5)] = Field(
         0.0, description="Robust-DPO label noise."
     )
     max_length: PosInt | None = Field(
@@ -299,15 +325,15 @@ class GRPOMethod(Section):
     name: Literal["grpo"] = Field(
         description="Group relative policy optimisation with the recipe's rewards."
     )
-    num_generations: Annotated[int, Field(ge=2)] = Field(
+    num_generations: Annotated[Int, Field(ge=2, le=INT_MAX)] = Field(
         4, description="Completions sampled per prompt (the group)."
     )
     max_completion_length: PosInt = Field(256, description="Tokens generated per completion.")
     temperature: PosFloat = Field(1.0, description="Sampling temperature.")
-    top_p: Annotated[float, Field(gt=0.0, le=1.0)] = Field(
+    top_p: Annotated[Float, Field(gt=0.0, le=1.0)] = Field(
         1.0, description="Nucleus sampling mass."
     )
-    beta: Annotated[float, Field(ge=0.0)] = Field(
+    beta: Annotated[Float, Field(ge=0.0)] = Field(
         0.0, description="KL weight to the reference model; 0 skips loading a reference model."
     )
     epsilon: PosFloat = Field(0.2, description="PPO clip range.")
@@ -331,7 +357,7 @@ class RewardSpec(Section):
         min_length=1,
         description="A built-in reward (see `llmscisci rewards list`), package.module:function, or path/to/file.py:function.",
     )
-    weight: float = Field(1.0, description="Weight in the total reward (TRL reward_weights).")
+    weight: Float = Field(1.0, description="Weight in the total reward (TRL reward_weights).")
     params: dict[str, Any] = Field(
         default_factory=dict, description="Keyword arguments bound to the function."
     )
@@ -365,10 +391,10 @@ class TrainSpec(Section):
     lr_scheduler: Literal[
         "linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts"
     ] = Field("linear", description="Learning-rate schedule.")
-    warmup_ratio: Annotated[float, Field(ge=0.0, lt=1.0)] = Field(
+    warmup_ratio: Annotated[Float, Field(ge=0.0, lt=1.0)] = Field(
         0.0, description="Fraction of steps spent warming up (0 ≤ x < 1)."
     )
-    weight_decay: Annotated[float, Field(ge=0.0)] = Field(0.0, description="AdamW weight decay.")
+    weight_decay: Annotated[Float, Field(ge=0.0)] = Field(0.0, description="AdamW weight decay.")
     max_grad_norm: PosFloat = Field(1.0, description="Gradient clipping norm.")
     optim: Literal["adamw_torch", "adamw_torch_fused", "adamw_8bit", "paged_adamw_8bit", "sgd"] = (
         Field("adamw_torch", description="Optimizer.")
@@ -381,7 +407,7 @@ class TrainSpec(Section):
     eval_steps: PosInt | None = Field(
         None, description="Evaluate on the test split every N steps; None never."
     )
-    seed: int = Field(
+    seed: Seed = Field(
         42, description="Seed for weights init (builtin models), shuffling and sampling."
     )
     report_to: list[Literal["none", "tensorboard", "wandb", "trackio", "mlflow"]] = Field(

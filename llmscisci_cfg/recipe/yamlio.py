@@ -5,7 +5,9 @@ values ourselves so that we can:
 
 - reject duplicate keys and any non-standard tag (``!!python/object`` never runs);
 - read ``1e-5`` as a float (YAML 1.1 wants ``1.0e-5``);
-- record ``(line, col)`` of every key and value, 1-based, keyed by the key path.
+- record ``(line, col)`` of every key and value, 1-based, keyed by the key path;
+- bound the work: an alias that contains itself, nesting deeper than `MAX_DEPTH`, or more than
+  `MAX_VALUES` values after alias expansion (the "billion laughs") is refused with its line.
 """
 
 from __future__ import annotations
@@ -17,9 +19,14 @@ from typing import Any
 
 import yaml
 
+from llmscisci_cfg import files
 from llmscisci_cfg.errors import UserError
 
 Path_ = tuple[str | int, ...]
+#: More nesting than any recipe or task file needs.
+MAX_DEPTH = 64
+#: Values built from one document, aliases expanded: recipes and task files hold a few hundred.
+MAX_VALUES = 100_000
 
 _STANDARD_TAGS = {
     "tag:yaml.org,2002:" + t
@@ -66,9 +73,29 @@ class _Builder:
     def __init__(self, loader: yaml.SafeLoader | yaml.CSafeLoader, out: Located):
         self.loader = loader
         self.out = out
+        self.open: set[int] = set()  # nodes being built: an alias to one of them is a cycle
+        self.count = 0
 
     def build(self, node: yaml.Node, path: Path_) -> Any:
+        if id(node) in self.open:
+            raise self._error(node, "an alias refers to a node that contains it (recursive alias)")
+        if len(path) > MAX_DEPTH:
+            raise self._error(node, f"nested more than {MAX_DEPTH} levels deep")
+        self.count += 1
+        if self.count > MAX_VALUES:
+            raise self._error(
+                node, f"more than {MAX_VALUES:,} values once aliases are expanded (alias bomb?)"
+            )
         self.out.values[path] = _pos(node.start_mark)
+        if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
+            self.open.add(id(node))
+            try:
+                return self._build_collection(node, path)
+            finally:
+                self.open.discard(id(node))
+        return self._build_scalar(node)
+
+    def _build_collection(self, node: yaml.Node, path: Path_) -> Any:
         if node.tag not in _STANDARD_TAGS:
             raise self._error(node, f"tag {node.tag!r} is not allowed in a recipe")
         if isinstance(node, yaml.MappingNode):
@@ -86,8 +113,11 @@ class _Builder:
                 self.out.keys[path + (key,)] = _pos(key_node.start_mark)
                 result[key] = self.build(value_node, path + (key,))
             return result
-        if isinstance(node, yaml.SequenceNode):
-            return [self.build(item, path + (i,)) for i, item in enumerate(node.value)]
+        return [self.build(item, path + (i,)) for i, item in enumerate(node.value)]
+
+    def _build_scalar(self, node: yaml.Node) -> Any:
+        if node.tag not in _STANDARD_TAGS:
+            raise self._error(node, f"tag {node.tag!r} is not allowed in a recipe")
         if (
             node.tag == "tag:yaml.org,2002:str"
             and node.style is None
@@ -144,20 +174,16 @@ def load_text(text: str, file: str) -> Located:
         raise UserError(f"{file}:{line}:{col}: YAML syntax error: {problem}{hint}") from None
     except yaml.YAMLError as exc:
         raise UserError(f"{file}:1:1: YAML error: {exc}") from None
+    except RecursionError:  # a merge key (<<) that includes its own mapping
+        raise UserError(f"{file}:1:1: an alias or merge key refers to itself") from None
     finally:
         loader.dispose()
     return out
 
 
-def load_file(path: str | Path) -> Located:
-    """Read and parse a YAML file with positions, as `load_text`."""
+def load_file(path: str | Path, what: str = "a recipe") -> Located:
+    """Read (a regular file, at most `files.TEXT_LIMIT` bytes) and parse a YAML file with
+    positions, as `load_text`; ``what`` names the file's role in messages."""
     p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except FileNotFoundError:
-        raise UserError(f"{p}: no such file") from None
-    except IsADirectoryError:
-        raise UserError(f"{p}: is a directory, not a recipe file") from None
-    except OSError as exc:
-        raise UserError(f"{p}: cannot read: {exc.strerror}") from None
+    raw = files.read_bytes(p, what, files.TEXT_LIMIT)
     return load_text(decode(raw, str(p)), str(p))

@@ -16,10 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmscisci_cfg.errors import raise_problems
+from llmscisci_cfg.errors import UserError, first_line, raise_problems
 from llmscisci_cfg.recipe.schema import RewardSpec
 from llmscisci_cfg.rewards.builtin import NumCategories
 from llmscisci_cfg.rewards.registry import BASE_COLUMNS, check_callables, load_function
+
+
+class RewardError(UserError):
+    """A reward function failed or broke its contract; the message names it and the step."""
 
 
 class RewardFn:
@@ -27,6 +31,9 @@ class RewardFn:
 
     ``__name__`` is the reward's label, so TRL logs ``rewards/<label>/mean`` and ``/std``
     (TRL unwraps a bare partial to the wrapped function's name, which would lose aliases).
+    Every call is checked: a reward that raises (or calls ``sys.exit``), or returns anything but
+    one number (or None) per completion, is a `RewardError` naming the reward, its function,
+    the training step and what it returned, instead of a traceback from inside TRL.
     """
 
     def __init__(self, name: str, func: Callable, bound: Mapping[str, Any]):
@@ -36,7 +43,37 @@ class RewardFn:
         self._partial = functools.partial(func, **self.bound)
 
     def __call__(self, *args: Any, **kwargs: Any) -> list[float]:
-        return self._partial(*args, **kwargs)
+        try:
+            out = self._partial(*args, **kwargs)
+        except (Exception, SystemExit) as exc:
+            raise self._error(kwargs, _raised(exc)) from None
+        return self._checked(out, kwargs)
+
+    def _checked(self, out: Any, kwargs: dict[str, Any]) -> Any:
+        n = len(kwargs["completions"]) if "completions" in kwargs else None
+        if not isinstance(out, (list, tuple)) or (n is not None and len(out) != n):
+            got = f"{len(out)} values" if isinstance(out, (list, tuple)) else _describe(out)
+            expected = f"a list of {n} floats" if n is not None else "a list of floats"
+            raise self._error(kwargs, f"returned {got}; expected {expected}, one per completion")
+        bad = next((v for v in out if v is not None and not _is_number(v)), _OK)
+        if bad is not _OK:
+            raise self._error(kwargs, f"returned a value that is not a number: {_describe(bad)}")
+        return out
+
+    def _error(self, kwargs: dict[str, Any], what: str) -> RewardError:
+        """``reward 'name' <what> (at step N; FILE)``."""
+        state = kwargs.get("trainer_state")
+        context = []
+        if getattr(state, "global_step", None) is not None:
+            context.append(f"at step {state.global_step}")
+        try:
+            source = inspect.getsourcefile(self.func)
+        except TypeError:
+            source = None
+        if source and "llmscisci_cfg" not in Path(source).parts:
+            context.append(f"in {source}")
+        more = f" ({'; '.join(context)})" if context else ""
+        return RewardError(f"reward {self.__name__!r} {what}{more}")
 
     def __repr__(self) -> str:
         shown = {k: v for k, v in self.bound.items() if k != "tokenizer"}
@@ -47,7 +84,33 @@ class AsyncRewardFn(RewardFn):
     """`RewardFn` for an ``async def`` plug-in; TRL awaits it on its event loop."""
 
     async def __call__(self, *args: Any, **kwargs: Any) -> list[float]:
-        return await self._partial(*args, **kwargs)
+        try:
+            out = await self._partial(*args, **kwargs)
+        except (Exception, SystemExit) as exc:
+            raise self._error(kwargs, _raised(exc)) from None
+        return self._checked(out, kwargs)
+
+
+_OK = object()
+
+
+def _raised(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"called sys.exit({exc.code!r}); a reward must return its values"
+    return f"raised {type(exc).__name__}: {first_line(exc)}"
+
+
+def _is_number(value: Any) -> bool:
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        or hasattr(value, "__float__")
+    )
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
 
 
 @dataclass(frozen=True)

@@ -119,17 +119,10 @@ def _ignore(*args: Any, **kwargs: Any) -> None:
 
 
 def _call(fn, name: str, n: int, kwargs: dict[str, Any]) -> list[float]:
-    try:
-        out = fn(**kwargs)
-        if inspect.isawaitable(out):  # an async plug-in (TRL awaits it on its event loop)
-            out = asyncio.run(out)
-    except Exception as exc:
-        raise UserError(f"reward {name!r} raised {type(exc).__name__}: {exc}") from None
-    if not isinstance(out, (list, tuple)) or len(out) != n:
-        got = f"{len(out)} values" if isinstance(out, (list, tuple)) else type(out).__name__
-        raise UserError(
-            f"reward {name!r} returned {got}; expected a list of {n} floats, one per completion"
-        )
+    """One reward's values as floats (None → NaN); the `RewardFn` checks its contract."""
+    out = fn(**kwargs)
+    if inspect.isawaitable(out):  # an async plug-in (TRL awaits it on its event loop)
+        out = asyncio.run(out)
     try:
         return [math.nan if v is None else float(v) for v in out]
     except (TypeError, ValueError) as exc:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from llmscisci_cfg import files
 from llmscisci_cfg.data.sources import jsonl_records
 from llmscisci_cfg.errors import UserError, first_line
 from llmscisci_cfg.recipe.resolve import Job
@@ -32,12 +33,7 @@ from llmscisci_cfg.rewards.score import COMPLETION, ScoreReport, score
 
 def read_completions(path: Path) -> list[dict[str, Any]]:
     """The JSONL rows of ``path``; a bad line is a `UserError` naming ``file:line``."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: cannot read: {exc}") from None
+    text = files.read_text(path, "--completions", files.DATA_LIMIT)
     rows = []
     for number, row in jsonl_records(text, path):
         if COMPLETION not in row:

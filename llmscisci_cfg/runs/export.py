@@ -9,23 +9,29 @@ from __future__ import annotations
 from pathlib import Path
 
 from llmscisci_cfg.errors import UserError
-from llmscisci_cfg.runs.rundir import RunDir
+from llmscisci_cfg.runs.rundir import RunDir, RunLock
 
 DEFAULT_DIR = "exported"
 
 
 def export_run(run_dir: str | Path, merge: bool, output: str | Path | None = None) -> Path:
     """Save ``run_dir``'s model + tokenizer into ``output`` (default ``RUN_DIR/exported``)."""
+    from llmscisci_cfg.models.load import quiet_bitsandbytes
+
+    quiet_bitsandbytes()
+    run = RunDir.open(run_dir)
+    with RunLock(run.path):
+        return _export(run, merge, output)
+
+
+def _export(run: RunDir, merge: bool, output: str | Path | None) -> Path:
     from llmscisci_cfg.models.load import (
         LoadSpec,
         load_merged,
         load_pretrained,
         load_tokenizer_dir,
-        quiet_bitsandbytes,
     )
 
-    quiet_bitsandbytes()
-    run = RunDir.open(run_dir)
     final_dir = run.require_final()
     out = Path(output) if output else run.path / DEFAULT_DIR
     if out.exists() and any(out.iterdir()):

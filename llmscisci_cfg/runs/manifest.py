@@ -23,6 +23,7 @@ from llmscisci_cfg.recipe.resolve import Job, absolute_recipe
 from llmscisci_cfg.runs.rundir import (
     MANIFEST,
     RESOLVED,
+    RUN_FORMAT,
     FinalInfo,
     RunDir,
     write_atomic,
@@ -150,6 +151,7 @@ def start(
     write_atomic(run_dir / RESOLVED, text)
     source = job.recipe_file
     manifest: dict[str, Any] = {
+        "format": RUN_FORMAT,
         "status": "running",
         "command": job.command_text(run_dir, resume=resumed_from is not None),
         "recipe": {

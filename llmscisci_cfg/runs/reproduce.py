@@ -64,8 +64,41 @@ def compare_metrics(original: list[dict[str, Any]], rerun: list[dict[str, Any]])
     return diffs
 
 
+def changed_inputs(run: RunDir) -> list[str]:
+    """The inputs whose content differs from what the manifest recorded: data source, traces,
+    chat template, reward sources (one line each, both digests)."""
+    job = run.job()
+    recorded = run.manifest
+    now: dict[str, tuple[str | None, str | None]] = {}
+    data = recorded.get("data") if isinstance(recorded.get("data"), dict) else {}
+    for key, file in (("source", job.data), ("traces", job.traces)):
+        entry = data.get(key) if isinstance(data.get(key), dict) else None
+        if entry is not None or file is not None:
+            current = file.sha256 if file is not None and file.path is not None else None
+            now[f"data {key} ({file.ref if file else 'none'})"] = (
+                (entry or {}).get("sha256"),
+                current,
+            )
+    template = recorded.get("template") if isinstance(recorded.get("template"), dict) else {}
+    if job.template.sha256 is not None:  # a tokenizer's own template is known once it loads
+        now[f"chat template ({job.template.name})"] = (template.get("sha256"), job.template.sha256)
+    rewards = recorded.get("rewards") if isinstance(recorded.get("rewards"), list) else []
+    for entry, source in zip(rewards, job.rewards, strict=False):
+        if isinstance(entry, dict) and entry.get("sha256") is not None:
+            now[f"reward {source.spec.label} ({source.file})"] = (entry["sha256"], source.sha256)
+    return [
+        f"input changed: {what}: sha256 {before} in the run, {after} now"
+        for what, (before, after) in now.items()
+        if before is not None and before != after
+    ]
+
+
 def reproduce_run(run_dir: str | Path, keep: bool = False, echo=print) -> Comparison:
-    """Re-run ``run_dir``'s resolved recipe in a temporary directory and compare the metrics."""
+    """Re-run ``run_dir``'s resolved recipe in a temporary directory and compare the metrics.
+
+    First the inputs' digests are compared with the manifest's: when the data, traces, chat
+    template or a reward's code changed, the differences say which, and nothing is trained.
+    """
     from llmscisci_cfg.train.runner import run
 
     opened = RunDir.open(run_dir)
@@ -81,6 +114,9 @@ def reproduce_run(run_dir: str | Path, keep: bool = False, echo=print) -> Compar
     original = read_metrics(run_dir)
     if not original:
         raise UserError(f"{run_dir}/{METRICS} is empty; nothing to compare")
+    changed = changed_inputs(opened)
+    if changed:  # the same recipe on other inputs is not a reproduction: say which, do not train
+        return Comparison(run_dir, None, len(original), changed)
     scratch = Path(tempfile.mkdtemp(prefix="llmscisci-reproduce-"))
     rerun_dir = scratch / run_dir.name
     echo(f"re-running {run_dir / RESOLVED} into {rerun_dir}")

@@ -76,7 +76,13 @@ class RunDir:
                 f"{path}: not a run directory (no {' or '.join(missing)}); give the directory "
                 f"that `llmscisci run` printed{more}"
             )
-        return cls(path, read_manifest(path / MANIFEST))
+        manifest = read_manifest(path / MANIFEST)
+        if not _ours(manifest):
+            raise UserError(
+                f"{path / MANIFEST}: not a manifest written by llmscisci; give the directory that "
+                f"`llmscisci run` printed{more}"
+            )
+        return cls(path, manifest)
 
     @property
     def status(self) -> str:
@@ -144,39 +150,182 @@ def read_manifest(path: Path) -> dict[str, Any]:
     return manifest
 
 
-def prepare(run_dir: Path, resume: bool, overwrite: bool) -> None:
-    """Make ``run_dir`` ready: refuse a non-empty one unless ``resume`` or ``overwrite``."""
+#: Written into every manifest: how a run directory is recognised as ours.
+RUN_FORMAT = "llmscisci.run/1"
+#: What a run (and eval/export into it) writes; nothing else in a run directory is ours.
+OURS = {
+    MANIFEST,
+    RESOLVED,
+    METRICS,
+    ACCELERATE_CONFIG,
+    CHECKPOINTS,
+    FINAL,
+    PLOTS,
+    "eval",
+    "exported",
+}
+_LEGACY_KEYS = {"status", "recipe", "versions", "compiled", "final"}
+
+
+def prepare(run_dir: Path, resume: bool, overwrite: bool) -> bool:
+    """Check that ``run_dir`` may be written, before anything is built; return whether an old
+    run is there to be replaced (`replace` does it, once the trainer is built).
+
+    A non-empty directory is refused unless it is one of our runs and ``resume`` or
+    ``overwrite`` says what to do with it; ``--overwrite`` also refuses a run directory holding
+    files we did not write. Nothing is created or deleted here.
+    """
     if resume and overwrite:
         raise UserError("--resume and --overwrite contradict each other; pick one")
+    if run_dir.is_symlink():
+        target = os.readlink(run_dir)
+        state = "a dangling symbolic link" if not run_dir.exists() else "a symbolic link"
+        raise UserError(f"{run_dir}: is {state} (to {target}); give the directory itself")
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"{run_dir}: exists and is not a directory")
+    check_writable(run_dir)
     busy = run_dir.is_dir() and any(run_dir.iterdir())
     if resume:
         if last_checkpoint(run_dir) is None:
             raise UserError(f"{run_dir}: --resume found no checkpoint in {run_dir / CHECKPOINTS}")
-    elif busy and not overwrite:
+        if not is_run_dir(run_dir):
+            raise UserError(
+                f"{run_dir}: not a run directory (no valid {MANIFEST}); nothing to resume"
+            )
+        return False
+    if busy and not overwrite:
         raise UserError(
             f"{run_dir}: run directory is not empty; pass --overwrite to replace it, "
             "--resume to continue it, or --output-dir for a new one"
         )
-    elif busy and not is_run_dir(run_dir):
+    if busy and not is_run_dir(run_dir):
         raise UserError(
-            f"{run_dir}: not empty and not a run directory (no {MANIFEST}, {RESOLVED} or "
-            f"{ACCELERATE_CONFIG}); --overwrite only replaces run directories; "
-            "choose another --output-dir"
+            f"{run_dir}: not empty and not a run directory (no valid {MANIFEST} of ours); "
+            "--overwrite only replaces run directories; choose another --output-dir"
         )
-    elif busy:
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    foreign = foreign_entries(run_dir) if busy else []
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (
+            f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
+        )
+        raise UserError(
+            f"{run_dir}: holds files llmscisci did not write ({shown}); --overwrite deletes only "
+            "run directories, so move them out or choose another --output-dir"
+        )
+    return busy
+
+
+def replace(run_dir: Path) -> None:
+    """Make ``run_dir`` an empty directory. An old run there (already checked by `prepare`:
+    ours, nothing foreign in it) is swapped out: renamed aside, a new directory takes its name,
+    then the old one is removed."""
+    if not (run_dir.is_dir() and any(run_dir.iterdir())):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return
+    aside = run_dir.with_name(f".{run_dir.name}.replaced-{os.getpid()}")
+    os.rename(run_dir, aside)
+    run_dir.mkdir()
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def check_writable(run_dir: Path) -> None:
+    """`UserError` unless we can create (or write into) ``run_dir``: a probe file is created
+    and removed in the nearest existing folder (``os.access`` says yes to root on /proc or a
+    read-only mount)."""
+    probe = run_dir
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UserError(f"{run_dir}: cannot write there ({probe} is not a directory)")
+    try:
+        fd, name = tempfile.mkstemp(dir=probe, prefix=".llmscisci-probe-")
+    except OSError as exc:
+        raise UserError(f"{run_dir}: cannot write there ({probe}: {exc.strerror or exc})") from None
+    os.close(fd)
+    os.unlink(name)
 
 
 def is_run_dir(path: Path) -> bool:
-    """Whether ``path`` holds files a run writes first (what ``--overwrite`` may delete)."""
-    return any((path / name).is_file() for name in (MANIFEST, RESOLVED, ACCELERATE_CONFIG))
+    """Whether ``path`` holds a manifest we wrote (what ``--overwrite`` may replace)."""
+    file = path / MANIFEST
+    if not file.is_file() or file.stat().st_size > 16 * 1024 * 1024:
+        return False
+    try:
+        manifest = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(manifest, dict) and _ours(manifest)
+
+
+def _ours(manifest: dict[str, Any]) -> bool:
+    """Our format marker, or (runs from before it) the keys every manifest of ours has."""
+    return manifest.get("format") == RUN_FORMAT or _LEGACY_KEYS <= set(manifest)
+
+
+def foreign_entries(run_dir: Path) -> list[str]:
+    """Names in ``run_dir`` that no run writes (our own temporary files excepted)."""
+    return sorted(
+        p.name
+        for p in run_dir.iterdir()
+        if p.name not in OURS and not (p.name.startswith(".") and p.name.endswith(".tmp"))
+    )
+
+
+class RunLock:
+    """An exclusive lock on a run directory, held for the life of a run, a resume, an eval that
+    writes into it, or an export. The lock file sits beside the directory (which a run may
+    replace) and holds the owner's pid; the OS releases it when the process dies."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir.parent / f".{self.run_dir.name}.lock"
+        self.fd: int | None = None
+
+    def __enter__(self) -> RunLock:
+        import fcntl
+
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"{self.run_dir}: cannot write there: {exc.strerror or exc}") from None
+        while True:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            except OSError as exc:
+                raise UserError(
+                    f"{self.run_dir}: cannot write there ({self.path}: {exc.strerror or exc})"
+                ) from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
+                os.close(fd)
+                raise UserError(
+                    f"{self.run_dir}: in use by process {holder} (lock {self.path}); wait for "
+                    "it to finish, or stop it"
+                ) from None
+            try:  # the file we locked may have been removed by its previous owner meanwhile
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.fd is not None:
+            self.path.unlink(missing_ok=True)
+            os.close(self.fd)
+            self.fd = None
 
 
 def last_checkpoint(run_dir: Path) -> Path | None:
-    """The checkpoint with the highest step under ``run_dir/checkpoints``, if any."""
+    """The checkpoint with the highest step under ``run_dir/checkpoints`` whose trainer state
+    reads back (a checkpoint torn by a kill is passed over for the one before it)."""
     root = run_dir / CHECKPOINTS
     if not root.is_dir():
         return None
@@ -185,20 +334,38 @@ def last_checkpoint(run_dir: Path) -> Path | None:
         for p in root.iterdir()
         if (m := _CHECKPOINT.match(p.name)) and p.is_dir()
     ]
-    complete = [(step, p) for step, p in found if (p / "trainer_state.json").is_file()]
-    return max(complete)[1] if complete else None
+    for _, path in sorted(found, reverse=True):
+        if checkpoint_step(path) is not None:
+            return path
+    return None
 
 
-def checkpoint_step(checkpoint: Path) -> int:
-    """The global step stored in a checkpoint's trainer state."""
-    return int(json.loads((checkpoint / "trainer_state.json").read_text())["global_step"])
+def checkpoint_step(checkpoint: Path) -> int | None:
+    """The global step stored in a checkpoint's trainer state (None when it does not read)."""
+    try:
+        state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    step = state.get("global_step") if isinstance(state, dict) else None
+    return step if isinstance(step, int) and not isinstance(step, bool) and step >= 0 else None
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old or the new file, never half of one."""
+    """Write ``text`` to ``path`` so that readers see the old or the new file, never half of one.
+
+    The file gets the mode a plain ``open`` would give it (0666 less the umask), not
+    ``mkstemp``'s private 0600: colleagues read manifests too.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
@@ -214,13 +381,29 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    """The rows of ``metrics.jsonl`` (empty when missing)."""
+    """The rows of ``metrics.jsonl`` (empty when missing).
+
+    A torn last line (what a kill or a full disk leaves) is left out; a broken line anywhere
+    else is a `UserError` naming it.
+    """
     path = run_dir / METRICS
     if not path.is_file():
         return []
-    return [
-        json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
-    ]
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    rows = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            row = None
+        if not isinstance(row, dict):
+            if number == len(lines):  # torn by an interruption: repaired on resume
+                break
+            raise UserError(f"{path}:{number}: not a JSON object; the metrics file is damaged")
+        rows.append(row)
+    return rows
 
 
 def truncate_metrics(run_dir: Path, step: int) -> None:

@@ -68,15 +68,18 @@ def decode_label(
         # numpy arrays and pyarrow lists arrive as lists of ints from `datasets`
         out = check_onehot(value, n)
         if out is None:
-            raise LabelError(f"expected a list of {n} zeros and ones, got {value!r}")
+            raise LabelError(f"expected a list of {n} zeros and ones, got {shown(value)}")
         return out
     if not isinstance(value, str):
-        raise LabelError(f"expected text for codec {codec!r}, got {type(value).__name__} {value!r}")
+        raise LabelError(
+            f"expected text for codec {codec!r}, got {type(value).__name__} {shown(value)}"
+        )
     if codec == "onehot":
         out = parse_onehot(value, n)
         if out is None:
             raise LabelError(
-                f"expected a one-hot list of {n} zeros and ones like '[1, 0, 1, 0, 0]', got {value!r}"
+                f"expected a one-hot list of {n} zeros and ones like '[1, 0, 1, 0, 0]', got "
+                f"{shown(value)}"
             )
         return out
     return _decode_codes(value, n, codes)
@@ -92,17 +95,23 @@ def _guess(value: Any) -> Codec:
 
 def _decode_codes(text: str, n: int, codes: Mapping[str, int] | None) -> list[int]:
     if not _CODES.match(text):
-        raise LabelError(f"expected category codes like '1, 3', got {text!r}")
+        raise LabelError(f"expected category codes like '1, 3', got {shown(text)}")
     mapping = codes if codes is not None else {str(i + 1): i for i in range(n)}
     out = [0] * n
     for code in re.findall(r"\d+", text):
-        key = str(int(code))
+        key = code.lstrip("0") or "0"  # "03" is code 3; no int() of a 5,000-digit string
         if key not in mapping:
             raise LabelError(
-                f"unknown category code {code!r}; known codes: {', '.join(sorted(mapping))}"
+                f"unknown category code {shown(code)}; known codes: {', '.join(sorted(mapping))}"
             )
         out[mapping[key]] = 1
     return out
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for messages about a user's cell."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 5] + "…" + text[-4:]
 
 
 def encode_onehot(label: list[int]) -> str:

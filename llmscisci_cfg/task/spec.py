@@ -2,7 +2,8 @@
 
 A task is a YAML file (the shipped one is ``builtin:repro_effort``) that a recipe names in
 ``data.task`` and may partly replace with ``data.task_overrides``. Prompts are Jinja rendered
-in a sandbox with ``StrictUndefined``; every template is trial-rendered when the task loads,
+in a bounded sandbox (`llmscisci_cfg.sandbox`: time and size limits) with ``StrictUndefined``;
+every template is trial-rendered when the task loads,
 so a typo in a variable name is a load-time error, not a surprise in the middle of a run.
 
 >>> task = load_task("builtin:repro_effort", Path("."))
@@ -17,15 +18,15 @@ Import-light on purpose (pydantic, jinja2, yaml only): ``validate`` and ``plan``
 from __future__ import annotations
 
 import difflib
-import functools
 import re
 from pathlib import Path
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, UndefinedError
+from jinja2 import TemplateError, TemplateSyntaxError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from llmscisci_cfg import sandbox
 from llmscisci_cfg.errors import UserError
 from llmscisci_cfg.recipe.schema import TaskOverride
 from llmscisci_cfg.recipe.yamlio import load_file
@@ -156,16 +157,8 @@ class TaskSpec(_Strict):
         )
 
 
-@functools.lru_cache(maxsize=64)
-def _compile(source: str):
-    env = SandboxedEnvironment(
-        undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, autoescape=False
-    )
-    return env.from_string(source)
-
-
 def _render(source: str, variables: dict[str, Any]) -> str:
-    return _compile(source).render(**variables).strip()
+    return sandbox.render(source, variables).strip()
 
 
 # ----------------------------------------------------------------------------- loading
@@ -176,18 +169,18 @@ def load_task(ref: str, base_dir: Path, overrides: TaskOverride | None = None) -
 
     Raises `UserError` naming the file and key (or ``data.task_overrides.KEY``).
     """
-    located = load_file(task_file(ref, base_dir))
+    located = load_file(task_file(ref, base_dir), "data.task")
     if not isinstance(located.data, dict):
         raise UserError(
             f"{located.where(())}: a task file is a YAML mapping (name, aspects, prompts)"
         )
     task = _validate(located.data, lambda loc: located.where(loc) + ": " + _dotted(loc))
-    _check_templates(task, lambda key: f"{located.where((key,))}: {key}")
+    _trial_render(task, lambda key: f"{located.where((key,))}: {key}")
     if overrides is None:
         return task
     merged = _apply(task, overrides)
     task = _validate(merged, lambda loc: "data.task_overrides: " + _dotted(loc))
-    _check_templates(task, lambda key: f"data.task_overrides.{key}")
+    _trial_render(task, lambda key: f"data.task_overrides.{key}")
     return task
 
 
@@ -236,6 +229,14 @@ def _apply(task: TaskSpec, o: TaskOverride) -> dict:
                 f"also give data.task_overrides.codes.{aspect}"
             )
     return data
+
+
+def _trial_render(task: TaskSpec, where) -> None:
+    """`_check_templates` in a memory- and time-capped child process (`sandbox.isolated`)."""
+    try:
+        sandbox.isolated(_check_templates, task, where)
+    except sandbox.TemplateBudgetError as exc:
+        raise UserError(f"{where('user_prompt')}: template error: {exc}") from None
 
 
 def _check_templates(task: TaskSpec, where) -> None:

@@ -69,6 +69,43 @@ class WorldCallback(TrainerCallback):
             self.processes = [me]
 
 
+class SignalCallback(TrainerCallback):
+    """Watches GRPO's ``frac_reward_zero_std``: when most groups of a step have the same reward
+    for every completion, the advantage is zero and the step teaches nothing. Warns once while
+    training (rank 0) and gives a summary line at the end."""
+
+    THRESHOLD = 0.5
+
+    def __init__(self):
+        self.fractions: list[float] = []
+        self.warned = False
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        value = (logs or {}).get("frac_reward_zero_std")
+        if not isinstance(value, (int, float)) or not state.is_world_process_zero:
+            return
+        self.fractions.append(float(value))
+        if value > self.THRESHOLD and not self.warned:
+            self.warned = True
+            print(
+                f"warning: step {state.global_step}: {value:.0%} of the GRPO groups have zero "
+                "reward variance, so they teach nothing; check the rewards (`llmscisci rewards "
+                "test`), raise method.temperature or method.num_generations",
+                flush=True,
+            )
+
+    def summary(self) -> str:
+        """A warning line when most logged steps carried little signal, else ''."""
+        flat = [f for f in self.fractions if f > self.THRESHOLD]
+        if not self.fractions or len(flat) * 2 <= len(self.fractions):
+            return ""
+        mean = sum(self.fractions) / len(self.fractions)
+        return (
+            f"warning: in {len(flat)} of {len(self.fractions)} logged steps most GRPO groups had "
+            f"zero reward variance (mean {mean:.0%}); the run learned little from its rewards"
+        )
+
+
 RESUME_STATE = "llmscisci_state.json"
 
 

@@ -14,6 +14,7 @@ import json
 import shlex
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from llmscisci_cfg.recipe.resolve import ORIGIN_ENV, Job
@@ -36,15 +37,22 @@ class LaunchPlan:
         return (env + " " if env else "") + shlex.join(self.argv)
 
 
-def plan_launch(job: Job, resume: bool = False) -> LaunchPlan:
+def staging_dir(run_dir: Path) -> Path:
+    """Where `run` writes the workers' inputs (beside the run directory, never in it: an old
+    run there is replaced only once the workers have built their trainers)."""
+    return run_dir.parent / f".{run_dir.name}.launch"
+
+
+def plan_launch(job: Job, resume: bool = False, overwrite: bool = False) -> LaunchPlan:
     """The command that runs ``job``: itself in-process, or ``accelerate launch`` of workers
-    that re-enter ``llmscisci run RUN_DIR/recipe.resolved.yaml --in-process``."""
+    that re-enter ``llmscisci run STAGING/recipe.resolved.yaml --in-process``."""
     recipe, run_dir = job.recipe, job.run_dir
     n = recipe.launch.num_processes
     if n == 1:
         return LaunchPlan(in_process=True, argv=job.command(resume=resume))
     own = recipe.launch.accelerate_config
-    config_file = str(job.path(own)) if own else str(run_dir / ACCELERATE_CONFIG)
+    staging = staging_dir(run_dir)
+    config_file = str(job.path(own)) if own else str(staging / ACCELERATE_CONFIG)
     argv = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", config_file]
     env: dict[str, str] = {}
     if job.device == "cpu":
@@ -52,8 +60,9 @@ def plan_launch(job: Job, resume: bool = False) -> LaunchPlan:
         env["ACCELERATE_USE_CPU"] = "true"
     origin = {"ref": job.origin.ref, "overrides": list(job.origin.overrides)}
     env[ORIGIN_ENV] = json.dumps(origin)
-    argv += ["--num_processes", str(n), "-m", "llmscisci_cfg", "run", str(run_dir / RESOLVED)]
-    argv += ["--output-dir", str(run_dir), *(["--resume"] if resume else []), "--in-process"]
+    argv += ["--num_processes", str(n), "-m", "llmscisci_cfg", "run", str(staging / RESOLVED)]
+    argv += ["--output-dir", str(run_dir), *(["--resume"] if resume else [])]
+    argv += [*(["--overwrite"] if overwrite else []), "--in-process"]
     config = None if own else accelerate_config(recipe, job.device)
     return LaunchPlan(in_process=False, argv=argv, env=env, accelerate_config=config)
 

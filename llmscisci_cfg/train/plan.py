@@ -43,6 +43,7 @@ def prepare(
     resume: bool = False,
     worker: bool = False,
     absolute: bool = False,
+    overwrite: bool = False,
 ) -> Prepared:
     """Load, resolve, check plug-ins (importing them) and compile ``recipe_ref`` for this machine.
 
@@ -61,7 +62,7 @@ def prepare(
     return Prepared(
         job=job,
         compiled=compile_recipe(job),
-        launch=plan_launch(job, resume),
+        launch=plan_launch(job, resume, overwrite),
         machine_problems=checks.machine_problems(job.recipe, job.cuda),
     )
 

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llmscisci_cfg.errors import Problem, UserError
+from llmscisci_cfg.errors import STORAGE_ERRORS, Problem, UserError
 from llmscisci_cfg.recipe.resolve import Job
 from llmscisci_cfg.runs import manifest, rundir
 from llmscisci_cfg.train import launch
@@ -52,26 +52,32 @@ def run(
     """Train ``recipe_ref`` into its run directory and return that directory.
 
     Machine problems (4-bit without CUDA, ...) and an occupied run directory are refused
-    with `UserError` before any model loads. A worker of a multi-process launch
-    (``in_process`` with ``WORLD_SIZE > 1``) gets the run's ``recipe.resolved.yaml``.
+    with `UserError` before any model loads; the directory is locked for the life of the run.
+    An old run (``--overwrite``) is replaced only once the trainer is built, so a mistake in
+    the data or the model leaves it as it was. A worker of a multi-process launch
+    (``in_process`` with ``WORLD_SIZE > 1``) gets the run's resolved recipe.
     """
     worker = in_process and world_size() > 1
-    prepared = prepare(recipe_ref, tuple(overrides), output_dir, resume, worker, absolute=True)
+    prepared = prepare(
+        recipe_ref, tuple(overrides), output_dir, resume, worker, absolute=True, overwrite=overwrite
+    )
     refuse_machine_problems(prepared.machine_problems, recipe_ref)
     job = prepared.job
-    run_dir = job.run_dir
-    if not worker:
-        rundir.prepare(run_dir, resume, overwrite)
+    if worker:  # the launching process holds the lock and checked the directory
+        train(job, prepared.compiled, resume)
+        return job.run_dir
+    with rundir.RunLock(job.run_dir):
+        rundir.prepare(job.run_dir, resume, overwrite)
         if resume:
             check_resumable(job)
-    try:
-        if prepared.launch.in_process or in_process:
-            train(job, prepared.compiled, resume)
-        else:
-            launch_workers(prepared.launch, job, echo)
-    except KeyboardInterrupt:
-        raise RunInterrupted(resume_hint(job)) from None
-    return run_dir
+        try:
+            if prepared.launch.in_process or in_process:
+                train(job, prepared.compiled, resume)
+            else:
+                launch_workers(prepared.launch, job, echo)
+        except KeyboardInterrupt:
+            raise RunInterrupted(resume_hint(job)) from None
+    return job.run_dir
 
 
 def resume_hint(job: Job) -> str:
@@ -121,26 +127,37 @@ def is_rank0() -> bool:
 
 
 def launch_workers(plan: launch.LaunchPlan, job: Job, echo=print) -> None:
-    """Write the resolved recipe (the workers' input) and the accelerate config, print the
-    command, run it; `RunFailed` on a non-zero exit."""
-    import yaml
+    """Write the workers' inputs (resolved recipe, accelerate config) into the staging folder
+    beside the run directory, print the command, run it; `RunFailed` on a non-zero exit."""
+    import shutil
 
-    run_dir = job.run_dir
-    rundir.write_atomic(run_dir / rundir.RESOLVED, manifest.resolved_yaml(job))
-    if plan.accelerate_config is not None:
-        text = yaml.safe_dump(plan.accelerate_config, sort_keys=False)
-        rundir.write_atomic(run_dir / rundir.ACCELERATE_CONFIG, text)
-    echo(f"launch: {plan.shell()}")
-    result = subprocess.run(plan.argv, env={**os.environ, **plan.env})
+    staging = launch.staging_dir(job.run_dir)
+    staging.mkdir(parents=True, exist_ok=True)
+    try:
+        rundir.write_atomic(staging / rundir.RESOLVED, manifest.resolved_yaml(job))
+        if plan.accelerate_config is not None:
+            rundir.write_atomic(staging / rundir.ACCELERATE_CONFIG, _yaml(plan.accelerate_config))
+        echo(f"launch: {plan.shell()}")
+        result = subprocess.run(plan.argv, env={**os.environ, **plan.env})
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     if result.returncode != 0:
         raise RunFailed(result.returncode, plan.shell())
+
+
+def _yaml(data: dict[str, Any]) -> str:
+    import yaml
+
+    return yaml.safe_dump(data, sort_keys=False)
 
 
 def train(job: Job, compiled: Compiled, resume: bool) -> None:
     """This process's share of the run (all ranks call it; rank 0 writes the files).
 
     Nothing is written before the trainer is built, so a mistake found while loading the data
-    or the model leaves the run directory as it was.
+    or the model leaves the run directory as it was; then rank 0 replaces an old run (checked
+    by `rundir.prepare`). A full disk or a read-only file system while training is a
+    `UserError` naming the path, with the manifest marked failed.
     """
     from llmscisci_cfg.models.load import load_tokenizer, quiet_bitsandbytes
 
@@ -148,38 +165,67 @@ def train(job: Job, compiled: Compiled, resume: bool) -> None:
     from transformers import set_seed
 
     from llmscisci_cfg.train.build import build_trainer
-    from llmscisci_cfg.train.callbacks import MetricsCallback, ResumeStateCallback, WorldCallback
+    from llmscisci_cfg.train.callbacks import (
+        MetricsCallback,
+        ResumeStateCallback,
+        SignalCallback,
+        WorldCallback,
+    )
 
     run_dir = job.run_dir
     checkpoint = rundir.last_checkpoint(run_dir) if resume else None
-    world, resume_state = WorldCallback(), ResumeStateCallback(checkpoint)
+    world, resume_state, signal = WorldCallback(), ResumeStateCallback(checkpoint), SignalCallback()
     set_seed(job.recipe.train.seed)  # LoRA init happens before the Trainer seeds itself
     tokenizer = load_tokenizer(job)
-    callbacks = [MetricsCallback(run_dir), world, resume_state]
+    callbacks = [MetricsCallback(run_dir), world, resume_state, signal]
     built = build_trainer(job, compiled, tokenizer, callbacks)
     resume_state.trainer = built.trainer
-    record = _start_record(job, compiled, built, checkpoint) if is_rank0() else None
+    record = None
     try:
+        if is_rank0():
+            if not resume:
+                rundir.replace(run_dir)
+            record = _start_record(job, compiled, built, checkpoint)
         started = time.perf_counter()
         built.trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         train_seconds = time.perf_counter() - started
         built.trainer.save_model(str(run_dir / rundir.FINAL))  # all ranks: FSDP gathers here
         if record is not None:
             _finish_record(run_dir, record, built, world.processes, train_seconds)
+            if signal.summary():
+                print(signal.summary(), flush=True)
     except BaseException as exc:
         if record is not None:
             status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-            manifest.update(run_dir, record, status=status, end_time=manifest.now())
+            _mark(run_dir, record, status)
+        if isinstance(exc, OSError) and exc.errno in STORAGE_ERRORS:
+            where = exc.filename or run_dir
+            raise UserError(
+                f"{where}: {exc.strerror or exc} while the run was writing "
+                f"(run directory {run_dir}; its manifest says failed)"
+            ) from None
         raise
+
+
+def _mark(run_dir: Path, record: dict[str, Any], status: str) -> None:
+    """Record the end of a run that did not complete (best effort: the disk may be full)."""
+    try:
+        manifest.update(run_dir, record, status=status, end_time=manifest.now())
+    except OSError:
+        pass
 
 
 def _start_record(
     job: Job, compiled: Compiled, built: Built, checkpoint: Path | None
 ) -> dict[str, Any]:
-    """Rank 0, before training: trim metrics past the checkpoint, write the first manifest."""
+    """Rank 0, before training: trim metrics past the checkpoint (and a torn last line), keep
+    the accelerate config of a multi-process run, write the first manifest."""
     run_dir = job.run_dir
     if checkpoint is not None:
-        rundir.truncate_metrics(run_dir, rundir.checkpoint_step(checkpoint))
+        rundir.truncate_metrics(run_dir, rundir.checkpoint_step(checkpoint) or 0)
+    config = launch.plan_launch(job).accelerate_config
+    if config is not None:
+        rundir.write_atomic(run_dir / rundir.ACCELERATE_CONFIG, _yaml(config))
     record = manifest.start(
         job,
         compiled.as_dict(),

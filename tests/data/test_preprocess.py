@@ -269,7 +269,10 @@ def test_trace_rows_use_traces_file(cli, tmp_path):
     result = cli("preprocess", path, "--json")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
-    assert summary["examples"] == 4 and summary["dropped"] == {"no_trace": 4}
+    # missing: drop applies to training examples only; the held-out document keeps both aspects
+    assert summary["splits"] == {"train": 3, "test": 2}
+    assert summary["examples"] == 5 and summary["dropped"] == {"no_trace": 3}
+    assert summary["traces"] == {"with_trace": 4, "without_trace": 1}
 
 
 # ----------------------------------------------------------------------------- real MLRC data

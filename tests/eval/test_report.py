@@ -98,3 +98,137 @@ def test_one_model_and_unlabelled_rows(tmp_path):
     assert o["mean_reward"] is None
     assert (tmp_path / "per_category_f1.png").read_bytes()[:4] == b"\x89PNG"
     assert "| micro_f1 | – |" in (tmp_path / "report.md").read_text()
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+def _many(models=("policy", "reference"), docs=12, policy_answer=None) -> list[Prediction]:
+    """``docs`` documents × 2 aspects per model; the policy answers ``policy_answer`` to
+    everything when given; every fourth reference completion is empty."""
+    out = []
+    for m in models:
+        for d in range(docs):
+            for aspect in CATS:
+                gold = [d % 2, (d // 2) % 2, int(d % 3 == 0)]
+                if m == "policy":
+                    pred = policy_answer or gold
+                else:
+                    pred = [1 - gold[0], *gold[1:]] if d % 3 else gold
+                empty = m != "policy" and d % 4 == 0
+                text = "" if empty else f"<think>\n\n\n\nwhy</think>\n<label>{pred}</label>"
+                prompt = f"Report {d} " + "word " * 200
+                out.append(
+                    Prediction(f"d{d}", aspect, m, gold, text, None if empty else pred,
+                               float(pred == gold), prompt_excerpt=prompt)
+                )  # fmt: skip
+    return out
+
+
+def test_report_json_holds_intervals_comparisons_and_tables(tmp_path):
+    rep = eval_report.write_all(tmp_path, _many(), _meta())
+    assert list(rep) == ["policy", "reference", *eval_report.TOP_LEVEL]
+    assert eval_report.models(rep) == ["policy", "reference"]
+    assert rep["bootstrap"] == {
+        "resamples": 1000,
+        "seed": 0,
+        "unit": "document",
+        "documents": 12,
+        "level": 0.95,
+        "permutations": 10_000,
+    }
+    for model in ("policy", "reference"):
+        for part in ("overall", "easy", "difficult"):
+            ivs = rep[model][part]["intervals"]
+            assert list(ivs) == list(eval_report.TABLE_KEYS)
+            for key, (lo, hi) in ivs.items():
+                assert lo <= rep[model][part][key] <= hi
+    (c,) = rep["comparisons"]
+    assert (c["policy"], c["reference"], c["examples"], c["documents"]) == (
+        "policy",
+        "reference",
+        24,
+        12,
+    )
+    diff = c["metric"]["exact_match"]
+    p, r = rep["policy"]["overall"]["exact_match"], rep["reference"]["overall"]["exact_match"]
+    assert diff["difference"] == pytest.approx(p - r) and diff["interval"][0] > 0
+    # reference wrong where d % 3 (8 of 12 documents, both aspects) and empty where d % 4 == 0
+    assert (c["mcnemar_exact_match"]["b"], c["mcnemar_exact_match"]["c"]) == (18, 0)
+    assert c["permutation_hamming"]["p_value"] < 0.01
+    assert rep["degenerate"]["reference"]["empty_completions"] == 6
+    assert rep["confusion"]["policy"]["easy/code"] == {"tp": 6, "fp": 0, "fn": 0, "tn": 6}
+    assert rep["frequencies"]["gold"]["easy/code"] == 6  # odd documents
+    # reference says code on even d with d % 3 (2, 10) and odd d with d % 3 == 0 (3, 9); 4 and
+    # 8 would too, but their completions are empty: valid answers only
+    assert rep["frequencies"]["reference"]["easy/code"] == 4
+
+
+def test_recompute_uses_the_stored_seed_and_resamples(tmp_path):
+    rep = eval_report.write_all(tmp_path, _many(), _meta(bootstrap_seed=7, bootstrap_resamples=200))
+    assert rep["bootstrap"]["seed"] == 7 and rep["bootstrap"]["resamples"] == 200
+    assert eval_report.recompute(tmp_path / "predictions.jsonl") == rep
+    assert json.loads((tmp_path / "report.json").read_text()) == rep
+    other = eval_report.build_report(_many(), CATS, resamples=200, seed=8)
+    assert other["reference"]["overall"]["intervals"] != rep["reference"]["overall"]["intervals"]
+
+
+def test_policy_is_compared_with_every_other_model(tmp_path):
+    models = {"policy": "p", "reference": "r", "runs/other/final": "o"}
+    rep = eval_report.write_all(tmp_path, _many(tuple(models)), _meta(models=models))
+    pairs = [(c["policy"], c["reference"]) for c in rep["comparisons"]]
+    assert pairs == [("policy", "reference"), ("policy", "runs/other/final")]
+    md = (tmp_path / "report.md").read_text()
+    assert "| metric | policy − reference | 95% CI | policy − runs/other/final | 95% CI |" in md
+
+
+def test_markdown_flags_a_rise_in_all_zero_answers(tmp_path):
+    rep = eval_report.write_all(tmp_path, _many(policy_answer=[0, 0, 0]), _meta())
+    assert rep["degenerate"]["policy"]["all_zero"] == 1.0
+    assert rep["comparisons"][0]["degenerate_flags"] == ["all_zero", "constant"]
+    md = (tmp_path / "report.md").read_text()
+    ref = rep["degenerate"]["reference"]["all_zero"]
+    assert (
+        f"**flag**: policy's share of all-zero answers rises from {ref:.3f} (reference) to 1.000."
+        in md
+    )
+    assert "**flag**: policy's share of constant answers rises" in md
+    clean = eval_report.write_all(tmp_path / "clean", _many(), _meta())
+    assert not clean["comparisons"][0]["degenerate_flags"]
+    assert "**flag**" not in (tmp_path / "clean" / "report.md").read_text()
+
+
+def test_markdown_is_compact(tmp_path):
+    eval_report.write_all(tmp_path, _many(), _meta())
+    md = (tmp_path / "report.md").read_text()
+    assert "\n\n\n" not in md
+    assert "- empty completions: 0 of 24 policy, 6 of 24 reference" in md
+    assert md.count("\n### ") == eval_report.EXAMPLES
+    examples = md.split("## Examples", 1)[1]
+    assert "empty completion" not in examples  # answered examples are chosen first
+    quote = next(line for line in examples.splitlines() if line.startswith("> Report"))
+    assert len(quote) <= 2 + eval_report.EXCERPT_CHARS + 2 and quote.endswith(" …")
+    assert "| exact_match | 1.000 | 0.250 |" in md and "| easy/code | 6 | 6 | 4 |" in md
+    assert (
+        md.index("## Overall")
+        < md.index("## Paired comparisons")
+        < md.index("## Degenerate answers")
+        < md.index("## Category frequencies")
+        < md.index("## Examples")
+    )
+
+
+def test_prompt_excerpt_is_written_only_when_set(tmp_path):
+    preds = _predictions()
+    eval_report.write_predictions(tmp_path / "a.jsonl", preds)
+    assert "prompt_excerpt" not in (tmp_path / "a.jsonl").read_text()
+    preds[0].prompt_excerpt = "What was easy?"
+    eval_report.write_predictions(tmp_path / "b.jsonl", preds)
+    assert eval_report.read_predictions(tmp_path / "b.jsonl") == preds
+    assert eval_report.excerpt("a  b\n\nc " * 100, 10) == "a b c a b …"
+
+
+def test_reserved_model_labels_are_refused():
+    preds = [Prediction("d1", "easy", "comparisons", [1, 0, 0], GOOD, [1, 0, 0])]
+    with pytest.raises(ValueError, match="reserved"):
+        eval_report.build_report(preds, CATS)

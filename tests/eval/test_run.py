@@ -40,8 +40,8 @@ def test_eval_run_with_reference_writes_every_file_and_recomputes(cli, sft_run, 
 
     report = json.loads((out / eval_report.REPORT_JSON).read_text())
     assert report == eval_report.recompute(out / eval_report.PREDICTIONS)
-    assert list(report) == ["policy", "reference"]
-    for model in report.values():
+    assert eval_report.models(report) == ["policy", "reference"]
+    for model in (report[m] for m in eval_report.models(report)):
         assert set(model) <= {"overall", "easy", "difficult"} and "overall" in model
         assert model["overall"]["n"] == 6
         assert len(model["overall"]["per_category"]) == 5 * (len(model) - 1)
@@ -100,7 +100,8 @@ def test_zero_shot_recipe_model_with_reward_stack(cli, cache, tmp_path):
     assert report == eval_report.recompute(out / eval_report.PREDICTIONS)
     rows = _lines(out / eval_report.PREDICTIONS)
     assert {r["model"] for r in rows} == {"policy", "reference"}
-    for model, parts in report.items():
+    for model in eval_report.models(report):
+        parts = report[model]
         mine = [r for r in rows if r["model"] == model]
         o = parts["overall"]
         assert set(o["mean_rewards"]) == {"format", "stepwise_label", "hamming"}
@@ -123,7 +124,8 @@ def _fake_run(tmp_path: Path, with_final: bool) -> Path:
     run = tmp_path / "run"
     run.mkdir()
     (run / RESOLVED).write_text(resolved_yaml(load_job(SFT)))
-    (run / MANIFEST).write_text(json.dumps({"status": "failed", "final": {"kind": "full"}}))
+    record = {"format": "llmscisci.run/1", "status": "failed", "final": {"kind": "full"}}
+    (run / MANIFEST).write_text(json.dumps(record))
     if with_final:
         (run / FINAL).mkdir()
         (run / FINAL / "config.json").write_text("{}")
@@ -242,3 +244,19 @@ def test_score_rewards_as_trl_totals_them(tmp_path):
         [0.5, None],
         {"skip_short": [0.5, None]},
     )
+
+
+def test_output_dir_holding_another_evaluation_is_refused(cli, sft_run, tmp_path):
+    out = tmp_path / "reports"
+    out.mkdir()
+    (out / eval_report.META).write_text(json.dumps({"run_dir": "/elsewhere/run"}))
+    result = cli("eval", sft_run, "--output-dir", out, *FAST)
+    assert result.exit_code == 2
+    assert "holds the evaluation of /elsewhere/run" in result.output
+    assert json.loads((out / eval_report.META).read_text()) == {"run_dir": "/elsewhere/run"}
+    (out / "notes.md").write_text("mine")
+    result = cli("eval", sft_run, "--output-dir", out, "--overwrite", *FAST)
+    assert result.exit_code == 0, result.output
+    assert (out / "notes.md").read_text() == "mine"  # replaced only the evaluation's own files
+    result = cli("eval", sft_run, "--output-dir", out, *FAST)
+    assert result.exit_code == 2 and "not an evaluation's (notes.md)" in result.output

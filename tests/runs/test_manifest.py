@@ -22,7 +22,7 @@ def test_sha256_file_is_sha256sum(tmp_path):
     f = tmp_path / "a.txt"
     f.write_bytes(b"hello\n")
     assert content_sha256(f) == hashlib.sha256(b"hello\n").hexdigest()
-    with pytest.raises(UserError, match="missing: cannot read"):
+    with pytest.raises(UserError, match="missing: no such file"):
         content_sha256(tmp_path / "missing")
 
 

@@ -52,3 +52,22 @@ def test_compare_ignores_wall_clock_only():
     assert compare_metrics(a, b) == []
     assert compare_metrics(a, [{"step": 1, "loss": 1.5}]) == ["row 1 (step 1): loss: 1.0 != 1.5"]
     assert compare_metrics(a, a + a) == ["row count: 1 != 2"]
+
+
+def test_reproduce_says_which_input_changed_before_training(tmp_path, cli):
+    """The same recipe on changed data is not a reproduction: exit 3 naming the input."""
+    import shutil
+
+    from llmscisci_cfg.resources import root
+
+    data = tmp_path / "reports.csv"
+    shutil.copy(root("assets") / "sample" / "reports.csv", data)
+    recipe = write_recipe(tmp_path, "sft", steps=1)
+    recipe.write_text(recipe.read_text().replace("builtin:sample", str(data)))
+    run_dir = run(str(recipe), (), tmp_path / "run")
+    lines = data.read_text().splitlines(keepends=True)
+    data.write_text("".join(lines[:1] + lines[2:]))  # one row less
+    result = cli("reproduce", run_dir)
+    assert result.exit_code == 3, result.output
+    assert f"input changed: data source ({data})" in result.output
+    assert "re-running" not in result.output  # nothing was trained

@@ -50,7 +50,7 @@ def test_two_cpu_processes_use_multi_gpu_with_accelerate_use_cpu():
         "-m",
         "llmscisci_cfg",
         "run",
-        "out/recipe.resolved.yaml",
+        ".out.launch/recipe.resolved.yaml",  # beside the run dir: nothing is written in it yet
         "--output-dir",
         "out",
         "--in-process",

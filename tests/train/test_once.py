@@ -34,7 +34,7 @@ def counts(monkeypatch) -> Counter:
         return wrapper
 
     monkeypatch.setattr(
-        spec, "load_file", counted(lambda p: ("task", Path(p).name), spec.load_file)
+        spec, "load_file", counted(lambda p, *_: ("task", Path(p).name), spec.load_file)
     )
     monkeypatch.setattr(
         sources, "parse_csv", counted(lambda t, p: ("parse", Path(p).name), sources.parse_csv)

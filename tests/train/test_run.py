@@ -152,24 +152,33 @@ def test_non_empty_run_dir_is_refused(tmp_path, cli):
 
 
 def test_overwrite_replaces_only_run_directories(tmp_path, cli):
+    """--overwrite replaces a run directory we wrote (a valid manifest of ours), never a folder
+    that merely holds a file named manifest.json, and never deletes files we did not write."""
     recipe = write_recipe(tmp_path, "sft", steps=1)
     old = tmp_path / "old"
-    old.mkdir()
-    (old / "manifest.json").write_text("{}")
-    (old / "stale.txt").write_text("from an earlier run")
+    assert cli("run", recipe, "--output-dir", old).exit_code == 0
+    first = json.loads((old / "manifest.json").read_text())["start_time"]
     result = cli("run", recipe, "--output-dir", old, "--resume", "--overwrite")
     assert result.exit_code == 2 and "contradict" in result.output
+    (old / "stale.txt").write_text("notes kept beside an earlier run")
+    result = cli("run", recipe, "--output-dir", old, "--overwrite")
+    assert result.exit_code == 2 and "did not write (stale.txt)" in result.output
+    assert (old / "stale.txt").is_file() and (old / "final").is_dir()
+    (old / "stale.txt").unlink()
     result = cli("run", recipe, "--output-dir", old, "--overwrite")
     assert result.exit_code == 0, result.output
     assert result.stdout.strip().splitlines()[-1] == f"run directory: {old}"
-    assert not (old / "stale.txt").exists()
-    assert json.loads((old / "manifest.json").read_text())["status"] == "completed"
-    mine = tmp_path / "project"
-    mine.mkdir()
-    (mine / "notes.txt").write_text("mine")
-    result = cli("run", recipe, "--output-dir", mine, "--overwrite")
-    assert result.exit_code == 2 and "not a run directory" in result.output
-    assert (mine / "notes.txt").read_text() == "mine"
+    m = json.loads((old / "manifest.json").read_text())
+    assert m["status"] == "completed" and m["format"] == "llmscisci.run/1"
+    assert m["start_time"] >= first
+    for fake in ("{}", "[]", "garbage"):
+        mine = tmp_path / "project"
+        mine.mkdir(exist_ok=True)
+        (mine / "manifest.json").write_text(fake)
+        (mine / "src.txt").write_text("mine")
+        result = cli("run", recipe, "--output-dir", mine, "--overwrite")
+        assert result.exit_code == 2 and "not a run directory" in result.output
+        assert (mine / "src.txt").read_text() == "mine" and (mine / "manifest.json").is_file()
 
 
 def test_empty_train_split_is_a_user_error_and_writes_nothing(tmp_path, cli):
@@ -192,7 +201,7 @@ def test_empty_train_split_is_a_user_error_and_writes_nothing(tmp_path, cli):
     result = cli("run", recipe, "--output-dir", out)
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "the train split has no examples (4 source rows, 0 examples" in result.output
-    assert list(out.iterdir()) == []  # a fixed recipe runs into the same directory
+    assert not out.exists()  # nothing written: a fixed recipe runs into the same directory
 
 
 def test_interrupt_marks_the_manifest_and_prints_how_to_resume(tmp_path, cli):

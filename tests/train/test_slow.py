@@ -87,7 +87,7 @@ def test_two_rank_cpu_ddp_really_runs_two_ranks(tmp_path):
         and "--num_processes 2" in launch
     )
     # the workers start from the run's resolved recipe; the manifest keeps the user's command
-    assert f"run {out / 'recipe.resolved.yaml'} --output-dir {out}" in launch
+    assert f"run {tmp_path / '.ddp.launch' / 'recipe.resolved.yaml'} --output-dir {out}" in launch
     m = json.loads((out / "manifest.json").read_text())
     assert m["status"] == "completed"
     assert m["recipe"]["ref"] == str(recipe)

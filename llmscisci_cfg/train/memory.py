@@ -1,0 +1,737 @@
+"""Peak GPU memory of a training run, estimated from the model's shape (no ML library imported).
+
+`llmscisci plan` prints it. Three steps, each usable alone:
+
+- `shape_for` finds a `ModelShape`: ``builtin:tiny*`` from `llmscisci_cfg.models.tiny`, a local
+  folder's ``config.json`` (a LoRA folder's base too), a hub id's ``config.json`` already in the
+  Hugging Face cache, else `KNOWN_SHAPES` (the hub models of the shipped recipes).
+- `settings_for` maps a recipe onto `Settings` (plain fields); `estimate` turns a shape and
+  settings into an `Estimate`: parts in bytes, the peak, and `Estimate.as_text`.
+- `estimate_job` does both for a resolved `Job`; `device_memory` and `quantization_note` are
+  for ``plan --here``.
+
+What is estimated is ``torch.cuda.max_memory_allocated`` of one process: the CUDA context
+(~0.5 GiB) and the caching allocator's slack come on top of it in ``nvidia-smi``. The model of
+what TRL 1.16 / transformers 5.23 / peft 0.21 / bitsandbytes 0.50 keep is written out in
+`estimate` and `layer_bytes_per_token`; it was checked against autograd's saved tensors (CPU)
+and the H200 peaks in ``../shared/bench/gpu_baseline_h200_2026-11-26.json`` (tests/train/
+test_memory.py has the figures).
+
+>>> shape = shape_for("google/gemma-3-1b-it")
+>>> est = estimate(shape, method="sft", quant_bits=4, lora_r=16, batch=16, seq_len=297)
+>>> round(est.total / GIB, 1)
+14.6
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from llmscisci_cfg.recipe.resolve import Job
+    from llmscisci_cfg.recipe.schema import Recipe
+
+GIB = 2**30
+LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+# TRL 1.16 fused LM head (trl/kernels/chunked_logprob.py): tiles of TOKEN_CHUNK x VOCAB_CHUNK.
+FUSED_TOKEN_CHUNK, FUSED_VOCAB_CHUNK = 4096, 32768
+# Lengths assumed when the recipe leaves them open and the data is not built yet.
+DEFAULT_SEQ_LEN, DEFAULT_PROMPT_LEN = 1024, 512
+
+
+# ----------------------------------------------------------------------------- shapes
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What memory depends on in a decoder-only model (a Llama-style block: attention with
+    q/k/v/o projections, a gated MLP with gate/up/down, RMSNorms).
+
+    ``model_type`` picks the norm layout: ``gemma3*`` has four norms per layer plus q/k norms;
+    the others two. ``attention_bias``: q/k/v biases (Qwen2).
+    """
+
+    name: str
+    model_type: str
+    hidden: int
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    intermediate: int
+    vocab: int
+    tied_embeddings: bool
+    attention_bias: bool = False
+    source: str = ""
+
+    @property
+    def gemma(self) -> bool:
+        return self.model_type.startswith("gemma3")
+
+    @property
+    def q_dim(self) -> int:
+        return self.heads * self.head_dim
+
+    @property
+    def kv_dim(self) -> int:
+        return self.kv_heads * self.head_dim
+
+    def linear_dims(self) -> dict[str, tuple[int, int]]:
+        """(in, out) features of each linear layer of a decoder layer."""
+        h, q, kv, i = self.hidden, self.q_dim, self.kv_dim, self.intermediate
+        return {
+            "q_proj": (h, q),
+            "k_proj": (h, kv),
+            "v_proj": (h, kv),
+            "o_proj": (q, h),
+            "gate_proj": (h, i),
+            "up_proj": (h, i),
+            "down_proj": (i, h),
+        }
+
+    @property
+    def linear_params(self) -> int:
+        """Weights of every decoder-layer linear (what bitsandbytes quantizes)."""
+        return self.layers * sum(i * o for i, o in self.linear_dims().values())
+
+    @property
+    def embedding_params(self) -> int:
+        """Input embedding, plus the LM head when it is not tied (never quantized)."""
+        return self.vocab * self.hidden * (1 if self.tied_embeddings else 2)
+
+    @property
+    def small_params(self) -> int:
+        """Norm weights and q/k/v biases: per layer 2 norms (Gemma 3: 4, plus q/k norms of
+        ``head_dim``), and the final norm."""
+        norms = 4 * self.hidden + 2 * self.head_dim if self.gemma else 2 * self.hidden
+        bias = self.q_dim + 2 * self.kv_dim if self.attention_bias else 0
+        return self.layers * (norms + bias) + self.hidden
+
+    @property
+    def params(self) -> int:
+        """Total parameters, tied weights counted once (``sum(p.numel() for p in
+        model.parameters())``); e.g. gemma-3-1b 999,885,952."""
+        return self.embedding_params + self.linear_params + self.small_params
+
+
+# Published config.json values of the shipped recipes' hub models (parameter totals from the
+# formula above agree with transformers' count of the same config; see the tests).
+KNOWN_SHAPES: dict[str, ModelShape] = {
+    s.name: s
+    for s in (
+        ModelShape(
+            "google/gemma-3-1b-it", "gemma3_text", hidden=1152, layers=26, heads=4, kv_heads=1,
+            head_dim=256, intermediate=6912, vocab=262144, tied_embeddings=True,
+            source="config.json of google/gemma-3-1b-it (as copied in bench/gpu.py GEMMA3_1B)",
+        ),
+        ModelShape(
+            "Qwen/Qwen2.5-1.5B-Instruct", "qwen2", hidden=1536, layers=28, heads=12, kv_heads=2,
+            head_dim=128, intermediate=8960, vocab=151936, tied_embeddings=True,
+            attention_bias=True,
+            source="config.json of Qwen/Qwen2.5-1.5B-Instruct (as copied in bench/gpu.py QWEN25_1_5B)",
+        ),
+        ModelShape(
+            "meta-llama/Llama-3.2-1B-Instruct", "llama", hidden=2048, layers=16, heads=32,
+            kv_heads=8, head_dim=64, intermediate=8192, vocab=128256, tied_embeddings=True,
+            source="config.json of meta-llama/Llama-3.2-1B-Instruct (hub, transformers 4.45)",
+        ),
+    )
+}  # fmt: skip
+
+_TIED_DEFAULT = {"gemma3": True, "gemma3_text": True}  # transformers' defaults when absent
+
+
+def shape_from_config(config: Mapping[str, Any], name: str, source: str = "") -> ModelShape:
+    """A `ModelShape` from config.json data (Gemma 3 multimodal configs: their ``text_config``).
+
+    A missing required key raises `KeyError`.
+    """
+    outer = config
+    model_type = str(config.get("model_type", ""))
+    if isinstance(config.get("text_config"), Mapping):
+        config = config["text_config"]
+        model_type = str(config.get("model_type", model_type))
+    hidden, heads = int(config["hidden_size"]), int(config["num_attention_heads"])
+    tied = config.get(
+        "tie_word_embeddings",
+        outer.get("tie_word_embeddings", _TIED_DEFAULT.get(model_type, False)),
+    )
+    return ModelShape(
+        name=name,
+        model_type=model_type,
+        hidden=hidden,
+        layers=int(config["num_hidden_layers"]),
+        heads=heads,
+        kv_heads=int(config.get("num_key_value_heads") or heads),
+        head_dim=int(config.get("head_dim") or hidden // heads),
+        intermediate=int(config["intermediate_size"]),
+        vocab=int(config["vocab_size"]),
+        tied_embeddings=bool(tied),
+        attention_bias=model_type == "qwen2" or bool(config.get("attention_bias", False)),
+        source=source,
+    )
+
+
+def read_config(path: Path, name: str) -> ModelShape | None:
+    """The shape in a config.json file; None when it is unreadable or lacks a size."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        return shape_from_config(data, name, source=str(path))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def tiny_shape(name: str) -> ModelShape:
+    """A built-in tiny model's shape from `llmscisci_cfg.models.tiny`'s constants (light)."""
+    from llmscisci_cfg.models import tiny
+
+    key = tiny.builtin_key(name)
+    model_type = {"tiny": "llama", "tiny-qwen": "qwen2", "tiny-gemma": "gemma3_text"}[key]
+    return ModelShape(
+        name=tiny.PREFIX + key,
+        model_type=model_type,
+        hidden=tiny.HIDDEN,
+        layers=tiny.LAYERS,
+        heads=tiny.HEADS,
+        kv_heads=tiny.KV_HEADS,
+        head_dim=tiny.HIDDEN // tiny.HEADS,
+        intermediate=tiny.FFN,
+        vocab=tiny._special_ids()["vocab_size"],
+        tied_embeddings=True,
+        attention_bias=model_type == "qwen2",
+        source="llmscisci_cfg/models/tiny.py",
+    )
+
+
+def shape_for(
+    name_or_path: str, revision: str | None = None, cache_dir: str | Path | None = None
+) -> ModelShape | None:
+    """The shape of ``model.name_or_path``, or None when nothing here describes it.
+
+    Looks, in order, at: ``builtin:`` names; a local folder's config.json (a LoRA folder:
+    its ``base_model_name_or_path``); the hub id's config.json in the Hugging Face cache
+    (``cache_dir``, default the usual one); `KNOWN_SHAPES`. Never goes to the network.
+    """
+    from llmscisci_cfg.models import tiny
+
+    if tiny.is_builtin(name_or_path):
+        return tiny_shape(name_or_path)
+    folder = Path(name_or_path).expanduser()
+    if folder.is_dir():
+        if (folder / "config.json").is_file():
+            return read_config(folder / "config.json", name_or_path)
+        adapter = folder / "adapter_config.json"
+        try:
+            base = json.loads(adapter.read_text(encoding="utf-8"))["base_model_name_or_path"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return shape_for(str(base), cache_dir=cache_dir) if base else None
+    cached = _hub_cache_config(name_or_path, revision, cache_dir)
+    if cached is not None:
+        return read_config(cached, name_or_path)
+    return KNOWN_SHAPES.get(name_or_path)
+
+
+def _hub_cache_config(repo_id: str, revision: str | None, cache_dir) -> Path | None:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(
+            repo_id, "config.json", cache_dir=cache_dir, revision=revision
+        )
+    except Exception:  # an id that is not a valid repo id, an unreadable cache
+        return None
+    return Path(found) if isinstance(found, str) else None
+
+
+# ----------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the estimate needs from a recipe, as plain values (`settings_for` fills it).
+
+    ``seq_len``: padded tokens per sequence (SFT, DPO). GRPO trains on ``grpo_prompt_len +
+    grpo_completion_len`` and generates for ``generation_batch`` rows (default ``batch``).
+    ``grad_accum``: micro-batches per optimizer step (gradients then outlive a backward).
+    ``lora_r`` None: full fine-tuning. ``dtype_bytes``: unquantized weights; activations are
+    2 bytes under bf16/fp16 mixed precision, else ``dtype_bytes``.
+    """
+
+    method: str = "sft"
+    quant_bits: int | None = None
+    double_quant: bool = True
+    dtype_bytes: int = 2
+    mixed_precision: bool = True
+    lora_r: int | None = None
+    lora_targets: str | tuple[str, ...] = "all-linear"
+    lora_dropout: float = 0.05
+    optimizer: str = "adamw_torch"
+    batch: int = 1
+    grad_accum: int = 1
+    seq_len: int = DEFAULT_SEQ_LEN
+    gradient_checkpointing: bool = False
+    attn_implementation: str = "sdpa"
+    grpo_num_generations: int = 4
+    grpo_completion_len: int = 256
+    grpo_prompt_len: int = DEFAULT_PROMPT_LEN
+    generation_batch: int | None = None
+    beta: float = 0.0
+    fused_lm_head: bool = True
+    logits_dtype_bytes: int = 4
+    assumed: tuple[str, ...] = field(default=(), compare=False)  # lengths filled by defaults
+
+    @property
+    def act_bytes(self) -> int:
+        return 2 if self.mixed_precision or self.quant_bits else self.dtype_bytes
+
+    @property
+    def dropout_active(self) -> bool:
+        """LoRA dropout as TRL runs it: DPOConfig.disable_dropout is True by default."""
+        return self.lora_dropout > 0 and self.method != "dpo"
+
+    def targets(self) -> tuple[str, ...]:
+        if self.lora_targets == "all-linear":
+            return LINEAR
+        return tuple(m for m in LINEAR if any(t.split(".")[-1] == m for t in self.lora_targets))
+
+    @property
+    def sequences(self) -> int:
+        """Sequences per forward: DPO concatenates chosen and rejected."""
+        return 2 * self.batch if self.method == "dpo" else self.batch
+
+    @property
+    def length(self) -> int:
+        if self.method == "grpo":
+            return self.grpo_prompt_len + self.grpo_completion_len
+        return self.seq_len
+
+    @property
+    def scored_tokens(self) -> int:
+        """Tokens the LM head scores: GRPO only the completions."""
+        per_row = self.grpo_completion_len if self.method == "grpo" else self.length
+        return self.sequences * per_row
+
+
+_DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+
+
+def settings_for(
+    recipe: Recipe, device: str = "cuda", lengths: Mapping[str, int | None] | None = None
+) -> Settings:
+    """`Settings` of a recipe on ``device``. ``lengths``: the built dataset's token limits
+    (``BuildReport.length_limits``: ``prompt``, ``total``); without them SFT/DPO use
+    ``method.max_length`` and GRPO assumes `DEFAULT_PROMPT_LEN` prompt tokens."""
+    from llmscisci_cfg.train.compile import mixed_precision, model_kwargs
+
+    m, t, q, lora = recipe.method, recipe.train, recipe.model.quantization, recipe.model.lora
+    lengths = lengths or {}
+    assumed: list[str] = []
+    seq_len = getattr(m, "max_length", None)
+    if lengths.get("total"):
+        seq_len = min(seq_len or lengths["total"], lengths["total"])
+    if seq_len is None and m.name != "grpo":
+        seq_len = DEFAULT_SEQ_LEN
+        assumed.append(f"seq_len {DEFAULT_SEQ_LEN}")
+    prompt_len = lengths.get("prompt")
+    if m.name == "grpo" and not prompt_len:
+        prompt_len = DEFAULT_PROMPT_LEN
+        assumed.append(f"prompt {DEFAULT_PROMPT_LEN} tokens")
+    targets = lora.target_modules if lora else "all-linear"
+    return Settings(
+        method=m.name,
+        quant_bits=q.bits if q else None,
+        double_quant=q.double_quant if q else True,
+        dtype_bytes=_DTYPE_BYTES[model_kwargs(recipe, device)["dtype"]],
+        mixed_precision=mixed_precision(recipe, device) in ("bf16", "fp16"),
+        lora_r=lora.r if lora else None,
+        lora_targets=targets if isinstance(targets, str) else tuple(targets),
+        lora_dropout=lora.dropout if lora else 0.0,
+        optimizer=t.optim,
+        batch=t.per_device_batch_size,
+        grad_accum=t.gradient_accumulation_steps,
+        seq_len=seq_len or DEFAULT_SEQ_LEN,
+        gradient_checkpointing=t.gradient_checkpointing,
+        attn_implementation=recipe.model.attn_implementation or "sdpa",
+        grpo_num_generations=getattr(m, "num_generations", 4),
+        grpo_completion_len=getattr(m, "max_completion_length", 256),
+        grpo_prompt_len=prompt_len or DEFAULT_PROMPT_LEN,
+        generation_batch=t.per_device_batch_size * t.gradient_accumulation_steps,
+        beta=getattr(m, "beta", 0.0),
+        assumed=tuple(assumed),
+    )
+
+
+# ----------------------------------------------------------------------------- estimate
+
+
+@dataclass(frozen=True)
+class Part:
+    """One line of the estimate. ``phase``: ``static`` (held throughout), or the phase it
+    belongs to (``train``: forward/backward, ``optimizer``: the step, ``generate``: GRPO)."""
+
+    name: str
+    bytes: int
+    detail: str
+    phase: str = "static"
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Peak = static parts + the largest phase (phases do not overlap in time)."""
+
+    shape: ModelShape
+    settings: Settings
+    parts: tuple[Part, ...]
+
+    def phase_bytes(self, phase: str) -> int:
+        return sum(p.bytes for p in self.parts if p.phase == phase)
+
+    @property
+    def peak_phase(self) -> str:
+        return max(("train", "optimizer", "generate"), key=self.phase_bytes)
+
+    @property
+    def total(self) -> int:
+        return self.phase_bytes("static") + self.phase_bytes(self.peak_phase)
+
+    def get(self, name: str) -> int:
+        """Bytes of the part called ``name`` (0 when there is none)."""
+        return sum(p.bytes for p in self.parts if p.name == name)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.shape.name,
+            "params": self.shape.params,
+            "total_bytes": self.total,
+            "total_gib": round(self.total / GIB, 2),
+            "peak_phase": self.peak_phase,
+            "parts": [asdict(p) for p in self.parts],
+            "assumed": list(self.settings.assumed),
+        }
+
+    def as_text(self) -> str:
+        """A few lines for ``plan``, e.g.::
+
+        peak GPU memory ≈ 14.6 GiB (torch allocated; + ~0.5 GiB CUDA context), in train
+          weights          0.90 GiB  nf4 + double quant ...
+        """
+        s = self.settings
+        head = (
+            f"peak GPU memory ≈ {self.total / GIB:.1f} GiB (allocated by torch; the CUDA context "
+            f"adds ~0.5 GiB), at {self.peak_phase}; {self.shape.name}, "
+            f"{_count(self.shape.params)} params"
+        )
+        if s.assumed:
+            head += f"; assumed {', '.join(s.assumed)}"
+        lines = [head]
+        for p in self.parts:
+            if p.bytes == 0:
+                continue
+            where = "" if p.phase in ("static", self.peak_phase) else f" [{p.phase}, not at peak]"
+            lines.append(f"  {p.name:<16}{p.bytes / GIB:7.2f} GiB  {p.detail}{where}")
+        return "\n".join(lines)
+
+
+def estimate(shape: ModelShape, settings: Settings | None = None, **fields: Any) -> Estimate:
+    """Peak ``torch.cuda.max_memory_allocated`` of a training run (one process, one GPU).
+
+    Give a `Settings` or its fields as keywords: ``estimate(shape, method="grpo", batch=16)``.
+    Assumptions (TRL 1.16, transformers 5.23, peft 0.21, bitsandbytes 0.50):
+
+    - weights: decoder linears at 4 bits (nf4/fp4: 0.5 byte + one fp32 absmax per 64-weight
+      block, 4/64 byte; double quant stores that absmax in 8 bits plus an fp32 per 256 blocks,
+      1/64 + 4/16384 byte), 8 bits (1 byte + an fp32 scale per output row), or ``dtype_bytes``;
+      embeddings, an untied LM head, norms and biases are never quantized (``dtype_bytes``).
+      A reference copy of the weights when DPO or GRPO (beta > 0) trains without LoRA.
+    - trainable parameters: LoRA ``r × (in + out)`` per targeted linear, kept in fp32 (peft
+      upcasts adapters); full fine-tuning trains every weight in ``dtype_bytes``. Their
+      gradients, in the same dtype, are held throughout with gradient accumulation; without
+      it they only fill up as backward frees the activations, so they count in the optimizer
+      phase (the peak is at the start of backward). Optimizer states per trainable parameter: AdamW two moments in
+      the parameter's dtype; 8-bit AdamW (paged too: counted as if resident) 2 bytes + block
+      constants; SGD (no momentum) none.
+    - optimizer phase: non-fused ``adamw_torch`` (foreach) makes one temporary copy of the
+      second moments (``_foreach_sqrt``); activations are free by then.
+    - activations (train phase): `layer_bytes_per_token` × tokens × layers, where tokens =
+      sequences × padded length (DPO: 2 × batch sequences; GRPO: prompt + completion), plus
+      the attention mask bias sdpa keeps per layer (bytes × length² per sequence) or eager's
+      score matrices (heads × length² × 6 bytes). With gradient checkpointing each layer keeps
+      only its input (2 bytes × hidden per token), and one layer is recomputed at a time.
+      Outside the layers: the final norm (fp32 copy), the last hidden states, and what the LM
+      head keeps.
+    - LM head: TRL's fused log-prob head never builds the logits; its backward holds one
+      4096 × 32768 tile in the compute dtype and an fp32 gradient of the scored hidden states
+      (when the embedding trains: its fp32 gradient and the gradient it is cast to). With ``fused_lm_head=False``
+      (other trainers): tokens × vocab × (compute bytes + 2 × ``logits_dtype_bytes``): the
+      logits, their fp32 copy and the log-softmax kept for backward.
+    - generate phase (GRPO, not at the same time as training): the KV cache, ``generation_batch``
+      × (prompt + completion) × layers × 2 × kv_dim × 2 bytes (full length for Gemma's sliding
+      layers too: an upper bound). With gradient checkpointing transformers drops the cache in
+      train mode and recomputes the whole sequence each step: no cache, a larger transient.
+      The transient of the widest layer (MLP: 3 × intermediate + 4 × hidden per token) and the
+      last position's logits (compute dtype, fp32 scores and probabilities).
+    """
+    s = replace(settings or Settings(), **fields)
+    if s.quant_bits and not s.lora_r:
+        raise ValueError("quantized weights are trained only through LoRA (set lora_r)")
+    parts = [*_static_parts(shape, s), *_train_parts(shape, s), *_optimizer_parts(shape, s)]
+    if s.method == "grpo":
+        parts += _generate_parts(shape, s)
+    return Estimate(shape, s, tuple(parts))
+
+
+def estimate_job(
+    job: Job, lengths: Mapping[str, int | None] | None = None, cache_dir=None
+) -> Estimate | None:
+    """The estimate for a resolved job on its device; None when the model's shape is unknown
+    here (a hub id neither cached nor in `KNOWN_SHAPES`, a run's ``final/`` not written yet).
+    On a CPU job the figures are the tensors' share of RAM."""
+    source = str(job.model.local_dir) if job.model.local_dir else job.model.name
+    shape = shape_for(source, job.model.revision, cache_dir)
+    if shape is None:
+        return None
+    return estimate(shape, settings_for(job.recipe, job.device, lengths))
+
+
+def weight_bytes(shape: ModelShape, s: Settings) -> int:
+    """Bytes of the base weights as loaded (see `estimate`)."""
+    other = (shape.embedding_params + shape.small_params) * s.dtype_bytes
+    if s.quant_bits == 4:
+        per = 0.5 + (1 / 64 + 4 / (64 * 256) if s.double_quant else 4 / 64)
+        return other + round(shape.linear_params * per)
+    if s.quant_bits == 8:
+        rows = shape.layers * sum(o for _, o in shape.linear_dims().values())
+        return other + shape.linear_params + 4 * rows
+    return other + shape.linear_params * s.dtype_bytes
+
+
+def lora_params(shape: ModelShape, s: Settings) -> int:
+    """LoRA parameters: ``r × (in + out)`` per targeted linear and layer."""
+    dims = shape.linear_dims()
+    return shape.layers * sum(s.lora_r * sum(dims[m]) for m in s.targets()) if s.lora_r else 0
+
+
+def _optimizer_state_bytes(s: Settings, param_bytes: int) -> float:
+    if s.optimizer in ("adamw_8bit", "paged_adamw_8bit"):
+        return 2 + 2 * 4 / 256  # two uint8 moments, an fp32 absmax per 256-value block each
+    if s.optimizer == "sgd":
+        return 0
+    return 2 * param_bytes  # adamw_torch, adamw_torch_fused: two moments
+
+
+def _trainable(shape: ModelShape, s: Settings) -> tuple[int, int]:
+    """(trainable parameters, bytes per parameter)."""
+    return (lora_params(shape, s), 4) if s.lora_r else (shape.params, s.dtype_bytes)
+
+
+def _count(n: int) -> str:
+    """``999885952`` -> ``1.00 B``, ``13045760`` -> ``13.0 M``, ``1152`` -> ``1.2 k``."""
+    for div, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if n >= div:
+            return f"{n / div:.2f} {unit}" if unit == "B" else f"{n / div:.1f} {unit}"
+    return str(n)
+
+
+def _static_parts(shape: ModelShape, s: Settings) -> list[Part]:
+    w = weight_bytes(shape, s)
+    quant = {4: "4-bit", 8: "8-bit"}.get(s.quant_bits or 0, f"{s.dtype_bytes}-byte")
+    dq = " + double quant" if s.quant_bits == 4 and s.double_quant else ""
+    parts = [
+        Part(
+            "weights",
+            w,
+            f"{_count(shape.linear_params)} linear weights {quant}{dq}, "
+            f"{_count(shape.embedding_params + shape.small_params)} others in "
+            f"{s.dtype_bytes} bytes",
+        )
+    ]
+    n, per = _trainable(shape, s)
+    what = f"LoRA r {s.lora_r} ({_count(n)}, fp32)" if s.lora_r else f"{_count(n)} weights"
+    opt = _optimizer_state_bytes(s, per)
+    parts += [
+        Part("trainable", n * per if s.lora_r else 0, what),
+        Part("gradients", n * per, f"of {what}", "static" if s.grad_accum > 1 else "optimizer"),
+        Part("optimizer", round(n * opt), f"{s.optimizer} states, {opt:g} bytes/param"),
+    ]
+    needs_ref = s.method == "dpo" or (s.method == "grpo" and s.beta > 0)
+    if needs_ref and not s.lora_r:
+        parts.append(Part("reference", w, "frozen copy of the weights (no LoRA to switch off)"))
+    return parts
+
+
+def layer_bytes_per_token(shape: ModelShape, s: Settings) -> dict[str, int]:
+    """Bytes one decoder layer keeps for backward per token, by what keeps them.
+
+    Read off autograd's saved tensors (transformers 5.23, peft 0.21, bitsandbytes 0.50, CUDA
+    autocast); ``a`` = activation bytes (2 under bf16):
+
+    - norms: RMSNorm computes in fp32, so it keeps an fp32 copy of its input (4 bytes × dim);
+      a trained norm weight also keeps the normalised values (Gemma: fp32, others: ``a``).
+      Gemma 3: 4 norms of hidden and q/k norms of q_dim/kv_dim; Llama/Qwen2: 2 norms.
+    - linear inputs: a frozen base linear keeps nothing (torch saves the input only for a
+      weight gradient; bitsandbytes' 4-bit matmul keeps only the weight). Full fine-tuning
+      keeps each distinct input: hidden (q/k/v), q_dim (o), hidden (gate/up), intermediate.
+    - LoRA, per targeted linear of input size d: with dropout, the dropped input (``a`` × d)
+      and the bool mask (1 × d); without, lora_A keeps its input, shared by q/k/v and by
+      gate/up. lora_B keeps ``a × r``.
+    - attention: sdpa with a padding mask (batch > 1) repeats k/v to every head and keeps
+      q, k, v and the output (4 × ``a`` × q_dim) plus the mask as a bias (`layer_bytes_per_seq`);
+      flash-attention-2, or sdpa without padding, keeps k/v unrepeated; eager keeps q and the
+      repeated k and v (3 × ``a`` × q_dim) plus its score matrices. Rotary embeddings keep only
+      cos/sin, shared by every layer.
+    - MLP: the activation keeps the gate output, the product keeps the activation and up
+      outputs: 3 × ``a`` × intermediate.
+    """
+    a, h, q, kv, i = s.act_bytes, shape.hidden, shape.q_dim, shape.kv_dim, shape.intermediate
+    full = not s.lora_r
+    norm_dims = [h, h, h, h, q, kv] if shape.gemma else [h, h]
+    extra = 4 if shape.gemma else a
+    out = {"norms": sum((4 + (extra if full else 0)) * d for d in norm_dims)}
+    out["linear inputs"] = a * (2 * h + q + i) if full else 0
+    dims, targets = shape.linear_dims(), s.targets() if s.lora_r else ()
+    if s.dropout_active:
+        lora = sum((a + 1) * dims[m][0] for m in targets)
+    else:
+        inputs = {"q_proj": "attn", "k_proj": "attn", "v_proj": "attn", "gate_proj": "mlp"}
+        inputs |= {"up_proj": "mlp", "o_proj": "o", "down_proj": "down"}
+        lora = sum(a * dims[m][0] for m in {inputs[m]: m for m in targets}.values())
+    out["lora"] = lora + a * (s.lora_r or 0) * len(targets)
+    lse = 4 * shape.heads  # logsumexp, fp32 per head
+    if s.attn_implementation == "eager":
+        out["attention"] = 3 * a * q
+    elif s.attn_implementation == "sdpa" and s.sequences > 1:
+        out["attention"] = 4 * a * q + lse
+    else:
+        out["attention"] = a * (2 * q + 2 * kv) + lse
+    out["mlp"] = 3 * a * i
+    return out
+
+
+def layer_bytes_per_seq(shape: ModelShape, s: Settings) -> int:
+    """Bytes one layer keeps per sequence per length²: sdpa with padding keeps the mask as a
+    bias in the compute dtype; eager keeps softmax (fp32) and its compute-dtype copy per head."""
+    if s.attn_implementation == "eager":
+        return shape.heads * (4 + s.act_bytes)
+    if s.attn_implementation == "sdpa" and s.sequences > 1:
+        return s.act_bytes
+    return 0
+
+
+def _train_parts(shape: ModelShape, s: Settings) -> list[Part]:
+    a, h, L = s.act_bytes, shape.hidden, s.length
+    tokens, scored = s.sequences * L, s.scored_tokens
+    per_tok = sum(layer_bytes_per_token(shape, s).values())
+    layer = per_tok * tokens + layer_bytes_per_seq(shape, s) * s.sequences * L * L
+    if s.gradient_checkpointing:
+        acts = shape.layers * a * h * tokens + layer
+        how = (
+            f"checkpointed: {shape.layers} layer inputs + 1 layer of {per_tok / 1024:.1f} KiB/token"
+        )
+    else:
+        acts = shape.layers * layer
+        how = f"{shape.layers} layers × {per_tok / 1024:.1f} KiB/token"
+    trained_norm = 0 if s.lora_r else 4
+    outside = (4 + trained_norm + 2 * a) * h * tokens + (a * h + 8) * scored
+    rows = f"{s.sequences} × {L} tokens"
+    if s.method == "grpo":
+        rows += f" ({s.sequences // s.grpo_num_generations or 1} prompts × completions)"
+    parts = [Part("activations", acts + outside, f"{how} × {rows}", "train")]
+    if s.fused_lm_head:
+        head = min(scored, FUSED_TOKEN_CHUNK) * FUSED_VOCAB_CHUNK * a + 4 * h * scored
+        head += 0 if s.lora_r else (4 + s.dtype_bytes) * shape.vocab * h  # fp32 + own grad
+        detail = f"TRL fused log-probs: one {FUSED_TOKEN_CHUNK}×{FUSED_VOCAB_CHUNK} tile, no logits"
+    else:
+        head = scored * shape.vocab * (a + 2 * s.logits_dtype_bytes)
+        detail = f"logits {scored} × {shape.vocab} (+ fp32 copy and log-softmax)"
+    parts.append(Part("lm head", head, detail, "train"))
+    return parts
+
+
+def _optimizer_parts(shape: ModelShape, s: Settings) -> list[Part]:
+    if s.optimizer != "adamw_torch":
+        return []
+    n, per = _trainable(shape, s)
+    return [Part("adamw step", n * per, "foreach temporary of the second moments", "optimizer")]
+
+
+def _generate_parts(shape: ModelShape, s: Settings) -> list[Part]:
+    a, rows = 2, s.generation_batch or s.batch
+    full = s.grpo_prompt_len + s.grpo_completion_len
+    if s.gradient_checkpointing:
+        cache, step_tokens = 0, rows * full
+        how = "no KV cache (gradient checkpointing drops it in train mode)"
+    else:
+        cache = rows * full * shape.layers * 2 * shape.kv_dim * a
+        step_tokens = rows * s.grpo_prompt_len
+        how = f"KV cache {rows} × {full} tokens"
+    transient = step_tokens * a * (3 * shape.intermediate + 4 * shape.hidden)
+    logits = rows * shape.vocab * (a + 8)
+    detail = f"{how}; widest layer's transient; last-token logits"
+    return [Part("generation", cache + transient + logits, detail, "generate")]
+
+
+# ----------------------------------------------------------------------------- this machine
+
+
+def device_memory() -> int | None:
+    """Total memory in bytes of this machine's first visible GPU, from ``nvidia-smi`` (no
+    torch); None without one."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip() in ("", "-1"):
+        return None
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return None
+    cmd = [exe, "--query-gpu=memory.total", "--format=csv,noheader,nounits"]
+    first = (visible or "").split(",")[0].strip()
+    if first:
+        cmd += ["-i", first]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=10, check=True).stdout
+        return int(float(out.split()[0])) * 2**20  # MiB
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return None
+
+
+# nf4 vs bf16 on an H200, gemma-3-1b shape (random weights), 2026-11-26:
+# - ../shared/bench/generate_probe_h200_2026-11-26.txt, decode ms/step, 16 rows x 128 new tokens:
+#   bf16 87.9, nf4 42.1; bf16 was the process's first generate, without warm-up.
+# - rerun with a warm-up and bf16 timed before and after nf4 (16 rows, 300 prompt + 64 new):
+#   bf16 75.4 (first) then 36.8, nf4 47.3 ms/step; LoRA r16 training step (16 x 300 tokens, fused
+#   head, AdamW): nf4 0.354 s, bf16 0.277 s; peak 14.62 vs 15.52 GiB.
+NF4_COST = {"decode_ms": (47.3, 36.8), "train_step_s": (0.354, 0.277), "peak_gib": (14.62, 15.52)}
+
+
+def quantization_note(
+    shape: ModelShape, device_total: int | None, settings: Settings | None = None
+) -> str | None:
+    """One line when 4-bit weights cost time for little memory on this card, else None.
+
+    Fires when 4-bit saves under 5% of ``device_total`` and (with ``settings``) the bf16
+    estimate fits in 90% of it. It only informs: the recipe is not changed. The cost figures
+    are `NF4_COST` (H200, gemma-3-1b shape).
+    """
+    if not device_total:
+        return None
+    s = replace(settings or Settings(lora_r=16), quant_bits=None)
+    saved = weight_bytes(shape, s) - weight_bytes(shape, replace(s, quant_bits=4))
+    if saved >= 0.05 * device_total:
+        return None
+    if settings is not None and estimate(shape, s).total + GIB // 2 > 0.9 * device_total:
+        return None
+    (dq, db), (tq, tb) = NF4_COST["decode_ms"], NF4_COST["train_step_s"]
+    return (
+        f"4-bit weights save only {saved / GIB:.1f} GiB of this GPU's {device_total / GIB:.0f} GiB "
+        f"and cost time: on an H200 (gemma-3-1b shape) nf4 made a LoRA step {tq / tb - 1:.0%} slower "
+        f"({tq} vs {tb} s) and decoding {dq / db - 1:.0%} slower ({dq} vs {db} ms/step); "
+        "model.quantization: null trains in bf16"
+    )

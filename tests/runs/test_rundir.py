@@ -1,0 +1,189 @@
+"""The run directory: recognised by our manifest, locked while in use, written with the
+umask, and read back the same way by every command when broken (issue 11, classes 1, 3, 8, 9,
+12)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from llmscisci_cfg.errors import UserError
+from llmscisci_cfg.runs import rundir
+from llmscisci_cfg.runs.rundir import RunDir, RunLock
+
+
+@pytest.mark.parametrize(
+    ("content", "ours"),
+    [
+        ('{"format": "llmscisci.run/1", "status": "completed"}', True),
+        (json.dumps({k: 1 for k in ("status", "recipe", "versions", "compiled", "final")}), True),
+        ("{}", False),
+        ("[]", False),
+        ("garbage", False),
+        ("", False),
+        ('{"status": "completed"}', False),
+    ],
+)
+def test_a_run_directory_is_recognised_by_our_manifest(tmp_path, content, ours):
+    (tmp_path / "manifest.json").write_text(content)
+    assert rundir.is_run_dir(tmp_path) is ours
+
+
+def test_prepare_refuses_what_it_must_not_replace(tmp_path):
+    run = tmp_path / "run"
+    assert rundir.prepare(run, resume=False, overwrite=False) is False
+    assert not run.exists()  # nothing is created before the trainer is built
+    run.mkdir()
+    (run / "manifest.json").write_text('{"format": "llmscisci.run/1"}')
+    (run / "final").mkdir()
+    with pytest.raises(UserError, match="not empty; pass --overwrite"):
+        rundir.prepare(run, resume=False, overwrite=False)
+    assert rundir.prepare(run, resume=False, overwrite=True) is True
+    (run / "paper.tex").write_text("mine")
+    with pytest.raises(UserError, match=r"did not write \(paper.tex\)"):
+        rundir.prepare(run, resume=False, overwrite=True)
+    assert (run / "paper.tex").read_text() == "mine" and (run / "final").is_dir()
+
+
+def test_replace_swaps_in_an_empty_directory(tmp_path):
+    run = tmp_path / "run"
+    (run / "final").mkdir(parents=True)
+    (run / "manifest.json").write_text("{}")
+    rundir.replace(run)
+    assert run.is_dir() and list(run.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]  # the old one is gone, not left aside
+
+
+def test_symlinked_and_unwritable_run_directories_are_refused(tmp_path):
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(UserError, match="dangling symbolic link"):
+        rundir.prepare(tmp_path / "dangling", resume=False, overwrite=True)
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    with pytest.raises(UserError, match="is a symbolic link"):
+        rundir.prepare(tmp_path / "link", resume=False, overwrite=False)
+    with pytest.raises(UserError, match="cannot write there"):
+        rundir.prepare(__import__("pathlib").Path("/proc/llmscisci-run"), False, False)
+
+
+def test_the_lock_is_exclusive_and_names_its_holder(tmp_path):
+    run = tmp_path / "run"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from llmscisci_cfg.runs.rundir import RunLock\n"
+            f"with RunLock(__import__('pathlib').Path({str(run)!r})):\n"
+            "    print('locked', flush=True); time.sleep(30)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(UserError, match=f"in use by process {holder.pid}"):
+            with RunLock(run):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with RunLock(run):  # the OS released the dead holder's lock
+        assert (tmp_path / ".run.lock").read_text().strip() == str(os.getpid())
+    assert not (tmp_path / ".run.lock").exists()
+
+
+def test_a_second_run_into_a_locked_directory_exits_2(cli, tmp_path):
+    from tests.run_helpers import write_recipe
+
+    recipe = write_recipe(tmp_path, "sft", steps=1)
+    with RunLock(tmp_path / "run"):
+        result = cli("run", recipe, "--output-dir", tmp_path / "run")
+    assert result.exit_code == 2 and f"in use by process {os.getpid()}" in result.output
+
+
+def test_written_files_follow_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        rundir.write_json(tmp_path / "manifest.json", {"a": 1})
+        rundir.write_atomic(tmp_path / "recipe.resolved.yaml", "x: 1\n")
+    finally:
+        os.umask(old)
+    for name in ("manifest.json", "recipe.resolved.yaml"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644
+
+
+def test_metrics_with_a_torn_last_line(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "loss": 1.5}\n{"step": 3, "lo')
+    assert [r["step"] for r in rundir.read_metrics(tmp_path)] == [1, 2]
+    rundir.truncate_metrics(tmp_path, 2)  # what resume does: the torn line is repaired
+    assert path.read_text() == '{"step": 1, "loss": 2.0}\n{"step": 2, "loss": 1.5}\n'
+    path.write_text('{"step": 1}\nnot json\n{"step": 3}\n')
+    with pytest.raises(UserError, match="metrics.jsonl:2: not a JSON object"):
+        rundir.read_metrics(tmp_path)
+
+
+def test_a_checkpoint_with_a_broken_trainer_state_is_passed_over(tmp_path):
+    for step, state in ((2, '{"global_step": 2}'), (4, '{"global_step": 4}'), (6, "{garbage")):
+        (tmp_path / "checkpoints" / f"checkpoint-{step}").mkdir(parents=True)
+        (tmp_path / "checkpoints" / f"checkpoint-{step}" / "trainer_state.json").write_text(state)
+    assert rundir.last_checkpoint(tmp_path).name == "checkpoint-4"
+    assert rundir.checkpoint_step(tmp_path / "checkpoints" / "checkpoint-6") is None
+
+
+BROKEN_MANIFESTS = ["", "garbage", "[1, 2]", '"a string"', '{"status": "completed"}']
+
+
+@pytest.mark.parametrize("content", BROKEN_MANIFESTS)
+@pytest.mark.parametrize("command", ["export", "reproduce", "eval", "resume"])
+def test_broken_run_directories_read_the_same_everywhere(cli, tmp_path, content, command):
+    """export, reproduce, eval and run --resume: exit 2 with the file named, never a traceback."""
+    from tests.run_helpers import write_recipe
+
+    recipe = write_recipe(tmp_path, "sft", steps=1)
+    run = tmp_path / "run"
+    (run / "final").mkdir(parents=True)
+    (run / "checkpoints" / "checkpoint-1").mkdir(parents=True)
+    (run / "checkpoints" / "checkpoint-1" / "trainer_state.json").write_text('{"global_step": 1}')
+    (run / "recipe.resolved.yaml").write_text(recipe.read_text())
+    (run / "metrics.jsonl").write_text('{"step": 1}\n')
+    (run / "manifest.json").write_text(content)
+    args = {
+        "export": ("export", run, "--merge"),
+        "reproduce": ("reproduce", run),
+        "eval": ("eval", run),
+        "resume": ("run", recipe, "--output-dir", run, "--resume"),
+    }[command]
+    result = cli(*args)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert "manifest" in result.output or "run directory" in result.output
+
+
+def test_a_run_without_final_says_how_to_get_it(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "recipe.resolved.yaml").write_text("name: x\n")
+    (run / "manifest.json").write_text('{"format": "llmscisci.run/1", "status": "completed"}')
+    with pytest.raises(UserError, match="no final/ model .*run it again"):
+        RunDir.open(run).require_final()
+    (run / "checkpoints" / "checkpoint-2").mkdir(parents=True)
+    (run / "checkpoints" / "checkpoint-2" / "trainer_state.json").write_text('{"global_step": 2}')
+    (run / "manifest.json").write_text('{"format": "llmscisci.run/1", "status": "interrupted"}')
+    with pytest.raises(UserError, match="resume it with"):
+        RunDir.open(run).require_final()
+
+
+def test_the_lock_is_released_even_when_the_body_fails(tmp_path):
+    with pytest.raises(RuntimeError):
+        with RunLock(tmp_path / "run"):
+            raise RuntimeError("boom")
+    started = time.perf_counter()
+    with RunLock(tmp_path / "run"):
+        pass
+    assert time.perf_counter() - started < 1

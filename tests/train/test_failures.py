@@ -1,0 +1,147 @@
+"""Runs that go wrong leave the user's files alone and end with exit 2 naming the cause
+(issue 11, classes 1, 2, 8, 9, 11, 17)."""
+
+from __future__ import annotations
+
+import errno
+import json
+import shutil
+
+import pytest
+
+from tests.run_helpers import write_recipe
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A completed 2-step SFT run (full model) to copy and break."""
+    import os
+
+    from llmscisci_cfg.train.runner import run
+
+    base = tmp_path_factory.mktemp("finished")
+    os.environ.setdefault(
+        "LLMSCISCI_CACHE", str(tmp_path_factory.getbasetemp() / "llmscisci-cache")
+    )
+    recipe = write_recipe(base, "sft")
+    return recipe, run(str(recipe), (), base / "run")
+
+
+def copy_run(finished, tmp_path):
+    recipe, run_dir = finished
+    target = tmp_path / "run"
+    shutil.copytree(run_dir, target)
+    return recipe, target
+
+
+def test_overwrite_with_a_typo_keeps_the_finished_run(cli, finished, tmp_path):
+    recipe, run_dir = copy_run(finished, tmp_path)
+    before = sorted(p.relative_to(run_dir) for p in run_dir.rglob("*"))
+    result = cli(
+        "run", recipe, "--output-dir", run_dir, "--overwrite",
+        "--set", f"data.source.path={tmp_path / 'nonexistent.csv'}",
+    )  # fmt: skip
+    assert result.exit_code == 2 and "nonexistent.csv" in result.output
+    assert sorted(p.relative_to(run_dir) for p in run_dir.rglob("*")) == before
+    assert json.loads((run_dir / "manifest.json").read_text())["status"] == "completed"
+
+
+def test_the_issue_reproduction_leaves_the_folder_alone(cli, tmp_path):
+    recipe = write_recipe(tmp_path, "sft", steps=1)
+    p = tmp_path / "p"
+    (p / "src").mkdir(parents=True)
+    (p / "manifest.json").write_text("{}")
+    (p / "src" / "a").write_text("x")
+    result = cli(
+        "run", recipe, "--output-dir", p, "--overwrite",
+        "--set", "data.source.path=/nonexistent.csv",
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert (p / "src" / "a").read_text() == "x" and (p / "manifest.json").read_text() == "{}"
+
+
+def test_a_full_disk_mid_run_is_exit_2_and_the_manifest_says_failed(cli, tmp_path, monkeypatch):
+    from transformers import Trainer
+
+    def full(self, output_dir=None, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", f"{output_dir}/model.safetensors")
+
+    monkeypatch.setattr(Trainer, "save_model", full)
+    recipe = write_recipe(tmp_path, "sft", steps=1)
+    out = tmp_path / "run"
+    result = cli("run", recipe, "--output-dir", out)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"{out}/checkpoints/checkpoint-1/model.safetensors: No space left on device" in (
+        result.output
+    )
+    assert "its manifest says failed" in result.output
+    assert json.loads((out / "manifest.json").read_text())["status"] == "failed"
+
+
+PLUGINS = {
+    "raises": ("    raise KeyError('gold_x')\n", "raised KeyError: 'gold_x'"),
+    "short": ("    return [1.0]\n", "returned 1 values; expected a list of 2 floats"),
+    "text": (
+        "    return ['high'] * len(completions)\n",
+        "returned a value that is not a number: str 'high'",
+    ),
+    "exits": ("    import sys; sys.exit(3)\n", "called sys.exit(3)"),
+}
+
+
+@pytest.mark.parametrize("case", list(PLUGINS))
+def test_a_failing_reward_plugin_stops_grpo_with_exit_2(cli, tmp_path, case):
+    body, needle = PLUGINS[case]
+    (tmp_path / "bad.py").write_text(f"def reward(completions, **kwargs):\n{body}")
+    extra = "  - name: bad.py:reward\n"
+    recipe = write_recipe(tmp_path, "grpo", steps=1)
+    recipe.write_text(recipe.read_text().replace("    weight: 0.5\n", "    weight: 0.5\n" + extra))
+    out = tmp_path / "run"
+    result = cli("run", recipe, "--output-dir", out)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert f"reward 'reward' {needle}" in result.output
+    assert "at step 0" in result.output and str(tmp_path / "bad.py") in result.output
+    assert json.loads((out / "manifest.json").read_text())["status"] == "failed"
+
+
+def test_grpo_without_reward_signal_warns(cli, tmp_path):
+    """An untrained tiny model never writes the format: every group scores 0, no signal."""
+    recipe = write_recipe(tmp_path, "grpo", steps=2)
+    text = recipe.read_text().replace("  - name: stepwise_label\n    weight: 0.5\n", "")
+    recipe.write_text(text)
+    result = cli("run", recipe, "--output-dir", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    assert "of the GRPO groups have zero reward variance" in result.output
+    assert "warning: in 2 of 2 logged steps most GRPO groups had zero reward variance" in (
+        result.output
+    )
+
+
+@pytest.mark.parametrize("damage", ["truncated weights", "bad config"])
+def test_damaged_final_models_are_exit_2(cli, finished, tmp_path, damage):
+    _, run_dir = copy_run(finished, tmp_path)
+    final = run_dir / "final"
+    if damage == "truncated weights":
+        data = (final / "model.safetensors").read_bytes()
+        (final / "model.safetensors").write_bytes(data[: len(data) // 3])
+    else:
+        (final / "config.json").write_text('{"model_type": "no-such-model"')
+    for args in (("export", run_dir, "-o", tmp_path / "out"), ("eval", run_dir, "--limit", "1")):
+        result = cli(*args)
+        assert result.exit_code == 2, result.output
+        assert "Traceback" not in result.output and "cannot load the" in result.output
+
+
+def test_resume_repairs_a_torn_metrics_line(cli, finished, tmp_path):
+    recipe, run_dir = copy_run(finished, tmp_path)
+    record = json.loads((run_dir / "manifest.json").read_text())
+    (run_dir / "manifest.json").write_text(json.dumps(record | {"status": "interrupted"}))
+    shutil.rmtree(run_dir / "final")
+    shutil.rmtree(run_dir / "checkpoints" / "checkpoint-2")
+    with (run_dir / "metrics.jsonl").open("a") as fh:
+        fh.write('{"step": 2, "lo')  # what a kill mid-write leaves
+    result = cli("run", recipe, "--output-dir", run_dir, "--resume")
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "loss" in r] == [1, 2]

@@ -1,0 +1,411 @@
+"""The peak-memory estimate: shapes, exact weight bytes, activations against autograd, and the
+estimate against peaks measured on an H200."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from dataclasses import replace
+
+import pytest
+
+from bench.gpu import GEMMA3_1B, QWEN25_1_5B
+from llmscisci_cfg.recipe.loader import load_recipe
+from llmscisci_cfg.train import memory
+from llmscisci_cfg.train.memory import (
+    GIB,
+    KNOWN_SHAPES,
+    Settings,
+    estimate,
+    layer_bytes_per_seq,
+    layer_bytes_per_token,
+    quantization_note,
+    settings_for,
+    shape_for,
+    shape_from_config,
+    weight_bytes,
+)
+from tests.conftest import RECIPES, all_recipes
+
+GEMMA = KNOWN_SHAPES["google/gemma-3-1b-it"]
+QWEN = KNOWN_SHAPES["Qwen/Qwen2.5-1.5B-Instruct"]
+LLAMA = KNOWN_SHAPES["meta-llama/Llama-3.2-1B-Instruct"]
+# config.json of meta-llama/Llama-3.2-1B-Instruct, the keys the shape reads
+LLAMA_CONFIG = {
+    "model_type": "llama",
+    "hidden_size": 2048,
+    "intermediate_size": 8192,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "head_dim": 64,
+    "num_hidden_layers": 16,
+    "vocab_size": 128256,
+    "tie_word_embeddings": True,
+}
+CONFIGS = {GEMMA.name: GEMMA3_1B, QWEN.name: QWEN25_1_5B, LLAMA.name: LLAMA_CONFIG}
+QLORA = Settings(quant_bits=4, lora_r=16)  # the bench: nf4 + double quant, LoRA r16 all-linear
+
+
+def _same(a, b) -> bool:
+    return replace(a, name="", source="") == replace(b, name="", source="")
+
+
+# ----------------------------------------------------------------------------- light
+
+
+def test_import_and_estimate_load_no_ml_library():
+    code = (
+        "import sys\n"
+        "from llmscisci_cfg.train import memory\n"
+        "from llmscisci_cfg.recipe.loader import load_recipe\n"
+        "r = load_recipe('builtin:quickstart/grpo_tiny')\n"
+        "memory.estimate(memory.shape_for('builtin:tiny-gemma'), memory.settings_for(r, 'cpu'))\n"
+        "memory.shape_for('google/gemma-3-1b-it'); memory.device_memory()\n"
+        "heavy = ('torch', 'transformers', 'trl', 'peft', 'bitsandbytes', 'numpy')\n"
+        "print([m for m in heavy if m in sys.modules])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+# ----------------------------------------------------------------------------- shapes
+
+
+@pytest.mark.parametrize("name", sorted(KNOWN_SHAPES))
+def test_known_shapes_are_their_configs_and_count_like_transformers(name):
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = dict(CONFIGS[name])
+    config.pop("architectures", None)
+    assert _same(shape_from_config(config, name), KNOWN_SHAPES[name])
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(
+            AutoConfig.for_model(config.pop("model_type"), **config)
+        )
+    assert KNOWN_SHAPES[name].params == sum(p.numel() for p in model.parameters())
+
+
+def test_gemma_count_is_the_benchmarked_one():
+    # ../shared/bench/gpu_baseline_h200_2026-11-26.json: gemma3_1b_total_params, *_lora_params
+    assert GEMMA.params == 999_885_952
+    assert memory.lora_params(GEMMA, QLORA) == 13_045_760
+
+
+def test_shape_from_local_folders_and_the_hub_cache(tmp_path):
+    gemma_mm = {"model_type": "gemma3", "text_config": {**GEMMA3_1B}}  # multimodal layout
+    for name, config in (("gemma", gemma_mm), ("qwen", QWEN25_1_5B), ("llama", LLAMA_CONFIG)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(json.dumps(config))
+    assert _same(shape_for(str(tmp_path / "gemma")), GEMMA)
+    assert _same(shape_for(str(tmp_path / "qwen")), QWEN)
+    assert _same(shape_for(str(tmp_path / "llama")), LLAMA)
+    adapter = tmp_path / "final"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(
+        json.dumps({"base_model_name_or_path": str(tmp_path / "qwen")})
+    )
+    assert _same(shape_for(str(adapter)), QWEN)
+    # a hub id found in the Hugging Face cache wins over the table
+    repo = tmp_path / "hub" / "models--google--gemma-3-1b-it"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("abc123")
+    (repo / "snapshots" / "abc123").mkdir(parents=True)
+    small = {**GEMMA3_1B, "num_hidden_layers": 2}
+    (repo / "snapshots" / "abc123" / "config.json").write_text(json.dumps(small))
+    cached = shape_for("google/gemma-3-1b-it", cache_dir=tmp_path / "hub")
+    assert cached.layers == 2 and cached.source.endswith("config.json")
+    assert shape_for("google/gemma-3-1b-it", cache_dir=tmp_path / "empty").layers == 26
+    assert shape_for("someone/unknown-model", cache_dir=tmp_path / "hub") is None
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "config.json").write_text("{}")
+    assert shape_for(str(tmp_path / "broken")) is None
+
+
+@pytest.mark.parametrize("name", ["builtin:tiny", "builtin:tiny-qwen", "builtin:tiny-gemma"])
+def test_tiny_weights_are_counted_exactly(name):
+    import torch
+
+    from llmscisci_cfg.models.tiny import build_tiny_model
+
+    shape = shape_for(name)
+    model = build_tiny_model(name)
+    params = list(model.parameters())  # tied weights once
+    assert shape.params == sum(p.numel() for p in params)
+    fp32 = Settings(dtype_bytes=4, mixed_precision=False)
+    assert weight_bytes(shape, fp32) == sum(p.numel() * p.element_size() for p in params)
+    half = model.to(torch.bfloat16).parameters()
+    assert weight_bytes(shape, Settings()) == sum(p.numel() * p.element_size() for p in half)
+
+
+# ----------------------------------------------------------------------------- activations
+
+
+def _saved_bytes(loss, params) -> int:
+    """Bytes of the tensors autograd keeps for backward (storage-deduplicated, no parameters)."""
+    import torch
+
+    owned = {p.untyped_storage().data_ptr() for p in params}
+    seen: dict[int, int] = {}
+    stack, done = [loss.grad_fn], set()
+    while stack:
+        node = stack.pop()
+        if node is None or node in done:
+            continue
+        done.add(node)
+        tensors = []
+        for attr in dir(node):
+            if attr.startswith("_saved_"):
+                value = getattr(node, attr, None)
+                tensors += value if isinstance(value, (tuple, list)) else [value]
+        for t in tensors:
+            if isinstance(t, torch.Tensor) and t.untyped_storage().data_ptr() not in owned:
+                seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        stack += [n for n, _ in node.next_functions]
+    return sum(seen.values())
+
+
+def _lora(model, r: int) -> None:
+    """LoRA as peft applies it (``base(x) + B(A(dropout(x))) * scale``, dropout 0), base frozen."""
+    import torch
+
+    class Lora(torch.nn.Module):
+        def __init__(self, base):
+            super().__init__()
+            self.base = base
+            self.A = torch.nn.Linear(base.in_features, r, bias=False)
+            self.B = torch.nn.Linear(r, base.out_features, bias=False)
+
+        def forward(self, x):
+            return self.base(x) + self.B(self.A(x)) * 2.0
+
+    model.requires_grad_(False)
+    for layer in model.model.layers:
+        for parent in (layer.self_attn, layer.mlp):
+            for name, child in list(parent.named_children()):
+                if isinstance(child, torch.nn.Linear):
+                    setattr(parent, name, Lora(child))
+
+
+def _layer_saved_bytes(name: str, lora: bool, batch: int, length: int) -> float:
+    """What one decoder layer keeps: a 2-layer minus a 1-layer tiny model (fp32, CPU, padded)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from llmscisci_cfg.models.tiny import tiny_config
+
+    ids = torch.randint(3, 200, (batch, length), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(ids)
+    mask[0, : length // 4] = 0  # left padding: the mask reaches attention
+    saved = []
+    for layers in (1, 2):
+        config = tiny_config(name)
+        config.num_hidden_layers = layers
+        if hasattr(config, "layer_types"):
+            config.layer_types = ["full_attention"] * layers
+        config._attn_implementation = "sdpa"
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        if lora:
+            _lora(model, r=4)
+        model.train()
+        loss = model(input_ids=ids, attention_mask=mask, labels=ids).loss
+        saved.append(_saved_bytes(loss, list(model.parameters())))
+    return saved[1] - saved[0]
+
+
+@pytest.mark.parametrize("name", ["builtin:tiny", "builtin:tiny-gemma"])
+@pytest.mark.parametrize("lora", [True, False], ids=["lora", "full"])
+def test_layer_activations_match_what_autograd_keeps(name, lora):
+    """The per-layer model, checked where CPU runs the same code as CUDA: fp32, sdpa with a
+    padding mask, LoRA without dropout or full fine-tuning. (Dropout's bool mask and bf16
+    autocast are CUDA-only here; the H200 peaks below cover them.)"""
+    shape, batch, length = shape_for(name), 2, 64
+    s = Settings(dtype_bytes=4, mixed_precision=False, lora_r=4 if lora else None, batch=batch)
+    s = replace(s, seq_len=length, lora_dropout=0.0)
+    expected = sum(layer_bytes_per_token(shape, s).values()) * batch * length
+    expected += layer_bytes_per_seq(shape, s) * batch * length * length
+    measured = _layer_saved_bytes(name, lora, batch, length)
+    assert measured == pytest.approx(expected, rel=0.1)
+
+
+# ----------------------------------------------------------------------------- calibration
+
+# Peak torch.cuda.max_memory_allocated (GiB) on an NVIDIA H200, gemma-3-1b shape with its real
+# 262,144-token vocabulary (bench/gpu.py keeps the shape's vocab_size; only the token ids come
+# from the tiny tokenizer).
+# - bench: ../shared/bench/gpu_baseline_h200_2026-11-26.json, `llmscisci run` through TRL.
+#   SFT: 16 rows padded to the longest builtin:sample example, 297 tokens as TRL tokenizes it
+#   (TRL averaged 255 non-pad tokens per row; our render of the longest is 308, of the mean 266).
+#   GRPO: 2 prompts x 8 completions; the 10 prompts of its 5 steps pad to ~245 (expected max of
+#   10 draws from the train prompts, 214..258 tokens) + 256 completion tokens.
+# - probe: fwd + bwd + AdamW steps on the same libraries, TRL's fused LM head, LoRA r16
+#   dropout 0.05 all-linear, first row left-padded by a quarter (2026-11-26).
+H200_PEAKS = [
+    ("bench SFT nf4", 14.553, GEMMA, QLORA, dict(batch=16, seq_len=297)),
+    (
+        "bench GRPO nf4",
+        22.789,
+        GEMMA,
+        QLORA,
+        dict(method="grpo", batch=16, grpo_prompt_len=245, grpo_completion_len=256),
+    ),
+    ("probe nf4", 14.619, GEMMA, QLORA, dict(batch=16, seq_len=300)),
+    ("probe bf16", 15.519, GEMMA, Settings(lora_r=16), dict(batch=16, seq_len=300)),
+    ("probe nf4 ckpt", 2.012, GEMMA, QLORA, dict(batch=16, seq_len=300, gradient_checkpointing=True)),
+    (
+        "probe nf4 eager ckpt",
+        1.987,
+        GEMMA,
+        QLORA,
+        dict(batch=4, seq_len=1024, gradient_checkpointing=True, attn_implementation="eager"),
+    ),
+    ("probe qwen nf4", 15.981, QWEN, QLORA, dict(batch=8, seq_len=512)),
+    ("probe llama full bf16", 12.146, LLAMA, Settings(), dict(batch=4, seq_len=512)),
+    ("probe llama bf16 no pad", 6.881, LLAMA, Settings(lora_r=16), dict(batch=1, seq_len=2048)),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("label,gib,shape,settings,fields", H200_PEAKS, ids=lambda v: v)
+def test_estimate_is_near_the_h200_peaks(label, gib, shape, settings, fields):
+    """Within 10% of each (the goal was 20%); see H200_PEAKS for where the figures come from."""
+    assert estimate(shape, settings, **fields).total / GIB == pytest.approx(gib, rel=0.1)
+
+
+# ----------------------------------------------------------------------------- behaviour
+
+
+def test_parts_add_up_and_print():
+    est = estimate(GEMMA, QLORA, method="grpo", batch=16)
+    static = sum(p.bytes for p in est.parts if p.phase == "static")
+    assert est.total == static + est.phase_bytes("train") and est.peak_phase == "train"
+    text = est.as_text()
+    assert text.startswith("peak GPU memory ≈") and "activations" in text and "generation" in text
+    data = json.loads(json.dumps(est.as_dict()))
+    assert data["total_bytes"] == est.total and data["params"] == GEMMA.params
+
+
+def test_settings_change_the_parts_they_should():
+    sft = estimate(GEMMA, QLORA, batch=4, seq_len=1024)
+    ckpt = estimate(GEMMA, QLORA, batch=4, seq_len=1024, gradient_checkpointing=True)
+    assert ckpt.get("activations") < sft.get("activations") / 5
+    dpo = estimate(GEMMA, QLORA, method="dpo", batch=4, seq_len=1024)
+    assert dpo.get("activations") < 2 * sft.get("activations")  # twice the rows, no dropout
+    assert dpo.get("activations") > 1.5 * sft.get("activations")
+    assert dpo.get("reference") == 0  # the adapter is switched off instead
+    full_dpo = estimate(GEMMA, method="dpo", batch=1, seq_len=256)
+    assert full_dpo.get("reference") == full_dpo.get("weights")
+    assert estimate(GEMMA, method="grpo", beta=0.04).get("reference") > 0
+    assert estimate(GEMMA, QLORA, method="grpo", beta=0.04).get("reference") == 0
+    long = estimate(GEMMA, QLORA, method="grpo", batch=16, grpo_completion_len=1024)
+    assert long.get("generation") > estimate(GEMMA, QLORA, method="grpo", batch=16).get(
+        "generation"
+    )
+    adam, adam8 = estimate(LLAMA), estimate(LLAMA, optimizer="adamw_8bit")
+    assert adam.get("optimizer") == 2 * 2 * LLAMA.params  # bf16 moments
+    assert adam8.get("optimizer") < adam.get("optimizer") / 1.9
+    assert estimate(LLAMA, optimizer="sgd").get("optimizer") == 0
+    unfused = estimate(GEMMA, QLORA, batch=2, seq_len=100, fused_lm_head=False)
+    assert unfused.get("lm head") == 2 * 100 * GEMMA.vocab * (2 + 2 * 4)
+    attn_only = estimate(GEMMA, QLORA, lora_targets=("q_proj", "v_proj"))
+    assert memory.lora_params(GEMMA, attn_only.settings) == 26 * 16 * (1152 + 1024 + 1152 + 256)
+    with pytest.raises(ValueError, match="LoRA"):
+        estimate(GEMMA, quant_bits=4)
+
+
+def test_four_bit_block_constants():
+    plain = weight_bytes(GEMMA, replace(QLORA, double_quant=False))
+    double = weight_bytes(GEMMA, QLORA)
+    per_param = 4 / 64 - (1 / 64 + 4 / (64 * 256))  # fp32 absmax vs 8-bit absmax + fp32 per 256
+    assert plain - double == pytest.approx(GEMMA.linear_params * per_param, abs=1)
+    unquantized = weight_bytes(GEMMA, Settings())
+    assert unquantized == 2 * GEMMA.params
+
+
+@pytest.mark.parametrize("recipe", all_recipes(), ids=lambda p: str(p.relative_to(RECIPES)))
+def test_every_shipped_recipe_has_an_estimate(recipe, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no runs/ here
+    r = load_recipe(recipe)
+    shape = shape_for(r.model.name_or_path)
+    if r.model.name_or_path.endswith("quickstart_sft/final"):  # exists once sft_tiny has run
+        assert shape is None
+        return
+    assert shape is not None
+    device = "cuda" if r.launch.device == "cuda" else "cpu"
+    est = estimate(shape, settings_for(r, device))
+    assert est.total > est.get("weights") + est.get("activations") > est.get("weights") > 0
+
+
+def test_settings_follow_the_recipe():
+    r = load_recipe(RECIPES / "repro_effort" / "grpo_gemma3.yaml")
+    s = settings_for(r, "cuda")
+    assert (s.method, s.quant_bits, s.lora_r, s.batch) == ("grpo", 4, 4, 4)
+    assert (s.attn_implementation, s.gradient_checkpointing, s.act_bytes) == ("eager", True, 2)
+    assert (s.grpo_completion_len, s.grpo_prompt_len, s.generation_batch) == (512, 512, 4)
+    assert s.assumed == ("prompt 512 tokens",)
+    known = settings_for(r, "cuda", {"prompt": 300, "total": None})
+    assert known.grpo_prompt_len == 300 and known.assumed == ()
+    sft = settings_for(load_recipe(RECIPES / "repro_effort" / "sft_qwen2.5.yaml"), "cuda")
+    assert (sft.seq_len, sft.quant_bits, sft.dtype_bytes) == (2048, None, 2)
+    tiny = settings_for(load_recipe("builtin:quickstart/sft_tiny"), "cpu")
+    assert (tiny.dtype_bytes, tiny.mixed_precision, tiny.act_bytes) == (4, False, 4)
+
+
+# ----------------------------------------------------------------------------- this machine
+
+
+def _fake_smi(folder, body: str) -> None:
+    exe = folder / "nvidia-smi"
+    exe.write_text("#!/bin/sh\n" + body + "\n")
+    exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
+
+
+def test_device_memory_reads_nvidia_smi(tmp_path, monkeypatch):
+    _fake_smi(
+        tmp_path,
+        'if [ "$3" = "-i" ] && [ "$4" = "3" ]; then echo 81559; else echo 143771; echo 1; fi',
+    )
+    monkeypatch.setenv("PATH", str(tmp_path) + os.pathsep + os.environ["PATH"])
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert memory.device_memory() == 143771 * 2**20
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
+    assert memory.device_memory() == 81559 * 2**20
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")
+    assert memory.device_memory() is None
+    _fake_smi(tmp_path, "echo 'NVIDIA-SMI has failed'; exit 9")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert memory.device_memory() is None
+
+
+def test_device_memory_without_nvidia_smi(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert memory.device_memory() is None
+
+
+def test_quantization_note_only_for_small_savings():
+    note = quantization_note(GEMMA, 139 * GIB, replace(QLORA, batch=16, seq_len=300))
+    assert note is not None
+    assert "save only 1.0 GiB" in note and "28% slower" in note and "29% slower" in note
+    assert quantization_note(GEMMA, 16 * GIB) is None  # 1 GiB is worth it on a 16 GiB card
+    assert quantization_note(GEMMA, None) is None
+    huge = replace(QLORA, batch=64, seq_len=4096)  # bf16 would not fit in 139 GiB
+    assert quantization_note(GEMMA, 139 * GIB, huge) is None
+
+
+def test_estimate_job_for_a_resolved_job(tmp_path, monkeypatch):
+    from llmscisci_cfg.recipe.loader import load_job
+
+    monkeypatch.chdir(tmp_path)
+    est = memory.estimate_job(load_job("builtin:quickstart/sft_tiny", ()))
+    assert est.shape == shape_for("builtin:tiny") and est.settings.method == "sft"
+    assert "builtin:tiny" in est.as_text()
+    no_final_yet = memory.estimate_job(load_job("builtin:quickstart/grpo_tiny", ()))
+    assert no_final_yet is None
+    final = tmp_path / "runs" / "quickstart_sft" / "final"  # what sft_tiny leaves
+    final.mkdir(parents=True)
+    (final / "config.json").write_text(json.dumps({**LLAMA_CONFIG, "num_hidden_layers": 3}))
+    est = memory.estimate_job(load_job("builtin:quickstart/grpo_tiny", ()))
+    assert est.shape.layers == 3 and est.settings.method == "grpo"
