@@ -15,7 +15,15 @@ import platform
 import time
 from pathlib import Path
 
-from bench import bench_preprocess, bench_quickstart, bench_rewards, bench_runner, bench_validate
+from bench import (
+    bench_generate,
+    bench_preprocess,
+    bench_quickstart,
+    bench_rewards,
+    bench_runner,
+    bench_serve,
+    bench_validate,
+)
 
 HERE = Path(__file__).resolve().parent
 
@@ -41,6 +49,14 @@ GOALS = {
     ),
     "preprocess_cache_ratio": ("second preprocess ≤ 0.10 of the first", lambda v: v <= 0.10),
     "quickstart_seconds": ("SFT then GRPO (plus evals) ≤ 90 s wall", lambda v: v <= 90),
+    "generate_engine_vs_baseline": (
+        "engine ≥ 1.0× the eval path it replaced, identical greedy outputs",
+        lambda v: v >= 1.0,
+    ),
+    "serve_concurrent_vs_sequential": (
+        "8 concurrent clients ≥ 2× the requests/s of 8 sequential ones",
+        lambda v: v >= 2.0,
+    ),
 }
 
 SUITES = {
@@ -49,6 +65,8 @@ SUITES = {
     "runner": bench_runner.run,
     "preprocess": bench_preprocess.run,
     "quickstart": bench_quickstart.run,
+    "generate": bench_generate.run,
+    "serve": bench_serve.run,
 }
 
 

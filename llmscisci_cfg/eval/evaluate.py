@@ -152,6 +152,16 @@ def score_rewards(
     return [_none_if_nan(t) for t in scored.totals], values
 
 
+def input_text(prompt: list[dict[str, str]]) -> str:
+    """The section a prompt asks about: the user message's ``<text>…</text>``, else all of it."""
+    user = next((m["content"] for m in prompt if m["role"] == "user"), "")
+    found = _TEXT_BLOCK.search(user)
+    return found.group(1) if found else user
+
+
+_TEXT_BLOCK = re.compile(r"<text>(.*?)</text>", re.DOTALL)
+
+
 def _assistant(text: str) -> list[dict[str, str]]:
     return [{"role": "assistant", "content": text}]
 
@@ -202,25 +212,26 @@ class _Context:
     predictions: list[Prediction] = field(default_factory=list)
     models: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    generation: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def add(self, label: str, what: str, model, tokenizer, started: float) -> None:
-        """Generate with ``model``, score, and record the results under ``label``."""
-        from llmscisci_cfg.models import chat
-        from llmscisci_cfg.models.generate import generate
+        """Generate with ``model`` (greedy, through the engine), score, record under ``label``."""
+        from llmscisci_cfg.eval.report import excerpt
+        from llmscisci_cfg.models.generate import Request, Sampling, TransformersEngine
 
-        texts = [chat.render(tokenizer, p, add_generation_prompt=True) for p in self.rows["prompt"]]
-        completions = generate(
-            model,
-            tokenizer,
-            texts,
-            batch_size=self.opts.batch_size,
-            max_new_tokens=self.max_new_tokens,
-            desc=label,
-        )
+        engine = TransformersEngine(model, tokenizer, batch_size=self.opts.batch_size)
+        sampling = Sampling(max_new_tokens=self.max_new_tokens)
+        prompts = self.rows["prompt"]
+        requests = [Request(messages=p, sampling=sampling) for p in prompts]
+        completions = [c[0].text for c in engine.generate(requests, desc=label)]
         n_of = {a: len(c) for a, c in self.job.categories.items()}
-        self.predictions += predictions_for(label, self.stack, self.rows, completions, n_of)
+        predictions = predictions_for(label, self.stack, self.rows, completions, n_of)
+        for prediction, prompt in zip(predictions, prompts, strict=True):
+            prediction.prompt_excerpt = excerpt(input_text(prompt))
+        self.predictions += predictions
         self.models[label] = what
         self.seconds[label] = round(time.perf_counter() - started, 2)
+        self.generation[label] = engine.stats.as_dict()
 
     def write(self, out: Path, run_dir: Path | None) -> EvalResult:
         meta = EvalMeta(
@@ -237,6 +248,7 @@ class _Context:
             reward_names=[r.label for r in self.job.recipe.rewards or []],
             seconds=self.seconds,
             split_matches_training=self.same_split,
+            generation=self.generation,
         )
         report = eval_report.write_all(out, self.predictions, meta)
         return EvalResult(output_dir=out, report=report, meta=meta, files=eval_report.files(out))

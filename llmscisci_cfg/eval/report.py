@@ -122,6 +122,7 @@ class EvalMeta:
     split_matches_training: bool | None = None  # None: no run to compare with
     bootstrap_resamples: int = stats.RESAMPLES
     bootstrap_seed: int = 0
+    generation: dict[str, dict[str, Any]] = field(default_factory=dict)  # engine stats per model
 
 
 # ----------------------------------------------------------------------------- reading / writing

@@ -269,3 +269,50 @@ def pick_device(device: str = "auto") -> str:
     if device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA device is visible")
     return device
+
+
+# ----------------------------------------------------------------------------- serving
+
+
+def job_for_model(name: str) -> Job:
+    """A job for a bare model name (a hub id, a local folder, ``builtin:…``), no recipe: its
+    family's chat template and default load settings, as a recipe naming only it would get."""
+    from llmscisci_cfg.recipe.resolve import resolve
+    from llmscisci_cfg.recipe.schema import Recipe
+
+    recipe = Recipe.model_validate(
+        {
+            "name": "serve",
+            "model": {"name_or_path": name},
+            "data": {"source": {"path": "builtin:sample"}},
+            "method": {"name": "sft"},
+        }
+    )
+    return resolve(recipe)
+
+
+def load_for_serving(ref: str, device: str) -> tuple[Any, Any, str]:
+    """``(model, tokenizer, description)`` for a run directory (its ``final/`` with the training
+    chat template) or a model name, in eval mode on ``device``."""
+    if (Path(ref) / "manifest.json").is_file():
+        run = RunDir.open(ref)
+        job = run.job()
+        spec = LoadSpec.for_generation(job, device)
+        model = load_run_model(run, spec)
+        return model, load_saved_tokenizer(run.final_dir, job), f"{run.final_dir}"
+    job = job_for_model(ref)
+    model = load_for_generation(job, LoadSpec.for_generation(job, device))
+    return model, for_generation(load_tokenizer(job)), ref
+
+
+def max_context(model: Any, tokenizer: Any) -> int:
+    """The longest prompt + completion the model takes (its position table, else the tokenizer's)."""
+    config = getattr(model, "config", None)
+    text = getattr(config, "get_text_config", lambda: config)()
+    for value in (
+        getattr(text, "max_position_embeddings", None),
+        getattr(tokenizer, "model_max_length", None),
+    ):
+        if isinstance(value, int) and 0 < value < 10**7:
+            return value
+    return 4096

@@ -35,6 +35,7 @@ def recipe_problems(recipe: Recipe, task: TaskSpec | None) -> list[Problem]:
         _template,
         _builtin_model,
         _files,
+        _generation,
     ):
         found.extend(check(recipe))
     if task is not None:
@@ -171,6 +172,40 @@ def _template(recipe: Recipe) -> Iterator[Problem]:
         yield Problem(
             ("template", "name"),
             f"unknown template {name!r}; choose one of {', '.join(SHIPPED)}, {TOKENIZER}{hint}",
+        )
+
+
+def _generation(recipe: Recipe) -> Iterator[Problem]:
+    """Backends and the combinations known to fail, refused with the reason."""
+    g, method = recipe.generation, recipe.method.name
+    if g.backend == "openai" and not g.base_url:
+        yield Problem(
+            ("generation", "base_url"),
+            "backend openai needs the server's URL, e.g. base_url: http://127.0.0.1:8000/v1",
+        )
+    if method != "grpo":
+        return
+    if g.backend == "openai":
+        yield Problem(
+            ("generation", "backend"),
+            "GRPO samples from the policy it is training, not from a server; use transformers or vllm",
+        )
+    if g.backend == "vllm" and recipe.model.quantization is not None:
+        yield Problem(
+            ("generation", "backend"),
+            "vLLM rollouts with a bitsandbytes-quantized policy fail in TRL 1.16 (TRL issue 4973: "
+            "an assertion on packed uint8 weights); remove model.quantization (bf16 LoRA) or use "
+            "backend: transformers",
+        )
+    if g.backend == "vllm" and g.vllm_mode == "server" and not g.base_url:
+        yield Problem(
+            ("generation", "base_url"),
+            "vllm_mode: server needs the `trl vllm-serve` URL, e.g. base_url: http://127.0.0.1:8000",
+        )
+    if g.continuous_batching and g.backend != "transformers":
+        yield Problem(
+            ("generation", "continuous_batching"),
+            "continuous batching is the transformers backend's; with vllm leave it false",
         )
 
 

@@ -298,10 +298,16 @@ def _locate(
     for i in range(len(key), 0, -1):
         if key[:i] in set_at:
             return problem.at(set_at[key[:i]])
-    if key and key not in located.keys:
+    if key and key not in located.keys:  # a key the file does not have: which --set made it?
+        best, blame = 0, None
         for written, where in set_at.items():
-            if written[: len(key)] == key:
-                return problem.at(where)
+            pairs = enumerate(zip(key, written, strict=False))
+            common = next((i for i, (a, b) in pairs if a != b), None)
+            common = min(len(key), len(written)) if common is None else common
+            if common > best and key[:common] not in located.keys:
+                best, blame = common, where
+        if blame is not None:
+            return problem.at(blame)
     return problem.at(located.where_key(key) if at_key else located.where(key))
 
 

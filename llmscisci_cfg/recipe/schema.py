@@ -417,6 +417,67 @@ class TrainSpec(Section):
     gradient_checkpointing: bool = Field(False, description="Recompute activations to save memory.")
 
 
+class GenerationSpec(Section):
+    """How this recipe generates: eval and predict through the engine, GRPO's rollouts through
+    TRL's own switches."""
+
+    backend: Literal["transformers", "openai", "vllm"] = Field(
+        "transformers",
+        description="transformers: a local model; openai: any OpenAI-compatible server "
+        "(vllm serve, SGLang, Ollama, llama.cpp, hosted APIs, llmscisci serve); vllm: vLLM "
+        "in-process (predict) or TRL's vLLM rollouts (GRPO).",
+    )
+    base_url: str | None = Field(
+        None, description="openai: the server's URL, e.g. http://127.0.0.1:8000/v1."
+    )
+    model: str | None = Field(
+        None, description="openai: the served model's name (default: model.name_or_path)."
+    )
+    api_key_env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] | None = Field(
+        None,
+        description="openai: the NAME of the environment variable holding the API key (the key "
+        "itself is never written to a recipe, manifest or report).",
+    )
+    max_concurrency: PosInt = Field(8, description="openai: requests in flight at once.")
+    timeout: PosFloat = Field(60.0, description="openai: seconds before a request is retried.")
+    max_retries: NonNegInt = Field(
+        3, description="openai: retries (with backoff) of timeouts, 429 and 5xx answers."
+    )
+    max_new_tokens: PosInt | None = Field(
+        None, description="Tokens per answer (default: the method's, or 256)."
+    )
+    temperature: Annotated[Float, Field(ge=0.0, le=2.0)] = Field(
+        0.0, description="Sampling temperature; 0 is greedy (predict, eval)."
+    )
+    top_p: Annotated[Float, Field(gt=0.0, le=1.0)] = Field(
+        1.0, description="Nucleus sampling mass."
+    )
+    seed: Seed | None = Field(None, description="Sampling seed (default: train.seed).")
+    batch_size: PosInt = Field(16, description="transformers: prompts generated together.")
+    structured: bool = Field(
+        True,
+        description="Constrain answers to the task's format (or JSON schema), so they parse even "
+        "from an untrained model.",
+    )
+    compile: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="transformers: static KV cache + compiled decode step (auto: on CUDA).",
+    )
+    vllm_mode: Literal["colocate", "server"] = Field(
+        "colocate",
+        description="GRPO with vllm: generate on the training GPU (colocate) or at base_url (a "
+        "`trl vllm-serve` server).",
+    )
+    vllm_gpu_memory_utilization: Annotated[Float, Field(gt=0.0, lt=1.0)] = Field(
+        0.3, description="GRPO with vllm colocate: share of GPU memory vLLM may take."
+    )
+    continuous_batching: bool = Field(
+        False,
+        description="GRPO with transformers: TRL's transformers continuous batching (paged "
+        "attention) for the rollouts.",
+    )
+
+
 class LaunchSpec(Section):
     num_processes: PosInt = Field(
         1, description="Processes (GPUs); >1 goes through `accelerate launch`."
@@ -457,6 +518,10 @@ class Recipe(Section):
     )
     launch: LaunchSpec = Field(
         default_factory=LaunchSpec, description="Processes, device and distribution."
+    )
+    generation: GenerationSpec = Field(
+        default_factory=GenerationSpec,
+        description="How the recipe generates: backend, sampling, structured output, rollouts.",
     )
 
     _source_path: Path | None = PrivateAttr(None)

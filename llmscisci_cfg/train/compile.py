@@ -83,6 +83,11 @@ TRL_DEFAULTS: dict[str, dict[str, Any]] = {
         "log_completions": False,
         "reward_weights": None,
         "steps_per_generation": None,
+        "use_vllm": False,
+        "vllm_mode": "colocate",
+        "vllm_gpu_memory_utilization": 0.3,
+        "vllm_server_base_url": None,
+        "use_transformers_continuous_batching": False,
     },
 }
 KEY_FIELDS = ("output_dir", "learning_rate", "per_device_train_batch_size", "max_steps", "seed")
@@ -189,21 +194,25 @@ def compile_grpo(recipe: Recipe, device: str, run_dir: Path) -> Compiled:
     t, n_proc = recipe.train, recipe.launch.num_processes
     rewards = recipe.rewards or []
     weights = [float(r.weight) for r in rewards]
-    kwargs = training_kwargs(recipe, device, run_dir) | {
-        "remove_unused_columns": False,  # reward functions read gold and the other columns
-        "num_generations": m.num_generations,
-        "max_completion_length": m.max_completion_length,
-        "temperature": m.temperature,
-        "top_p": m.top_p,
-        "beta": m.beta,
-        "epsilon": m.epsilon,
-        "loss_type": m.loss_type,
-        "scale_rewards": m.scale_rewards,
-        "num_iterations": m.num_iterations,
-        "log_completions": m.log_completions,
-        "reward_weights": weights,
-        "steps_per_generation": t.gradient_accumulation_steps,
-    }
+    kwargs = (
+        training_kwargs(recipe, device, run_dir)
+        | {
+            "remove_unused_columns": False,  # reward functions read gold and the other columns
+            "num_generations": m.num_generations,
+            "max_completion_length": m.max_completion_length,
+            "temperature": m.temperature,
+            "top_p": m.top_p,
+            "beta": m.beta,
+            "epsilon": m.epsilon,
+            "loss_type": m.loss_type,
+            "scale_rewards": m.scale_rewards,
+            "num_iterations": m.num_iterations,
+            "log_completions": m.log_completions,
+            "reward_weights": weights,
+            "steps_per_generation": t.gradient_accumulation_steps,
+        }
+        | rollout_kwargs(recipe)
+    )
     if kwargs["eval_strategy"] != "no" and (t.per_device_batch_size * n_proc) % m.num_generations:
         # TRL: an eval batch holds whole groups
         kwargs["per_device_eval_batch_size"] = m.num_generations
@@ -222,8 +231,35 @@ def compile_grpo(recipe: Recipe, device: str, run_dir: Path) -> Compiled:
         derived={
             "generation_batch_size": generation_batch,
             "prompts_per_generation": generation_batch // m.num_generations,
+            "rollouts": rollouts(recipe),
         },
     )
+
+
+def rollout_kwargs(recipe: Recipe) -> dict[str, Any]:
+    """TRL's own generation switches for GRPO rollouts, from ``generation``."""
+    g = recipe.generation
+    kwargs: dict[str, Any] = {
+        "use_vllm": g.backend == "vllm",
+        "use_transformers_continuous_batching": g.continuous_batching,
+    }
+    if g.backend == "vllm":
+        kwargs["vllm_mode"] = g.vllm_mode
+        kwargs["vllm_gpu_memory_utilization"] = g.vllm_gpu_memory_utilization
+        if g.vllm_mode == "server":
+            kwargs["vllm_server_base_url"] = g.base_url
+    return kwargs
+
+
+def rollouts(recipe: Recipe) -> str:
+    """What GRPO's rollouts will use, for `plan`."""
+    g = recipe.generation
+    if g.backend == "vllm":
+        where = f"server at {g.base_url}" if g.vllm_mode == "server" else "colocated on the GPU"
+        return f"vLLM ({where})"
+    if g.continuous_batching:
+        return "transformers continuous batching (paged attention)"
+    return "transformers generate (dynamic KV cache, no compile: TRL disables it)"
 
 
 # ----------------------------------------------------------------------------- shared pieces

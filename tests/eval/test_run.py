@@ -31,9 +31,9 @@ def test_eval_run_with_reference_writes_every_file_and_recomputes(cli, sft_run, 
 
     rows = _lines(out / eval_report.PREDICTIONS)
     assert [r["model"] for r in rows] == ["policy"] * 6 + ["reference"] * 6
-    assert {tuple(sorted(r)) for r in rows} == {
-        ("aspect", "completion", "gold", "id", "model", "predicted", "reward", "rewards")
-    }
+    keys = ("aspect", "completion", "gold", "id", "model", "predicted", "prompt_excerpt")
+    assert {tuple(sorted(r)) for r in rows} == {(*keys, "reward", "rewards")}
+    assert all(r["prompt_excerpt"] and "<text>" not in r["prompt_excerpt"] for r in rows)
     assert [(r["id"], r["aspect"]) for r in rows[:6]] == [(r["id"], r["aspect"]) for r in rows[6:]]
     for r in rows:
         assert len(r["gold"]) == 5 and r["predicted"] == parse_completion(r["completion"], 5)[1]

@@ -100,7 +100,7 @@ def generate(
         logits_processor=LogitsProcessorList([*before, proc]),
         **(kwargs if sample else dict(do_sample=False)),
     )
-    rows = [until_stop(r, stops) for r in out[:, enc["input_ids"].shape[1] :].tolist()]
+    rows = [until_stop(r, stops)[0] for r in out[:, enc["input_ids"].shape[1] :].tolist()]
     return [tokenizer.decode(r) for r in rows], [len(r) for r in rows]
 
 

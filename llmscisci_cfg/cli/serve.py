@@ -1,0 +1,75 @@
+"""``llmscisci serve``: an OpenAI-compatible server over a model or a run's final model."""
+
+from __future__ import annotations
+
+import click
+
+
+def register(group: click.Group) -> None:
+    group.add_command(serve)
+
+
+@click.command()
+@click.argument("model_or_run")
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback by default)."
+)
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option(
+    "--api-key-env",
+    metavar="NAME",
+    help="Require `Authorization: Bearer KEY`, KEY read from this environment variable.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=16,
+    show_default=True,
+    help="Most requests generated together (requests arriving within 10 ms share a batch).",
+)
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="Where the model runs; 'auto' is CUDA when present.",
+)
+def serve(
+    model_or_run: str, host: str, port: int, api_key_env: str | None, batch_size: int, device: str
+) -> None:
+    """Serve MODEL_OR_RUN (a run directory, a local model folder, a hub id or builtin:tiny) at
+    http://HOST:PORT/v1 for any OpenAI client: GET /v1/models, POST /v1/chat/completions
+    (streaming, response_format json_schema). A run is served with its training chat template.
+    """
+    import uvicorn
+
+    from llmscisci_cfg.models.generate import TransformersEngine
+    from llmscisci_cfg.models.load import (
+        load_for_serving,
+        max_context,
+        pick_device,
+        quiet_bitsandbytes,
+    )
+    from llmscisci_cfg.models.remote import api_key
+    from llmscisci_cfg.serve.app import create_app
+    from llmscisci_cfg.serve.batcher import Batcher
+
+    key = api_key(api_key_env) if api_key_env else None
+    quiet_bitsandbytes()
+    model, tokenizer, what = load_for_serving(model_or_run, pick_device(device))
+    engine = TransformersEngine(
+        model, tokenizer, batch_size=batch_size, description=f"serve {what}"
+    )
+    batcher = Batcher(engine, max_batch=batch_size)
+    app = create_app(
+        batcher,
+        tokenizer,
+        model_name=model_or_run,
+        max_context=max_context(model, tokenizer),
+        api_key=key,
+    )
+    click.echo(f"serving {what} as {model_or_run!r} on http://{host}:{port}/v1", err=True)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+    finally:
+        batcher.close()

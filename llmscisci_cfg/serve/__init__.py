@@ -1,0 +1,1 @@
+"""`llmscisci serve`: an OpenAI-compatible server over the generation engine."""

@@ -1,0 +1,98 @@
+"""The generation engine: same greedy outputs as the eval path it replaced, structured output,
+streaming, and the openai backend against a real `llmscisci serve`."""
+
+from __future__ import annotations
+
+import pytest
+
+from llmscisci_cfg.errors import UserError
+from llmscisci_cfg.models.generate import Request, Sampling, TransformersEngine, cut_at_strings
+from llmscisci_cfg.task.answer import parse_completion
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    from bench.bench_generate import _inputs
+
+    return _inputs(rows=20)
+
+
+def test_greedy_outputs_equal_the_eval_path_they_replaced(tiny):
+    from bench.bench_generate import baseline_generate
+    from llmscisci_cfg.models.generate import stop_ids
+
+    model, tokenizer, texts = tiny
+    stops = stop_ids(model, tokenizer)
+    before = baseline_generate(
+        model, tokenizer, texts, batch_size=8, max_new_tokens=24, stops=stops
+    )
+    engine = TransformersEngine(model, tokenizer, batch_size=8)
+    requests = [Request(prompt=t, sampling=Sampling(max_new_tokens=24)) for t in texts]
+    after = engine.generate(requests)
+    assert [c[0].text for c in after] == before
+    assert engine.stats.rows == len(texts) and engine.stats.completion_tokens > 0
+    assert all(c[0].finish_reason in ("stop", "length") for c in after)
+
+
+def test_structured_answers_parse_every_time(tiny):
+    from llmscisci_cfg.models.structured import Constraint
+
+    model, tokenizer, texts = tiny
+    engine = TransformersEngine(model, tokenizer, batch_size=8)
+    sampling = Sampling(max_new_tokens=48, temperature=1.0, seed=1)
+    requests = [
+        Request(prompt=t, sampling=sampling, constraint=Constraint.think_label(5)) for t in texts
+    ]
+    for (completion,) in engine.generate(requests):
+        formatted, label = parse_completion(completion.text, 5)
+        assert formatted and label is not None, completion.text
+
+
+def test_streaming_n_and_stop_strings(tiny):
+    model, tokenizer, texts = tiny
+    engine = TransformersEngine(model, tokenizer, batch_size=4)
+    seen: dict[tuple[int, int], str] = {}
+    sampling = Sampling(max_new_tokens=8, temperature=1.0, seed=3, n=2)
+    out = engine.generate(
+        [Request(prompt=t, sampling=sampling) for t in texts[:3]],
+        on_token=lambda row, sample, text: seen.__setitem__((row, sample), text),
+    )
+    assert [len(c) for c in out] == [2, 2, 2]
+    for (row, sample), text in seen.items():
+        assert out[row][sample].text.startswith(text) or text.startswith(out[row][sample].text)
+    assert cut_at_strings("a<b>c<b>", ["<b>"]) == ("a", True)
+    assert cut_at_strings("abc", ["x"]) == ("abc", False)
+
+
+def test_openai_backend_against_a_real_server(server):
+    from llmscisci_cfg.models.remote import OpenAIEngine
+    from llmscisci_cfg.models.structured import Constraint
+
+    engine = OpenAIEngine(server.url, "builtin:tiny", max_concurrency=4)
+    messages = [{"role": "user", "content": "Classify the section."}]
+    sampling = Sampling(max_new_tokens=64, temperature=1.0)
+    requests = [
+        Request(messages=messages, sampling=sampling, constraint=Constraint.think_label(5))
+    ] * 6
+    out = engine.generate(requests)
+    for (completion,) in out:
+        assert parse_completion(completion.text, 5)[1] is not None, completion.text
+    assert engine.stats.rows == 6 and engine.stats.completion_tokens > 0
+
+
+def test_openai_backend_errors_are_user_errors(monkeypatch):
+    from llmscisci_cfg.models.remote import OpenAIEngine
+
+    engine = OpenAIEngine("http://127.0.0.1:9/v1", "m", max_retries=0, timeout=2)
+    with pytest.raises(UserError, match="cannot reach the server at http://127.0.0.1:9/v1"):
+        engine.generate([Request(messages=[{"role": "user", "content": "x"}])])
+    monkeypatch.delenv("LLMSCISCI_NO_SUCH_KEY", raising=False)
+    with pytest.raises(UserError, match="LLMSCISCI_NO_SUCH_KEY is not set"):
+        OpenAIEngine("http://127.0.0.1:9/v1", "m", api_key_env="LLMSCISCI_NO_SUCH_KEY")
+
+
+def test_vllm_backend_without_vllm_says_so():
+    from llmscisci_cfg.models.vllm_engine import VLLMEngine
+
+    with pytest.raises(UserError, match="needs the vllm package"):
+        VLLMEngine("builtin:tiny")
