@@ -154,7 +154,69 @@ SHAPES = {
         "qwen25_1_5b", "Qwen2.5-1.5B-Instruct shape", QWEN25_1_5B, "qwen2", "chatml"
     ),
 }
-METHODS = ("sft", "grpo")
+METHODS = ("sft", "grpo", "dpo")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One training job of the benchmark: a method and what its recipe changes.
+
+    ``quantize`` None follows `Settings.quantize` (the baseline's QLoRA); False trains LoRA on
+    bf16 weights. ``method``/``train``/``generation``: recipe keys merged into those sections.
+    """
+
+    key: str
+    method: str
+    title: str
+    quantize: bool | None = None
+    method_keys: dict[str, Any] = field(default_factory=dict)
+    train_keys: dict[str, Any] = field(default_factory=dict)
+    generation_keys: dict[str, Any] = field(default_factory=dict)
+    needs: str | None = None  # a package the variant needs (skipped without it)
+
+
+VARIANTS = {
+    v.key: v
+    for v in (
+        Variant("sft", "sft", "SFT QLoRA (baseline settings)"),
+        Variant("sft_bf16", "sft", "SFT LoRA, bf16 weights", quantize=False),
+        Variant(
+            "sft_bf16_pf",
+            "sft",
+            "SFT LoRA bf16, padding-free",
+            quantize=False,
+            method_keys={"padding_free": True, "max_length": None},
+        ),
+        Variant(
+            "sft_bf16_liger",
+            "sft",
+            "SFT LoRA bf16, padding-free + Liger",
+            quantize=False,
+            method_keys={"padding_free": True, "max_length": None},
+            train_keys={"liger_kernel": True},
+            needs="liger_kernel",
+        ),
+        Variant("grpo", "grpo", "GRPO QLoRA (baseline settings)"),
+        Variant(
+            "grpo_bf16_trl",
+            "grpo",
+            "GRPO LoRA bf16, TRL's generate",
+            quantize=False,
+            generation_keys={"compile": "off"},
+        ),
+        Variant("grpo_bf16", "grpo", "GRPO LoRA bf16, engine rollouts (compiled)", quantize=False),
+        Variant(
+            "grpo_bf16_cb",
+            "grpo",
+            "GRPO LoRA bf16, TRL continuous batching",
+            quantize=False,
+            generation_keys={"continuous_batching": True},
+        ),
+        Variant("dpo", "dpo", "DPO QLoRA"),
+        Variant("dpo_bf16", "dpo", "DPO LoRA, bf16 weights", quantize=False),
+    )
+}
+DEFAULT_JOBS = "gen,grpo_bf16,grpo_bf16_trl,sft,sft_bf16,sft_bf16_pf,dpo_bf16,grpo"
 
 # Dense bf16 tensor-core peaks (TFLOP/s, spec sheets, no sparsity); first substring match wins.
 PEAK_TFLOPS = (
@@ -287,16 +349,17 @@ def save_model(shape: Shape, directory: Path, smoke: bool) -> dict[str, int]:
 # ----------------------------------------------------------------------------- recipes
 
 
-def recipe(shape: Shape, method: str, model_dir: Path, s: Settings) -> dict[str, Any]:
-    """The recipe (as YAML data) that trains ``shape`` with ``method`` through llmscisci."""
+def recipe(shape: Shape, v: Variant, model_dir: Path, s: Settings) -> dict[str, Any]:
+    """The recipe (as YAML data) that trains ``shape`` as variant ``v`` through llmscisci."""
+    quantize = s.quantize if v.quantize is None else v.quantize
     model: dict[str, Any] = {
         "name_or_path": str(model_dir),
         "family": shape.family,
-        "dtype": "bfloat16" if s.quantize else "float32",
+        "dtype": "float32" if s.smoke else "bfloat16",
         "attn_implementation": "sdpa",
         "lora": {"r": s.lora_r, "alpha": 2 * s.lora_r, "dropout": 0.05},
     }
-    if s.quantize:
+    if quantize:
         model["quantization"] = {
             "bits": 4,
             "quant_type": "nf4",
@@ -304,7 +367,7 @@ def recipe(shape: Shape, method: str, model_dir: Path, s: Settings) -> dict[str,
             "compute_dtype": "bfloat16",
             "allow_cpu": s.smoke,
         }
-    steps = s.sft_steps if method == "sft" else s.grpo_steps
+    steps = {"sft": s.sft_steps, "grpo": s.grpo_steps, "dpo": s.sft_steps}[v.method]
     data: dict[str, Any] = {
         "source": {"path": "builtin:sample"},
         "columns": {"id": "doi", "label": {"easy": "y_easy_gpt4", "difficult": "y_diff_gpt4"}},
@@ -312,23 +375,32 @@ def recipe(shape: Shape, method: str, model_dir: Path, s: Settings) -> dict[str,
     }
     out: dict[str, Any] = {
         "version": 1,
-        "name": f"bench_gpu_{shape.key}_{method}",
+        "name": f"bench_gpu_{shape.key}_{v.key}",
         "model": model,
         "data": data,
         "train": {
-            "per_device_batch_size": s.sft_batch if method == "sft" else s.grpo_batch,
+            "per_device_batch_size": s.grpo_batch if v.method == "grpo" else s.sft_batch,
             "learning_rate": 1e-4,
             "max_steps": steps,
             "lr_scheduler": "constant",
             "logging_steps": 1,
             "save_steps": steps + 1,  # no checkpoint inside the timed steps
             "seed": 0,
-        },
+        }
+        | v.train_keys,
         "launch": {"device": s.device},
     }
-    if method == "sft":
+    if v.generation_keys:
+        out["generation"] = dict(v.generation_keys)
+    if v.method == "sft":
         data["traces"] = {"path": "builtin:sample_traces", "missing": "empty"}
         out["method"] = {"name": "sft", "max_length": s.sft_max_length}
+    elif v.method == "dpo":
+        data["columns"] |= {
+            "chosen": {"easy": "easy_gpt_response", "difficult": "difficult_gpt_response"},
+            "rejected": {"easy": "easy_llama3_response", "difficult": "difficult_llama3_response"},
+        }
+        out["method"] = {"name": "dpo", "beta": 0.1, "max_length": s.sft_max_length}
     else:
         out["method"] = {
             "name": "grpo",
@@ -338,6 +410,7 @@ def recipe(shape: Shape, method: str, model_dir: Path, s: Settings) -> dict[str,
             "loss_type": "dapo",
         }
         out["rewards"] = [{"name": "format"}, {"name": "stepwise_label"}, {"name": "hamming"}]
+    out["method"] |= v.method_keys
     return out
 
 
@@ -448,11 +521,13 @@ def job_figures(
         "mfu": round(6 * n_fwd * train_tps / (peak * 1e12), 4) if peak else None,
     }
     if method == "grpo":
-        if not gens:
-            raise RuntimeError("GRPO ran but no generate() call was timed")
+        if not gens:  # continuous batching decodes outside generate(): step time only
+            gen_seconds = 0.0
         lengths = [r["completions/mean_length"] for r in rows if "completions/mean_length" in r]
         out |= {
-            "gen_tokens_per_s": round(sum(g.tokens for g in gens) / gen_seconds, 1),
+            "gen_tokens_per_s": round(sum(g.tokens for g in gens) / gen_seconds, 1)
+            if gens
+            else None,
             "gen_time_share": round(gen_seconds / wall, 3),
             "step_tokens_per_s": round(tokens / wall, 1),
             "completion_mean_length": round(sum(lengths) / len(lengths), 1) if lengths else None,
@@ -489,28 +564,126 @@ def _peak_memory_gib() -> float:
 
 
 def run_job(
-    shape: Shape, method: str, model_dir: Path, n_fwd: int, s: Settings, scratch: Path,
+    shape: Shape, v: Variant, model_dir: Path, n_fwd: int, s: Settings, scratch: Path,
     peak: float | None,
 ) -> dict[str, Any]:  # fmt: skip
-    """Train one recipe through `llmscisci_cfg.train.runner.run`; figures keyed ``<model>_<method>_*``."""
+    """Train one variant through `llmscisci_cfg.train.runner.run`; figures keyed
+    ``<model>_<variant>_*``, with `plan`'s memory estimate beside the measured peak."""
     import torch
-    import yaml
 
     from llmscisci_cfg.runs import rundir
     from llmscisci_cfg.train.runner import run
 
-    name = f"{shape.key}_{method}"
+    name = f"{shape.key}_{v.key}"
     path = scratch / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(recipe(shape, method, model_dir, s), sort_keys=False))
+    path.write_text(yaml_dump(recipe(shape, v, model_dir, s)))
     _free_memory()
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     with instrumented() as probe:
         run_dir = run(str(path), (), scratch / f"run_{name}")
-    figures = job_figures(method, probe, rundir.read_metrics(run_dir), s.warmup_steps, n_fwd, peak)
+    figures = job_figures(
+        v.method, probe, rundir.read_metrics(run_dir), s.warmup_steps, n_fwd, peak
+    )
     figures |= {"peak_mem_gib": _peak_memory_gib(), "lora_params": probe.trainable_params}
+    figures |= memory_figures(path, figures["peak_mem_gib"])
     _free_memory()
     return {f"{name}_{k}": v for k, v in figures.items()}
+
+
+def memory_figures(path: Path, measured_gib: float) -> dict[str, Any]:
+    """`plan`'s estimate for the recipe at ``path`` (with the built data's lengths) and its
+    error against the measured peak."""
+    from llmscisci_cfg.recipe.loader import load_job
+    from llmscisci_cfg.train.plan import memory_plan
+
+    est = memory_plan(load_job(str(path))).estimate
+    if est is None:
+        return {"mem_estimate_gib": None, "mem_estimate_error": None}
+    gib = est.total / 2**30
+    return {
+        "mem_estimate_gib": round(gib, 3),
+        "mem_estimate_error": round(gib / measured_gib - 1, 4) if measured_gib else None,
+    }
+
+
+# ----------------------------------------------------------------------------- generation
+
+
+def measure_generation(
+    shape: Shape, model_dir: Path, smoke: bool, row_counts: tuple[int, ...] = (16, 64)
+) -> dict[str, Any]:
+    """Decode throughput of the engine against the eval path it replaced (plain
+    ``model.generate``, dynamic cache), bf16 weights, 128 new tokens per row, at 16 and 64 rows;
+    the engine with and without its compiled static-cache decode step. Greedy: the random
+    weights rarely emit a stop token, so every row decodes all 128 tokens (counted as such)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from llmscisci_cfg.data.preprocess import build_dataset
+    from llmscisci_cfg.models import chat
+    from llmscisci_cfg.models.generate import stop_ids
+    from llmscisci_cfg.models.load import for_generation, load_tokenizer_dir
+    from llmscisci_cfg.recipe.loader import load_job
+
+    new = 8 if smoke else 128
+    device = "cpu" if smoke else "cuda"
+    dtype = torch.float32 if smoke else torch.bfloat16
+    model = AutoModelForCausalLM.from_pretrained(
+        model_dir, dtype=dtype, attn_implementation="sdpa"
+    ).to(device)
+    model.eval()
+    tokenizer = for_generation(load_tokenizer_dir(model_dir))
+    data, _ = build_dataset(load_job("builtin:quickstart/sft_tiny"), tokenizer=tokenizer)
+    prompts = list(data["train"]["prompt"]) + list(data["test"]["prompt"])
+    texts = [chat.render(tokenizer, p, add_generation_prompt=True) for p in prompts]
+    stops = stop_ids(model, tokenizer)
+    out: dict[str, Any] = {}
+    prefix = f"{shape.key}_gen"
+    for rows in row_counts:
+        seconds, warm = _time_generation(model, tokenizer, texts[:rows], new, stops)
+        tokens = rows * new
+        for k, sec in seconds.items():
+            out[f"{prefix}{rows}_{k}_tokens_per_s"] = round(tokens / sec, 1)
+            out[f"{prefix}{rows}_{k}_ms_per_step"] = round(1000 * sec / new, 2)
+        out[f"{prefix}{rows}_compile_warmup_s"] = round(warm, 1)
+        out[f"{prefix}{rows}_compiled_vs_baseline"] = round(
+            seconds["baseline"] / seconds["engine_compiled"], 2
+        )
+        print(f"   gen {rows} rows: {seconds}", flush=True)
+    del model
+    _free_memory()
+    return out
+
+
+def _time_generation(model, tokenizer, texts, new, stops) -> tuple[dict[str, float], float]:
+    """Seconds of one pass over ``texts`` (one batch) per generator, and the compiled
+    engine's first pass (which compiles); the baseline is warmed up first."""
+    from bench.bench_generate import baseline_generate
+    from llmscisci_cfg.models.generate import Request, Sampling, TransformersEngine
+
+    rows = len(texts)
+    requests = [Request(prompt=t, sampling=Sampling(max_new_tokens=new)) for t in texts]
+    eager = TransformersEngine(model, tokenizer, batch_size=rows, compile="off")
+    compiled = TransformersEngine(model, tokenizer, batch_size=rows, compile="on")
+    runs = {
+        "baseline": lambda: baseline_generate(
+            model, tokenizer, texts, batch_size=rows, max_new_tokens=new, stops=stops
+        ),
+        "engine_eager": lambda: eager.generate(requests),
+        "engine_compiled": lambda: compiled.generate(requests),
+    }
+
+    def timed(name: str) -> float:
+        _sync()
+        t0 = time.perf_counter()
+        runs[name]()
+        _sync()
+        return time.perf_counter() - t0
+
+    timed("baseline")  # warm-up (kernels, allocator)
+    warm = timed("engine_compiled")  # includes compiling the decode step
+    return {name: timed(name) for name in runs}, warm
 
 
 # ----------------------------------------------------------------------------- environment
@@ -568,28 +741,70 @@ def render_section(results: dict[str, Any]) -> str:
         f"Randomly initialised models of the published shapes, trained through `llmscisci run`: "
         f"{results.get('settings', '')}.",
         "",
-        "| model | method | training tokens/s | generation tokens/s | peak memory (GiB) | MFU |",
-        "|---|---|---|---|---|---|",
+        "| model | job | s/step | training tokens/s | generation tokens/s | peak memory (GiB) "
+        "| `plan` estimate (GiB, error) | MFU |",
+        "|---|---|---|---|---|---|---|---|",
     ]
+    errors = []
     for shape in SHAPES.values():
-        for method in METHODS:
-            p = f"{shape.key}_{method}_"
+        for v in VARIANTS.values():
+            p = f"{shape.key}_{v.key}_"
+            if p + "error" in results:
+                errors.append(f"- {shape.title}, {v.title}: {results[p + 'error']}")
             if p + "train_tokens_per_s" not in results:
                 continue
+            est = results.get(p + "mem_estimate_gib")
+            err = results.get(p + "mem_estimate_error")
+            est_text = f"{est:.1f} ({err:+.0%})" if est is not None and err is not None else "–"
             lines.append(
-                f"| {shape.title} | {method.upper()} | {_fmt(results[p + 'train_tokens_per_s'])} "
+                f"| {shape.title} | {v.title} | {_fmt(results.get(p + 'seconds_per_step'))} "
+                f"| {_fmt(results[p + 'train_tokens_per_s'])} "
                 f"| {_fmt(results.get(p + 'gen_tokens_per_s'))} "
-                f"| {_fmt(results[p + 'peak_mem_gib'])} | {_fmt(results[p + 'mfu'], True)} |"
+                f"| {_fmt(results[p + 'peak_mem_gib'])} | {est_text} "
+                f"| {_fmt(results[p + 'mfu'], True)} |"
             )
+    gen = []
+    for shape in SHAPES.values():
+        for rows in (16, 64):
+            p = f"{shape.key}_gen{rows}_"
+            if p + "baseline_tokens_per_s" not in results:
+                continue
+            gen.append(
+                f"| {shape.title} | {rows} | {_fmt(results[p + 'baseline_tokens_per_s'])} "
+                f"({results[p + 'baseline_ms_per_step']} ms/step) "
+                f"| {_fmt(results[p + 'engine_eager_tokens_per_s'])} "
+                f"| {_fmt(results[p + 'engine_compiled_tokens_per_s'])} "
+                f"({results[p + 'engine_compiled_ms_per_step']} ms/step) "
+                f"| {results[p + 'compiled_vs_baseline']}× | {results[p + 'compile_warmup_s']} s |"
+            )
+        if f"{shape.key}_gen_error" in results:
+            errors.append(f"- {shape.title}, generation: {results[f'{shape.key}_gen_error']}")
+    if gen:
+        lines += [
+            "",
+            "Generation engine (bf16, greedy, 128 new tokens per row, decode tokens/s):",
+            "",
+            "| model | rows | plain `generate` (the old eval path) | engine, eager "
+            "| engine, compiled | compiled ÷ plain | first call (compiles) |",
+            "|---|---|---|---|---|---|---|",
+            *gen,
+        ]
     peak_text = f"{peak:g} TFLOP/s" if peak else "unknown (pass --peak-tflops)"
     lines += [
         "",
         "Training tokens/s: TRL's `num_tokens` per second of the timed steps (GRPO: time in "
-        "`generate()` excluded). Generation tokens/s: decoded tokens per second in `generate()`.",
+        "`generate()` excluded; with continuous batching the decoding is not timed apart and "
+        "stays in). Generation tokens/s: decoded tokens per second in `generate()`. The `plan` "
+        "estimate is `llmscisci plan`'s peak for the same recipe; error = estimate ÷ measured "
+        "`torch.cuda.max_memory_allocated` − 1.",
         f"MFU = 6 × forward linear weights × training tokens/s ÷ dense bf16 peak ({peak_text}); "
-        "with frozen 4-bit base weights the executed matmul FLOPs are nearer 4×, so this is the "
+        "with frozen base weights the executed matmul FLOPs are nearer 4×, so this is the "
         "conventional, not the hardware, utilisation. All keys: `bench/results_gpu.json`.",
     ]
+    if errors:
+        lines += ["", "Jobs that failed or were skipped:", "", *errors]
+    if results.get("notes"):
+        lines += ["", "Notes on this run:", "", *(f"- {n}" for n in results["notes"])]
     return "\n".join(lines) + "\n"
 
 
@@ -623,17 +838,42 @@ def write_outputs(results: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
 # ----------------------------------------------------------------------------- main
 
 
-def measure(shapes: list[Shape], s: Settings, peak: float | None, scratch: Path) -> dict:
-    """Build, save and train every shape; the flat results dict."""
+def measure(
+    shapes: list[Shape], jobs: list[str], s: Settings, peak: float | None, scratch: Path,
+    sink=None, gen_rows: tuple[int, ...] = (16, 64),
+) -> dict:  # fmt: skip
+    """Build and save every shape, then run ``jobs`` on it (``gen`` and `VARIANTS` keys) in
+    order; ``sink(results)`` after each, so a run cut short keeps what it measured. A job that
+    fails is recorded as ``<model>_<job>_error`` and the rest go on."""
+    import importlib.util
+    import traceback
+
     os.environ.setdefault("LLMSCISCI_CACHE", str(scratch / "cache"))
     results: dict[str, Any] = {}
     for shape in shapes:
         model_dir = scratch / f"model_{shape.key}"
         sizes = save_model(shape, model_dir, s.smoke)
         results |= {f"{shape.key}_{k}": v for k, v in sizes.items()}
-        for method in METHODS:
-            print(f"== {shape.key} {method}", flush=True)
-            results |= run_job(shape, method, model_dir, sizes["forward_params"], s, scratch, peak)
+        for job in jobs:
+            print(f"== {shape.key} {job}", flush=True)
+            started = time.perf_counter()
+            try:
+                if job == "gen":
+                    results |= measure_generation(shape, model_dir, s.smoke, gen_rows)
+                else:
+                    v = VARIANTS[job]
+                    fwd = sizes["forward_params"]
+                    if v.needs and importlib.util.find_spec(v.needs) is None:
+                        results[f"{shape.key}_{job}_error"] = f"skipped: {v.needs} not installed"
+                    else:
+                        results |= run_job(shape, v, model_dir, fwd, s, scratch, peak)
+            except Exception as exc:  # one failing variant must not lose the others
+                traceback.print_exc()
+                results[f"{shape.key}_{job}_error"] = f"{type(exc).__name__}: {exc}"[:300]
+                _free_memory()
+            results[f"{shape.key}_{job}_wall_s"] = round(time.perf_counter() - started, 1)
+            if sink is not None:
+                sink(results)
     return results
 
 
@@ -644,8 +884,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--smoke-4bit", action="store_true", help="With --cpu-smoke: 4-bit weights (bnb CPU)."
     )
     p.add_argument("--models", default=",".join(SHAPES), help="Comma-separated: %(default)s.")
+    p.add_argument(
+        "--jobs",
+        default=DEFAULT_JOBS,
+        help=f"Comma-separated, in order: gen (the engine's decode throughput) and any of "
+        f"{', '.join(VARIANTS)}. Default: %(default)s.",
+    )
     p.add_argument("--peak-tflops", type=float, help="Device dense bf16 peak, TFLOP/s.")
     p.add_argument("--out-dir", type=Path, help="Default: bench/ (--cpu-smoke: a temp dir).")
+    p.add_argument("--gen-rows", default="16,64", help="Batch sizes of the gen job.")
+    p.add_argument(
+        "--reestimate",
+        type=Path,
+        metavar="JSON",
+        help="No GPU: recompute the memory estimates in this results_gpu.json (see `reestimate`).",
+    )
     p.add_argument("--warmup-steps", type=int, default=2)
     p.add_argument("--sft-steps", type=int, default=12, help="Warm-up steps included.")
     p.add_argument("--grpo-steps", type=int, default=5, help="Warm-up steps included.")
@@ -655,6 +908,42 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "its RESULTS.md GPU section.",
     )  # fmt: skip
     return p.parse_args(argv)
+
+
+def reestimate(path: Path, s: Settings) -> None:
+    """Recompute `plan`'s memory estimate (and its error) for every job measured in
+    ``path`` (a results_gpu.json), here, without a GPU: the estimate needs only each recipe,
+    its built data and the model's config.json, all rebuilt here; the peaks stay the
+    measured ones. For when the estimator changes after a GPU run."""
+    from llmscisci_cfg.data.preprocess import build_dataset
+    from llmscisci_cfg.models import tiny
+    from llmscisci_cfg.recipe.loader import load_job
+
+    results = json.loads(path.read_text(encoding="utf-8"))
+    with tempfile.TemporaryDirectory(prefix="bench-gpu-estimate-") as tmp:
+        os.environ["LLMSCISCI_CACHE"] = str(Path(tmp) / "cache")
+        for shape in SHAPES.values():
+            model_dir = Path(tmp) / shape.key
+            model_config(shape, smoke=False).save_pretrained(model_dir)
+            tiny.load_tiny_tokenizer(shape.template).save_pretrained(model_dir)
+            for v in VARIANTS.values():
+                key = f"{shape.key}_{v.key}_"
+                if key + "peak_mem_gib" not in results:
+                    continue
+                recipe_path = Path(tmp) / f"{shape.key}_{v.key}.yaml"
+                data = recipe(shape, v, model_dir, s)
+                recipe_path.write_text(yaml_dump(data), encoding="utf-8")
+                build_dataset(load_job(str(recipe_path)))
+                figures = memory_figures(recipe_path, results[key + "peak_mem_gib"])
+                results |= {key + k: value for k, value in figures.items()}
+                print(f"{key}: {figures}")
+    path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def yaml_dump(data: dict[str, Any]) -> str:
+    import yaml
+
+    return yaml.safe_dump(data, sort_keys=False)
 
 
 def render(files: list[Path], out_dir: Path) -> None:
@@ -667,12 +956,25 @@ def render(files: list[Path], out_dir: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.reestimate:
+        reestimate(
+            args.reestimate, gpu_settings(args.warmup_steps, args.sft_steps, args.grpo_steps)
+        )
+        return 0
     if args.render:
         render(args.render, args.out_dir or HERE)
         return 0
     unknown = [m for m in args.models.split(",") if m not in SHAPES]
     if unknown:
         print(f"bench.gpu: unknown --models {unknown}; choose from {list(SHAPES)}", file=sys.stderr)
+        return 2
+    jobs = args.jobs.split(",")
+    unknown = [j for j in jobs if j != "gen" and j not in VARIANTS]
+    if unknown:
+        print(
+            f"bench.gpu: unknown --jobs {unknown}; choose from gen, {', '.join(VARIANTS)}",
+            file=sys.stderr,
+        )
         return 2
     missing = missing_packages()
     if missing:
@@ -697,19 +999,23 @@ def main(argv: list[str] | None = None) -> int:
     device = device_name(args.cpu_smoke)
     peak = args.peak_tflops or (None if args.cpu_smoke else peak_tflops(device))
     out_dir = args.out_dir or (Path(tempfile.mkdtemp(prefix="bench-gpu-")) if s.smoke else HERE)
-    with tempfile.TemporaryDirectory(prefix="bench-gpu-scratch-") as tmp:
-        figures = measure([SHAPES[m] for m in args.models.split(",")], s, peak, Path(tmp))
-    results = {
+    header = {
         "device": device,
         "peak_tflops": peak,
         "cpu_smoke": s.smoke,
         "settings": s.describe(),
         "date": datetime.date.today().isoformat(),
         **versions(),
-        **figures,
     }
-    for path in write_outputs(results, out_dir):
-        print(f"wrote {path}")
+
+    def sink(figures: dict[str, Any]) -> None:
+        write_outputs(header | figures, out_dir)
+
+    with tempfile.TemporaryDirectory(prefix="bench-gpu-scratch-") as tmp:
+        shapes = [SHAPES[m] for m in args.models.split(",")]
+        rows = tuple(int(r) for r in args.gen_rows.split(","))
+        measure(shapes, jobs, s, peak, Path(tmp), sink, rows)
+    print(f"wrote {out_dir / RESULTS_JSON} and {out_dir / RESULTS_MD}")
     return 0
 
 

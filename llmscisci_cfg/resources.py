@@ -48,7 +48,9 @@ def shipped(kind: str, name: str) -> Path:
         )
     if not path.is_file():
         have = sorted(
-            p.relative_to(root(kind)).as_posix() for p in root(kind).rglob("*") if p.is_file()
+            p.relative_to(root(kind)).as_posix()
+            for p in root(kind).rglob("*")
+            if p.is_file() and p.suffix != ".py" and "__pycache__" not in p.parts
         )
         raise UserError(
             f"{BUILTIN}{name}: no such built-in {kind[:-1]}; available: {', '.join(have)}"

@@ -2,8 +2,9 @@
 # The README's quickstart, offline on CPU: SFT then GRPO of the built-in tiny model on the
 # shipped sample reports, then the format-valid rate of the untrained model, after SFT and
 # after GRPO on the held-out split. Run directories go to $QUICKSTART_DIR (default: runs/).
+# One progress line per stage; LLMSCISCI_VERBOSITY=quiet or =verbose prints less or everything.
 set -euo pipefail
-export HF_HUB_OFFLINE=1 TRANSFORMERS_VERBOSITY=error TOKENIZERS_PARALLELISM=false
+export HF_HUB_OFFLINE=1
 out="${QUICKSTART_DIR:-runs}"
 start=$SECONDS
 
@@ -19,6 +20,9 @@ out, seconds = sys.argv[1], sys.argv[2]
 sft = json.load(open(f"{out}/quickstart_sft/eval/report.json"))
 grpo = json.load(open(f"{out}/quickstart_grpo/eval/report.json"))
 rate = lambda rep, model: rep[model]["overall"]["format_valid_rate"]
+if sft["test_set_sha256"] != grpo["test_set_sha256"]:  # side by side only on one test set
+    sys.exit(f"the SFT and GRPO evals used different test sets: {sft['test_set_sha256']} "
+             f"and {grpo['test_set_sha256']}")
 print()
 print("format-valid rate on the held-out split:")
 print(f"  untrained tiny model  {rate(sft, 'reference'):6.1%}")

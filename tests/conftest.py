@@ -47,3 +47,13 @@ def mlrc_csv() -> Path:
 
 def all_recipes() -> list[Path]:
     return sorted(RECIPES.rglob("*.yaml"))
+
+
+@pytest.fixture(scope="session")
+def server():
+    """A real `llmscisci serve builtin:tiny` on a free loopback port (see tests/serve)."""
+    from tests.serve.conftest import start, stop
+
+    running = start()
+    yield running
+    stop(running)

@@ -99,3 +99,17 @@ def make_job(
     file = tmp_path / "recipe.yaml"
     file.write_text(yaml.safe_dump(body, sort_keys=False), encoding="utf-8")
     return load_job(file, overrides)
+
+
+#: The pinned constraints of issue 14: category 5 alone, and never the all-zero answer.
+STRICT = "constraints: {exclusive: [5], min_positive: 1}\n"
+
+
+def constrained_task(directory: Path, constraints: str = STRICT, name: str = "strict.yaml") -> Path:
+    """A copy of the shipped repro_effort task with ``constraints`` (a YAML line) added."""
+    from llmscisci_cfg.resources import task_file
+
+    text = task_file("builtin:repro_effort", directory).read_text(encoding="utf-8")
+    path = directory / name
+    path.write_text(text + "\n" + constraints, encoding="utf-8")
+    return path

@@ -1,12 +1,13 @@
-"""What every ``llmscisci`` command shares: the ``--set`` option and clean user errors.
+"""What the ``llmscisci`` commands share: ``--set``, ``--quiet``/``--verbose``, clean user errors.
 
-Light at import (click and the error types only).
+Light at import (click, `console` and the error types only).
 """
 
 from __future__ import annotations
 
 import click
 
+from llmscisci_cfg import console
 from llmscisci_cfg.errors import STORAGE_ERRORS, RecipeError, UserError
 
 SET_HELP = (
@@ -15,9 +16,53 @@ SET_HELP = (
 )
 
 
+def device_option(what: str):
+    """``--device auto|cpu|cuda`` (auto: CUDA when present); ``what`` ends the help text."""
+    return click.option(
+        "--device",
+        type=click.Choice(["auto", "cpu", "cuda"]),
+        default="auto",
+        show_default=True,
+        help=f"Where {what}; 'auto' is CUDA when present.",
+    )
+
+
 def set_option(f):
     """``--set KEY=VALUE`` (repeatable), collected into the ``overrides`` argument."""
     return click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)(f)
+
+
+def _verbosity(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    """Record the flag; once both flags are parsed, set the command's console level."""
+    chosen = ctx.meta.setdefault("llmscisci.verbosity", {})
+    chosen[param.name] = value
+    if len(chosen) < 2:
+        return
+    if chosen["quiet"] and chosen["verbose"]:
+        raise click.UsageError("--quiet and --verbose exclude each other")
+    name = "quiet" if chosen["quiet"] else "verbose" if chosen["verbose"] else None
+    console.set_level(name or console.inherited())
+
+
+def verbosity_options(f):
+    """``-q/--quiet`` and ``-v/--verbose``: how much the command prints (see `console`)."""
+    f = click.option(
+        "-v",
+        "--verbose",
+        is_flag=True,
+        expose_value=False,
+        callback=_verbosity,
+        help="Also print everything the libraries print (loggers, progress bars, TRL's logs).",
+    )(f)
+    return click.option(
+        "-q",
+        "--quiet",
+        is_flag=True,
+        expose_value=False,
+        callback=_verbosity,
+        help="Print only warnings, errors and the final lines (default: one progress line "
+        f"per stage; ${console.ENV}=quiet|normal|verbose sets another).",
+    )(f)
 
 
 class _UserFacing(click.ClickException):

@@ -25,11 +25,14 @@ def register(group: click.Group) -> None:
     type=click.IntRange(min=0),
     default=0,
     metavar="N",
-    help="Show N rendered train examples with the loss mask visible.",
+    help="Show N rendered train examples with the loss mask visible and, with data.clean, "
+    "up to 5 sections before and after cleaning.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 def preprocess(recipe: str, overrides: tuple[str, ...], preview: int, as_json: bool) -> None:
-    """Build and cache the dataset of RECIPE; print rows read, examples, drops and splits.
+    """Build and cache the dataset of RECIPE; print rows read, examples, drops and splits,
+    what the length filter dropped or truncated per split and aspect, what data.clean changed
+    per aspect, and the test set's sha256.
 
     The cache key covers the source file's content, the data section, the method, the task,
     the tokenizer and the chat template; a second run loads from the cache.
@@ -42,10 +45,14 @@ def preprocess(recipe: str, overrides: tuple[str, ...], preview: int, as_json: b
     job = load_job(recipe, overrides)
     tokenizer = load_tokenizer(job)
     dataset, report = build_dataset(job, tokenizer=tokenizer)
+    samples = report.clean_samples[:preview]
     if as_json:
-        click.echo(json.dumps(report.summary()))
+        extra = {"clean_preview": samples} if preview and job.clean is not None else {}
+        click.echo(json.dumps(report.summary() | extra))
     else:
         click.echo(format_report(report, job.method))
+        for sample in samples:
+            click.echo(format_clean_sample(sample))
     for title, messages in preview_conversations(dataset, job.method, preview):
         click.echo(f"\n--- {title} " + "-" * max(0, 60 - len(title)), err=as_json)
         click.echo(chat.preview(tokenizer, messages), err=as_json)
@@ -78,8 +85,60 @@ def format_report(report, method: str) -> str:
         lines.append(
             f"token limits:  {text}" + (" (grpo: prompt only)" if method == "grpo" else "")
         )
+    lines += _length_lines(report.length, report.test_excluded)
+    lines += _cleaning_lines(report.cleaning)
+    if report.test_set_sha256:
+        lines.append(f"test set:      sha256 {report.test_set_sha256}")
     if report.cache_path:
         lines.append(
             f"cache:         {'hit' if report.cache_hit else 'written'} {report.cache_path}"
         )
     return "\n".join(lines)
+
+
+def _length_lines(length: dict, excluded: list) -> list[str]:
+    """Per split and aspect, the examples the length filter dropped (by reason) or truncated."""
+    if not length:
+        return []
+    lines = [f"length filter: {length['strategy']}"]
+    for split, per_aspect in length["splits"].items():
+        parts = [
+            f"{aspect} " + (", ".join(f"{n} {what}" for what, n in counts.items()) or "none")
+            for aspect, counts in per_aspect.items()
+        ]
+        lines.append(f"  {split + ':':<12}{'; '.join(parts) or 'no examples'}")
+    if excluded:
+        shown = ", ".join(f"{doc} ({aspect})" for doc, aspect, _ in excluded[:5])
+        more = f" and {len(excluded) - 5} more" if len(excluded) > 5 else ""
+        lines.append(f"  test examples excluded for length: {shown}{more}")
+    return lines
+
+
+def _cleaning_lines(cleaning: dict) -> list[str]:
+    """Per aspect, what data.clean changed."""
+    if not cleaning:
+        return []
+    lines = ["cleaning:"]
+    for aspect, c in cleaning.items():
+        lines.append(
+            f"  {aspect + ':':<12}{c['changed']} of {c['sections']} sections changed, "
+            f"characters {c['chars_in']} -> {c['chars_out']} ({c['cut_chars']} cut at a heading, "
+            f"{c['boilerplate_lines']} boilerplate lines, {c['hyphens_joined']} hyphens joined "
+            f"and {c['hyphens_glued']} glued, {c['unicode_chars']} unicode characters)"
+        )
+    return lines
+
+
+def format_clean_sample(sample: dict) -> str:
+    """One section before and after cleaning (start and end of each), with what changed."""
+    changes = ", ".join(f"{n} {k}" for k, n in sample["changes"].items()) or "whitespace"
+    before, after = sample["chars"]
+    title = f"clean: {sample['id']} / {sample['aspect']}"
+    return "\n".join(
+        [
+            f"\n--- {title} " + "-" * max(0, 60 - len(title)),
+            f"{before} -> {after} characters: {changes}",
+            f"before: {sample['before']}",
+            f"after:  {sample['after']}",
+        ]
+    )

@@ -9,13 +9,23 @@ from pathlib import Path
 
 import click
 
+from llmscisci_cfg import console
+from llmscisci_cfg.cli.common import device_option, verbosity_options
 from llmscisci_cfg.errors import UserError
 
 
 @click.command("eval")
 @click.argument("run_dir", required=False, type=click.Path(path_type=Path))
 @click.option(
-    "--reference", is_flag=True, help="Also evaluate the recipe's base model (untrained)."
+    "--reference",
+    "references",
+    is_flag=False,
+    flag_value="reference",
+    multiple=True,
+    metavar="[base|DIR]",
+    help="Also evaluate a reference, compared with the policy; repeat for several. Alone: the "
+    "recipe's model (untrained for SFT); base: the untrained model at the root of the recipe "
+    "chain (GRPO after SFT: SFT's base); DIR: a run directory or a model directory.",
 )
 @click.option("--split", default="test", show_default=True, help="Dataset split to evaluate.")
 @click.option(
@@ -37,13 +47,7 @@ from llmscisci_cfg.errors import UserError
     show_default=True,
     help="Prompts generated together; lower it if memory runs out.",
 )
-@click.option(
-    "--device",
-    type=click.Choice(["auto", "cpu", "cuda"]),
-    default="auto",
-    show_default=True,
-    help="Where to generate; 'auto' is CUDA when present.",
-)
+@device_option("to generate")
 @click.option(
     "--overwrite",
     is_flag=True,
@@ -65,9 +69,10 @@ from llmscisci_cfg.errors import UserError
     metavar="KEY=VALUE",
     help="With --recipe: override a recipe value.",
 )
+@verbosity_options
 def eval_command(
     run_dir: Path | None,
-    reference: bool,
+    references: tuple[str, ...],
     split: str,
     output_dir: Path | None,
     max_new_tokens: int | None,
@@ -79,25 +84,29 @@ def eval_command(
     model_name: str | None,
     overrides: tuple[str, ...],
 ) -> None:
-    """Generate on the held-out split with RUN_DIR's final model (and the base model with
-    --reference), then write predictions.jsonl, report.json, report.md and a plot.
+    """Generate on the held-out split with RUN_DIR's final model (and each --reference), then
+    write predictions.jsonl, report.json, report.md and a plot.
 
     Without a run: `eval --recipe RECIPE --model NAME_OR_DIR` gives the in-context zero-shot
     result of any model on the recipe's held-out split. An invalid or missing label counts as
     wrong in every category.
     """
     if (run_dir is None) == (recipe_ref is None):
+        hint = ""
+        if run_dir is None and any(r not in ("reference", "base") for r in references):
+            hint = "; --reference takes a value, so write RUN_DIR before it"
         raise UserError(
-            "give either RUN_DIR or --recipe RECIPE (with --model NAME_OR_DIR), not both"
+            f"give either RUN_DIR or --recipe RECIPE (with --model NAME_OR_DIR), not both{hint}"
         )
     if recipe_ref is None and (model_name or overrides):
         raise UserError("--model and --set go with --recipe; a run's model and recipe are fixed")
+    console.configure_libraries()
     from llmscisci_cfg.eval import evaluate
     from llmscisci_cfg.eval import report as eval_report
 
     opts = evaluate.EvalOptions(
         split=split,
-        reference=reference,
+        references=references,
         max_new_tokens=max_new_tokens,
         limit=limit,
         batch_size=batch_size,
@@ -112,6 +121,8 @@ def eval_command(
 
         result = evaluate.evaluate_model(load_job(recipe_ref, overrides), model_name, opts)
     n = result.report[eval_report.models(result.report)[0]]["overall"]["n"]
+    if result.meta.test_set_sha256:  # equal values: reports on the same examples, comparable
+        click.echo(f"test set sha256: {result.meta.test_set_sha256}")
     click.echo(f"\n{split} split, {n} examples (invalid labels count as wrong in every category):")
     click.echo(eval_report.summary_table(result.report))
     click.echo(f"report: {result.output_dir / eval_report.REPORT_MD}")

@@ -56,11 +56,17 @@ def validate(recipes: tuple[str, ...], here: bool, overrides: tuple[str, ...]) -
 @click.argument("recipe")
 @set_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
-def plan(recipe: str, overrides: tuple[str, ...], as_json: bool) -> None:
-    """Print the resolved recipe, the TRL configs it compiles to and the launch command. Loads no model."""
+@click.option(
+    "--here",
+    is_flag=True,
+    help="Compare the peak-memory estimate with this machine's GPU (nvidia-smi).",
+)
+def plan(recipe: str, overrides: tuple[str, ...], as_json: bool, here: bool) -> None:
+    """Print the resolved recipe, the TRL configs it compiles to, the peak-memory estimate and
+    the launch command. Loads no model."""
     from llmscisci_cfg.train.plan import make_plan
 
-    result = make_plan(recipe, overrides)
+    result = make_plan(recipe, overrides, here=here)
     click.echo(json.dumps(result.as_dict(), indent=2) if as_json else result.as_text())
 
 

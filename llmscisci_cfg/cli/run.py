@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from llmscisci_cfg.cli.common import set_option
+from llmscisci_cfg import console
+from llmscisci_cfg.cli.common import set_option, verbosity_options
 
 METRICS_DIFFER = 3  # `reproduce` exit code when the re-run differs
 INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
@@ -32,6 +33,7 @@ def register(group: click.Group) -> None:
 )
 @click.option("--overwrite", is_flag=True, help="Delete a non-empty run directory first.")
 @click.option("--in-process", is_flag=True, hidden=True, help="Worker of a multi-process launch.")
+@verbosity_options
 def run(
     recipe: str,
     overrides: tuple[str, ...],
@@ -52,7 +54,7 @@ def run(
     worker = in_process and world_size() > 1
     try:
         run_dir = run_recipe(
-            recipe, overrides, output_dir, resume, overwrite, in_process, echo=click.echo
+            recipe, overrides, output_dir, resume, overwrite, in_process, echo=console.info
         )
     except RunFailed as exc:
         click.echo(f"error: {exc}", err=True)
@@ -75,10 +77,12 @@ def run(
     type=click.Path(file_okay=False, path_type=Path),
     help="Where to save (default: RUN_DIR/exported). Must be empty or absent.",
 )
+@verbosity_options
 def export(run_dir: Path, merge: bool, output: Path | None) -> None:
     """Save RUN_DIR's model + tokenizer (training chat template) as a plain model directory."""
     from llmscisci_cfg.runs.export import export_run
 
+    console.configure_libraries()
     out = export_run(run_dir, merge=merge, output=output)
     click.echo(f"exported: {out}")
 
@@ -86,6 +90,7 @@ def export(run_dir: Path, merge: bool, output: Path | None) -> None:
 @click.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--keep", is_flag=True, help="Keep the re-run directory (its path is printed).")
+@verbosity_options
 def reproduce(run_dir: Path, keep: bool) -> None:
     """Re-run RUN_DIR from its recipe.resolved.yaml and diff metrics.jsonl.
 
@@ -94,6 +99,6 @@ def reproduce(run_dir: Path, keep: bool) -> None:
     """
     from llmscisci_cfg.runs.reproduce import reproduce_run
 
-    result = reproduce_run(run_dir, keep=keep, echo=click.echo)
+    result = reproduce_run(run_dir, keep=keep, echo=console.info)
     click.echo(result.as_text())
     sys.exit(0 if result.identical else METRICS_DIFFER)

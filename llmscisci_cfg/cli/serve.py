@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from llmscisci_cfg.cli.common import device_option
+
 
 def register(group: click.Group) -> None:
     group.add_command(serve)
@@ -27,15 +29,25 @@ def register(group: click.Group) -> None:
     show_default=True,
     help="Most requests generated together (requests arriving within 10 ms share a batch).",
 )
+@device_option("the model runs")
 @click.option(
-    "--device",
-    type=click.Choice(["auto", "cpu", "cuda"]),
+    "--compile",
+    "compile_mode",
+    type=click.Choice(["auto", "on", "off"]),
     default="auto",
     show_default=True,
-    help="Where the model runs; 'auto' is CUDA when present.",
+    help="Compiled decode step (static cache, CUDA graphs): ~9x the decode speed of a 1B model "
+    "on an H200, after a first request that compiles (~1.5 min). auto: on CUDA with bf16/fp16 "
+    "weights.",
 )
 def serve(
-    model_or_run: str, host: str, port: int, api_key_env: str | None, batch_size: int, device: str
+    model_or_run: str,
+    host: str,
+    port: int,
+    api_key_env: str | None,
+    batch_size: int,
+    device: str,
+    compile_mode: str,
 ) -> None:
     """Serve MODEL_OR_RUN (a run directory, a local model folder, a hub id or builtin:tiny) at
     http://HOST:PORT/v1 for any OpenAI client: GET /v1/models, POST /v1/chat/completions
@@ -58,8 +70,10 @@ def serve(
     quiet_bitsandbytes()
     model, tokenizer, what = load_for_serving(model_or_run, pick_device(device))
     engine = TransformersEngine(
-        model, tokenizer, batch_size=batch_size, description=f"serve {what}"
+        model, tokenizer, batch_size=batch_size, compile=compile_mode, description=f"serve {what}"
     )
+    if engine.may_compile:  # a server lives long: compile from the first request on
+        engine.compiled = True
     batcher = Batcher(engine, max_batch=batch_size)
     app = create_app(
         batcher,

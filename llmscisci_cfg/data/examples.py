@@ -3,7 +3,11 @@
 Rows of the built dataset (the contract with rewards and the runner), all methods:
 ``id`` (document id), ``aspect``, ``prompt`` (system + user messages), ``gold`` (one-hot
 list, or None when the recipe declares no label columns). SFT adds ``completion``, DPO adds
-``chosen`` and ``rejected`` (each one assistant message).
+``chosen`` and ``rejected`` (each one assistant message). In memory a row also carries
+``text``, the section as read (cleaned by ``data.clean``, never truncated); it is not saved.
+
+The section text comes from `data.clean.section_text`, the one reader `predict` uses too, so
+training, eval and predict see the same text.
 
 Every example that is left out is counted under a reason in `BuildReport.dropped`, so
 ``rows × aspects == examples + sum(dropped)`` always holds.
@@ -15,13 +19,15 @@ import json
 import random
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from llmscisci_cfg.data.clean import COUNT_KEYS, section_report
 from llmscisci_cfg.data.sources import Source, jsonl_records, read_bytes
 from llmscisci_cfg.errors import UserError
 from llmscisci_cfg.recipe.resolve import Job
 from llmscisci_cfg.recipe.yamlio import decode
+from llmscisci_cfg.task.constraints import LabelRule
 from llmscisci_cfg.task.labels import LabelError, decode_label, shown
 from llmscisci_cfg.task.spec import TaskSpec
 
@@ -35,6 +41,7 @@ BAD_LABEL = "bad_label"
 NO_TRACE = "no_trace"
 EMPTY_ANSWER = "empty_answer"
 IDENTICAL_PAIR = "identical_pair"
+TIED_ANSWERS = "tied_answers"
 
 
 @dataclass
@@ -51,21 +58,39 @@ class BuildReport:
         default_factory=dict
     )  # prompt / total token limits
     traces: dict[str, int] = field(default_factory=dict)  # SFT: with_trace / without_trace
+    # longest train example in tokens, as built: {"prompt", "total"} (memory estimates)
+    token_lengths: dict[str, int | None] = field(default_factory=dict)
+    # length filter: {"strategy", "splits": {split: {aspect: {reason | "truncated": n}}}}
+    length: dict[str, Any] = field(default_factory=dict)
+    test_excluded: list[list[str]] = field(default_factory=list)  # [id, aspect, reason]
+    test_set_sha256: str = ""  # see `preprocess.held_out_sha256`
+    cleaning: dict[str, dict[str, int]] = field(default_factory=dict)  # `CleanTally.counts`
+    clean_samples: list[dict[str, Any]] = field(default_factory=list)  # `CleanTally.samples`
     source_sha256: str = ""
     cache_key: str = ""
     cache_path: str = ""
     cache_hit: bool = False
 
     def summary(self) -> dict[str, Any]:
-        """The `preprocess --json` summary: rows, examples, dropped, splits, group_overlap (and,
-        for SFT with a trace file, how many examples got a trace)."""
+        """The `preprocess --json` summary: rows, examples, dropped, splits, group_overlap,
+        test_set_sha256; with a length filter its per-split/aspect counts (``length``) and
+        the test examples it excluded; with ``data.clean`` the counts per aspect
+        (``cleaning``); for SFT with a trace file, how many examples got a trace."""
         out: dict[str, Any] = {
             "rows": self.rows,
             "examples": self.examples,
             "dropped": dict(self.dropped),
             "splits": dict(self.splits),
             "group_overlap": self.group_overlap,
+            "test_set_sha256": self.test_set_sha256,
         }
+        if self.token_lengths:
+            out["token_lengths"] = dict(self.token_lengths)
+        if self.length:
+            out["length"] = self.length
+            out["test_excluded"] = self.test_excluded
+        if self.cleaning:
+            out["cleaning"] = self.cleaning
         if self.traces:
             out["traces"] = dict(self.traces)
         return out
@@ -89,13 +114,67 @@ class Example:
     where: str  # file:line of the source row, for messages
     chosen: str | None = None
     rejected: str | None = None
+    answers: tuple[str, ...] | None = None  # data.pairs: the answers to choose a pair from
+
+
+#: Before/after excerpts of cleaned sections kept for ``preprocess --preview``.
+CLEAN_SAMPLES = 5
+
+
+@dataclass
+class CleanTally:
+    """What ``data.clean`` did: per aspect, `clean.COUNT_KEYS` summed plus ``sections`` (read)
+    and ``changed``; and before/after excerpts of the first `CLEAN_SAMPLES` changed sections."""
+
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    samples: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, doc: str, aspect: str, raw: Any, text: str, counts: dict[str, int]) -> None:
+        mine = self.counts.setdefault(
+            aspect, dict.fromkeys(("sections", "changed", *COUNT_KEYS), 0)
+        )
+        before = _text(raw)
+        mine["sections"] += 1
+        mine["changed"] += text != before
+        for key, n in counts.items():
+            mine[key] += n
+        if text != before and len(self.samples) < CLEAN_SAMPLES:
+            changed = {k: n for k, n in counts.items() if n and not k.startswith("chars_")}
+            self.samples.append(
+                {
+                    "id": doc,
+                    "aspect": aspect,
+                    "chars": [len(before), len(text)],
+                    "changes": changed,
+                    "before": ends(before),
+                    "after": ends(text),
+                }
+            )
+
+
+def ends(text: str, head: int = 160, tail: int = 80) -> str:
+    """The start and end of ``text`` on one line (whitespace runs as one space).
+
+    >>> ends("one  two three four five", head=3, tail=4)
+    'one … five'
+    """
+    flat = " ".join(text.split())
+    if len(flat) <= head + tail + 3:
+        return flat
+    return f"{flat[:head]} … {flat[-tail:]}"
 
 
 # ----------------------------------------------------------------------------- collecting
 
 
-def collect(source: Source, job: Job) -> tuple[list[Example], Counter]:
-    """One `Example` per row per aspect; empty ids/sections and (with drop) bad labels counted."""
+def collect(
+    source: Source, job: Job, tally: CleanTally | None = None
+) -> tuple[list[Example], Counter]:
+    """One `Example` per row per aspect; empty ids/sections and (with drop) bad labels counted.
+
+    The section is read by `clean.section_text` (cleaned when the recipe declares
+    ``data.clean``); ``tally`` collects what cleaning did.
+    """
     cols = job.columns
     examples: list[Example] = []
     dropped: Counter = Counter()
@@ -106,7 +185,10 @@ def collect(source: Source, job: Job) -> tuple[list[Example], Counter]:
             if not doc:
                 dropped[EMPTY_ID] += 1
                 continue
-            text = _text(row[cols.text[aspect]])
+            raw = row[cols.text[aspect]]
+            text, counts = section_report(raw, job.clean)
+            if counts is not None and tally is not None:
+                tally.add(doc, aspect, raw, text, counts)
             if not text:
                 dropped[EMPTY_TEXT] += 1
                 continue
@@ -125,6 +207,9 @@ def collect(source: Source, job: Job) -> tuple[list[Example], Counter]:
                     where=source.where(i),
                     chosen=_text(row[cols.chosen[aspect]]) if cols.chosen else None,
                     rejected=_text(row[cols.rejected[aspect]]) if cols.rejected else None,
+                    answers=tuple(_text(row[c]) for c in cols.answers[aspect])
+                    if cols.answers
+                    else None,
                 )
             )
     return examples, dropped
@@ -139,7 +224,12 @@ def _gold(value, job: Job, aspect: str, where: str, doc: str):
     try:
         if value is None or (isinstance(value, str) and not value.strip()):
             raise LabelError("the label is empty")
-        return decode_label(value, data.label_codec, len(spec.categories), spec.code_index())
+        label = decode_label(value, data.label_codec, len(spec.categories), spec.code_index())
+        rule = job.task.label_rule(aspect)
+        broken = rule.violation(label) if rule is not None else None
+        if broken:
+            raise LabelError(f"{label} breaks the task's label constraints: {broken}")
+        return label
     except LabelError as exc:
         if data.on_bad_label == "drop":
             return None
@@ -177,7 +267,7 @@ def _base(ex: Example, task: TaskSpec) -> Row:
         prompt = task.messages(ex.aspect, ex.text)
     except UserError as exc:
         raise UserError(f"{ex.where}: id {shown(ex.id)}: {exc}") from None
-    return {"id": ex.id, "aspect": ex.aspect, "prompt": prompt, "gold": ex.gold}
+    return {"id": ex.id, "aspect": ex.aspect, "prompt": prompt, "gold": ex.gold, "text": ex.text}
 
 
 def _assistant(content: str) -> list[Message]:
@@ -224,10 +314,61 @@ def sft_rows(
     return rows, dropped
 
 
-def dpo_rows(examples: list[Example], task: TaskSpec) -> tuple[list[Row], Counter]:
-    """DPO: prompt + chosen/rejected answers; empty answers and identical pairs are counted out."""
+def choose_pair(
+    answers: tuple[str, ...],
+    gold: list[int],
+    n: int,
+    rule: str,
+    label_rule: LabelRule | None = None,
+) -> tuple[str, str] | str:
+    """``(chosen, rejected)``: the best- and worst-scoring answers against ``gold``, or the
+    reason there is no pair (``tied_answers``: every answer scores the same).
+
+    ``hamming_to_gold`` scores 1 − Hamming loss, ``exact_match`` 1 or 0; an answer without a
+    valid label (or one that breaks ``label_rule``, the task's label constraints) scores -1
+    (below any valid one). Empty answers take no part.
+
+    >>> choose_pair(("<think/></think><label>[1, 0]</label>", "x"), [1, 0], 2, "exact_match")[1]
+    'x'
+    """
+    from llmscisci_cfg.task.answer import parse_completion
+
+    scored = []
+    for text in answers:
+        if not text:
+            continue
+        label = parse_completion(text, n, label_rule)[1]
+        if label is None:
+            score = -1.0
+        elif rule == "exact_match":
+            score = float(label == gold)
+        else:
+            score = 1.0 - sum(a != b for a, b in zip(label, gold, strict=True)) / n
+        scored.append((score, text))
+    if len(scored) < 2:
+        return EMPTY_ANSWER
+    best, worst = max(scored, key=lambda s: s[0]), min(scored, key=lambda s: s[0])
+    if best[0] == worst[0]:
+        return TIED_ANSWERS
+    return best[1], worst[1]
+
+
+def dpo_rows(
+    examples: list[Example], task: TaskSpec, rule: str | None = None
+) -> tuple[list[Row], Counter]:
+    """DPO: prompt + chosen/rejected answers; empty answers and identical pairs are counted out.
+
+    With ``rule`` (data.pairs), each example's pair is chosen from its answers by `choose_pair`.
+    """
     rows, dropped = [], Counter()
     for ex in examples:
+        if rule is not None and ex.answers is not None:
+            n = len(task.aspects[ex.aspect].categories)
+            pair = choose_pair(ex.answers, ex.gold or [], n, rule, task.label_rule(ex.aspect))
+            if isinstance(pair, str):
+                dropped[pair] += 1
+                continue
+            ex = replace(ex, chosen=pair[0], rejected=pair[1])
         if not ex.chosen or not ex.rejected:
             dropped[EMPTY_ANSWER] += 1
         elif ex.chosen == ex.rejected:
@@ -258,7 +399,8 @@ def build_rows(
         missing = spec.missing if spec else "empty"
         return sft_rows(examples, task, traces, missing, held_out, stats)
     if method == "dpo":
-        return dpo_rows(examples, task)
+        pairs = job.recipe.data.pairs
+        return dpo_rows(examples, task, pairs.choose_by if pairs is not None else None)
     return grpo_rows(examples, task)
 
 

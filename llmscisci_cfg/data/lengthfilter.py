@@ -1,9 +1,15 @@
-"""Dropping over-long examples, by token counts under the recipe's chat template.
+"""Dropping or truncating over-long examples, by token counts under the recipe's chat template.
 
 As in the research: compute the ``percentile`` (default 95th) of prompt tokens and of
 prompt+completion tokens on the **train** split, and drop every example above either limit,
 in train and test alike (test is filtered with the train limits). Absolute limits
 (``max_prompt_tokens``, ``max_total_tokens``) replace the percentile for their dimension.
+
+With ``strategy: truncate`` an example over a limit keeps its place: its section is cut (by
+`data.truncate.fit`, through the ``fit`` function the caller passes) so the prompt fits the
+prompt limit and, with the answer, the total limit; only an example whose answer and
+instructions alone exceed the limits is still dropped. Either way an example never moves to
+another split: a dropped test example is listed in `Filtered.excluded`.
 
 - prompt tokens: the prompt rendered with the generation prompt (what the model reads);
 - total tokens: prompt + answer rendered as one conversation. DPO takes the longer of
@@ -25,9 +31,12 @@ Row = dict
 Messages = list[dict[str, str]]
 #: Token counts of conversations: ``measure(conversations, add_generation_prompt) -> lengths``.
 Measure = Callable[[list[Messages], bool], list[int]]
+#: ``fit(row, max_prompt_tokens) -> row`` with its prompt's section cut to fit (strategy truncate).
+Fit = Callable[[Row, int], Row]
 
 PROMPT_TOO_LONG = "prompt_too_long"
 TOTAL_TOO_LONG = "total_too_long"
+TRUNCATED = "truncated"  # kept, its section cut (strategy truncate)
 _ANSWERS = {"sft": ("completion",), "dpo": ("chosen", "rejected"), "grpo": ()}
 
 
@@ -81,26 +90,86 @@ def limits_for(spec: LengthFilter, prompt: list[int], total: list[int] | None) -
     )
 
 
+@dataclass
+class Filtered:
+    """The rows kept per split, what was dropped (by reason) and truncated, and the limits.
+
+    ``counts`` is per split and aspect: ``{split: {aspect: {reason | TRUNCATED: n}}}``;
+    ``excluded`` names each dropped row per split as ``(id, aspect, reason)``.
+    """
+
+    kept: dict[str, list[Row]]
+    dropped: Counter
+    limits: Limits
+    counts: dict[str, dict[str, Counter]]
+    excluded: dict[str, list[tuple[str, str, str]]]
+
+
 def filter_splits(
-    splits: dict[str, list[Row]], spec: LengthFilter, method: str, measure: Measure
-) -> tuple[dict[str, list[Row]], Counter, Limits]:
-    """Drop rows over the limits computed on ``splits['train']``; count drops by reason."""
+    splits: dict[str, list[Row]],
+    spec: LengthFilter,
+    method: str,
+    measure: Measure,
+    fit: Fit | None = None,
+) -> Filtered:
+    """Drop rows over the limits computed on ``splits['train']``, or (``spec.strategy``
+    truncate, with ``fit``) cut their section to fit; count both per split and aspect."""
     counts = {name: lengths(rows, method, measure) for name, rows in splits.items()}
     prompt, total = counts.get("train", ([], None if method == "grpo" else []))
     limits = limits_for(spec, prompt, total)
-    dropped: Counter = Counter()
-    kept: dict[str, list[Row]] = {}
+    fit = fit if spec.strategy == "truncate" else None
+    out = Filtered({}, Counter(), limits, {}, {})
     for name, rows in splits.items():
         p_len, t_len = counts[name]
-        kept[name] = []
+        out.kept[name], out.excluded[name], tally = [], [], out.counts.setdefault(name, {})
         for i, row in enumerate(rows):
-            if limits.prompt is not None and p_len[i] > limits.prompt:
-                dropped[PROMPT_TOO_LONG] += 1
-            elif limits.total is not None and t_len is not None and t_len[i] > limits.total:
-                dropped[TOTAL_TOO_LONG] += 1
+            total_i = t_len[i] if t_len is not None else None
+            reason = _over(limits, p_len[i], total_i)
+            if reason is not None and fit is not None:
+                cut = _fitted(row, fit, limits, p_len[i], total_i, method, measure)
+                if cut is not None:
+                    row, reason = cut, TRUNCATED
+            mine = tally.setdefault(str(row.get("aspect", "")), Counter())
+            if reason is not None:
+                mine[reason] += 1
+            if reason is None or reason == TRUNCATED:
+                out.kept[name].append(row)
             else:
-                kept[name].append(row)
-    return kept, dropped, limits
+                out.dropped[reason] += 1
+                out.excluded[name].append(
+                    (str(row.get("id", "")), str(row.get("aspect", "")), reason)
+                )
+    return out
+
+
+def _over(limits: Limits, prompt: int, total: int | None) -> str | None:
+    """The drop reason for these counts, or None when they are within the limits."""
+    if limits.prompt is not None and prompt > limits.prompt:
+        return PROMPT_TOO_LONG
+    if limits.total is not None and total is not None and total > limits.total:
+        return TOTAL_TOO_LONG
+    return None
+
+
+def _fitted(
+    row: Row,
+    fit: Fit,
+    limits: Limits,
+    prompt: int,
+    total: int | None,
+    method: str,
+    measure: Measure,
+) -> Row | None:
+    """``row`` cut to the limits (its prompt to the prompt limit, less the answer's tokens
+    under the total limit), or None when even a cut row cannot fit."""
+    budget = limits.prompt if limits.prompt is not None else prompt
+    if limits.total is not None and total is not None:
+        budget = min(budget, limits.total - (total - prompt))
+    if budget <= 0:
+        return None
+    cut = fit(row, budget)
+    p_len, t_len = lengths([cut], method, measure)
+    return cut if _over(limits, p_len[0], t_len[0] if t_len else None) is None else None
 
 
 def token_measure(tokenizer) -> Measure:

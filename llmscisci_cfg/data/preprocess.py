@@ -1,8 +1,11 @@
 """`build_dataset`: recipe → the train/test `DatasetDict` every trainer and eval reads, cached.
 
-Steps: load the task, read the source, one example per report per aspect (labels decoded,
-empty sections counted out), split by document, build the method's rows, drop over-long
-examples, save. The result is exactly what TRL's trainers take: conversational
+Steps: load the task, read the source, one example per report per aspect (sections read
+and cleaned by `data.clean.section_text`, labels decoded, empty sections counted out), split
+the source's document ids (seeded; nothing tokenizer-dependent decides the split), build the
+method's rows, drop or truncate over-long examples (a test example is truncated or listed as
+excluded, never moved), fingerprint the test set (`held_out_sha256`), save.
+The result is exactly what TRL's trainers take: conversational
 ``prompt``/``completion`` (SFT), ``prompt``/``chosen``/``rejected`` (DPO), ``prompt`` plus the
 extra columns ``gold``, ``id`` and ``aspect`` (GRPO rewards get them as keyword arguments).
 
@@ -24,7 +27,14 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llmscisci_cfg.data.examples import BuildReport, Row, build_rows, collect, split_documents
+from llmscisci_cfg.data.examples import (
+    BuildReport,
+    CleanTally,
+    Row,
+    build_rows,
+    collect,
+    split_documents,
+)
 from llmscisci_cfg.data.sources import load_source, quiet_datasets, require_columns
 from llmscisci_cfg.recipe.resolve import Job
 
@@ -32,7 +42,7 @@ if TYPE_CHECKING:
     from datasets import DatasetDict
 
 #: Bump when the built format changes, so old caches are not reused.
-CACHE_VERSION = 2
+CACHE_VERSION = 4
 SPLITS = ("train", "test")
 _REPORT = "build_report.json"
 
@@ -72,42 +82,105 @@ def build_dataset(
 def _build(job: Job, tokenizer) -> tuple[DatasetDict, BuildReport]:
     source = load_source(job)
     require_columns(source, job.columns.required())
-    examples, dropped = collect(source, job)
+    tally = CleanTally()
+    examples, dropped = collect(source, job, tally)
     data = job.recipe.data
-    test_ids = split_documents((ex.id for ex in examples), data.split.test_fraction, job.split_seed)
+    test_ids = split_documents(document_ids(source, job), data.split.test_fraction, job.split_seed)
     trace_stats: Counter = Counter()
     rows, more = build_rows(job, examples, test_ids, trace_stats)
     dropped += more
     splits: dict[str, list[Row]] = {name: [] for name in SPLITS}
     for row in rows:
         splits["test" if row["id"] in test_ids else "train"].append(row)
-    limits: dict[str, int | None] = {}
+    report = BuildReport(rows=len(source.rows), examples=0)
     if data.length_filter is not None:
         from llmscisci_cfg.data.lengthfilter import filter_splits, token_measure
 
-        splits, more, found = filter_splits(
-            splits, data.length_filter, job.method, token_measure(tokenizer)
+        spec = data.length_filter
+        found = filter_splits(
+            splits, spec, job.method, token_measure(tokenizer), fit_section(job, tokenizer)
         )
-        dropped += more
-        limits = {"prompt": found.prompt, "total": found.total}
+        splits, dropped = found.kept, dropped + found.dropped
+        report.length_limits = {"prompt": found.limits.prompt, "total": found.limits.total}
+        report.length = {
+            "strategy": spec.strategy
+            + (f" ({spec.truncate})" if spec.strategy == "truncate" else ""),
+            "splits": {n: {a: dict(c) for a, c in per.items()} for n, per in found.counts.items()},
+        }
+        report.test_excluded = [list(x) for x in found.excluded.get("test", [])]
+    report.token_lengths = longest(splits["train"], job.method, tokenizer)
     dataset = _to_datasetdict(splits, job.method)
-    report = _report(len(source.rows), splits, dropped, limits)
+    _fill_report(report, splits, dropped)
+    report.test_set_sha256 = held_out_sha256(splits["test"])
+    if job.clean is not None:
+        report.cleaning, report.clean_samples = tally.counts, tally.samples
     if job.recipe.data.traces is not None and job.method == "sft":
         report.traces = {k: trace_stats[k] for k in ("with_trace", "without_trace")}
     return dataset, report
 
 
-def _report(n_rows: int, splits: dict[str, list[Row]], dropped: Counter, limits) -> BuildReport:
+def longest(rows: list[Row], method: str, tokenizer) -> dict[str, int | None]:
+    """The longest prompt and prompt + answer (None for GRPO) of ``rows`` in tokens, as the
+    trainer will see them: what pads a batch, so what `plan`'s memory estimate needs."""
+    from llmscisci_cfg.data.lengthfilter import lengths, token_measure
+
+    prompt, total = lengths(rows, method, token_measure(tokenizer))
+    return {
+        "prompt": max(prompt, default=None),
+        "total": max(total, default=None) if total else None,
+    }
+
+
+def document_ids(source, job: Job) -> list[str]:
+    """Every non-empty document id of the source: what the split shuffles, so the split depends
+    only on the file, the fraction and the seed (not on aspects, labels, cleaning or tokens)."""
+    ids = (str(v).strip() for v in source.rows[job.columns.id] if v is not None)
+    return [i for i in ids if i]
+
+
+def held_out_sha256(rows: list[Row]) -> str:
+    """sha256 naming a test set: over its examples sorted by (id, aspect), each as JSON
+    ``[id, aspect, gold, sha256 of the section text]``, the text as read and cleaned, before
+    any truncation. Two evaluations with the same value scored the same documents, aspects,
+    gold labels and texts; prompts, models and tokenizers may differ. A test example the
+    length filter dropped is not in it.
+    """
+    from llmscisci_cfg.digest import text_sha256
+
+    entries = [[r["id"], r["aspect"], r["gold"], text_sha256(r["text"])] for r in rows]
+    entries.sort(key=lambda e: json.dumps(e))
+    return hashlib.sha256(json.dumps(entries).encode()).hexdigest()
+
+
+def fit_section(job: Job, tokenizer):
+    """`lengthfilter.Fit` for ``strategy: truncate``: the row with its section cut by
+    `data.truncate.fit` (as `predict` cuts) so the rendered prompt has at most N tokens."""
+    from llmscisci_cfg.data.truncate import TokenCount, fit
+    from llmscisci_cfg.models import chat
+
+    spec = job.recipe.data.length_filter
+    counter = TokenCount(tokenizer)
+
+    def fit_row(row: Row, max_tokens: int) -> Row:
+        def messages(text: str) -> list[dict[str, str]]:
+            return job.task.messages(row["aspect"], text)
+
+        def render(text: str) -> str:
+            return chat.render(tokenizer, messages(text), add_generation_prompt=True)
+
+        _, cut, _ = fit(render, row["text"], max_tokens, spec.truncate, counter)
+        return {**row, "prompt": messages(cut)}
+
+    return fit_row
+
+
+def _fill_report(report: BuildReport, splits: dict[str, list[Row]], dropped: Counter) -> None:
     docs = {name: {r["id"] for r in rows} for name, rows in splits.items()}
-    return BuildReport(
-        rows=n_rows,
-        examples=sum(len(rows) for rows in splits.values()),
-        dropped=dict(sorted(dropped.items())),
-        splits={name: len(rows) for name, rows in splits.items()},
-        group_overlap=len(docs["train"] & docs["test"]),
-        documents={name: len(ids) for name, ids in docs.items()},
-        length_limits=limits,
-    )
+    report.examples = sum(len(rows) for rows in splits.values())
+    report.dropped = dict(sorted(dropped.items()))
+    report.splits = {name: len(rows) for name, rows in splits.items()}
+    report.group_overlap = len(docs["train"] & docs["test"])
+    report.documents = {name: len(ids) for name, ids in docs.items()}
 
 
 def _to_datasetdict(splits: dict[str, list[Row]], method: str) -> DatasetDict:
@@ -139,9 +212,10 @@ def cache_key(job: Job, tokenizer) -> str:
     """sha256 over everything the built dataset depends on.
 
     Covers: the source content hash, the trace file's content hash (SFT with traces), the
-    whole ``data`` section, the effective split seed, the method name, the resolved task
-    (prompts, categories, codes), the tokenizer (its full serialized vocabulary and rules)
-    and the chat template text, plus `CACHE_VERSION`.
+    whole ``data`` section (``data.clean`` and the length filter's strategy included), the
+    cleaner's own code when ``data.clean`` is on, the effective split seed, the method name,
+    the resolved task (prompts, categories, codes), the tokenizer (its full serialized
+    vocabulary and rules) and the chat template text, plus `CACHE_VERSION`.
     """
     parts = _recipe_parts(job)
     parts["tokenizer"] = tokenizer_identity(tokenizer)
@@ -177,10 +251,18 @@ def _recipe_parts(job: Job) -> dict[str, Any]:
         "source": job.data.sha256,
         "traces": job.traces.sha256 if job.traces is not None and job.method == "sft" else None,
         "data": recipe.data.model_dump(mode="json"),
+        "clean": _cleaner_sha256() if job.clean is not None else None,
         "split_seed": job.split_seed,
         "method": job.method,
         "task": job.task.model_dump(mode="json"),
     }
+
+
+def _cleaner_sha256() -> str:
+    """sha256 of `data.clean`'s source: a change to the cleaning rules rebuilds cleaned data."""
+    from llmscisci_cfg.data import clean
+
+    return hashlib.sha256(Path(clean.__file__).read_bytes()).hexdigest()
 
 
 def _sha(parts: dict[str, Any]) -> str:

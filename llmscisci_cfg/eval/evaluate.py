@@ -1,10 +1,11 @@
-"""``llmscisci eval``: generate on the held-out split with the policy (and the reference), score it.
+"""``llmscisci eval``: generate on the held-out split with the policy (and references), score it.
 
 Two entry points:
 
 - `evaluate_run`: a run directory. The policy is ``final/`` (a LoRA adapter on its base, or a
-  full model); the reference is the recipe's base model (for an adapter: the same weights
-  with the adapter switched off). The split is rebuilt by `data.preprocess.build_dataset` from
+  full model); each reference (`eval.references`: the recipe's model, for an adapter the same
+  weights with the adapter switched off; the untrained ``base`` of the recipe chain; another
+  run or model directory) answers the same prompts after it. The split is rebuilt by `data.preprocess.build_dataset` from
   ``recipe.resolved.yaml``: same task, template, filters and seed as training.
 - `evaluate_model`: a recipe and any model name or directory, with no run: the model's
   in-context zero-shot result on the recipe's held-out split (the research's labelling study).
@@ -28,11 +29,19 @@ from typing import TYPE_CHECKING, Any
 
 from llmscisci_cfg.errors import UserError
 from llmscisci_cfg.eval import report as eval_report
+from llmscisci_cfg.eval.references import (
+    Reference,
+    describe_model,
+    load_reference,
+    resolve_references,
+    with_model,
+)
 from llmscisci_cfg.eval.report import EvalMeta, Prediction
 from llmscisci_cfg.recipe.resolve import Job
 from llmscisci_cfg.recipe.schema import GRPOMethod, Recipe
 from llmscisci_cfg.runs.rundir import RunDir, RunLock
 from llmscisci_cfg.task.answer import parse_completion
+from llmscisci_cfg.task.constraints import LabelRules, rule_for
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -51,7 +60,7 @@ class EvalOptions:
     """The knobs of one eval (the CLI flags)."""
 
     split: str = "test"
-    reference: bool = False
+    references: tuple[str, ...] = ()  # --reference values: "reference", "base" or a directory
     max_new_tokens: int | None = None  # None: see `default_max_new_tokens`
     limit: int | None = None
     batch_size: int = DEFAULT_BATCH_SIZE
@@ -78,6 +87,7 @@ class EvalData:
     rows: Dataset
     train: Dataset
     cache_key: str
+    test_set_sha256: str | None = None  # `preprocess.held_out_sha256`; None for another split
 
 
 def eval_data(job: Job, split: str, limit: int | None, tokenizer) -> EvalData:
@@ -94,7 +104,39 @@ def eval_data(job: Job, split: str, limit: int | None, tokenizer) -> EvalData:
     if len(rows) == 0:
         raise UserError(f"--split {split}: the split is empty; nothing to evaluate")
     rows = rows.select(range(min(limit, len(rows)))) if limit else rows
-    return EvalData(rows=rows, train=dataset["train"], cache_key=report.cache_key)
+    sha = (report.test_set_sha256 or None) if split == "test" else None
+    return EvalData(rows, dataset["train"], report.cache_key, sha)
+
+
+def require_same_test_set(policy: str, policy_sha: str | None, other: str, other_sha: str | None):
+    """Refuse (a `UserError`) to put ``other`` beside ``policy`` when their test sets differ:
+    other documents, aspects, gold labels or section texts (`preprocess.held_out_sha256`). A
+    run trained on another split may have trained on the policy's test documents."""
+    if policy_sha and other_sha and policy_sha != other_sha:
+        raise UserError(
+            f"{other} and {policy} have different test sets (test-set sha256 {other_sha} and "
+            f"{policy_sha}): their recipes differ in the data file, the split seed or fraction, "
+            "data.aspects, data.clean or the over-long examples excluded, so their results "
+            "cannot be put side by side; evaluate runs whose recipes share the data section"
+        )
+
+
+def run_test_set_sha256(run: RunDir, split: str = "test") -> str | None:
+    """The test-set sha256 of a run's recipe, rebuilt as eval builds it (the cached build,
+    under the run's own tokenizer)."""
+    from llmscisci_cfg.models.load import load_saved_tokenizer
+
+    job = run.job()
+    return eval_data(job, split, None, load_saved_tokenizer(run.final_dir, job)).test_set_sha256
+
+
+def check_reference_runs(policy: str, policy_sha: str | None, refs: list[Reference]) -> None:
+    """Before any model loads: refuse a run reference whose recipe holds out another test set
+    than the policy's (`require_same_test_set`)."""
+    for ref in refs:
+        if ref.kind == "run" and ref.run_dir is not None and policy_sha:
+            other = run_test_set_sha256(RunDir.open(ref.run_dir))
+            require_same_test_set(policy, policy_sha, f"reference run {ref.run_dir}", other)
 
 
 def default_max_new_tokens(recipe: Recipe, train: Dataset, tokenizer) -> int:
@@ -125,7 +167,14 @@ def reward_stack(job: Job, rows: Dataset, tokenizer) -> RewardStack | None:
     from llmscisci_cfg.rewards.compose import build_rewards
 
     columns = [c for c in rows.column_names if c not in _NOT_REWARD_COLUMNS]
-    return build_rewards(job.recipe.rewards, job.source_dir, job.num_categories, tokenizer, columns)
+    return build_rewards(
+        job.recipe.rewards,
+        job.source_dir,
+        job.num_categories,
+        tokenizer,
+        columns,
+        label_constraints=job.task.label_rules(),
+    )
 
 
 def score_rewards(
@@ -176,12 +225,17 @@ def predictions_for(
     rows: Dataset,
     completions: list[str],
     n_of: dict[str, int],
+    rules: LabelRules = None,
 ) -> list[Prediction]:
-    """One `Prediction` per row: the parsed label and the rewards of each completion."""
+    """One `Prediction` per row: the parsed label and the rewards of each completion.
+
+    ``rules``: the task's label constraints (`TaskSpec.label_rules`); a label that breaks
+    them is invalid (``predicted`` None), as one that does not parse."""
     totals, values = score_rewards(stack, rows, completions)
     out = []
     for i, (row, text) in enumerate(zip(rows, completions, strict=True)):
-        _, predicted = parse_completion(text, n_of[row["aspect"]])
+        rule = rule_for(rules, row["aspect"])
+        _, predicted = parse_completion(text, n_of[row["aspect"]], rule)
         rewards = {k: float(v[i]) for k, v in (values or {}).items() if v[i] is not None}
         out.append(
             Prediction(
@@ -209,6 +263,7 @@ class _Context:
     max_new_tokens: int
     same_split: bool | None
     stack: RewardStack | None
+    test_set_sha256: str | None = None
     predictions: list[Prediction] = field(default_factory=list)
     models: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
@@ -225,7 +280,8 @@ class _Context:
         requests = [Request(messages=p, sampling=sampling) for p in prompts]
         completions = [c[0].text for c in engine.generate(requests, desc=label)]
         n_of = {a: len(c) for a, c in self.job.categories.items()}
-        predictions = predictions_for(label, self.stack, self.rows, completions, n_of)
+        rules = self.job.task.label_rules()
+        predictions = predictions_for(label, self.stack, self.rows, completions, n_of, rules)
         for prediction, prompt in zip(predictions, prompts, strict=True):
             prediction.prompt_excerpt = excerpt(input_text(prompt))
         self.predictions += predictions
@@ -249,6 +305,11 @@ class _Context:
             seconds=self.seconds,
             split_matches_training=self.same_split,
             generation=self.generation,
+            test_set_sha256=self.test_set_sha256,
+            label_constraints={
+                a: r.describe() for a, r in (self.job.task.label_rules() or {}).items() if r
+            }
+            or None,
         )
         report = eval_report.write_all(out, self.predictions, meta)
         return EvalResult(output_dir=out, report=report, meta=meta, files=eval_report.files(out))
@@ -273,6 +334,7 @@ def _context(job: Job, opts: EvalOptions, tokenizer, trained_key: str | None = N
         or default_max_new_tokens(job.recipe, data.train, tokenizer),
         same_split=None if trained_key is None else data.cache_key == trained_key,
         stack=reward_stack(job, data.rows, tokenizer),
+        test_set_sha256=data.test_set_sha256,
     )
 
 
@@ -308,7 +370,7 @@ def check_output_dir(out: Path, source: str, overwrite: bool) -> None:
 
 
 def evaluate_run(run_dir: str | Path, opts: EvalOptions) -> EvalResult:
-    """Evaluate a run's ``final/`` (and the reference with ``opts.reference``); write the files.
+    """Evaluate a run's ``final/`` (and each of ``opts.references``); write the files.
 
     Writing into the run directory (the default ``RUN_DIR/eval``) holds the run's lock."""
     run = RunDir.open(run_dir, hint="or use `eval --recipe RECIPE --model NAME_OR_DIR`")
@@ -321,25 +383,28 @@ def evaluate_run(run_dir: str | Path, opts: EvalOptions) -> EvalResult:
 
 
 def _evaluate_run(run: RunDir, opts: EvalOptions, out: Path) -> EvalResult:
-    from llmscisci_cfg.models.load import load_for_generation, load_run_model, load_saved_tokenizer
+    from llmscisci_cfg.models.load import load_run_model, load_saved_tokenizer
 
     job = run.job()
+    refs = resolve_references(opts.references, job)
     tokenizer = load_saved_tokenizer(run.final_dir, job)  # carries the training chat template
     ctx = _context(job, opts, tokenizer, run.data_cache_key)
+    check_reference_runs(f"run {run.path}", ctx.test_set_sha256, refs)
     started = time.perf_counter()
     policy = load_run_model(run, ctx.spec)
     ctx.add("policy", f"{run.final_dir} ({_describe_final(run)})", policy, tokenizer, started)
-    if opts.reference:
+    adapter = run.final.kind == "adapter"
+    for i, ref in enumerate(refs):
         started = time.perf_counter()
-        final = run.final
-        what = _describe_base(final.base_model, final.base_seed)
-        if final.kind == "adapter":  # the base is already loaded: switch the adapter off
+        if adapter and ref.is_recipe_model:  # the base is loaded: switch the adapter off
             with policy.disable_adapter():
-                ctx.add("reference", what, policy, tokenizer, started)
-        else:
-            del policy
-            reference = load_for_generation(job, ctx.spec)
-            ctx.add("reference", what, reference, tokenizer, started)
+                ctx.add(ref.label, ref.what, policy, tokenizer, started)
+            continue
+        if not (adapter and any(r.is_recipe_model for r in refs[i:])):
+            policy = None  # no later reference needs it: free it before the next model loads
+        model, own = load_reference(ref, job, ctx.spec, tokenizer)
+        ctx.add(ref.label, ref.what, model, own, started)
+        del model
     return ctx.write(out, run.path)
 
 
@@ -355,8 +420,10 @@ def evaluate_model(job: Job, model: str | None, opts: EvalOptions) -> EvalResult
     name = model or job.model.name
     out = Path(opts.output_dir) if opts.output_dir else default_zero_shot_dir(job.recipe, name)
     check_output_dir(out, job.name, opts.overwrite)
+    refs = resolve_references(opts.references, job)
     tokenizer = load_tokenizer(job)
     ctx = _context(job, opts, tokenizer)
+    check_reference_runs(f"recipe {job.name}", ctx.test_set_sha256, refs)
     candidate = with_model(job, name)
     seed = job.recipe.train.seed
     started = time.perf_counter()
@@ -368,27 +435,15 @@ def evaluate_model(job: Job, model: str | None, opts: EvalOptions) -> EvalResult
         own = load_saved_tokenizer(local, candidate)
     else:
         own = load_tokenizer(candidate)
-    what = f"{_describe_base(name, seed)}, zero-shot with the recipe's prompts"
+    what = f"{describe_model(name, seed)}, zero-shot with the recipe's prompts"
     ctx.add("policy", what, policy, own, started)
-    if opts.reference:
-        del policy
+    del policy
+    for ref in refs:
         started = time.perf_counter()
-        reference = load_for_generation(job, ctx.spec)
-        ctx.add("reference", _describe_base(job.model.name, seed), reference, tokenizer, started)
+        reference, own = load_reference(ref, job, ctx.spec, tokenizer)
+        ctx.add(ref.label, ref.what, reference, own, started)
+        del reference
     return ctx.write(out, None)
-
-
-def with_model(job: Job, name: str) -> Job:
-    """``job`` with another model (family re-inferred, no LoRA / quantization) for zero-shot use."""
-    recipe = job.recipe
-    if name == recipe.model.name_or_path:
-        return job
-    model = recipe.model.model_copy(
-        update={"name_or_path": name, "family": None, "lora": None, "quantization": None}
-    )
-    copy = recipe.model_copy(update={"model": model})
-    copy._source_path = recipe.source_path
-    return job.with_recipe(copy)
 
 
 def default_zero_shot_dir(recipe: Recipe, model: str) -> Path:
@@ -399,9 +454,5 @@ def default_zero_shot_dir(recipe: Recipe, model: str) -> Path:
 def _describe_final(run: RunDir) -> str:
     final = run.final
     if final.kind == "adapter":
-        return f"LoRA adapter over {_describe_base(final.base_model, final.base_seed)}"
+        return f"LoRA adapter over {describe_model(final.base_model, final.base_seed)}"
     return "full model"
-
-
-def _describe_base(name: str, seed: int | None) -> str:
-    return f"{name} (weights from seed {seed})" if name.startswith("builtin:") else name

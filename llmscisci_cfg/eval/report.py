@@ -7,7 +7,8 @@ Files in the eval directory:
 - ``report.json``: `metrics.report` of the predictions, ``{model: {"overall" | aspect: …}}``,
   each part with its bootstrap ``intervals``, then the top-level ``comparisons`` (policy
   against every other model), ``degenerate``, ``confusion``, ``frequencies`` and
-  ``bootstrap`` (resamples, seed, unit; see `stats`);
+  ``bootstrap`` (resamples, seed, unit; see `stats`) and ``test_set_sha256`` (which test
+  set; equal values mean comparable reports, see `data.preprocess.held_out_sha256`);
 - ``report.md``: tables with 95% intervals, paired comparisons, degenerate answers, category
   frequencies, a few examples, the scoring rules;
 - ``per_category_f1.png``: validity rates and per-category F1 of each model.
@@ -51,7 +52,14 @@ TABLE_KEYS = (
     "mean_reward",
 )
 #: Top-level keys of report.json beside the models (and "gold", which names no model either).
-TOP_LEVEL = ("comparisons", "degenerate", "confusion", "frequencies", "bootstrap")
+TOP_LEVEL = (
+    "comparisons",
+    "degenerate",
+    "confusion",
+    "frequencies",
+    "bootstrap",
+    "test_set_sha256",
+)
 POLICY = "policy"
 EXAMPLES = 3
 EXCERPT_CHARS = 300
@@ -123,6 +131,8 @@ class EvalMeta:
     bootstrap_resamples: int = stats.RESAMPLES
     bootstrap_seed: int = 0
     generation: dict[str, dict[str, Any]] = field(default_factory=dict)  # engine stats per model
+    test_set_sha256: str | None = None  # `data.preprocess.held_out_sha256` (test split only)
+    label_constraints: dict[str, str] | None = None  # aspect -> the task's constraints, if any
 
 
 # ----------------------------------------------------------------------------- reading / writing
@@ -161,9 +171,11 @@ def build_report(
     categories: dict[str, list[str]],
     resamples: int = stats.RESAMPLES,
     seed: int = 0,
+    test_set_sha256: str | None = None,
 ) -> dict[str, Any]:
     """`metrics.report` over the predictions (models in first-seen order), each part with its
-    bootstrap ``intervals``, then the top-level keys of `TOP_LEVEL`."""
+    bootstrap ``intervals``, then the top-level keys of `TOP_LEVEL` (``test_set_sha256``
+    names the test set the predictions were made on, for comparing reports)."""
     by_model: dict[str, list[Scored]] = {}
     for p in predictions:
         by_model.setdefault(p.model, []).append(p.scored())
@@ -201,6 +213,7 @@ def build_report(
         "level": stats.LEVEL,
         "permutations": stats.PERMUTATIONS,
     }
+    rep["test_set_sha256"] = test_set_sha256
     return rep
 
 
@@ -232,7 +245,8 @@ def recompute(predictions_path: str | Path, categories: dict[str, list[str]] | N
     """The report dict, computed again from ``predictions.jsonl``.
 
     Category names come from ``categories`` or from the ``meta.json`` beside the file; the
-    bootstrap's resamples and seed from that ``meta.json`` (defaults without one).
+    bootstrap's resamples and seed, and the test-set sha256, from that ``meta.json``
+    (defaults without one).
     """
     path = Path(predictions_path)
     meta_path = path.parent / META
@@ -244,6 +258,7 @@ def recompute(predictions_path: str | Path, categories: dict[str, list[str]] | N
         categories,
         resamples=meta.get("bootstrap_resamples", stats.RESAMPLES),
         seed=meta.get("bootstrap_seed", 0),
+        test_set_sha256=meta.get("test_set_sha256"),
     )
 
 
@@ -255,7 +270,13 @@ def files(out: Path) -> list[Path]:
 def write_all(out: Path, predictions: list[Prediction], meta: EvalMeta) -> dict[str, Any]:
     """Write every eval file into ``out``; return the report dict."""
     out.mkdir(parents=True, exist_ok=True)
-    rep = build_report(predictions, meta.categories, meta.bootstrap_resamples, meta.bootstrap_seed)
+    rep = build_report(
+        predictions,
+        meta.categories,
+        meta.bootstrap_resamples,
+        meta.bootstrap_seed,
+        meta.test_set_sha256,
+    )
     write_predictions(out / PREDICTIONS, predictions)
     (out / META).write_text(json.dumps(asdict(meta), indent=2) + "\n", encoding="utf-8")
     (out / REPORT_JSON).write_text(json.dumps(rep, indent=2) + "\n", encoding="utf-8")
@@ -445,6 +466,22 @@ def markdown(rep: dict[str, Any], predictions: list[Prediction], meta: EvalMeta)
             else []
         ),
         f"- mean reward under: {', '.join(meta.reward_names) or 'no reward stack (the recipe has none)'}",
+        *(
+            [
+                "- label constraints of the task (a label that breaks them is invalid): "
+                + "; ".join(f"{a}: {rule}" for a, rule in meta.label_constraints.items())
+            ]
+            if meta.label_constraints
+            else []
+        ),
+        *(
+            [
+                f"- test set sha256: `{meta.test_set_sha256}` (same value, same documents, gold "
+                "labels and section texts)"
+            ]
+            if meta.test_set_sha256
+            else []
+        ),
         f"- 95% intervals: bootstrap over {boot['documents']} documents ({boot['resamples']} "
         f"resamples, seed {boot['seed']}); both aspects of a document move together",
         f"- empty completions: {', '.join(empties)}",

@@ -8,7 +8,8 @@ A caller builds `Request`\\s (chat messages, `Sampling`, optionally a structured
   similar length share a batch: less padding), generated ``batch_size`` at a time with left
   padding and a KV cache that is really used (eval mode, no gradient checkpointing, no
   gradients). On CUDA with ``compile`` a static cache lets transformers compile the decode step
-  (CUDA graphs), and batches are padded to a fixed size so the graph is reused; on CPU (and
+  (CUDA graphs), and batches are padded to a fixed size so the graph is reused; ``auto`` does
+  so once a call has enough decode steps to pay for compiling (`worth_compiling`); on CPU (and
   with ``compile: off``) the dynamic cache is used. Why: a decode step of a 1B model at batch 16
   is bounded by reading ~2 GB of weights (~0.5 ms on an H200), but eager PyTorch spends tens of
   ms per step on Python and kernel launches (88 ms measured, ../shared/bench); only a captured
@@ -22,14 +23,18 @@ Every engine keeps `GenerationStats` (rows, tokens in and out, seconds, tokens/s
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
+from llmscisci_cfg import console
 from llmscisci_cfg.models.tiny import END_OF_TURN
 
 Messages = list[dict[str, Any]]
+#: The static cache grows in steps of this many positions (one compiled graph per size).
+CACHE_STEP = 512
 #: ``on_token(request_index, sample_index, text_so_far)`` while generating (streaming).
 TokenCallback = Callable[[int, int, str], None]
 
@@ -150,6 +155,8 @@ class TransformersEngine:
     """A local transformers model (see the module docstring for how it batches and compiles).
 
     ``compile``: ``auto`` (static cache + compiled decode step on CUDA), ``on`` or ``off``.
+    ``manage_model``: put the model in eval mode without gradient checkpointing for good (eval,
+    predict, serve); a trainer passes False and switches them around each call itself.
     """
 
     def __init__(
@@ -160,18 +167,23 @@ class TransformersEngine:
         batch_size: int = 16,
         compile: str = "auto",
         description: str = "transformers",
+        manage_model: bool = True,
     ):
-        self.model = model.eval()
+        self.model = model
         self.tokenizer = tokenizer
-        tokenizer.padding_side = "left"  # decoder-only generation continues the last column
         self.batch_size = batch_size
         self.device = next(model.parameters()).device
         self.stops = stop_ids(model, tokenizer)
-        cuda = self.device.type == "cuda"
-        self.compiled = compile == "on" or (compile == "auto" and cuda)
+        quantizer = getattr(model, "hf_quantizer", None)
+        compileable = quantizer is None or quantizer.is_compileable  # bitsandbytes 4-bit is not
+        self.may_compile = compile == "auto" and self.device.type == "cuda" and compileable
+        self.compiled = compile == "on"  # auto decides per call, by the work (`worth_compiling`)
         self.stats = GenerationStats(description)
-        if getattr(model, "is_activation_checkpointing", False):
-            model.activation_checkpointing_disable()  # it turns the KV cache off
+        self.max_cache_len = 0  # the static cache's ceiling so far (compiled only)
+        if manage_model:
+            model.eval()
+            if getattr(model, "is_activation_checkpointing", False):
+                model.activation_checkpointing_disable()  # it turns the KV cache off
 
     def render(self, request: Request) -> str:
         if request.prompt is not None:
@@ -196,8 +208,17 @@ class TransformersEngine:
         groups: dict[tuple, list[int]] = {}
         for i, r in enumerate(requests):  # one batch shares its decoding settings
             groups.setdefault((_batch_key(r.sampling), r.constraint is None), []).append(i)
+        if self.may_compile and not self.compiled:
+            steps = sum(
+                -(-len(m) // self.batch_size) * requests[m[0]].sampling.max_new_tokens
+                for m in groups.values()
+            )
+            self.compiled = worth_compiling(steps)
         started = time.perf_counter()
-        with tqdm(total=len(requests), desc=desc, unit="row", disable=desc is None) as bar:
+        # a bar on a terminal; in a log only with --verbose (a bar there is a line per update)
+        shown = console.library_output() or (console.progress() and sys.stderr.isatty())
+        quiet = desc is None or not shown
+        with tqdm(total=len(requests), desc=desc, unit="row", disable=quiet) as bar:
             for members in groups.values():
                 order = sorted(members, key=lambda i: -len(ids[i]))
                 for start in range(0, len(order), self.batch_size):
@@ -212,6 +233,27 @@ class TransformersEngine:
         self.stats.add([c for row in out for c in row], time.perf_counter() - started)
         return out
 
+    def generate_ids(self, prompts: Sequence[Sequence[int]], sampling: Sampling) -> list[list[int]]:
+        """Token-level generation for a trainer (GRPO rollouts): one completion per prompt, in
+        order, each up to and including its first stop token. The caller owns the model's mode
+        (train/eval) and gradient checkpointing; this only decodes, in ``batch_size`` chunks."""
+        import torch
+
+        rows = [list(p) for p in prompts]
+        out: list[list[int]] = []
+        started = time.perf_counter()
+        with torch.no_grad():
+            for start in range(0, len(rows), self.batch_size):
+                chunk = rows[start : start + self.batch_size]
+                for new in self._decode(chunk, sampling, [None] * len(chunk), None):
+                    tokens, stopped = until_stop(new, self.stops)
+                    out.append(tokens + [new[len(tokens)]] if stopped else tokens)
+        seconds = time.perf_counter() - started
+        self.stats.add(
+            [Completion("", len(p), len(c), "") for p, c in zip(rows, out, strict=True)], seconds
+        )
+        return out
+
     def _batch(
         self,
         batch: list[int],
@@ -219,18 +261,51 @@ class TransformersEngine:
         ids: list[list[int]],
         on_token: TokenCallback | None,
     ) -> list[list[Completion]]:
+        sampling = requests[batch[0]].sampling
+        streamer = _RowStreamer(self, batch, sampling.n, on_token) if on_token else None
+        constraints = [requests[i].constraint for i in batch]
+        with _inference_mode():
+            new = self._decode([ids[i] for i in batch], sampling, constraints, streamer)
+        out = []
+        for k, i in enumerate(batch):
+            samples = []
+            for j in range(sampling.n):
+                tokens, stopped = until_stop(new[k * sampling.n + j], self.stops)
+                text = self.tokenizer.decode(tokens, skip_special_tokens=False)
+                text, cut = cut_at_strings(text, sampling.stop)
+                reason = "stop" if stopped or cut else "length"
+                samples.append(Completion(text, len(ids[i]), len(tokens), reason))
+            out.append(samples)
+        return out
+
+    def _decode(
+        self,
+        rows: list[list[int]],
+        sampling: Sampling,
+        constraints: list[Any],
+        streamer: Any,
+    ) -> list[list[int]]:
+        """New token ids of ``len(rows) × sampling.n`` sequences (row-major), stops included.
+
+        Compiled: rows padded to ``batch_size`` and prompts to a multiple of 64 (a fixed shape
+        reuses the captured graph), and the static cache sized to a sticky ceiling
+        (``max_cache_len``) so a longer batch later does not reallocate it and recompile.
+        """
         import torch
         from transformers import GenerationConfig, LogitsProcessorList
 
-        sampling = requests[batch[0]].sampling
-        rows = [ids[i] for i in batch]
-        pad = self.batch_size - len(rows) if self.compiled else 0  # a fixed shape reuses the graph
+        pad = self.batch_size - len(rows) if self.compiled else 0
         enc = self.tokenizer.pad(
             {"input_ids": rows + [rows[-1]] * pad},
             padding=True,
-            pad_to_multiple_of=64 if self.compiled else None,  # few prompt lengths, few graphs
+            padding_side="left",  # decoder-only generation continues the last column
+            pad_to_multiple_of=64 if self.compiled else None,
             return_tensors="pt",
         ).to(self.device)
+        width = enc["input_ids"].shape[1]
+        if self.compiled:
+            needed = -(-(width + sampling.max_new_tokens) // CACHE_STEP) * CACHE_STEP
+            self.max_cache_len = max(self.max_cache_len, needed)
         config = GenerationConfig(
             do_sample=not sampling.greedy,
             temperature=sampling.temperature if not sampling.greedy else None,
@@ -242,9 +317,9 @@ class TransformersEngine:
             eos_token_id=self.stops,
             use_cache=True,
             cache_implementation="static" if self.compiled else None,
+            max_cache_len=self.max_cache_len if self.compiled else None,
         )
         kwargs: dict[str, Any] = {}
-        constraints = [requests[i].constraint for i in batch]
         if any(c is not None for c in constraints):
             from llmscisci_cfg.models.structured import processor_for
 
@@ -259,24 +334,31 @@ class TransformersEngine:
                     )
                 ]
             )
-        if on_token is not None:
-            kwargs["streamer"] = _RowStreamer(self, batch, sampling.n, on_token)
+        if streamer is not None:
+            kwargs["streamer"] = streamer
         if sampling.seed is not None:
             torch.manual_seed(sampling.seed)
-        with torch.inference_mode():
-            new = self.model.generate(**enc, generation_config=config, **kwargs)
-        new = new[: len(rows) * sampling.n, enc["input_ids"].shape[1] :].tolist()
-        out = []
-        for k, i in enumerate(batch):
-            samples = []
-            for j in range(sampling.n):
-                tokens, stopped = until_stop(new[k * sampling.n + j], self.stops)
-                text = self.tokenizer.decode(tokens, skip_special_tokens=False)
-                text, cut = cut_at_strings(text, sampling.stop)
-                reason = "stop" if stopped or cut else "length"
-                samples.append(Completion(text, len(ids[i]), len(tokens), reason))
-            out.append(samples)
-        return out
+        new = self.model.generate(**enc, generation_config=config, **kwargs)
+        return new[: len(rows) * sampling.n, width:].tolist()
+
+
+def _inference_mode():
+    import torch
+
+    return torch.inference_mode()
+
+
+#: Decode steps (batches × new tokens) from which compiling pays: on an H200 (gemma-3-1b
+#: shape, 16 rows) compiling took 88 s and saved 40 ms per step (44.9 → 5.0 ms), so it pays
+#: after ~2,200 steps; bench/RESULTS.md.
+COMPILE_MIN_STEPS = 2_000
+
+
+def worth_compiling(decode_steps: int) -> bool:
+    """Whether ``compile: auto`` compiles for a call of ``decode_steps`` decode steps: once
+    compiled, an engine stays compiled (a server, a long predict), so a small eval does not pay
+    a minute and a half of compiling for a few seconds of decoding."""
+    return decode_steps >= COMPILE_MIN_STEPS
 
 
 def _batch_key(s: Sampling) -> tuple:
@@ -314,22 +396,3 @@ class _RowStreamer:
 
     def end(self) -> None:
         pass
-
-
-# ----------------------------------------------------------------------------- choosing
-
-
-@dataclass(frozen=True)
-class EngineSpec:
-    """Which backend to build, from a recipe's ``generation`` section or the command line."""
-
-    backend: str = "transformers"  # transformers | openai | vllm
-    base_url: str | None = None
-    model: str | None = None  # openai: the served model's name
-    api_key_env: str | None = None
-    max_concurrency: int = 8
-    timeout: float = 60.0
-    max_retries: int = 3
-    batch_size: int = 16
-    compile: str = "auto"
-    extra: dict[str, Any] = field(default_factory=dict)

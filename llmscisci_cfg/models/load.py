@@ -103,6 +103,21 @@ def load_tokenizer_dir(directory: Path):
     return from_pretrained(AutoTokenizer, str(directory), str(directory), what="tokenizer")
 
 
+def tokenizer_available(job: Job) -> bool:
+    """Whether the job's tokenizer can load here without a download: a built-in or local
+    model, or a hub id whose tokenizer is in the Hugging Face cache (checked offline)."""
+    model = job.model
+    if model.builtin or model.local_dir is not None:
+        return True
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(model.name, "tokenizer_config.json", revision=model.revision)
+    except Exception:  # not a valid repo id
+        return False
+    return isinstance(found, str)
+
+
 def load_saved_tokenizer(directory: Path, job: Job):
     """The tokenizer saved in ``directory`` when it carries a chat template, else the recipe's;
     left-padded for generation."""
@@ -316,3 +331,17 @@ def max_context(model: Any, tokenizer: Any) -> int:
         if isinstance(value, int) and 0 < value < 10**7:
             return value
     return 4096
+
+
+def context_length(job: Job) -> int:
+    """The model's context from its config, without loading weights (built-in: the constant)."""
+    if job.model.builtin:
+        return tiny.MAX_POSITIONS
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(job.model.source, revision=job.model.revision)
+    except (OSError, ValueError):
+        return 4096
+    text = getattr(config, "get_text_config", lambda: config)()
+    return int(getattr(text, "max_position_embeddings", 4096) or 4096)

@@ -41,7 +41,8 @@ def api_key(env: str | None) -> str:
 def think_label_schema(n: int, max_new_tokens: int) -> dict[str, Any]:
     """The task's answer as a JSON schema, for servers that constrain by JSON schema; the think
     text is bounded so the whole answer fits ``max_new_tokens`` even at one token per byte
-    (about 20 tokens of JSON around it, 3 per label, a character at most 4 bytes)."""
+    (about 20 tokens of JSON around it, 3 per label, a character at most 4 bytes). The task's
+    label constraints are not in it: readers check them after generation (`structured`)."""
     max_think_chars = max(1, (max_new_tokens - 24 - 3 * n) // 4)
     return {
         "type": "object",

@@ -23,6 +23,15 @@ allows, so this worst case, not the canonical tokenization, is what is subtracte
 - ``think_label``: the think block is a lark rule with llguidance's ``max_tokens`` set to
   ``max_new_tokens`` minus the fixed parts (and at most ``max_think_tokens``); when it is spent
   the grammar forces ``</think>`` and the label.
+
+**Label constraints.** Given the task's `LabelRule` (``exclusive`` categories, ``min_positive``),
+the label list itself is a small grammar that admits exactly the labels the rule allows (an
+exclusive category set alone; otherwise the exclusive positions are 0 and the others count
+their ones up to ``min_positive``), so a constrained answer keeps the constraints by
+construction. The JSON-schema form that servers receive (`llmscisci_cfg.models.remote`) cannot
+say this in the bounded schema subset; there the label is checked after generation
+(`check`, and every reader's `parse_completion` with the rule), and one that breaks the rule is
+an invalid answer.
 - ``json_schema``: JSON is compact (no free whitespace), arrays need ``maxItems``, integers
   bounds or an ``enum``; a string without ``maxLength`` gets ``maxLength = (max_new_tokens -
   fixed bytes) // (4 × number of such strings)``, 4 being the most bytes one character takes
@@ -50,6 +59,7 @@ import llguidance
 
 from llmscisci_cfg.errors import UserError
 from llmscisci_cfg.task.answer import parse_completion
+from llmscisci_cfg.task.constraints import LabelRule
 
 THINK, THINK_END, LABEL, LABEL_END = "<think>", "</think>", "<label>", "</label>"
 #: Most bytes one JSON string character takes: 4-byte UTF-8, or a 2-byte escape (``\\u`` is off).
@@ -80,18 +90,22 @@ class Constraint:
     n: int = 0  # think_label: number of categories
     max_think_tokens: int | None = None  # think_label: cap on the think block
     schema_text: str = ""  # json_schema: the schema as JSON text (hashable, property order kept)
+    rule: LabelRule | None = None  # think_label: the task's label constraints, if any
 
     def __post_init__(self) -> None:
         if self.kind not in ("think_label", "json_schema"):
             raise ValueError(f"unknown constraint kind {self.kind!r}")
 
     @classmethod
-    def think_label(cls, n: int, max_think_tokens: int | None = None) -> Constraint:
+    def think_label(
+        cls, n: int, max_think_tokens: int | None = None, rule: LabelRule | None = None
+    ) -> Constraint:
         """``<think>`` free text ``</think>`` then ``<label>[d, d, …]</label>``, ``n`` digits 0/1.
 
         One optional newline is allowed after ``</think>``, after ``<label>`` and before
         ``</label>`` (the SFT template writes them). ``max_think_tokens`` caps the think block
-        below what ``max_new_tokens`` leaves.
+        below what ``max_new_tokens`` leaves; ``rule`` (the task's label constraints) limits
+        the label to the ones it allows.
         """
         if n < 1:
             raise UserError(f"structured output: a label answer needs n ≥ 1 categories, not {n}")
@@ -99,7 +113,9 @@ class Constraint:
             raise UserError(
                 f"structured output: max_think_tokens must be ≥ 0, not {max_think_tokens}"
             )
-        return cls("think_label", n=n, max_think_tokens=max_think_tokens)
+        if rule is not None and rule.n != n:
+            raise ValueError(f"a label rule for {rule.n} categories given for {n}")
+        return cls("think_label", n=n, max_think_tokens=max_think_tokens, rule=rule)
 
     @classmethod
     def json_schema(cls, schema: dict[str, Any]) -> Constraint:
@@ -156,15 +172,65 @@ def think_label_lark(constraint: Constraint, tokenizer: Any, max_new_tokens: int
         budget = min(budget, constraint.max_think_tokens)
     think = " think" if budget > 0 else ""  # no budget: an empty think block
     bits = "BIT" + (f' (", " BIT){{{n - 1}}}' if n > 1 else "")
+    rules = []
+    if constraint.rule is not None:
+        bits, rules = "labels", label_rules_lark(constraint.rule)
     lines = [
         f"start: {tags[THINK][0]}{think} {tags[THINK_END][0]} NL? {tags[LABEL][0]} NL? "
         f'"[" {bits} "]" NL? {tags[LABEL_END][0]}',
         'NL: "\\n"',
         "BIT: /[01]/",
+        *rules,
     ]
     if budget > 0:
         lines.append(f"think[max_tokens={budget}]: /[^<]*/")
     return "\n".join(lines) + "\n"
+
+
+def label_rules_lark(rule: LabelRule) -> list[str]:
+    """Lark rules whose start, ``labels``, is exactly the label lists ``rule`` allows (without
+    the brackets): ``d, d, …, d``.
+
+    One alternative per exclusive category, set alone (when ``min_positive`` ≤ 1); then a
+    counter: ``p{i}_{c}`` writes positions i..n-1 having seen ``c`` ones (capped at
+    ``min_positive``), exclusive positions are 0, and only states that can still reach
+    ``min_positive`` ones are written. Single-character terminals, so no two overlap.
+
+    >>> label_rules_lark(LabelRule(2, (1,), 1))
+    ['labels: p0_0 | x1', 'x1: "0" ", " "1"', 'p0_0: "1" ", " p1_1', 'p1_1: "0"']
+    """
+    n, k = rule.n, rule.min_positive
+    excluded = set(rule.exclusive)
+    free_after = [sum(i not in excluded for i in range(j, n)) for j in range(n + 1)]
+
+    def live(i: int, c: int) -> bool:
+        return c + free_after[i] >= k
+
+    alternatives = ["p0_0"] if live(0, 0) else []
+    singles = []
+    if k <= 1:
+        for e in rule.exclusive:
+            bits = ' ", " '.join('"1"' if i == e else '"0"' for i in range(n))
+            alternatives.append(f"x{e}")
+            singles.append(f"x{e}: {bits}")
+    lines = [f"labels: {' | '.join(alternatives)}", *singles]
+    todo, seen = [(0, 0)] if live(0, 0) else [], set()
+    while todo:
+        i, c = todo.pop(0)
+        if (i, c) in seen:
+            continue
+        seen.add((i, c))
+        options = []
+        for bit in (0, 1) if i not in excluded else (0,):
+            after = min(c + bit, k)
+            if i == n - 1:
+                if after >= k:
+                    options.append(f'"{bit}"')
+            elif live(i + 1, after):
+                options.append(f'"{bit}" ", " p{i + 1}_{after}')
+                todo.append((i + 1, after))
+        lines.append(f"p{i}_{c}: {' | '.join(options)}")
+    return lines
 
 
 def _answer_re(n: int) -> re.Pattern[str]:
@@ -423,7 +489,7 @@ def check(constraint: Constraint, text: str) -> bool:
     if constraint.kind == "think_label":
         if not _answer_re(constraint.n).fullmatch(text):
             return False
-        fmt, label = parse_completion(text, constraint.n)
+        fmt, label = parse_completion(text, constraint.n, constraint.rule)
         return fmt and label is not None
     try:
         value = json.loads(text)

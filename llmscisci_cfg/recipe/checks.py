@@ -36,10 +36,12 @@ def recipe_problems(recipe: Recipe, task: TaskSpec | None) -> list[Problem]:
         _builtin_model,
         _files,
         _generation,
+        _speed,
     ):
         found.extend(check(recipe))
     if task is not None:
         found.extend(_task_aspects(recipe, task))
+        found.extend(_task_kind(recipe, task))
     found.extend(_reward_specs(recipe))
     return found
 
@@ -87,9 +89,27 @@ def _grpo_batch(recipe: Recipe) -> Iterator[Problem]:
 
 
 def _dpo_pairs(recipe: Recipe) -> Iterator[Problem]:
+    pairs = recipe.data.pairs
+    if pairs is not None and recipe.method.name != "dpo":
+        yield Problem(
+            ("data", "pairs"),
+            f"data.pairs builds DPO pairs; remove it for method {recipe.method.name}",
+        )
     if recipe.method.name != "dpo":
         return
     cols = recipe.data.columns
+    if pairs is not None:
+        if cols.chosen or cols.rejected:
+            yield Problem(
+                ("data", "pairs"),
+                "give either data.pairs or data.columns.chosen/rejected, not both",
+            )
+        if not cols.label:
+            yield Problem(
+                ("data", "columns", "label"),
+                "data.pairs scores the answers against gold; name the label column per aspect",
+            )
+        return
     for side in ("chosen", "rejected"):
         if not getattr(cols, side):
             yield Problem(
@@ -127,6 +147,37 @@ def _quantization(recipe: Recipe) -> Iterator[Problem]:
         )
 
 
+def _speed(recipe: Recipe) -> Iterator[Problem]:
+    """Packing, padding-free batches, Liger and compile: what each needs from the rest."""
+    m, model = recipe.method, recipe.model
+    packed = getattr(m, "padding_free", False) or getattr(m, "packing", False)
+    key = "packing" if getattr(m, "packing", False) else "padding_free"
+    if packed and model.trust_remote_code:
+        yield Problem(
+            ("method", key),
+            "packed/padding-free rows keep examples apart through position ids, which "
+            "transformers' own model code honours but remote code (trust_remote_code) may not; "
+            f"turn method.{key} off for this model",
+        )
+    if m.name == "sft" and m.padding_free and not m.packing and m.max_length is not None:
+        yield Problem(
+            ("method", "padding_free"),
+            "padding-free rows without packing are not cut at max_length (TRL refuses the pair); "
+            "set method.max_length: null (the length filter bounds the prompts) or packing: true",
+        )
+    if getattr(m, "packing", False) and m.max_length is None:
+        yield Problem(
+            ("method", "max_length"),
+            "method.packing fills rows of method.max_length tokens; set max_length",
+        )
+    if recipe.train.liger_kernel and recipe.launch.device == "cpu":
+        yield Problem(
+            ("train", "liger_kernel"),
+            "Liger's kernels are Triton kernels for CUDA; turn train.liger_kernel off on "
+            "launch.device: cpu",
+        )
+
+
 def _launch(recipe: Recipe) -> Iterator[Problem]:
     la = recipe.launch
     if la.device == "cpu" and la.mixed_precision == "fp16":
@@ -144,6 +195,52 @@ def _launch(recipe: Recipe) -> Iterator[Problem]:
         yield Problem(
             ("launch", "distributed"),
             f"{la.distributed} needs launch.num_processes > 1; set it or use ddp",
+        )
+
+
+def _task_kind(recipe: Recipe, task: TaskSpec) -> Iterator[Problem]:
+    """What a task's kind needs from the recipe: training only on label tasks; judges name
+    their answer columns; rationales and few-shot examples need gold labels."""
+    method = recipe.method
+    if method.name != "predict":
+        if task.kind != "label":
+            yield Problem(
+                ("data", "task"),
+                f"a {task.kind} task is for `llmscisci predict` (method: {{name: predict}}); "
+                "training needs a label task",
+            )
+        return
+    cols = recipe.data.columns
+    if task.kind == "rationale" and not cols.label:
+        yield Problem(
+            ("data", "columns", "label"),
+            "a rationale task explains the gold label: name the label column per aspect",
+        )
+    if method.shots:
+        if task.kind != "label":
+            yield Problem(
+                ("method", "shots"), f"few-shot examples are for label tasks, not {task.kind}"
+            )
+        elif not cols.label:
+            yield Problem(
+                ("data", "columns", "label"),
+                "method.shots needs labelled examples: name the label column per aspect (of "
+                "method.pool, or of this table)",
+            )
+    if task.kind == "judge":
+        needed = 1 if task.judge.style == "pointwise" else 2
+        answers = method.answers or {}
+        aspects = recipe.data.aspects or list(task.aspects)
+        for aspect in aspects:
+            if len(answers.get(aspect, [])) != needed:
+                yield Problem(
+                    ("method", "answers"),
+                    f"a {task.judge.style} judge needs {needed} answer column(s) for {aspect}, "
+                    f"e.g. answers: {{{aspect}: {['col_a', 'col_b'][:needed]}}}",
+                )
+    elif method.answers:
+        yield Problem(
+            ("method", "answers"), f"answer columns are judged; a {task.kind} task has none"
         )
 
 
@@ -285,9 +382,9 @@ def cuda_present() -> bool:
 def machine_problems(recipe: Recipe, cuda: bool | None = None) -> list[Problem]:
     """Problems that depend on this machine: what `run` would refuse here."""
     cuda = cuda_present() if cuda is None else cuda
+    found = _missing_packages(recipe, cuda)
     if cuda:
-        return []
-    found: list[Problem] = []
+        return found
     la = recipe.launch
     if la.device == "cuda":
         found.append(
@@ -312,4 +409,45 @@ def machine_problems(recipe: Recipe, cuda: bool | None = None) -> list[Problem]:
                 "run CPU processes as plain DDP); use launch.distributed: ddp on CPU",
             )
         )
+    return found
+
+
+def _missing_packages(recipe: Recipe, cuda: bool) -> list[Problem]:
+    """Optional packages a recipe's speed options need (looked up, not imported)."""
+    import importlib.util
+
+    found: list[Problem] = []
+    if recipe.train.liger_kernel:
+        if importlib.util.find_spec("liger_kernel") is None:
+            found.append(
+                Problem(
+                    ("train", "liger_kernel"),
+                    "liger-kernel is not installed here; `pip install liger-kernel` or turn "
+                    "train.liger_kernel off",
+                )
+            )
+        elif not cuda:
+            found.append(
+                Problem(
+                    ("train", "liger_kernel"),
+                    "no CUDA device here: Liger's Triton kernels need one; turn "
+                    "train.liger_kernel off",
+                )
+            )
+    if recipe.model.attn_implementation == "flash_attention_2":
+        if importlib.util.find_spec("flash_attn") is None:
+            found.append(
+                Problem(
+                    ("model", "attn_implementation"),
+                    "flash_attention_2 needs the flash-attn package, not installed here; "
+                    "`pip install flash-attn` or use sdpa",
+                )
+            )
+        elif not cuda:
+            found.append(
+                Problem(
+                    ("model", "attn_implementation"),
+                    "flash_attention_2 needs a CUDA device; use sdpa here",
+                )
+            )
     return found

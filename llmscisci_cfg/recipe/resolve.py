@@ -28,6 +28,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from llmscisci_cfg import digest, files, resources
+from llmscisci_cfg.data.clean import CleanOptions
 from llmscisci_cfg.errors import UserError
 from llmscisci_cfg.models import chat
 from llmscisci_cfg.recipe.schema import Recipe, RecipePath, RewardSpec
@@ -140,6 +141,7 @@ class ColumnMap:
     label: dict[str, str] | None
     chosen: dict[str, str] | None
     rejected: dict[str, str] | None
+    answers: dict[str, list[str]] | None = None  # data.pairs: answer columns per aspect
 
     def required(self) -> dict[str, str]:
         """``{recipe key: column}`` of every column the build reads."""
@@ -147,6 +149,9 @@ class ColumnMap:
         for name in ("text", "label", "chosen", "rejected"):
             for aspect, column in (getattr(self, name) or {}).items():
                 out[f"data.columns.{name}.{aspect}"] = column
+        for aspect, columns in (self.answers or {}).items():
+            for i, column in enumerate(columns):
+                out[f"data.pairs.answers.{aspect}.{i}"] = column
         return out
 
 
@@ -194,6 +199,14 @@ class Job:
     def columns(self) -> ColumnMap:
         """The columns to read; a partial per-aspect map or an unknown aspect is a `UserError`."""
         return resolve_columns(self.recipe, self.task)
+
+    @cached_property
+    def clean(self) -> CleanOptions | None:
+        """``data.clean`` as the cleaner's options; None when the recipe reads text as written."""
+        spec = self.recipe.data.clean
+        if spec is None:
+            return None
+        return CleanOptions(**spec.model_dump() | {"extra_headings": tuple(spec.extra_headings)})
 
     @property
     def aspects(self) -> list[str]:
@@ -380,7 +393,17 @@ def resolve_columns(recipe: Recipe, task: TaskSpec) -> ColumnMap:
                 )
             given = {a: given[a] for a in aspects}
         maps[name] = given
-    return ColumnMap(id=cols.id, aspects=list(aspects), **maps)
+    answers = None
+    if data.pairs is not None:
+        _known_aspects(list(data.pairs.answers), task, "data.pairs.answers")
+        missing = [a for a in aspects if a not in data.pairs.answers]
+        if missing:
+            raise UserError(
+                f"data.pairs.answers: no answer columns for aspect(s) {', '.join(missing)}; name "
+                f"them per aspect built ({', '.join(aspects)}), or restrict data.aspects"
+            )
+        answers = {a: list(data.pairs.answers[a]) for a in aspects}
+    return ColumnMap(id=cols.id, aspects=list(aspects), answers=answers, **maps)
 
 
 def _known_aspects(names: Iterable[str], task: TaskSpec, key: str) -> None:

@@ -219,7 +219,7 @@ class SplitSpec(Section):
 class LengthFilter(Section):
     percentile: Annotated[Float, Field(gt=0.0, le=100.0)] | None = Field(
         95.0,
-        description="Drop examples longer than this percentile of prompt tokens and of prompt+completion tokens on train.",
+        description="Limit examples to this percentile of prompt tokens and of prompt+completion tokens on train (see strategy).",
     )
     max_prompt_tokens: PosInt | None = Field(
         None, description="Absolute prompt-token limit (overrides the percentile)."
@@ -227,6 +227,72 @@ class LengthFilter(Section):
     max_total_tokens: PosInt | None = Field(
         None, description="Absolute prompt+completion token limit (overrides the percentile)."
     )
+    strategy: Literal["drop", "truncate"] = Field(
+        "drop",
+        description="What happens to an example over the limit: dropped (counted; a test "
+        "example is reported as excluded), or its section cut to fit by `truncate` (counted).",
+    )
+    truncate: Literal["head", "tail", "head_tail"] = Field(
+        "head_tail",
+        description="strategy truncate: which part of an over-long section is kept: its start, "
+        "its end, or both around a ' […] ' marker (the mechanism `predict` uses).",
+    )
+
+
+class CleanSpec(Section):
+    """Repairs of scraped section text (`llmscisci_cfg.data.clean`); every step on by default."""
+
+    unicode: bool = Field(
+        True,
+        description="NFKC; hyphen and quote variants (U+2010, curly quotes) to ASCII; ligatures, "
+        "odd spaces and zero-width characters.",
+    )
+    strip_boilerplate: bool = Field(
+        True,
+        description="Drop copyright/licence/journal lines, page numbers and lines repeated "
+        "3 or more times (running headers).",
+    )
+    dehyphenate: bool = Field(
+        True,
+        description="Rejoin words broken at a line end or as 'pre‐ trained'; keep real compounds "
+        "('state-of-the-art', 'GPT-2').",
+    )
+    cut_at_heading: bool = Field(
+        True,
+        description="End the section at the next heading of the paper ('References', "
+        "'Communication with original authors', '3 Results'); never empties a section.",
+    )
+    collapse_whitespace: bool = Field(
+        True, description="Runs of spaces to one space, runs of blank lines to one newline."
+    )
+    extra_headings: list[str] = Field(
+        default_factory=list,
+        description="More headings to cut at, besides the built-in list (case-insensitive, "
+        "whole words), e.g. [Limitations].",
+    )
+
+
+class PairsSpec(Section):
+    """DPO pairs from several models' answers (prediction columns) scored against gold."""
+
+    answers: dict[str, list[str]] = Field(
+        ...,
+        description="Per aspect, two or more answer columns, e.g. {easy: [easy_gpt4_raw, "
+        "easy_llama_raw]}; the best-scoring one is chosen, the worst rejected.",
+    )
+    choose_by: Literal["hamming_to_gold", "exact_match"] = Field(
+        "hamming_to_gold",
+        description="How answers are scored against the gold label (an invalid answer scores "
+        "lowest); ties and identical answers are dropped and counted.",
+    )
+
+    @field_validator("answers")
+    @classmethod
+    def _two_or_more(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        few = [a for a, cols in v.items() if len(set(cols)) < 2]
+        if few:
+            raise ValueError(f"name at least two different answer columns for {', '.join(few)}")
+        return v
 
 
 class TaskOverride(Section):
@@ -265,10 +331,21 @@ class DataSpec(Section):
     traces: TraceSpec | None = Field(
         None, description="SFT: reasoning traces written into the think block."
     )
+    pairs: PairsSpec | None = Field(
+        None,
+        description="DPO: build chosen/rejected from several answer columns scored against gold, "
+        "instead of data.columns.chosen/rejected.",
+    )
     split: SplitSpec = Field(default_factory=SplitSpec, description="Train/test split by document.")
     length_filter: LengthFilter | None = Field(
         default_factory=LengthFilter,
-        description="Drop over-long examples (counted); null keeps everything.",
+        description="Drop or truncate over-long examples (counted); null keeps everything.",
+    )
+    clean: CleanSpec | None = Field(
+        None,
+        description="Clean the section text (unicode, boilerplate, hyphenation, run-on sections, "
+        "whitespace) identically for training, eval and predict; null (default) reads it as "
+        "written, {} turns every step on.",
     )
     cache_dir: FilePath | None = Field(
         None,
@@ -299,7 +376,16 @@ class SFTMethod(Section):
     assistant_only_loss: bool = Field(
         True, description="Train only on assistant tokens (template {% generation %} masks)."
     )
-    packing: bool = Field(False, description="Pack several examples into one sequence.")
+    packing: bool = Field(
+        False,
+        description="Pack whole examples into max_length rows (TRL's best-fit-decreasing "
+        "packing: no example is cut, attention stays within each example).",
+    )
+    padding_free: bool = Field(
+        False,
+        description="Concatenate each batch into one row without padding (position ids keep "
+        "examples apart); packing implies it.",
+    )
 
 
 class DPOMethod(Section):
@@ -315,6 +401,11 @@ class DPOMethod(Section):
     )
     max_length: PosInt | None = Field(
         1024, description="Truncate prompt+answer to this many tokens."
+    )
+    padding_free: bool = Field(
+        False,
+        description="Concatenate each batch into one row without padding (position ids keep "
+        "examples apart).",
     )
 
 
@@ -348,7 +439,42 @@ class GRPOMethod(Section):
     log_completions: bool = Field(False, description="Log sampled completions each logging step.")
 
 
-Method = Annotated[SFTMethod | DPOMethod | GRPOMethod, Field(discriminator="name")]
+class PredictMethod(Section):
+    name: Literal["predict"] = Field(
+        description="Label, extract, judge or write rationales over a whole table with a model "
+        "(`llmscisci predict`); nothing is trained."
+    )
+    shots: NonNegInt = Field(
+        0, description="label tasks: worked examples shown before each section (few-shot)."
+    )
+    pool: FilePath | None = Field(
+        None,
+        description="Few-shot examples: a labelled table (recipe-relative; its label columns are "
+        "data.columns.label), or null for this table's labelled rows (never the row itself).",
+    )
+    selection: Literal["random", "stratified"] = Field(
+        "random",
+        description="How shots are drawn: seeded random, or stratified so the categories present "
+        "in the pool are covered in turn.",
+    )
+    answers: dict[str, list[str]] | None = Field(
+        None,
+        description="judge tasks: per aspect, the answer column judged (pointwise) or the two "
+        "compared (pairwise), e.g. {easy: [easy_gpt4, easy_llama]}.",
+    )
+    max_prompt_tokens: PosInt | None = Field(
+        None,
+        description="Longest prompt, in tokens; longer sections are truncated by `truncate` and "
+        "counted (default: the model's context minus max_new_tokens).",
+    )
+    truncate: Literal["head", "tail", "head_tail"] = Field(
+        "head_tail",
+        description="Which part of an over-long section is kept: its start, its end, or both "
+        "with a ' […] ' marker.",
+    )
+
+
+Method = Annotated[SFTMethod | DPOMethod | GRPOMethod | PredictMethod, Field(discriminator="name")]
 
 
 class RewardSpec(Section):
@@ -396,8 +522,18 @@ class TrainSpec(Section):
     )
     weight_decay: Annotated[Float, Field(ge=0.0)] = Field(0.0, description="AdamW weight decay.")
     max_grad_norm: PosFloat = Field(1.0, description="Gradient clipping norm.")
-    optim: Literal["adamw_torch", "adamw_torch_fused", "adamw_8bit", "paged_adamw_8bit", "sgd"] = (
-        Field("adamw_torch", description="Optimizer.")
+    optim: Literal[
+        "adamw_torch",
+        "adamw_torch_fused",
+        "adamw_8bit",
+        "paged_adamw_8bit",
+        "paged_adamw_32bit",
+        "adafactor",
+        "sgd",
+    ] = Field(
+        "adamw_torch",
+        description="Optimizer; adamw_8bit and the paged ones are bitsandbytes' (CUDA): 8-bit "
+        "states take a quarter of the memory, paged states move to CPU under memory pressure.",
     )
     logging_steps: PosInt = Field(1, description="Log metrics every N optimizer steps.")
     save_steps: PosInt | None = Field(
@@ -414,7 +550,20 @@ class TrainSpec(Section):
         default_factory=lambda: ["none"],
         description="Experiment trackers; metrics.jsonl is always written.",
     )
-    gradient_checkpointing: bool = Field(False, description="Recompute activations to save memory.")
+    gradient_checkpointing: bool = Field(
+        False,
+        description="Recompute activations in the backward pass: less memory, ~30% more time; "
+        "GRPO rollouts still use the KV cache (it is switched off while generating).",
+    )
+    liger_kernel: bool = Field(
+        False,
+        description="Liger's fused Triton kernels for RMSNorm, RoPE and the gated MLP (CUDA, "
+        "`pip install liger-kernel`). The loss never materialises full-vocabulary logits either "
+        "way: TRL 1.16 computes log-probabilities in chunks from the hidden states.",
+    )
+    torch_compile: bool = Field(
+        False, description="torch.compile the model for training (first steps are slower)."
+    )
 
 
 class GenerationSpec(Section):
@@ -461,8 +610,16 @@ class GenerationSpec(Section):
     )
     compile: Literal["auto", "on", "off"] = Field(
         "auto",
-        description="transformers: static KV cache + compiled decode step (auto: on CUDA).",
+        description="transformers: static KV cache and fixed batch shapes, so the decode step "
+        "compiles on CUDA (auto: on CUDA unless the weights are 4/8-bit). Also GRPO's rollouts.",
     )
+
+    @field_validator("compile", mode="before")
+    @classmethod
+    def _yaml_on_off(cls, value: Any) -> Any:
+        """YAML reads a bare ``on``/``off`` as a boolean; take it as the word."""
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+
     vllm_mode: Literal["colocate", "server"] = Field(
         "colocate",
         description="GRPO with vllm: generate on the training GPU (colocate) or at base_url (a "

@@ -20,6 +20,7 @@ from llmscisci_cfg.errors import UserError, first_line, raise_problems
 from llmscisci_cfg.recipe.schema import RewardSpec
 from llmscisci_cfg.rewards.builtin import NumCategories
 from llmscisci_cfg.rewards.registry import BASE_COLUMNS, check_callables, load_function
+from llmscisci_cfg.task.constraints import LabelRules
 
 
 class RewardError(UserError):
@@ -146,11 +147,14 @@ def build_rewards(
     num_categories: NumCategories,
     tokenizer: Any = None,
     columns: Iterable[str] = BASE_COLUMNS,
+    label_constraints: LabelRules = None,
 ) -> RewardStack:
     """Check (`check_callables`) and bind every reward; raises `UserError` listing all problems.
 
     ``num_categories`` and ``tokenizer`` go to each function that names them. A reward
-    that takes a tokenizer needs one here.
+    that takes a tokenizer needs one here. ``label_constraints`` (the task's
+    `TaskSpec.label_rules`) goes to each function that names it, only when the task has some:
+    without them every reward is bound exactly as before.
     """
     raise_problems(check_callables(specs, recipe_dir, columns))
     funcs = []
@@ -159,6 +163,8 @@ def build_rewards(
         bound = dict(spec.params)
         if accepts(func, "num_categories"):
             bound["num_categories"] = num_categories
+        if label_constraints is not None and accepts(func, "label_constraints"):
+            bound["label_constraints"] = label_constraints
         if accepts(func, "tokenizer"):
             if tokenizer is None:
                 raise ValueError(f"reward {spec.label!r} takes a tokenizer; pass tokenizer=")

@@ -48,7 +48,7 @@ BASE_COLUMNS = ("id", "aspect", "prompt", "gold")
 #: Dataset columns TRL does not forward to rewards (it passes prompts/completions instead).
 _NOT_FORWARDED = {"prompt", "completion", "completion_ids"}
 #: Arguments the compiler supplies, when a function names them: not user parameters.
-INJECTED = ("num_categories", "tokenizer")
+INJECTED = ("num_categories", "tokenizer", "label_constraints")
 _PLUGIN_FORMS = "a plug-in is written package.module:function or path/to/file.py:function"
 
 
@@ -233,7 +233,10 @@ def _check_builtin(i: int, spec: RewardSpec) -> list[Problem]:
 
 
 def _source(key: str) -> str:
-    return "task (its category count)" if key == "num_categories" else "model (its tokenizer)"
+    return {
+        "num_categories": "task (its category count)",
+        "label_constraints": "task file (its `constraints`)",
+    }.get(key, "model (its tokenizer)")
 
 
 def _unknown_param(name: str, key: str, allowed: list[str]) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 from llmscisci_cfg import files
 from llmscisci_cfg.data.sources import jsonl_records
 from llmscisci_cfg.errors import UserError, first_line
+from llmscisci_cfg.models.load import tokenizer_available
 from llmscisci_cfg.recipe.resolve import Job
 from llmscisci_cfg.recipe.schema import RewardSpec
 from llmscisci_cfg.rewards.builtin import NumCategories, WhitespaceTokenizer
@@ -85,7 +86,10 @@ def run_test(
     if needs_tokenizer(setup.specs, setup.base):
         tokenizer, what = _tokenizer(setup.job)
         notes.append(f"cot_length tokens counted with {what}")
-    stack = build_rewards(setup.specs, setup.base, setup.num_categories, tokenizer, columns)
+    rules = setup.job.task.label_rules() if setup.job is not None else None
+    stack = build_rewards(
+        setup.specs, setup.base, setup.num_categories, tokenizer, columns, label_constraints=rules
+    )
     return score(stack, rows, group_size or setup.group_size, setup.num_categories, notes)
 
 
@@ -137,7 +141,7 @@ def _tokenizer(job: Job | None) -> tuple[Any, str]:
     failed = ""
     if job is not None:
         model = job.model.name
-        if not _available_here(model, job.model.revision):
+        if not tokenizer_available(job):
             failed = f" ({model} is neither a local directory nor in the Hugging Face cache here)"
         else:
             try:
@@ -152,20 +156,6 @@ def _tokenizer(job: Job | None) -> tuple[Any, str]:
         return load_tiny_tokenizer(), "the shipped tiny tokenizer" + failed
     except Exception:
         return WhitespaceTokenizer(), WhitespaceTokenizer.name + failed
-
-
-def _available_here(model: str, revision: str | None) -> bool:
-    """A built-in or local model, or a hub id whose tokenizer is cached (checked offline)."""
-    if model.startswith("builtin:") or Path(model).expanduser().is_dir():
-        return True
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        return isinstance(
-            try_to_load_from_cache(model, "tokenizer_config.json", revision=revision), str
-        )
-    except Exception:  # not a valid repo id, no hub library
-        return False
 
 
 # ----------------------------------------------------------------------------- the table

@@ -15,6 +15,9 @@ Definitions (the research's, with the choices its text leaves open made explicit
 - **Valid one-hot**: the label text parses with ``ast.literal_eval`` (never ``eval``) as a
   list of exactly ``n`` ints, each 0 or 1; booleans, floats, strings, tuples are not valid.
   A table of canonical spellings and one regex decide the common cases without parsing.
+- **Label constraints** (off by default): a task may refuse some valid one-hots, e.g. the
+  all-zero answer (`llmscisci_cfg.task.constraints`); given a rule, a label that breaks it
+  parses as None, exactly like one that is not a valid one-hot.
 - **Think text**: the block the format regex captures in
   ``.*<think>(.*?)</think>\\s*<label>.*?</label>.*``, stripped.
 
@@ -29,9 +32,12 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmscisci_cfg.task.labels import parse_onehot
+
+if TYPE_CHECKING:
+    from llmscisci_cfg.task.constraints import LabelRule
 
 #: The format regex of the research, for reference; `format_match` equals it on every string.
 FORMAT_RE = re.compile(r".*<think>.*?</think>\s*<label>.*?</label>.*", re.DOTALL)
@@ -160,15 +166,25 @@ def canonical(n: int) -> dict[str, list[int]]:
     return table
 
 
-def parse_completion(completion: Any, n: int) -> tuple[bool, list[int] | None]:
+def parse_completion(
+    completion: Any, n: int, rule: LabelRule | None = None
+) -> tuple[bool, list[int] | None]:
     """(format matches, parsed one-hot label or None) for one completion.
 
     The label is the text of the last ``<label>`` block, which must be closed by ``</label>``
-    (as the ``hamming`` reward reads it), whatever the think block.
+    (as the ``hamming`` reward reads it), whatever the think block. Given a ``rule``, a label
+    that breaks it is None too.
+
+    >>> from llmscisci_cfg.task.constraints import LabelRule
+    >>> parse_completion("<think>x</think><label>[0, 0, 0]</label>", 3, LabelRule(3, (), 1))
+    (True, None)
     """
     text = completion_text(completion)
     label, closed = label_block(text)
-    return format_match(text), (parse_label(label, n) if closed else None)
+    parsed = parse_label(label, n) if closed else None
+    if parsed is not None and rule is not None and not rule.allows(parsed):
+        parsed = None
+    return format_match(text), parsed
 
 
 def format_valid(completion: Any) -> bool:

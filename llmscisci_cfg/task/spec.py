@@ -20,7 +20,7 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from jinja2 import TemplateError, TemplateSyntaxError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
@@ -32,9 +32,18 @@ from llmscisci_cfg.recipe.schema import TaskOverride
 from llmscisci_cfg.recipe.yamlio import load_file
 from llmscisci_cfg.resources import task_file
 from llmscisci_cfg.task.answer import format_match, label_block, parse_label
+from llmscisci_cfg.task.constraints import LabelConstraints, LabelRule
 from llmscisci_cfg.task.labels import encode_onehot
 
 PROMPT_VARIABLES = ("aspect", "title", "question", "categories", "n", "example_label", "text")
+#: Prompt variables a task kind adds (`TaskSpec.messages` takes them as ``extra``).
+KIND_VARIABLES = {
+    "label": (),
+    "extract": (),
+    "rationale": ("gold", "gold_categories"),
+    "judge": ("answer", "answer_a", "answer_b"),
+}
+Kind = Literal["label", "extract", "judge", "rationale"]
 RESPONSE_VARIABLES = ("trace", "label")
 _SAMPLE_TEXT = "The code was public and the paper was clear."
 
@@ -56,14 +65,18 @@ class AspectSpec(_Strict):
         ..., min_length=1, description="What the model must decide, shown in the prompt."
     )
     categories: list[str] = Field(
-        ...,
-        min_length=2,
-        description="Ordered category names; position i is element i of the one-hot label.",
+        default_factory=list,
+        description="Ordered category names; position i is element i of the one-hot label "
+        "(label, rationale and judge tasks; at least two).",
     )
     codes: dict[str, str] | None = Field(
         None,
         description="Human code -> category name, e.g. {'1': 'Availability of Code'}. "
         "None numbers the categories 1..n in list order.",
+    )
+    constraints: LabelConstraints | None = Field(
+        None,
+        description="This aspect's label constraints, replacing the task's `constraints`.",
     )
 
     @field_validator("categories")
@@ -96,11 +109,52 @@ class AspectSpec(_Strict):
         return {code: self.categories.index(name) for code, name in self.codes.items()}
 
 
+class JudgeSpec(_Strict):
+    """How a judge task scores: one answer on a scale, or two answers against each other."""
+
+    style: Literal["pointwise", "pairwise"] = Field(
+        "pointwise",
+        description="pointwise: a rubric score for one answer column; pairwise: which of two "
+        "answer columns is better (asked in both orders, to cancel position bias).",
+    )
+    scale: tuple[int, int] = Field((1, 5), description="pointwise: lowest and highest score.")
+    max_reason_chars: int = Field(
+        400, ge=0, description="Length bound of the judge's reason (0: no reason asked)."
+    )
+
+    @model_validator(mode="after")
+    def _scale(self) -> JudgeSpec:
+        if self.scale[0] >= self.scale[1]:
+            raise ValueError(
+                f"scale {list(self.scale)}: the lowest score must be below the highest"
+            )
+        return self
+
+
 class TaskSpec(_Strict):
-    """A labelling task: what is asked, about which sections, and how the answer is written."""
+    """A task: what is asked, about which sections, and how the answer is written.
+
+    ``kind`` says what an answer is: ``label`` (a one-hot over the aspect's categories, in the
+    ``<think>…</think><label>[…]</label>`` format), ``rationale`` (a teacher's reasoning for a
+    given gold label, same format), ``extract`` (a JSON object of ``fields``), or ``judge`` (a
+    score or a preference about answer columns, see `JudgeSpec`).
+    """
 
     name: str = Field(..., min_length=1, description="Task name, e.g. repro_effort.")
     description: str = Field("", description="One line saying what the task labels.")
+    kind: Kind = Field("label", description="What an answer is: label, rationale, extract, judge.")
+    fields: dict[str, Any] | None = Field(
+        None,
+        description="extract: the answer's JSON schema (an object; types, enums, required). "
+        "Decoding is constrained to it.",
+    )
+    judge: JudgeSpec | None = Field(None, description="judge: how answers are scored.")
+    constraints: LabelConstraints | None = Field(
+        None,
+        description="Label constraints of every aspect, e.g. {exclusive: [5], min_positive: 1}; "
+        "off by default (the research's one-hot rule only). An answer that breaks them is "
+        "invalid: in gold labels, rewards, eval and structured output.",
+    )
     aspects: dict[str, AspectSpec] = Field(
         ..., min_length=1, description="Labelled sections by name."
     )
@@ -117,12 +171,31 @@ class TaskSpec(_Strict):
         "'<think>…</think> <label>…</label>'.",
     )
 
+    @model_validator(mode="after")
+    def _kind_needs(self) -> TaskSpec:
+        if self.kind in ("label", "rationale", "judge"):
+            few = [a for a, s in self.aspects.items() if len(s.categories) < 2]
+            if few:
+                raise ValueError(
+                    f"a {self.kind} task needs at least two categories per aspect; "
+                    f"{', '.join(few)} has fewer"
+                )
+        if self.kind == "extract" and not self.fields:
+            raise ValueError("an extract task needs `fields`: the JSON schema of its answer")
+        if self.kind == "judge" and self.judge is None:
+            raise ValueError("a judge task needs `judge: {style: pointwise | pairwise, …}`")
+        return self
+
+    @property
+    def variable_names(self) -> tuple[str, ...]:
+        return PROMPT_VARIABLES + KIND_VARIABLES[self.kind]
+
     def variables(self, aspect: str) -> dict[str, Any]:
         """The Jinja variables of ``aspect``'s prompts (without ``text``)."""
         spec = self.aspects[aspect]
         n = len(spec.categories)
         example = [1 if i in (0, 2) and n > 3 else 0 for i in range(n)]
-        if not any(example):
+        if n and not any(example):
             example[0] = 1
         return {
             "aspect": aspect,
@@ -130,22 +203,71 @@ class TaskSpec(_Strict):
             "question": spec.question,
             "categories": list(spec.categories),
             "n": n,
-            "example_label": encode_onehot(example),
+            "example_label": encode_onehot(example) if n else "",
         }
 
-    def messages(self, aspect: str, text: str) -> list[dict[str, str]]:
-        """The prompt of one example: a system and a user message.
+    def messages(self, aspect: str, text: str, **extra: Any) -> list[dict[str, str]]:
+        """The prompt of one example: a system and a user message (``extra``: the variables of
+        the task's kind, e.g. ``answer`` for a judge).
 
         A template error is a `UserError`: a template can pass the load-time trial render
         and still fail on a real section (``{{ text[40] }}`` on a short one).
         """
-        env = self.variables(aspect)
+        env = {**self.variables(aspect), **extra}
+        names = self.variable_names
         where = f"task {self.name!r}, aspect {aspect!r}: "
-        system = _render_checked(self.system_prompt, env, where + "system_prompt", PROMPT_VARIABLES)
+        system = _render_checked(self.system_prompt, env, where + "system_prompt", names)
         user = _render_checked(
-            self.user_prompt, {**env, "text": text.strip()}, where + "user_prompt", PROMPT_VARIABLES
+            self.user_prompt, {**env, "text": text.strip()}, where + "user_prompt", names
         )
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+    def answer_schema(self, max_new_tokens: int | None = None) -> dict[str, Any] | None:
+        """The JSON schema an answer must follow (extract and judge tasks), else None.
+
+        A judge's reason is bounded by ``judge.max_reason_chars`` and, given ``max_new_tokens``,
+        so that the whole answer fits it even at 4 bytes a character (~40 tokens of JSON
+        around it)."""
+        if self.kind == "extract":
+            return self.fields
+        if self.kind != "judge" or self.judge is None:
+            return None
+        j = self.judge
+        properties: dict[str, Any] = {}
+        reason = j.max_reason_chars
+        if max_new_tokens is not None:
+            reason = min(reason, (max_new_tokens - 40) // 4)
+        if reason > 0:
+            properties["reason"] = {"type": "string", "maxLength": reason}
+        if j.style == "pointwise":
+            properties["score"] = {"type": "integer", "minimum": j.scale[0], "maximum": j.scale[1]}
+        else:
+            properties["winner"] = {"type": "string", "enum": ["A", "B", "tie"]}
+        return {
+            "type": "object",
+            "properties": properties,
+            "required": list(properties),
+            "additionalProperties": False,
+        }
+
+    def label_rule(self, aspect: str) -> LabelRule | None:
+        """``aspect``'s label constraints resolved to positions (its own, else the task's), or
+        None without any. A `ValueError` when they do not fit the aspect (`load_task` reports
+        that with the file and key first).
+
+        >>> load_task("builtin:repro_effort", Path(".")).label_rule("easy") is None  # off
+        True
+        """
+        spec = self.aspects[aspect]
+        found = spec.constraints or self.constraints
+        if found is None or self.kind == "extract":
+            return None
+        return found.rule(spec.code_index(), len(spec.categories))
+
+    def label_rules(self) -> dict[str, LabelRule | None] | None:
+        """`label_rule` of every aspect, or None when no aspect has constraints (the default)."""
+        rules = {a: self.label_rule(a) for a in self.aspects}
+        return rules if any(r is not None for r in rules.values()) else None
 
     def completion(self, trace: str, label: list[int]) -> str:
         """The SFT answer text: think block with ``trace``, then the label block."""
@@ -175,17 +297,36 @@ def load_task(ref: str, base_dir: Path, overrides: TaskOverride | None = None) -
             f"{located.where(())}: a task file is a YAML mapping (name, aspects, prompts)"
         )
     task = _validate(located.data, lambda loc: located.where(loc) + ": " + _dotted(loc))
+    _check_constraints(task, lambda loc: located.where(loc) + ": " + _dotted(loc))
     _trial_render(task, lambda key: f"{located.where((key,))}: {key}")
     if overrides is None:
         return task
     merged = _apply(task, overrides)
     task = _validate(merged, lambda loc: "data.task_overrides: " + _dotted(loc))
+    _check_constraints(task, lambda loc: "data.task_overrides: " + _dotted(loc))
     _trial_render(task, lambda key: f"data.task_overrides.{key}")
     return task
 
 
 def _dotted(loc: tuple) -> str:
     return ".".join(str(p) for p in loc)
+
+
+def _check_constraints(task: TaskSpec, where) -> None:
+    """Every way the label constraints do not fit an aspect, as one `UserError` (``where``:
+    key path → location text)."""
+    lines = []
+    for aspect, spec in task.aspects.items():
+        own = spec.constraints is not None
+        found = spec.constraints or task.constraints
+        if found is None:
+            continue
+        prefix = ("aspects", aspect, "constraints") if own else ("constraints",)
+        for key, message in found.problems(spec.code_index(), len(spec.categories)):
+            about = "" if own else f" (aspect {aspect})"
+            lines.append(f"{where(prefix + key)}: {message}{about}")
+    if lines:
+        raise UserError("\n".join(dict.fromkeys(lines)))
 
 
 def _validate(data: dict, where) -> TaskSpec:
@@ -239,18 +380,37 @@ def _trial_render(task: TaskSpec, where) -> None:
         raise UserError(f"{where('user_prompt')}: template error: {exc}") from None
 
 
+#: Sample values of the kind-specific prompt variables, for the trial render.
+_SAMPLE_EXTRA = {
+    "gold": "[1, 0, 0, 0, 0]",
+    "gold_categories": ["a category"],
+    "answer": "[1, 0, 0, 0, 0]",
+    "answer_a": "[1, 0, 0, 0, 0]",
+    "answer_b": "[0, 1, 0, 0, 0]",
+}
+
+
 def _check_templates(task: TaskSpec, where) -> None:
     """Trial-render every template so unknown variables and syntax errors show at load time."""
+    extra = {k: _SAMPLE_EXTRA[k] for k in KIND_VARIABLES[task.kind]}
     for key in ("system_prompt", "user_prompt"):
         for aspect in task.aspects:
-            env = task.variables(aspect)
+            env = {**task.variables(aspect), **extra}
             if key == "user_prompt":
                 env["text"] = _SAMPLE_TEXT
-            _render_checked(getattr(task, key), env, where(key), PROMPT_VARIABLES)
+            _render_checked(getattr(task, key), env, where(key), task.variable_names)
         if key == "user_prompt" and "text" not in _compile_names(task.user_prompt):
             raise UserError(
                 f"{where(key)}: the user prompt never shows the section; add {{{{ text }}}}"
             )
+    if task.kind in ("extract", "judge"):  # answers are JSON: the schema must be one we bound
+        from llmscisci_cfg.models.structured import check_schema
+
+        try:
+            check_schema(task.answer_schema())
+        except UserError as exc:
+            raise UserError(f"{where('fields')}: {exc}") from None
+        return
     label = [1] + [0] * (len(next(iter(task.aspects.values())).categories) - 1)
     out = _render_checked(
         task.response_template,

@@ -84,7 +84,13 @@ def _import(dotted: str) -> Any:
 
 
 def trainer_class(compiled: Compiled) -> Any:
-    return _import(compiled.trainer_class)
+    """TRL's trainer class; GRPO with `Compiled.engine_rollouts` gets the engine's rollouts."""
+    cls = _import(compiled.trainer_class)
+    if compiled.engine_rollouts:
+        from llmscisci_cfg.train.rollouts import with_engine_rollouts
+
+        return with_engine_rollouts(cls)
+    return cls
 
 
 def make_config(compiled: Compiled) -> Any:
@@ -112,6 +118,7 @@ def make_rewards(job: Job, tokenizer: Any, columns: list[str]) -> list[Any]:
         job.num_categories,
         tokenizer=tokenizer,
         columns=columns,
+        label_constraints=job.task.label_rules(),
     )
     return list(stack.funcs)
 

@@ -1,4 +1,5 @@
-"""Trainer callbacks: every logged step into ``metrics.jsonl``; which processes took part.
+"""Trainer callbacks: every logged step into ``metrics.jsonl``; one progress line per logged
+step on stderr (instead of transformers' bar and log dict); which processes took part.
 
 Imported only by `build` (it subclasses transformers' TrainerCallback).
 """
@@ -9,11 +10,13 @@ import json
 import math
 import os
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
 
+from llmscisci_cfg import console
 from llmscisci_cfg.runs.rundir import METRICS
 
 
@@ -37,6 +40,77 @@ class MetricsCallback(TrainerCallback):
         row.update({k: _clean(v) for k, v in logs.items()})
         with self.path.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(row) + "\n")
+
+
+class ProgressLine(TrainerCallback):
+    """One line per logged step on stderr (rank 0), e.g.
+    ``step 20/100  loss 1.234  1.80 s/step  ETA 2m24s``; GRPO shows its mean reward instead
+    of the loss. On a terminal the line is rewritten in place (`console.progress_line`).
+    The full log dict goes to ``metrics.jsonl`` only (`MetricsCallback`)."""
+
+    def __init__(self):
+        self.start = 0.0
+        self.first_step = 0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start, self.first_step = time.perf_counter(), state.global_step
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs or "train_runtime" in logs:
+            return
+        seconds = time.perf_counter() - self.start
+        done = state.global_step - self.first_step
+        console.progress_line(
+            progress_text(logs, state.global_step, state.max_steps, seconds, done)
+        )
+
+    def on_train_end(self, args, state, control, **kwargs):
+        console.end_line()
+
+
+def progress_text(logs: dict[str, Any], step: int, total: int, seconds: float, done: int) -> str:
+    """The progress line for one log: step, the metric that matters, speed, time left.
+
+    >>> progress_text({"loss": 1.2345}, 20, 100, 36.0, 20)
+    'step 20/100  loss 1.234  1.80 s/step  ETA 2m24s'
+    >>> progress_text({"loss": 0.01, "reward": 0.625}, 3, 10, 3.0, 3)
+    'step 3/10  reward 0.625  1.00 s/step  ETA 7s'
+    """
+    parts = [f"step {step}/{total}"]
+    for key in ("reward", "loss", "eval_loss"):
+        value = logs.get(key)
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            parts.append(f"{key} {value:.4g}")
+            if key == "reward":
+                break  # GRPO's loss says little; its reward is the signal
+    if done > 0:
+        per_step = seconds / done
+        parts.append(f"{per_step:.2f} s/step" if per_step < 100 else f"{per_step:.0f} s/step")
+        parts.append(f"ETA {duration(per_step * max(total - step, 0))}")
+    return "  ".join(parts)
+
+
+def duration(seconds: float) -> str:
+    """``7s``, ``2m24s``, ``3h05m``."""
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def quiet_printer(trainer) -> None:
+    """Below verbose, drop transformers' own printer (its tqdm bar writes every log dict) and,
+    at the normal level, print `ProgressLine` instead. Call once the trainer exists."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    if console.library_output():
+        return
+    for printer in (PrinterCallback, ProgressCallback):
+        trainer.remove_callback(printer)
+    if console.progress():
+        trainer.add_callback(ProgressLine())
 
 
 class WorldCallback(TrainerCallback):
@@ -87,11 +161,10 @@ class SignalCallback(TrainerCallback):
         self.fractions.append(float(value))
         if value > self.THRESHOLD and not self.warned:
             self.warned = True
-            print(
+            console.warn(
                 f"warning: step {state.global_step}: {value:.0%} of the GRPO groups have zero "
                 "reward variance, so they teach nothing; check the rewards (`llmscisci rewards "
-                "test`), raise method.temperature or method.num_generations",
-                flush=True,
+                "test`), raise method.temperature or method.num_generations"
             )
 
     def summary(self) -> str:

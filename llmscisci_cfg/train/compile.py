@@ -48,6 +48,8 @@ _COMMON_DEFAULTS: dict[str, Any] = {
     "disable_tqdm": None,
     "dataloader_num_workers": 0,
     "ddp_find_unused_parameters": None,
+    "use_liger_kernel": False,
+    "torch_compile": False,
 }
 TRL_DEFAULTS: dict[str, dict[str, Any]] = {
     "trl.SFTConfig": _COMMON_DEFAULTS
@@ -57,6 +59,8 @@ TRL_DEFAULTS: dict[str, dict[str, Any]] = {
         "max_length": 1024,
         "assistant_only_loss": False,
         "packing": False,
+        "packing_strategy": "bfd",
+        "padding_free": False,
     },
     "trl.DPOConfig": _COMMON_DEFAULTS
     | {
@@ -66,6 +70,7 @@ TRL_DEFAULTS: dict[str, dict[str, Any]] = {
         "beta": 0.1,
         "loss_type": ["sigmoid"],
         "label_smoothing": 0.0,
+        "padding_free": False,
     },
     "trl.GRPOConfig": _COMMON_DEFAULTS
     | {
@@ -110,6 +115,8 @@ class Compiled:
     reward_names: list[str] = field(default_factory=list)
     reward_weights: list[float] = field(default_factory=list)
     derived: dict[str, Any] = field(default_factory=dict)
+    #: GRPO rollouts through our engine (static cache, compiled decode step on CUDA)
+    engine_rollouts: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -128,6 +135,11 @@ def compile_recipe(job: Job) -> Compiled:
     """Compile the job's recipe for its device and run directory."""
     recipe, device, run_dir = job.recipe, job.device, job.run_dir
     method = recipe.method
+    if method.name == "predict":
+        raise UserError(
+            f"{job.origin.ref}: a predict recipe trains nothing; run it with "
+            f"`llmscisci predict {job.origin.ref}`"
+        )
     if isinstance(method, SFTMethod):
         return compile_sft(recipe, device, run_dir)
     if isinstance(method, DPOMethod):
@@ -143,6 +155,8 @@ def compile_sft(recipe: Recipe, device: str, run_dir: Path) -> Compiled:
         "max_length": m.max_length,
         "assistant_only_loss": m.assistant_only_loss,
         "packing": m.packing,
+        "packing_strategy": "bfd",  # whole examples; checks refuse nothing else
+        "padding_free": m.padding_free,
     }
     return Compiled(
         method="sft",
@@ -165,6 +179,7 @@ def compile_dpo(recipe: Recipe, device: str, run_dir: Path) -> Compiled:
         "loss_type": [m.loss_type],
         "label_smoothing": m.label_smoothing,
         "max_length": m.max_length,
+        "padding_free": m.padding_free,
     }
     return Compiled(
         method="dpo",
@@ -231,8 +246,9 @@ def compile_grpo(recipe: Recipe, device: str, run_dir: Path) -> Compiled:
         derived={
             "generation_batch_size": generation_batch,
             "prompts_per_generation": generation_batch // m.num_generations,
-            "rollouts": rollouts(recipe),
+            "rollouts": rollouts(recipe, device),
         },
+        engine_rollouts=engine_rollouts(recipe, device),
     )
 
 
@@ -251,7 +267,19 @@ def rollout_kwargs(recipe: Recipe) -> dict[str, Any]:
     return kwargs
 
 
-def rollouts(recipe: Recipe) -> str:
+def engine_rollouts(recipe: Recipe, device: str) -> bool:
+    """Whether GRPO's rollouts go through our engine: a transformers backend whose decode step
+    can be compiled (``generation.compile`` on, or auto on CUDA without 4-bit/8-bit weights,
+    which bitsandbytes keeps from compiling). Otherwise TRL's own generate runs them."""
+    g = recipe.generation
+    if g.backend != "transformers" or g.continuous_batching:
+        return False
+    if g.compile == "on":
+        return True
+    return g.compile == "auto" and device == "cuda" and recipe.model.quantization is None
+
+
+def rollouts(recipe: Recipe, device: str) -> str:
     """What GRPO's rollouts will use, for `plan`."""
     g = recipe.generation
     if g.backend == "vllm":
@@ -259,7 +287,11 @@ def rollouts(recipe: Recipe) -> str:
         return f"vLLM ({where})"
     if g.continuous_batching:
         return "transformers continuous batching (paged attention)"
-    return "transformers generate (dynamic KV cache, no compile: TRL disables it)"
+    if engine_rollouts(recipe, device):
+        how = "compiled decode step" if device == "cuda" else "no compile off CUDA"
+        return f"the llmscisci engine (static KV cache, {how})"
+    why = "4-bit weights cannot be compiled" if recipe.model.quantization else "compile off"
+    return f"TRL's generate (dynamic KV cache; {why})"
 
 
 # ----------------------------------------------------------------------------- shared pieces
@@ -309,10 +341,12 @@ def training_kwargs(recipe: Recipe, device: str, run_dir: Path) -> dict[str, Any
         "use_cpu": device == "cpu",
         "bf16": mp == "bf16",  # TRL turns bf16 on by default, which fails on CPU
         "fp16": mp == "fp16",
-        "disable_tqdm": False,  # the progress bar
+        "disable_tqdm": False,  # transformers' bar, shown only with --verbose
         "dataloader_num_workers": 0,
         # every trained parameter takes part in each forward; skip DDP's extra graph walk
         "ddp_find_unused_parameters": False if recipe.launch.num_processes > 1 else None,
+        "use_liger_kernel": t.liger_kernel,
+        "torch_compile": t.torch_compile,
     }
 
 

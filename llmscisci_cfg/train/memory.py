@@ -280,6 +280,8 @@ class Settings:
     seq_len: int = DEFAULT_SEQ_LEN
     gradient_checkpointing: bool = False
     attn_implementation: str = "sdpa"
+    padding_free: bool = False
+    liger: bool = False
     grpo_num_generations: int = 4
     grpo_completion_len: int = 256
     grpo_prompt_len: int = DEFAULT_PROMPT_LEN
@@ -292,6 +294,11 @@ class Settings:
     @property
     def act_bytes(self) -> int:
         return 2 if self.mixed_precision or self.quant_bits else self.dtype_bytes
+
+    @property
+    def padded_sdpa(self) -> bool:
+        """sdpa over a padded batch (repeated k/v, a mask bias); padding-free rows have none."""
+        return self.attn_implementation == "sdpa" and self.sequences > 1 and not self.padding_free
 
     @property
     def dropout_active(self) -> bool:
@@ -361,6 +368,8 @@ def settings_for(
         seq_len=seq_len or DEFAULT_SEQ_LEN,
         gradient_checkpointing=t.gradient_checkpointing,
         attn_implementation=recipe.model.attn_implementation or "sdpa",
+        padding_free=getattr(m, "padding_free", False) or getattr(m, "packing", False),
+        liger=t.liger_kernel,
         grpo_num_generations=getattr(m, "num_generations", 4),
         grpo_completion_len=getattr(m, "max_completion_length", 256),
         grpo_prompt_len=prompt_len or DEFAULT_PROMPT_LEN,
@@ -475,8 +484,8 @@ def estimate(shape: ModelShape, settings: Settings | None = None, **fields: Any)
       logits, their fp32 copy and the log-softmax kept for backward.
     - generate phase (GRPO, not at the same time as training): the KV cache, ``generation_batch``
       × (prompt + completion) × layers × 2 × kv_dim × 2 bytes (full length for Gemma's sliding
-      layers too: an upper bound). With gradient checkpointing transformers drops the cache in
-      train mode and recomputes the whole sequence each step: no cache, a larger transient.
+      layers too: an upper bound). TRL 1.16 turns gradient checkpointing off while it
+      generates, so the cache is kept with it on too.
       The transient of the widest layer (MLP: 3 × intermediate + 4 × hidden per token) and the
       last position's logits (compute dtype, fp32 scores and probabilities).
     """
@@ -523,8 +532,10 @@ def lora_params(shape: ModelShape, s: Settings) -> int:
 def _optimizer_state_bytes(s: Settings, param_bytes: int) -> float:
     if s.optimizer in ("adamw_8bit", "paged_adamw_8bit"):
         return 2 + 2 * 4 / 256  # two uint8 moments, an fp32 absmax per 256-value block each
-    if s.optimizer == "sgd":
-        return 0
+    if s.optimizer == "paged_adamw_32bit":
+        return 8  # two fp32 moments (paged: counted as if resident)
+    if s.optimizer in ("sgd", "adafactor"):
+        return 0  # adafactor: factored row/column statistics, negligible beside the weights
     return 2 * param_bytes  # adamw_torch, adamw_torch_fused: two moments
 
 
@@ -590,12 +601,15 @@ def layer_bytes_per_token(shape: ModelShape, s: Settings) -> dict[str, int]:
       cos/sin, shared by every layer.
     - MLP: the activation keeps the gate output, the product keeps the activation and up
       outputs: 3 × ``a`` × intermediate.
+    - Liger kernels (``liger``): the fused gated MLP keeps only gate and up outputs
+      (2 × ``a`` × intermediate), the fused RMSNorm its input in ``a`` bytes instead of fp32.
     """
     a, h, q, kv, i = s.act_bytes, shape.hidden, shape.q_dim, shape.kv_dim, shape.intermediate
     full = not s.lora_r
     norm_dims = [h, h, h, h, q, kv] if shape.gemma else [h, h]
     extra = 4 if shape.gemma else a
-    out = {"norms": sum((4 + (extra if full else 0)) * d for d in norm_dims)}
+    kept = a if s.liger else 4  # Liger's RMSNorm keeps its input in the compute dtype
+    out = {"norms": sum((kept + (extra if full else 0)) * d for d in norm_dims)}
     out["linear inputs"] = a * (2 * h + q + i) if full else 0
     dims, targets = shape.linear_dims(), s.targets() if s.lora_r else ()
     if s.dropout_active:
@@ -608,11 +622,11 @@ def layer_bytes_per_token(shape: ModelShape, s: Settings) -> dict[str, int]:
     lse = 4 * shape.heads  # logsumexp, fp32 per head
     if s.attn_implementation == "eager":
         out["attention"] = 3 * a * q
-    elif s.attn_implementation == "sdpa" and s.sequences > 1:
+    elif s.padded_sdpa:
         out["attention"] = 4 * a * q + lse
     else:
         out["attention"] = a * (2 * q + 2 * kv) + lse
-    out["mlp"] = 3 * a * i
+    out["mlp"] = (2 if s.liger else 3) * a * i  # Liger's fused gated MLP recomputes the product
     return out
 
 
@@ -621,7 +635,7 @@ def layer_bytes_per_seq(shape: ModelShape, s: Settings) -> int:
     bias in the compute dtype; eager keeps softmax (fp32) and its compute-dtype copy per head."""
     if s.attn_implementation == "eager":
         return shape.heads * (4 + s.act_bytes)
-    if s.attn_implementation == "sdpa" and s.sequences > 1:
+    if s.padded_sdpa:
         return s.act_bytes
     return 0
 
@@ -666,13 +680,10 @@ def _optimizer_parts(shape: ModelShape, s: Settings) -> list[Part]:
 def _generate_parts(shape: ModelShape, s: Settings) -> list[Part]:
     a, rows = 2, s.generation_batch or s.batch
     full = s.grpo_prompt_len + s.grpo_completion_len
-    if s.gradient_checkpointing:
-        cache, step_tokens = 0, rows * full
-        how = "no KV cache (gradient checkpointing drops it in train mode)"
-    else:
-        cache = rows * full * shape.layers * 2 * shape.kv_dim * a
-        step_tokens = rows * s.grpo_prompt_len
-        how = f"KV cache {rows} × {full} tokens"
+    # TRL switches gradient checkpointing off around generate(), so the cache is always kept
+    cache = rows * full * shape.layers * 2 * shape.kv_dim * a
+    step_tokens = rows * s.grpo_prompt_len
+    how = f"KV cache {rows} × {full} tokens"
     transient = step_tokens * a * (3 * shape.intermediate + 4 * shape.hidden)
     logits = rows * shape.vocab * (a + 8)
     detail = f"{how}; widest layer's transient; last-token logits"

@@ -23,6 +23,10 @@ from llmscisci_cfg.recipe.resolve import ORIGIN_ENV, Job, Origin
 from llmscisci_cfg.runs.manifest import resolved_yaml
 from llmscisci_cfg.train.compile import Compiled, compile_recipe
 from llmscisci_cfg.train.launch import LaunchPlan, plan_launch
+from llmscisci_cfg.train.memory import GIB, Estimate
+
+# What the CUDA context takes beside torch's allocations (see `llmscisci_cfg.train.memory`).
+CUDA_CONTEXT = GIB // 2
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,7 @@ class Plan:
     accelerate_config: dict[str, Any] | None
     machine_problems: list[str] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)
+    memory: MemoryPlan | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -102,6 +107,7 @@ class Plan:
             "accelerate_config": self.accelerate_config,
             "machine_problems": self.machine_problems,
             "data": self.data,
+            "memory": self.memory.as_dict() if self.memory else None,
         }
 
     def as_text(self) -> str:
@@ -122,6 +128,8 @@ class Plan:
             rows = {n: f"weight {w}" for n, w in zip(c.reward_names, c.reward_weights, strict=True)}
             parts.append(_section("rewards", _kv(rows | c.derived)))
         parts.append(_section("data", _kv(self.data)))
+        if self.memory is not None:
+            parts.append(_section("memory", self.memory.as_text()))
         launch_text = self.command
         if self.accelerate_config:
             launch_text += "\naccelerate config (written to the run dir):\n" + _indent(
@@ -134,8 +142,15 @@ class Plan:
         return "\n\n".join(parts)
 
 
-def make_plan(recipe_ref: str, overrides: tuple[str, ...] = ()) -> Plan:
-    """What `run` would do with ``recipe_ref`` on this machine (its first half, `prepare`)."""
+def make_plan(recipe_ref: str, overrides: tuple[str, ...] = (), here: bool = False):
+    """What `run` would do with ``recipe_ref`` on this machine (its first half, `prepare`);
+    for a predict recipe, what `predict` would do. ``here``: compare the memory estimate with
+    this machine's GPU."""
+    job = load_job(recipe_ref, overrides)
+    if job.method == "predict":
+        from llmscisci_cfg.predict.runner import PredictPlan
+
+        return PredictPlan.of(recipe_ref, job)
     prepared = prepare(recipe_ref, tuple(overrides))
     job = prepared.job
     return Plan(
@@ -148,7 +163,75 @@ def make_plan(recipe_ref: str, overrides: tuple[str, ...] = ()) -> Plan:
         accelerate_config=prepared.launch.accelerate_config,
         machine_problems=[str(p) for p in prepared.machine_problems],
         data=data_summary(job),
+        memory=memory_plan(job, here),
     )
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """The peak-memory estimate of a job and, with ``--here``, this machine's GPU beside it."""
+
+    estimate: Estimate | None
+    here: bool = False
+    device_total: int | None = None
+    note: str | None = None
+
+    @property
+    def fits(self) -> bool | None:
+        if self.estimate is None or self.device_total is None:
+            return None
+        return self.estimate.total + CUDA_CONTEXT <= self.device_total
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "estimate": self.estimate.as_dict() if self.estimate else None,
+            "device_total_gib": round(self.device_total / GIB, 2) if self.device_total else None,
+            "fits": self.fits,
+            "note": self.note,
+        }
+
+    def as_text(self) -> str:
+        if self.estimate is None:
+            return (
+                "not estimated: the model's config.json is not on this machine (download it, "
+                "or run the step that writes it first)"
+            )
+        lines = [self.estimate.as_text()]
+        if self.here and self.device_total is None:
+            lines.append("this machine: no CUDA device visible")
+        elif self.device_total is not None:
+            need = (self.estimate.total + CUDA_CONTEXT) / GIB
+            verdict = "fits" if self.fits else "does NOT fit"
+            lines.append(
+                f"this machine: {verdict}: ~{need:.1f} GiB of the GPU's "
+                f"{self.device_total / GIB:.1f} GiB ({need * GIB / self.device_total:.0%})"
+            )
+        if self.note:
+            lines.append(self.note)
+        return "\n".join(lines)
+
+
+def memory_plan(job: Job, here: bool = False) -> MemoryPlan:
+    """The memory estimate for ``job`` (with the built data's length limits when cached)."""
+    from llmscisci_cfg.data import preprocess
+    from llmscisci_cfg.train import memory
+
+    try:
+        report = preprocess.cached_report(job)
+    except UserError:  # the data is not here yet: estimate with the recipe's lengths
+        report = None
+    lengths = None
+    if report is not None:  # the longest built example, within the filter's limits
+        limits, found = report.length_limits, report.token_lengths
+        lengths = {k: found.get(k) or limits.get(k) for k in ("prompt", "total")}
+    est = memory.estimate_job(job, lengths)
+    if not here or est is None:
+        return MemoryPlan(est, here)
+    total = memory.device_memory()
+    note = None
+    if est.settings.quant_bits == 4:
+        note = memory.quantization_note(est.shape, total, est.settings)
+    return MemoryPlan(est, here, total, note)
 
 
 def data_summary(job: Job) -> dict[str, Any]:

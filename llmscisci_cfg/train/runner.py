@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from llmscisci_cfg import console
 from llmscisci_cfg.errors import STORAGE_ERRORS, Problem, UserError
 from llmscisci_cfg.recipe.resolve import Job
 from llmscisci_cfg.runs import manifest, rundir
@@ -47,7 +48,7 @@ def run(
     resume: bool = False,
     overwrite: bool = False,
     in_process: bool = False,
-    echo=print,
+    echo=console.info,
 ) -> Path:
     """Train ``recipe_ref`` into its run directory and return that directory.
 
@@ -126,7 +127,7 @@ def is_rank0() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
-def launch_workers(plan: launch.LaunchPlan, job: Job, echo=print) -> None:
+def launch_workers(plan: launch.LaunchPlan, job: Job, echo=console.info) -> None:
     """Write the workers' inputs (resolved recipe, accelerate config) into the staging folder
     beside the run directory, print the command, run it; `RunFailed` on a non-zero exit."""
     import shutil
@@ -138,7 +139,7 @@ def launch_workers(plan: launch.LaunchPlan, job: Job, echo=print) -> None:
         if plan.accelerate_config is not None:
             rundir.write_atomic(staging / rundir.ACCELERATE_CONFIG, _yaml(plan.accelerate_config))
         echo(f"launch: {plan.shell()}")
-        result = subprocess.run(plan.argv, env={**os.environ, **plan.env})
+        result = subprocess.run(plan.argv, env={**os.environ, **plan.env, **console.child_env()})
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     if result.returncode != 0:
@@ -162,6 +163,7 @@ def train(job: Job, compiled: Compiled, resume: bool) -> None:
     from llmscisci_cfg.models.load import load_tokenizer, quiet_bitsandbytes
 
     quiet_bitsandbytes()  # before anything imports bitsandbytes
+    console.configure_libraries()
     from transformers import set_seed
 
     from llmscisci_cfg.train.build import build_trainer
@@ -170,6 +172,7 @@ def train(job: Job, compiled: Compiled, resume: bool) -> None:
         ResumeStateCallback,
         SignalCallback,
         WorldCallback,
+        quiet_printer,
     )
 
     run_dir = job.run_dir
@@ -179,6 +182,7 @@ def train(job: Job, compiled: Compiled, resume: bool) -> None:
     tokenizer = load_tokenizer(job)
     callbacks = [MetricsCallback(run_dir), world, resume_state, signal]
     built = build_trainer(job, compiled, tokenizer, callbacks)
+    quiet_printer(built.trainer)
     resume_state.trainer = built.trainer
     record = None
     try:
@@ -193,7 +197,7 @@ def train(job: Job, compiled: Compiled, resume: bool) -> None:
         if record is not None:
             _finish_record(run_dir, record, built, world.processes, train_seconds)
             if signal.summary():
-                print(signal.summary(), flush=True)
+                console.warn(signal.summary())
     except BaseException as exc:
         if record is not None:
             status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
@@ -233,7 +237,7 @@ def _start_record(
         built.tokenizer.chat_template,
         str(checkpoint) if checkpoint else None,
     )
-    print(_opening_line(job, built.data_report, checkpoint), flush=True)
+    console.info(_opening_line(job, built.data_report, checkpoint))
     report = built.data_report
     return manifest.update(
         run_dir, record, data_report=report.summary() | {"cache_key": report.cache_key}
@@ -243,7 +247,9 @@ def _start_record(
 def _finish_record(
     run_dir: Path, record: dict[str, Any], built: Built, processes: list, train_seconds: float
 ) -> None:
-    """Rank 0, after training: tokenizer (with its chat template) into final/, plots, manifest."""
+    """Rank 0, after training: tokenizer (with its chat template) into final/, plots, manifest,
+    then the model card (``final/README.md``) in place of TRL's draft in checkpoints/."""
+    from llmscisci_cfg.runs.card import write_card
     from llmscisci_cfg.runs.plots import write_plots
 
     built.tokenizer.save_pretrained(str(run_dir / rundir.FINAL))
@@ -256,10 +262,12 @@ def _finish_record(
         processes=processes,
         train_seconds=round(train_seconds, 4),
     )
+    write_card(run_dir, record)
+    (run_dir / rundir.CHECKPOINTS / "README.md").unlink(missing_ok=True)  # "fine-tuned [None]"
 
 
 def _opening_line(job: Job, report, checkpoint: Path | None) -> str:
-    """What is about to train, printed once by rank 0 before the progress bar."""
+    """What is about to train, printed once by rank 0 before the progress lines."""
     dropped = sum(report.dropped.values())
     split = ", ".join(f"{n} {name}" for name, n in report.splits.items())
     start = f", resuming from {checkpoint.name}" if checkpoint else ""

@@ -71,7 +71,8 @@ def test_gpu_section_without_a_results_file_survives_the_cpu_regeneration():
 def test_section_names_the_device_and_formats_the_row():
     section = gpu.render_section(gpu_results())
     assert section.startswith("## GPU: NVIDIA H100 80GB HBM3\n")
-    assert "| gemma-3-1b-it shape | SFT | 20,000 | – | 9.50 | 12.1% |" in section
+    row = "| gemma-3-1b-it shape | SFT QLoRA (baseline settings) | – | 20,000 | – | 9.50 | – | 12.1% |"
+    assert row in section
     assert "Qwen2.5" not in section  # only measured rows
     assert "989.4 TFLOP/s" in section
 
@@ -84,7 +85,10 @@ def test_outputs_merge_runs_on_the_same_device_and_reset_on_another(tmp_path):
     merged = json.loads((tmp_path / "results_gpu.json").read_text())
     assert merged["gemma3_1b_sft_mfu"] == 0.121 and merged["qwen25_1_5b_grpo_mfu"] == 0.08
     md = (tmp_path / "RESULTS.md").read_text()
-    assert "| Qwen2.5-1.5B-Instruct shape | GRPO | 9,000 | 1,500 | 20.00 | 8.0% |" in md
+    assert (
+        "| Qwen2.5-1.5B-Instruct shape | GRPO QLoRA (baseline settings) | – | 9,000 | 1,500 | 20.00 | – | 8.0% |"
+        in md
+    )
     gpu.write_outputs({"device": "NVIDIA H200", "date": "2026-11-22"}, tmp_path)
     fresh = json.loads((tmp_path / "results_gpu.json").read_text())
     assert "gemma3_1b_sft_mfu" not in fresh
@@ -204,3 +208,45 @@ def test_cpu_smoke_run_writes_sane_figures(tmp_path, four_bit):
         assert 0 < results[f"{model}_grpo_completion_mean_length"] <= 8
     md = (out / "RESULTS.md").read_text()
     assert md.count("\n## GPU: CPU") == 1 and md.count("| GRPO |") == 2
+
+
+def test_section_shows_generation_estimates_failures_and_notes():
+    figures = {
+        "gemma3_1b_sft_mem_estimate_gib": 9.975,
+        "gemma3_1b_sft_mem_estimate_error": 0.05,
+        "gemma3_1b_gen16_baseline_tokens_per_s": 356.5,
+        "gemma3_1b_gen16_baseline_ms_per_step": 44.88,
+        "gemma3_1b_gen16_engine_eager_tokens_per_s": 355.4,
+        "gemma3_1b_gen16_engine_compiled_tokens_per_s": 3210.2,
+        "gemma3_1b_gen16_engine_compiled_ms_per_step": 4.98,
+        "gemma3_1b_gen16_compiled_vs_baseline": 9.0,
+        "gemma3_1b_gen16_compile_warmup_s": 87.9,
+        "gemma3_1b_grpo_bf16_cb_error": "RuntimeError: boom",
+        "notes": ["cut short"],
+    }
+    section = gpu.render_section(gpu_results(**figures))
+    assert "| 10.0 (+5%) |" in section
+    assert (
+        "| gemma-3-1b-it shape | 16 | 356 (44.88 ms/step) | 355 | 3,210 (4.98 ms/step) | 9.0× | 87.9 s |"
+        in section
+    )
+    assert "GRPO LoRA bf16, TRL continuous batching: RuntimeError: boom" in section
+    assert section.rstrip().endswith("- cut short")
+
+
+def test_unknown_jobs_are_refused(capsys):
+    assert gpu.main(["--jobs", "gen,nope"]) == 2
+    assert "unknown --jobs ['nope']" in capsys.readouterr().err
+
+
+def test_every_variant_recipe_validates(tmp_path):
+    """Each job's recipe is a valid llmscisci recipe, on the GPU settings."""
+    import yaml
+
+    from llmscisci_cfg.recipe.loader import load_recipe_text
+
+    for v in gpu.VARIANTS.values():
+        data = gpu.recipe(gpu.SHAPES["gemma3_1b"], v, tmp_path, gpu.gpu_settings())
+        recipe = load_recipe_text(yaml.safe_dump(data), f"{v.key}.yaml")
+        assert recipe.method.name == v.method
+        assert (recipe.model.quantization is not None) is (v.quantize is None)

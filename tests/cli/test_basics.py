@@ -127,7 +127,7 @@ def test_recipes_point_editors_at_the_schema():
 def test_recipes_open_with_a_run_command():
     for path in sorted((REPO / "recipes").rglob("*.yaml")):
         head = path.read_text(encoding="utf-8").split("\nversion:", 1)[0]
-        assert "# Run:" in head and "llmscisci run" in head, path
+        assert "# Run:" in head and ("llmscisci run" in head or "llmscisci predict" in head), path
         assert "# Needs:" in head, path
 
 

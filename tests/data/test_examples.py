@@ -153,9 +153,10 @@ def test_grpo_rows(tmp_path):
     rows, dropped = _rows(make_job(tmp_path, "r.csv", columns={"label": LABELS}))
     assert not dropped and len(rows) == 4
     row = rows[1]
-    assert set(row) == {"id", "aspect", "prompt", "gold"}
+    assert set(row) == {"id", "aspect", "prompt", "gold", "text"}  # text: in memory only
     assert (
-        row["id"] == "10.1/doc.000"
+        row["text"] == "Hard part 0."
+        and row["id"] == "10.1/doc.000"
         and row["aspect"] == "difficult"
         and row["gold"] == [0, 0, 0, 0, 1]
     )
@@ -243,3 +244,40 @@ def test_builtin_sample_traces_cover_sample(tmp_path):
     rows, dropped = _rows(recipe)
     assert len(rows) >= 160 and dropped.get("no_trace", 0) <= len(rows) // 10
     assert all("</label>" in r["completion"][0]["content"] for r in rows)
+
+
+def test_dpo_pairs_from_answer_columns(tmp_path):
+    """data.pairs: the answer closest to gold is chosen, the farthest rejected; ties and
+    identical answers are dropped and counted."""
+    from llmscisci_cfg.data.examples import choose_pair
+    from llmscisci_cfg.data.preprocess import build_dataset
+
+    rows = reports(6)
+    rows[0]["easy_llama3_response"] = rows[0]["easy_gpt_response"]  # identical: dropped
+    rows[1]["y_easy_gpt4"] = "[0, 0, 0, 0, 1]"  # llama's answer is now the right one
+    write_csv(tmp_path / "r.csv", rows)
+    pairs = {
+        "answers": {
+            "easy": ["easy_gpt_response", "easy_llama3_response"],
+            "difficult": ["difficult_gpt_response", "difficult_llama3_response"],
+        }
+    }
+    columns = {"label": LABELS, "chosen": None, "rejected": None}
+    job = make_job(
+        tmp_path, "r.csv", method="dpo", columns=columns, pairs=pairs, length_filter=None
+    )
+    dataset, report = build_dataset(job)
+    assert report.dropped == {"tied_answers": 1}  # rows[0] easy: both answers score the same
+    built = dataset["train"].to_list() + dataset["test"].to_list()
+    for row in built:
+        assert row["chosen"][0]["content"] != row["rejected"][0]["content"]
+    flipped = next(r for r in built if r["id"] == rows[1]["doi"] and r["aspect"] == "easy")
+    assert "llama" in flipped["chosen"][0]["content"]
+    assert choose_pair(("", "x"), [1, 0], 2, "hamming_to_gold") == "empty_answer"
+
+
+def test_pairs_and_chosen_columns_are_exclusive(tmp_path):
+    write_csv(tmp_path / "r.csv", reports(2))
+    pairs = {"answers": {"easy": ["easy_gpt_response", "easy_llama3_response"]}}
+    with pytest.raises(UserError, match="either data.pairs or data.columns.chosen"):
+        make_job(tmp_path, "r.csv", method="dpo", columns={"label": LABELS}, pairs=pairs)

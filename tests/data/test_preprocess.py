@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -158,8 +159,12 @@ def test_cli_json_summary(cli, tmp_path):
         "dropped": {"empty_text": 1},
         "splits": {"train": summary["splits"]["train"], "test": summary["splits"]["test"]},
         "group_overlap": 0,
+        "test_set_sha256": summary["test_set_sha256"],
+        "token_lengths": {"prompt": summary["token_lengths"]["prompt"], "total": None},
     }
     assert sum(summary["splits"].values()) == 21
+    assert summary["token_lengths"]["prompt"] > 0  # GRPO recipe: prompts only
+    assert re.fullmatch("[0-9a-f]{64}", summary["test_set_sha256"])
 
 
 def test_cli_text_and_cache_and_preview(cli, tmp_path):

@@ -232,3 +232,28 @@ def test_reserved_model_labels_are_refused():
     preds = [Prediction("d1", "easy", "comparisons", [1, 0, 0], GOOD, [1, 0, 0])]
     with pytest.raises(ValueError, match="reserved"):
         eval_report.build_report(preds, CATS)
+
+
+def test_test_set_sha256_is_reported_and_recomputed(tmp_path):
+    sha = "ab" * 32
+    rep = eval_report.write_all(tmp_path, _predictions(), _meta(test_set_sha256=sha))
+    assert rep["test_set_sha256"] == sha and eval_report.models(rep) == ["policy", "reference"]
+    assert json.loads((tmp_path / "report.json").read_text())["test_set_sha256"] == sha
+    assert eval_report.recompute(tmp_path / "predictions.jsonl") == rep
+    assert f"- test set sha256: `{sha}`" in (tmp_path / "report.md").read_text()
+    bare = eval_report.write_all(tmp_path / "none", _predictions(), _meta())
+    assert bare["test_set_sha256"] is None  # another split, or an older eval: not stated
+    assert "test set sha256" not in (tmp_path / "none" / "report.md").read_text()
+
+
+def test_different_test_sets_are_refused_side_by_side():
+    from llmscisci_cfg.errors import UserError
+    from llmscisci_cfg.eval.evaluate import require_same_test_set
+
+    a, b = "a" * 64, "b" * 64
+    require_same_test_set("run runs/grpo", a, "reference run runs/sft", a)
+    require_same_test_set("run runs/grpo", a, "reference run runs/old", None)  # unknown: no claim
+    with pytest.raises(UserError) as caught:
+        require_same_test_set("run runs/grpo", a, "reference run runs/sft", b)
+    message = str(caught.value)
+    assert "runs/grpo" in message and "runs/sft" in message and a in message and b in message

@@ -56,6 +56,14 @@ def test_eval_run_with_reference_writes_every_file_and_recomputes(cli, sft_run, 
     assert "complement of the gold vector" in md and "| format_valid_rate |" in md
     assert "## Examples" in md and "**reference**" in md
 
+    # the test set is named: the same sha256 as `preprocess` of the recipe, in every file
+    from llmscisci_cfg.data.preprocess import build_dataset
+    from llmscisci_cfg.recipe.loader import load_job
+
+    sha = build_dataset(load_job(SFT))[1].test_set_sha256
+    assert report["test_set_sha256"] == meta["test_set_sha256"] == sha and len(sha) == 64
+    assert f"test set sha256: `{sha}`" in md and f"test set sha256: {sha}" in result.output
+
     lines = result.output.strip().splitlines()
     assert lines[-1] == f"report: {out / eval_report.REPORT_MD}"
     assert lines[-4].split()[:2] == ["model", "format_valid"]
@@ -260,3 +268,68 @@ def test_output_dir_holding_another_evaluation_is_refused(cli, sft_run, tmp_path
     assert (out / "notes.md").read_text() == "mine"  # replaced only the evaluation's own files
     result = cli("eval", sft_run, "--output-dir", out, *FAST)
     assert result.exit_code == 2 and "not an evaluation's (notes.md)" in result.output
+
+
+def test_reference_run_with_another_test_set_is_refused(cli, sft_run, tmp_path):
+    """A run whose recipe holds out other documents is not put beside the policy: exit 2,
+    both runs and both sha256 named, before any model loads."""
+    import yaml
+
+    from llmscisci_cfg.eval.evaluate import check_reference_runs, run_test_set_sha256
+    from llmscisci_cfg.eval.references import Reference
+    from llmscisci_cfg.runs.rundir import RunDir
+
+    def copy(name: str, seed: int | None) -> Path:
+        run = tmp_path / name
+        run.mkdir()
+        shutil.copy(sft_run / MANIFEST, run / MANIFEST)
+        shutil.copytree(sft_run / FINAL, run / FINAL)
+        recipe = yaml.safe_load((sft_run / RESOLVED).read_text())
+        recipe["data"]["split"]["seed"] = seed
+        (run / RESOLVED).write_text(yaml.safe_dump(recipe, sort_keys=False))
+        return run
+
+    same, other = copy("same", None), copy("other", 7)
+    mine, theirs = (run_test_set_sha256(RunDir.open(r)) for r in (sft_run, other))
+    assert run_test_set_sha256(RunDir.open(same)) == mine != theirs
+    check_reference_runs("run x", mine, [Reference("same", "run", "m", run_dir=same)])
+
+    result = cli("eval", sft_run, "--reference", other, *FAST, "--output-dir", tmp_path / "e")
+    assert result.exit_code == 2
+    for needle in (str(sft_run), str(other), mine, theirs, "different test sets"):
+        assert needle in result.output, needle
+    assert "Traceback" not in result.output and not (tmp_path / "e").exists()
+
+
+def test_two_references_each_get_metrics_intervals_and_a_paired_comparison(cli, sft_run, tmp_path):
+    """``--reference base --reference RUN``: the untrained base (for SFT, the recipe's model)
+    and a run directory (here the policy's own run, so its answers are the policy's)."""
+    out = tmp_path / "eval"
+    result = cli(
+        "eval", sft_run, "--reference", "base", "--reference", sft_run, "--output-dir", out, *FAST
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / eval_report.REPORT_JSON).read_text())
+    assert report == eval_report.recompute(out / eval_report.PREDICTIONS)
+    assert eval_report.models(report) == ["policy", "base", "quickstart_sft"]
+    for model in ("base", "quickstart_sft"):
+        overall = report[model]["overall"]
+        assert overall["n"] == 6 and set(overall["intervals"]) >= {"micro_f1", "exact_match"}
+    comparisons = {c["reference"]: c for c in report["comparisons"]}
+    assert list(comparisons) == ["base", "quickstart_sft"]
+    assert all(c["policy"] == "policy" and c["examples"] == 6 for c in comparisons.values())
+    same = comparisons["quickstart_sft"]
+    assert {k: d["difference"] for k, d in same["metric"].items()} == {
+        k: (None if report["policy"]["overall"][k] is None else 0.0) for k in same["metric"]
+    }
+    assert same["mcnemar_exact_match"]["b"] == same["mcnemar_exact_match"]["c"] == 0
+    meta = json.loads((out / eval_report.META).read_text())
+    assert "builtin:tiny (weights from seed" in meta["models"]["base"]
+    assert meta["models"]["quickstart_sft"] == f"{sft_run / FINAL} (run quickstart_sft)"
+    md = (out / eval_report.REPORT_MD).read_text()
+    assert "policy − base" in md and "policy − quickstart_sft" in md
+    table = result.output.strip().splitlines()
+    names = [
+        line.split()[0] for line in table if line.split()[:1] in (["base"], ["quickstart_sft"])
+    ]
+    assert names == ["base", "quickstart_sft"]

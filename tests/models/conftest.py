@@ -8,13 +8,3 @@ import pytest
 @pytest.fixture(autouse=True)
 def _private_cache(isolated_cache):
     """Datasets built here go to a per-session cache, never to ~/.cache."""
-
-
-@pytest.fixture(scope="session")
-def server():
-    """A real `llmscisci serve builtin:tiny` on a free loopback port (see tests/serve)."""
-    from tests.serve.conftest import start, stop
-
-    running = start()
-    yield running
-    stop(running)

@@ -96,3 +96,40 @@ def test_vllm_backend_without_vllm_says_so():
 
     with pytest.raises(UserError, match="needs the vllm package"):
         VLLMEngine("builtin:tiny")
+
+
+@pytest.mark.parametrize("compile", ["off", "on"])
+def test_token_level_generation_matches_the_text_level(tiny, compile):
+    """`generate_ids` (GRPO rollouts) decodes what `generate` does, stop token kept, and
+    the static-cache path (``compile: on``; eager off CUDA) gives the dynamic cache's tokens."""
+    from llmscisci_cfg.models.generate import until_stop
+
+    model, tokenizer, texts = tiny
+    engine = TransformersEngine(model, tokenizer, batch_size=8, compile=compile)
+    prompts = tokenizer(texts[:6], add_special_tokens=False)["input_ids"]
+    ids = engine.generate_ids(prompts, Sampling(max_new_tokens=24))
+    texts_out = engine.generate(
+        [Request(prompt=t, sampling=Sampling(max_new_tokens=24)) for t in texts[:6]]
+    )
+    for row, (completion,) in zip(ids, texts_out, strict=True):
+        tokens, stopped = until_stop(row, engine.stops)
+        assert tokenizer.decode(tokens, skip_special_tokens=False) == completion.text
+        assert stopped == (completion.finish_reason == "stop")
+        assert len(row) == len(tokens) + stopped  # the stop token is part of the completion
+    reference = TransformersEngine(model, tokenizer, batch_size=8, compile="off")
+    assert ids == reference.generate_ids(prompts, Sampling(max_new_tokens=24))
+    if compile == "on":
+        assert engine.max_cache_len % 512 == 0 and engine.max_cache_len >= max(map(len, prompts))
+
+
+def test_auto_compiles_only_work_that_pays_for_it(tiny):
+    from llmscisci_cfg.models.generate import COMPILE_MIN_STEPS, worth_compiling
+
+    assert not worth_compiling(3 * 256)  # an eval of 48 rows: 3 batches x 256 tokens
+    assert worth_compiling(COMPILE_MIN_STEPS) and worth_compiling(625 * 256)  # 10k rows
+    model, tokenizer, texts = tiny
+    engine = TransformersEngine(model, tokenizer, compile="auto")
+    assert not engine.may_compile and not engine.compiled  # CPU: never
+    engine.may_compile = True  # as on CUDA: decided by the call's work
+    engine.generate([Request(prompt=texts[0], sampling=Sampling(max_new_tokens=4))])
+    assert not engine.compiled

@@ -390,3 +390,55 @@ def test_check_json_types_and_bounds():
     assert not check(c, '{"n":2,"s":""}')
     assert not check(c, '{"n":2,"z":0}')
     assert not check(c, '{"n":2,"k":"y"}')
+
+
+# ----------------------------------------------------------------------------- label constraints
+
+
+def _accepts(tokenizer, constraint, text: str) -> bool:
+    """Whether the grammar of ``constraint`` accepts ``text`` as tokenized by ``tokenizer``."""
+    import llguidance
+
+    from llmscisci_cfg.models.structured import _ll_tokenizer
+
+    ll = _ll_tokenizer(tokenizer, (tokenizer.eos_token_id,))
+    matcher = llguidance.LLMatcher(ll, constraint.grammar(tokenizer, 64), log_level=0)
+    assert not matcher.is_error(), matcher.get_error()
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    return bool(matcher.consume_tokens(ids)) and matcher.is_accepting()
+
+
+@pytest.mark.parametrize(
+    ("n", "exclusive", "min_positive"),
+    [(5, (4,), 1), (5, (), 2), (5, (0, 4), 0), (5, (2,), 0), (3, (), 3), (2, (1,), 1), (1, (), 1)],
+)
+def test_the_grammar_admits_exactly_the_labels_the_rule_allows(
+    tokenizer, n, exclusive, min_positive
+):
+    import itertools
+
+    from llmscisci_cfg.task.constraints import LabelRule
+
+    rule = LabelRule(n, exclusive, min_positive)
+    constraint = Constraint.think_label(n, rule=rule)
+    for bits in itertools.product((0, 1), repeat=n):
+        text = "<think>x</think>\n<label>\n[" + ", ".join(map(str, bits)) + "]\n</label>"
+        assert _accepts(tokenizer, constraint, text) is rule.allows(bits), bits
+        assert check(constraint, text) is rule.allows(bits), bits
+        assert _accepts(tokenizer, Constraint.think_label(n), text)  # no rule: every label
+
+
+def test_without_a_rule_the_grammar_is_unchanged(tokenizer):
+    lark = think_label_lark(Constraint.think_label(5), tokenizer, 48)
+    assert '"[" BIT (", " BIT){4} "]"' in lark and "labels" not in lark
+
+
+def test_sampled_answers_keep_the_rule(model, tokenizer, stops):
+    from llmscisci_cfg.task.constraints import LabelRule
+
+    rule = LabelRule(5, (4,), 1)
+    constraint = Constraint.think_label(5, rule=rule)
+    texts, _ = generate(model, tokenizer, stops, prompts(tokenizer), constraint, sample=5)
+    labels = [parse_completion(t, 5)[1] for t in texts]
+    assert all(label is not None and rule.allows(label) for label in labels), texts
+    assert len({tuple(label) for label in labels}) > 1

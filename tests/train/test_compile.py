@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from llmscisci_cfg.errors import RecipeError
+from llmscisci_cfg.errors import RecipeError, UserError
 from llmscisci_cfg.recipe.loader import load_recipe, load_recipe_text
 from llmscisci_cfg.recipe.resolve import resolve
 from llmscisci_cfg.train.compile import TRL_DEFAULTS, compile_recipe
@@ -163,6 +163,10 @@ def test_changed_kwargs_hides_defaults_but_keeps_key_fields():
 @pytest.mark.parametrize("recipe", all_recipes(), ids=lambda p: str(p.relative_to(RECIPES)))
 def test_shipped_recipes_compile(recipe):
     r = load_recipe(recipe)
+    if r.method.name == "predict":  # trains nothing; tests/predict covers it
+        with pytest.raises(UserError, match="trains nothing"):
+            compile_recipe(resolve(r, cuda=False))
+        return
     for cuda in (False, True):
         c = compile_recipe(resolve(r, cuda=cuda))
         cls = _config_class(c.config_class)

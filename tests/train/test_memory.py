@@ -329,6 +329,8 @@ def test_four_bit_block_constants():
 def test_every_shipped_recipe_has_an_estimate(recipe, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no runs/ here
     r = load_recipe(recipe)
+    if r.method.name == "predict":  # trains nothing
+        return
     shape = shape_for(r.model.name_or_path)
     if r.model.name_or_path.endswith("quickstart_sft/final"):  # exists once sft_tiny has run
         assert shape is None
@@ -342,7 +344,12 @@ def test_every_shipped_recipe_has_an_estimate(recipe, tmp_path, monkeypatch):
 def test_settings_follow_the_recipe():
     r = load_recipe(RECIPES / "repro_effort" / "grpo_gemma3.yaml")
     s = settings_for(r, "cuda")
-    assert (s.method, s.quant_bits, s.lora_r, s.batch) == ("grpo", 4, 4, 4)
+    assert (s.method, s.quant_bits, s.lora_r, s.batch) == (
+        "grpo",
+        None,
+        4,
+        4,
+    )  # bf16: measured faster
     assert (s.attn_implementation, s.gradient_checkpointing, s.act_bytes) == ("eager", True, 2)
     assert (s.grpo_completion_len, s.grpo_prompt_len, s.generation_batch) == (512, 512, 4)
     assert s.assumed == ("prompt 512 tokens",)

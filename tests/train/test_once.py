@@ -60,7 +60,8 @@ def counts(monkeypatch) -> Counter:
     ],
     ids=["sft", "grpo"],
 )
-def test_one_run_parses_loads_and_hashes_once(tmp_path, counts, recipe, sets):
+def test_one_run_parses_loads_and_hashes_once(tmp_path, monkeypatch, counts, recipe, sets):
+    monkeypatch.setenv("LLMSCISCI_CACHE", str(tmp_path / "cache"))  # a cold run: nothing cached
     run_dir = run(recipe, sets, tmp_path / "run")
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["status"] == "completed"

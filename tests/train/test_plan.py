@@ -14,7 +14,14 @@ from tests.conftest import RECIPES, all_recipes
 def test_every_shipped_recipe_plans(cli, recipe):
     result = cli("plan", recipe)
     assert result.exit_code == 0, result.output
-    for section in ("== resolved recipe", "== trl.", "== launch", "== machine", "== data"):
+    if result.output.startswith("== predict"):  # a predict recipe: what predict would do
+        assert (
+            "llmscisci predict"
+            in json.loads(cli("plan", recipe, "--json").output)["predict"]["command"]
+        )
+        return
+    sections = ("== resolved recipe", "== trl.", "== launch", "== machine", "== data", "== memory")
+    for section in sections:
         assert section in result.output
     result = cli("plan", recipe, "--json")
     data = json.loads(result.output)
@@ -67,3 +74,30 @@ def test_plan_imports_plugins_and_checks_their_signature(cli, tmp_path):
     assert "rewards.1.name: myrew.py:needs_col: it needs 'missing_column'" in result.output
     (tmp_path / "r.yaml").write_text(text.replace("needs_col", "fine\n    params: {scale: 2.0}"))
     assert cli("plan", tmp_path / "r.yaml").exit_code == 0
+
+
+def test_plan_estimates_memory_and_compares_with_this_machine(monkeypatch):
+    from llmscisci_cfg.train import memory
+
+    plan = make_plan("builtin:quickstart/grpo_tiny")
+    assert plan.memory.estimate is not None and plan.memory.device_total is None
+    assert "peak GPU memory" in plan.as_text() and "this machine:" not in plan.as_text()
+    monkeypatch.setattr(memory, "device_memory", lambda: None)
+    assert (
+        "no CUDA device visible" in make_plan("builtin:quickstart/grpo_tiny", here=True).as_text()
+    )
+    monkeypatch.setattr(memory, "device_memory", lambda: 80 * memory.GIB)
+    here = make_plan("builtin:quickstart/grpo_tiny", here=True)
+    assert here.memory.fits is True and "fits: ~" in here.as_text()
+    assert here.as_dict()["memory"]["device_total_gib"] == 80
+    monkeypatch.setattr(memory, "device_memory", lambda: memory.GIB // 4)
+    small = make_plan("builtin:quickstart/grpo_tiny", here=True)
+    assert small.memory.fits is False and "does NOT fit" in small.as_text()
+
+
+def test_plan_notes_when_4bit_costs_more_than_it_saves(monkeypatch):
+    from llmscisci_cfg.train import memory
+
+    monkeypatch.setattr(memory, "device_memory", lambda: 141 * memory.GIB)
+    text = make_plan("builtin:repro_effort/grpo_qwen2.5", here=True).as_text()
+    assert "4-bit weights save only" in text and "model.quantization: null" in text

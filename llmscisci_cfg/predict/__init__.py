@@ -1,0 +1,1 @@
+"""`llmscisci predict`: label, extract, judge or write rationales over a whole table."""

@@ -1,0 +1,609 @@
+"""`llmscisci predict`: a recipe's task over every row of its table, through the engine.
+
+Reads the whole table (no split), builds one `predict.items.Item` per row and aspect,
+generates in chunks (appending each finished section to the journal, so ``--resume`` redoes
+nothing), and at the end writes the output atomically: every input row and column in input
+order plus ``<aspect>_pred`` (the parsed answer), ``<aspect>_raw`` (the completion),
+``<aspect>_reason`` (why there is no prediction; empty when there is one), ``<aspect>_truncated``
+(and ``<aspect>_shots`` with few-shot examples) — or, for a rationale task, the traces JSONL
+that ``data.traces`` reads — and ``OUTPUT.report.json``. With ``launch.num_processes > 1`` the
+rows are sharded across processes through ``accelerate launch`` and this process merges them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from llmscisci_cfg.errors import UserError
+from llmscisci_cfg.predict import journal
+from llmscisci_cfg.recipe.resolve import Job
+
+#: Sections generated per engine call (and journalled together).
+CHUNK = 64
+DEFAULT_MAX_NEW_TOKENS = {"label": 256, "rationale": 384, "extract": 256, "judge": 160}
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    output: Path | None = None
+    limit: int | None = None
+    resume: bool = False
+    overwrite: bool = False
+    in_process: bool = False
+    device: str = "auto"
+
+
+@dataclass
+class PredictResult:
+    output: Path
+    report_path: Path
+    report: dict[str, Any]
+
+
+def default_output(job: Job) -> Path:
+    suffix = ".traces.jsonl" if job.task.kind == "rationale" else ".jsonl"
+    return Path("predictions") / f"{job.name}{suffix}"
+
+
+def predict(
+    recipe_ref: str, overrides: tuple[str, ...], opts: PredictOptions, echo=print
+) -> PredictResult | None:
+    """Predict, or (a worker of a sharded run) predict this process's share; see the module."""
+    from llmscisci_cfg.recipe.loader import load_job
+
+    job = load_job(recipe_ref, overrides)
+    if job.method != "predict":
+        raise UserError(
+            f"{recipe_ref}: method is {job.method}; `llmscisci predict` needs method: "
+            "{name: predict} (a training recipe runs with `llmscisci run`)"
+        )
+    output = Path(opts.output) if opts.output else default_output(job)
+    _check_output(job, output)
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    worker = opts.in_process and world > 1
+    if not worker:
+        _prepare(output, opts)
+    if job.recipe.launch.num_processes > 1 and not opts.in_process:
+        _launch(job, recipe_ref, overrides, output, opts, echo)
+    else:
+        _predict_share(job, output, opts, rank, world, echo)
+        if worker:
+            return None
+    return _finish(job, output, opts, echo)
+
+
+def _check_output(job: Job, output: Path) -> None:
+    from llmscisci_cfg.data.table import table_format
+
+    if job.task.kind == "rationale" and not output.name.endswith(".jsonl"):
+        raise UserError(
+            f"--output {output}: rationales are written as traces JSONL; end it in .jsonl"
+        )
+    table_format(output)  # a UserError for an unknown extension
+
+
+def _prepare(output: Path, opts: PredictOptions) -> None:
+    """Refuse to replace a finished output or an interrupted one's journal without being told."""
+    if opts.resume and opts.overwrite:
+        raise UserError("--resume and --overwrite contradict each other; pick one")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(
+            f"--output {output}: cannot create its folder: {exc.strerror or exc}"
+        ) from None
+    partial = journal.paths(output)
+    if opts.overwrite:
+        journal.remove(output)
+        return
+    if partial and not opts.resume:
+        raise UserError(
+            f"{output}: an interrupted prediction left {partial[0].name}; pass --resume to "
+            "continue it (finished rows are not asked again) or --overwrite to start over"
+        )
+    if output.exists() and not opts.resume:
+        raise UserError(
+            f"{output}: exists; pass --overwrite to replace it or choose another --output"
+        )
+    output.parent.mkdir(parents=True, exist_ok=True)
+
+
+# ----------------------------------------------------------------------------- the work
+
+
+def _predict_share(
+    job: Job, output: Path, opts: PredictOptions, rank: int, world: int, echo
+) -> None:
+    """Generate this process's rows (``row % world == rank``) not yet in any journal."""
+    from llmscisci_cfg.predict.items import read
+
+    table, rows = _table(job, opts.limit)
+    done = journal.read(output)
+    context = _Context.create(job, opts.device, table)
+    items = []
+    for index, row in enumerate(rows):
+        if index % world != rank:
+            continue
+        for aspect in job.aspects:
+            if (index, aspect) not in done:
+                items.append(context.item(index, aspect, row))
+    todo = [item for item in items if item.requests]
+    log = journal.Journal(journal.path_for(output, rank, world))
+    try:
+        log.write([_entry(item) for item in items if not item.requests])
+        if todo:
+            echo(
+                f"predict: {len(todo)} sections with {context.engine_name()} ({len(items) - len(todo)} skipped)"
+            )
+        engine = context.engine() if todo else None
+        with _progress(len(todo), world) as bar:
+            for start in range(0, len(todo), CHUNK):
+                chunk = todo[start : start + CHUNK]
+                requests = [r for item in chunk for r in item.requests]
+                completions = engine.generate(requests)
+                k, entries = 0, []
+                for item in chunk:
+                    mine = completions[k : k + len(item.requests)]
+                    k += len(item.requests)
+                    entries.append(_entry(item, read(job.task, item, mine), mine))
+                log.write(entries)
+                bar.update(len(chunk))
+                bar.set_postfix_str(f"{engine.stats.tokens_per_second:.0f} tok/s")
+        if engine is not None:
+            stats_path = output.with_name(f"{output.name}.stats.rank{rank}.json")
+            stats_path.write_text(json.dumps(engine.stats.as_dict()), encoding="utf-8")
+    finally:
+        log.close()
+
+
+def _progress(total: int, world: int):
+    """One progress line for the sections (rows done, tokens/s); none in sharded workers."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="predict", unit="section", disable=world > 1 or total == 0)
+
+
+def _entry(item, outcome=None, completions=None) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "row": item.row,
+        "aspect": item.aspect,
+        "id": item.id,
+        "reason": item.reason,
+        "truncated": item.truncated,
+        "shots": item.shots,
+        "pred": None,
+        "raw": None,
+        "valid": False,
+        "note": "",
+    }
+    if outcome is not None:
+        entry |= {
+            "pred": outcome.pred,
+            "raw": outcome.raw,
+            "valid": outcome.valid,
+            "note": outcome.note,
+        }
+        entry["prompt_tokens"] = sum(c[0].prompt_tokens for c in completions)
+        entry["completion_tokens"] = sum(c[0].completion_tokens for c in completions)
+    return entry
+
+
+def _table(job: Job, limit: int | None):
+    """The source table (every row and column) and its first ``limit`` rows; missing columns
+    are a `UserError` naming the file and the recipe key."""
+    from llmscisci_cfg.data.sources import column_list
+    from llmscisci_cfg.data.table import read_table
+
+    table = read_table(job.data.require())
+    cols = job.columns
+    wanted = {"data.columns.id": cols.id}
+    wanted |= {f"data.columns.text.{a}": c for a, c in cols.text.items()}
+    if job.recipe.method.pool is None and cols.label:
+        wanted |= {f"data.columns.label.{a}": c for a, c in cols.label.items()}
+    for aspect, columns in (job.recipe.method.answers or {}).items():
+        wanted |= {f"method.answers.{aspect}": c for c in columns}
+    missing = [
+        f"{table.path}: column {c!r} ({key}) not found"
+        for key, c in wanted.items()
+        if c not in table.columns
+    ]
+    if missing:
+        raise UserError("\n".join(missing) + f"; columns: {column_list(table.columns)}")
+    return table, table.rows[:limit] if limit else table.rows
+
+
+@dataclass
+class _Context:
+    """What every section of one prediction shares: builders per aspect, the shot pool, the
+    engine (built on first use)."""
+
+    job: Job
+    device: str
+    builders: dict[str, Any]
+    pool: dict[str, list]
+    tokenizer: Any
+    _engine: Any = None
+
+    @classmethod
+    def create(cls, job: Job, device: str, table) -> _Context:
+        from llmscisci_cfg.predict.items import Builder
+
+        tokenizer = _tokenizer(job)
+        render = _renderer(tokenizer)
+        sampling = _sampling(job)
+        limit = _prompt_limit(job, sampling.max_new_tokens)
+        from llmscisci_cfg.data.truncate import TokenCount
+
+        counter = TokenCount(tokenizer)
+        builders = {
+            aspect: Builder(
+                job.task,
+                sampling,
+                _constraint(job, aspect),
+                render,
+                counter,
+                limit,
+                job.recipe.method.truncate,
+            )
+            for aspect in job.aspects
+        }
+        return cls(job, device, builders, _pool(job, table), tokenizer)
+
+    def item(self, index: int, aspect: str, row: dict[str, Any]):
+        from llmscisci_cfg.data.clean import section_text
+        from llmscisci_cfg.predict.items import build_item
+        from llmscisci_cfg.predict.shots import choose
+
+        job, cols = self.job, self.job.columns
+        doc = str(row.get(cols.id) or "").strip()
+        text = section_text(row.get(cols.text[aspect]), job.clean)  # as training reads it
+        gold = _gold(job, aspect, row) if cols.label and job.task.kind == "rationale" else None
+        method = job.recipe.method
+        answers = [row.get(c) for c in (method.answers or {}).get(aspect, [])]
+        shots = []
+        if method.shots and job.task.kind == "label":
+            seed = (
+                job.recipe.generation.seed
+                if job.recipe.generation.seed is not None
+                else job.recipe.train.seed
+            )
+            shots = choose(
+                self.pool.get(aspect, []), method.shots, doc, aspect, seed, method.selection
+            )
+        return build_item(
+            self.builders[aspect], index, aspect, doc, text, gold, answers or None, shots
+        )
+
+    def engine(self):
+        if self._engine is None:
+            from llmscisci_cfg.models.engines import engine_for
+
+            self._engine = engine_for(self.job, self.device, self.tokenizer)
+        return self._engine
+
+    def engine_name(self) -> str:
+        g = self.job.recipe.generation
+        if g.backend == "openai":
+            return f"{g.model or self.job.model.name} at {g.base_url}"
+        return f"{self.job.model.name} ({g.backend})"
+
+
+def _tokenizer(job: Job):
+    """The recipe's tokenizer (for the chat template and for counting tokens), or None when it
+    is not available here (a hosted model): then tokens are estimated from characters."""
+    from llmscisci_cfg.models.load import for_generation, load_tokenizer, tokenizer_available
+
+    if job.recipe.generation.backend != "transformers" and not tokenizer_available(job):
+        return None  # a hosted model: no download just to count tokens
+    try:
+        return for_generation(load_tokenizer(job))
+    except UserError:
+        if job.recipe.generation.backend == "transformers":
+            raise
+        return None
+
+
+def _renderer(tokenizer):
+    if tokenizer is None:
+        return lambda messages: "\n\n".join(m["content"] for m in messages)
+    from llmscisci_cfg.models import chat
+
+    return lambda messages: chat.render(tokenizer, messages, add_generation_prompt=True)
+
+
+def _sampling(job: Job):
+    from llmscisci_cfg.models.generate import Sampling
+
+    g = job.recipe.generation
+    return Sampling(
+        max_new_tokens=g.max_new_tokens or DEFAULT_MAX_NEW_TOKENS[job.task.kind],
+        temperature=g.temperature,
+        top_p=g.top_p,
+        seed=g.seed
+        if g.seed is not None
+        else (job.recipe.train.seed if g.temperature > 0 else None),
+    )
+
+
+def _prompt_limit(job: Job, max_new_tokens: int) -> int | None:
+    """``method.max_prompt_tokens``, else (a local model) its context minus the answer."""
+    method = job.recipe.method
+    if method.max_prompt_tokens is not None:
+        return method.max_prompt_tokens
+    if job.recipe.generation.backend != "transformers":
+        return None
+    from llmscisci_cfg.models.load import context_length
+
+    return context_length(job) - max_new_tokens
+
+
+def _constraint(job: Job, aspect: str):
+    if not job.recipe.generation.structured:
+        return None
+    from llmscisci_cfg.models.structured import Constraint
+
+    task = job.task
+    if task.kind in ("label", "rationale"):
+        n = len(task.aspects[aspect].categories)
+        return Constraint.think_label(n, rule=task.label_rule(aspect))  # constraints in grammar
+    return Constraint.json_schema(task.answer_schema(_sampling(job).max_new_tokens))
+
+
+def _gold(job: Job, aspect: str, row: dict[str, Any]) -> list[int] | None:
+    from llmscisci_cfg.task.labels import LabelError, decode_label
+
+    spec = job.task.aspects[aspect]
+    try:
+        label = decode_label(
+            row.get(job.columns.label[aspect]),
+            job.recipe.data.label_codec,
+            len(spec.categories),
+            spec.code_index(),
+        )
+    except LabelError:
+        return None
+    rule = job.task.label_rule(aspect)  # a gold that breaks the task's constraints: unreadable
+    return label if rule is None or rule.allows(label) else None
+
+
+def _pool(job: Job, table) -> dict[str, list]:
+    method = job.recipe.method
+    if not method.shots or job.task.kind != "label" or not job.columns.label:
+        return {}
+    from llmscisci_cfg.data.table import read_table
+    from llmscisci_cfg.predict.shots import pool_shots
+
+    rows = read_table(job.path(method.pool)).rows if method.pool else table.rows
+    cols = job.columns
+    codec = job.recipe.data.label_codec
+    return pool_shots(rows, job.task, cols.id, cols.text, cols.label, codec, job.clean)
+
+
+# ----------------------------------------------------------------------------- several processes
+
+
+def _launch(
+    job: Job, recipe_ref: str, overrides: tuple[str, ...], output: Path, opts: PredictOptions, echo
+) -> None:
+    """Run ``launch.num_processes`` workers through ``accelerate launch``; each predicts its
+    share of the rows into its own journal; this process merges them afterwards."""
+    import shutil
+    import tempfile
+
+    import yaml
+
+    from llmscisci_cfg.train.launch import accelerate_config
+
+    staging = Path(tempfile.mkdtemp(prefix="llmscisci-predict-"))
+    config = staging / "accelerate_config.yaml"
+    n = job.recipe.launch.num_processes
+    config.write_text(yaml.safe_dump(accelerate_config(job.recipe, job.device)), encoding="utf-8")
+    argv = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config)]
+    env = dict(os.environ)
+    if job.device == "cpu":
+        argv += ["--multi_gpu"]
+        env["ACCELERATE_USE_CPU"] = "true"
+    argv += ["--num_processes", str(n), "-m", "llmscisci_cfg", "predict", recipe_ref]
+    argv += [f"--set={o}" for o in overrides] + [
+        "--output",
+        str(output),
+        "--in-process",
+        "--resume",
+    ]
+    if opts.limit:
+        argv += ["--limit", str(opts.limit)]
+    echo(f"launch: {' '.join(argv)}")
+    try:
+        result = subprocess.run(argv, env=env)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    if result.returncode != 0:
+        raise UserError(
+            f"the prediction processes exited with code {result.returncode}; rerun with --resume"
+        )
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def _finish(job: Job, output: Path, opts: PredictOptions, echo) -> PredictResult:
+    """Merge the journals into the output (input order) and the report; remove the journals."""
+    from llmscisci_cfg.data.table import write_table
+
+    table, rows = _table(job, opts.limit)
+    done = journal.read(output)
+    missing = [(i, a) for i in range(len(rows)) for a in job.aspects if (i, a) not in done]
+    if missing:
+        raise UserError(
+            f"{output}: {len(missing)} sections were not predicted; rerun with --resume"
+        )
+    if job.task.kind == "rationale":
+        traces = [
+            {"id": done[(i, a)]["id"], "aspect": a, "trace": done[(i, a)]["pred"]}
+            for i in range(len(rows))
+            for a in job.aspects
+            if done[(i, a)]["valid"]
+        ]
+        write_table(output, traces, ["id", "aspect", "trace"])
+    else:
+        merged, columns = [], list(table.columns)
+        for aspect in job.aspects:
+            extra = ["pred", "raw", "reason", "truncated"] + (
+                ["shots"] if job.recipe.method.shots else []
+            )
+            columns += [f"{aspect}_{k}" for k in extra if f"{aspect}_{k}" not in columns]
+        for i, row in enumerate(rows):
+            out = dict(row)
+            for aspect in job.aspects:
+                entry = done[(i, aspect)]
+                out |= {
+                    f"{aspect}_pred": entry["pred"],
+                    f"{aspect}_raw": entry["raw"],
+                    f"{aspect}_reason": entry["reason"]
+                    or ("" if entry["valid"] else "invalid_answer"),
+                    f"{aspect}_truncated": entry["truncated"],
+                }
+                if job.recipe.method.shots:
+                    out[f"{aspect}_shots"] = entry["shots"]
+            merged.append(out)
+        write_table(output, merged, columns)
+    report = build_report(job, output, rows, done)
+    report_path = output.with_name(output.name + ".report.json")
+    from llmscisci_cfg.runs.rundir import write_json
+
+    write_json(report_path, report)
+    journal.remove(output)
+    for path in output.parent.glob(f"{output.name}.stats.rank*.json"):
+        path.unlink(missing_ok=True)
+    echo(summary(report))
+    return PredictResult(output, report_path, report)
+
+
+def build_report(job: Job, output: Path, rows: list, done: dict) -> dict[str, Any]:
+    """``OUTPUT.report.json``: what was predicted, skipped, truncated, valid; the model, the
+    prompt templates' sha256, sampling, tokens and seconds."""
+    from llmscisci_cfg.digest import text_sha256
+
+    task, g = job.task, job.recipe.generation
+    entries = [done[(i, a)] for i in range(len(rows)) for a in job.aspects]
+    skipped = Counter(e["reason"] for e in entries if e["reason"])
+    per_aspect: dict[str, Any] = {}
+    for aspect in job.aspects:
+        mine = [e for e in entries if e["aspect"] == aspect and not e["reason"]]
+        valid = [e for e in mine if e["valid"]]
+        part: dict[str, Any] = {
+            "sections": len(mine),
+            "valid": len(valid),
+            "valid_rate": round(len(valid) / len(mine), 4) if mine else None,
+            "truncated": sum(e["truncated"] for e in mine),
+        }
+        if task.kind == "label":
+            names = task.aspects[aspect].categories
+            part["frequencies"] = {n: sum(e["pred"][k] for e in valid) for k, n in enumerate(names)}
+        elif task.kind == "judge":
+            part["verdicts"] = dict(Counter(str(e["pred"]) for e in valid))
+            part["inconsistent_pairs"] = sum(e["note"] == "inconsistent" for e in mine)
+        elif task.kind == "rationale":
+            part["dropped"] = dict(Counter(e["note"] for e in mine if not e["valid"]))
+        per_aspect[aspect] = part
+    stats = _stats(output)
+    predicted = [e for e in entries if not e["reason"]]
+    report: dict[str, Any] = {
+        "task": {"name": task.name, "kind": task.kind},
+        "source": {"file": str(job.data.require()), "sha256": job.data.sha256},
+        "output": str(output),
+        "rows": len(rows),
+        "sections": len(entries),
+        "predicted": len(predicted),
+        "skipped": dict(skipped),
+        "truncated": sum(e["truncated"] for e in predicted),
+        "valid_rate": round(sum(e["valid"] for e in predicted) / len(predicted), 4)
+        if predicted
+        else None,
+        "aspects": per_aspect,
+        "backend": g.backend,
+        "model": g.model or job.model.name if g.backend == "openai" else job.model.name,
+        "base_url": g.base_url if g.backend == "openai" else None,
+        "prompt_template_sha256": text_sha256(task.system_prompt + "\0" + task.user_prompt),
+        "clean": None if job.recipe.data.clean is None else job.recipe.data.clean.model_dump(),
+        "sampling": vars(_sampling(job)) | {"structured": g.structured},
+        "shots": {"k": job.recipe.method.shots, "selection": job.recipe.method.selection}
+        if job.recipe.method.shots
+        else None,
+        "tokens": {
+            "prompt": sum(e.get("prompt_tokens", 0) for e in entries),
+            "completion": sum(e.get("completion_tokens", 0) for e in entries),
+        },
+        "seconds": stats.get("seconds"),
+        "tokens_per_second": stats.get("tokens_per_second"),
+    }
+    if task.kind == "extract":
+        report["schema_valid_rate"] = report["valid_rate"]
+    report["sampling"]["stop"] = list(report["sampling"]["stop"])
+    return report
+
+
+def _stats(output: Path) -> dict[str, Any]:
+    seconds = completion = 0.0
+    for path in output.parent.glob(f"{output.name}.stats.rank*.json"):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        seconds = max(seconds, data.get("seconds", 0.0))
+        completion += data.get("completion_tokens", 0)
+    return {
+        "seconds": round(seconds, 2),
+        "tokens_per_second": round(completion / seconds, 1) if seconds else None,
+    }
+
+
+def summary(report: dict[str, Any]) -> str:
+    skipped = ", ".join(f"{n} {r}" for r, n in report["skipped"].items()) or "none"
+    valid = report["valid_rate"]
+    return (
+        f"{report['rows']} rows, {report['predicted']} sections predicted "
+        f"({'–' if valid is None else f'{valid:.0%}'} valid, {report['truncated']} truncated), "
+        f"skipped: {skipped}\nwrote {report['output']}"
+    )
+
+
+@dataclass
+class PredictPlan:
+    """What `predict` would do (for `plan`): task, engine, sampling, output. Loads no model."""
+
+    recipe_ref: str
+    facts: dict[str, Any]
+
+    @classmethod
+    def of(cls, recipe_ref: str, job: Job) -> PredictPlan:
+        g, method = job.recipe.generation, job.recipe.method
+        sampling = _sampling(job)
+        facts = {
+            "task": f"{job.task.name} ({job.task.kind}), aspects {', '.join(job.aspects)}",
+            "source": job.data.ref,
+            "engine": g.backend
+            + (
+                f" at {g.base_url}, model {g.model or job.model.name}"
+                if g.backend == "openai"
+                else f", model {job.model.name}"
+            ),
+            "sampling": f"max_new_tokens {sampling.max_new_tokens}, temperature {sampling.temperature}, top_p {sampling.top_p}",
+            "structured output": "on" if g.structured else "off",
+            "shots": f"{method.shots} ({method.selection})" if method.shots else "none (zero-shot)",
+            "long sections": f"truncated ({method.truncate})",
+            "output": str(default_output(job)) + " (or --output)",
+            "command": f"llmscisci predict {recipe_ref}",
+        }
+        return cls(recipe_ref, facts)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"recipe": self.recipe_ref, "predict": self.facts}
+
+    def as_text(self) -> str:
+        width = max(len(k) for k in self.facts)
+        return "== predict\n" + "\n".join(f"  {k:<{width}}  {v}" for k, v in self.facts.items())

@@ -1,0 +1,269 @@
+"""`llmscisci predict`: every row kept, every non-empty section answered validly (structured
+output), the modes (label, few-shot, extract, judge, rationale), resume, and bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from llmscisci_cfg.task.labels import parse_onehot
+from tests.conftest import RECIPES
+
+LABEL = "builtin:quickstart/label_tiny"
+FAST = ("--set", "generation.max_new_tokens=40", "--set", "method.max_prompt_tokens=256")
+
+
+def rows_of(path: Path) -> list[dict]:
+    from llmscisci_cfg.data.table import read_table
+
+    return read_table(path).rows
+
+
+def report_of(path: Path) -> dict:
+    return json.loads(Path(f"{path}.report.json").read_text())
+
+
+def test_zero_shot_labels_keep_every_row_and_column(cli, tmp_path):
+    from llmscisci_cfg.data.table import read_table
+    from llmscisci_cfg.resources import root
+
+    out = tmp_path / "labels.csv"
+    result = cli("predict", LABEL, "--output", out, "--limit", "12", *FAST)
+    assert result.exit_code == 0, result.output
+    source = read_table(root("assets") / "sample" / "reports.csv")
+    table = read_table(out)
+    assert table.columns[: len(source.columns)] == source.columns
+    for aspect in ("easy", "difficult"):
+        for suffix in ("pred", "raw", "reason", "truncated"):
+            assert f"{aspect}_{suffix}" in table.columns
+    assert [r["doi"] for r in table.rows] == [r["doi"] for r in source.rows[:12]]
+    for row, original in zip(table.rows, source.rows, strict=False):
+        assert {k: row[k] for k in source.columns} == original  # input cells untouched
+        for aspect in ("easy", "difficult"):
+            if original[aspect].strip():
+                assert parse_onehot(row[f"{aspect}_pred"], 5) is not None, row[f"{aspect}_raw"]
+                assert row[f"{aspect}_reason"] == ""
+            else:
+                assert row[f"{aspect}_pred"] == "" and row[f"{aspect}_reason"] == "empty_text"
+    report = report_of(out)
+    assert report["rows"] == 12 and report["valid_rate"] == 1.0
+    assert report["predicted"] + sum(report["skipped"].values()) == 24
+    assert report["backend"] == "transformers" and report["model"] == "builtin:tiny"
+    assert len(report["prompt_template_sha256"]) == 64 and report["tokens"]["completion"] > 0
+    assert not list(tmp_path.glob("*.partial*"))  # the journal is gone once the output is written
+
+
+def test_output_formats_and_refusals(cli, tmp_path):
+    out = tmp_path / "labels.jsonl"
+    assert cli("predict", LABEL, "--output", out, "--limit", "2", *FAST).exit_code == 0
+    first = json.loads(out.read_text().splitlines()[0])
+    assert isinstance(first["easy_pred"], list)  # JSON keeps the list
+    again = cli("predict", LABEL, "--output", out, "--limit", "2", *FAST)
+    assert again.exit_code == 2 and "exists; pass --overwrite" in again.output
+    bad = cli("predict", LABEL, "--output", tmp_path / "labels.txt", *FAST)
+    assert bad.exit_code == 2 and ".txt" in bad.output
+    parquet = tmp_path / "labels.parquet"
+    assert cli("predict", LABEL, "--output", parquet, "--limit", "2", *FAST).exit_code == 0
+
+
+def test_resume_does_not_ask_again(cli, tmp_path, monkeypatch):
+    """An interrupted prediction continues from its journal; finished sections are not regenerated."""
+    from llmscisci_cfg.models import generate
+    from llmscisci_cfg.predict import runner
+
+    monkeypatch.setattr(runner, "CHUNK", 4)
+    calls = {"n": 0}
+    real = generate.TransformersEngine.generate
+
+    def flaky(self, requests, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(self, requests, **kwargs)
+
+    monkeypatch.setattr(generate.TransformersEngine, "generate", flaky)
+    out = tmp_path / "labels.csv"
+    stopped = cli("predict", LABEL, "--output", out, "--limit", "6", *FAST)
+    assert (
+        stopped.exit_code == 130
+        and "continue with" in stopped.output
+        and "--resume" in stopped.output
+    )
+    assert not out.exists() and list(tmp_path.glob("labels.csv.partial*.jsonl"))
+    refused = cli("predict", LABEL, "--output", out, "--limit", "6", *FAST)
+    assert refused.exit_code == 2 and "--resume" in refused.output
+    asked = []
+    monkeypatch.setattr(
+        generate.TransformersEngine,
+        "generate",
+        lambda self, requests, **kw: asked.append(len(requests)) or real(self, requests, **kw),
+    )
+    done = cli("predict", LABEL, "--output", out, "--limit", "6", "--resume", *FAST)
+    assert done.exit_code == 0, done.output
+    assert sum(asked) == report_of(out)["predicted"] - 4  # the first chunk was kept
+    assert len(rows_of(out)) == 6
+
+
+def test_few_shot_records_its_examples_and_never_the_row_itself(cli, tmp_path):
+    out = tmp_path / "labels.jsonl"
+    sets = ("--set", "method.shots=2", "--set", "method.selection=stratified")
+    labels = ("--set", "data.columns.label={easy: y_easy_gpt4, difficult: y_diff_gpt4}")
+    result = cli("predict", LABEL, "--output", out, "--limit", "5", *FAST, *sets, *labels)
+    assert result.exit_code == 0, result.output
+    for row in rows_of(out):
+        for aspect in ("easy", "difficult"):
+            if row[f"{aspect}_reason"] != "empty_text":
+                assert len(row[f"{aspect}_shots"]) == 2 and row["doi"] not in row[f"{aspect}_shots"]
+    assert report_of(out)["shots"] == {"k": 2, "selection": "stratified"}
+
+
+def test_extraction_validates_against_the_schema(cli, tmp_path):
+    out = tmp_path / "facts.jsonl"
+    result = cli(
+        "predict", RECIPES / "repro_effort" / "extract_fields.yaml", "--output", out, "--limit", "8",
+        "--set", "model.name_or_path=builtin:tiny", "--set", "model.family=null",
+        "--set", "data.source.path=builtin:sample", "--set", "data.columns.text={report: easy}",
+        "--set", "generation.max_new_tokens=256",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = report_of(out)
+    assert report["schema_valid_rate"] == 1.0 and report["task"]["kind"] == "extract"
+    for row in rows_of(out):
+        if row["report_reason"] == "":
+            fact = row["report_pred"]
+            assert fact["code_released"] in ("yes", "no", "unclear")
+            assert fact["claims_reproduced"] in ("all", "most", "some", "none", "unclear")
+            assert len(fact["compute"]) <= 40
+
+
+@pytest.mark.parametrize(
+    ("task", "answers", "values"),
+    [
+        ("builtin:repro_judge", "{easy: [y_easy_gpt4], difficult: [y_diff_gpt4]}", {1, 2, 3, 4, 5}),
+        (
+            "builtin:repro_judge_pairwise",
+            "{easy: [easy_gpt_response, easy_llama3_response], difficult: [difficult_gpt_response, difficult_llama3_response]}",
+            {"A", "B", "tie"},
+        ),
+    ],
+)
+def test_judging(cli, tmp_path, task, answers, values):
+    out = tmp_path / "judged.jsonl"
+    result = cli(
+        "predict", LABEL, "--output", out, "--limit", "4", "--set", f"data.task={task}",
+        "--set", f"method.answers={answers}", "--set", "generation.max_new_tokens=80",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    for row in rows_of(out):
+        for aspect in ("easy", "difficult"):
+            if row[f"{aspect}_reason"] == "":
+                assert row[f"{aspect}_pred"] in values
+    report = report_of(out)
+    assert report["valid_rate"] == 1.0 and report["task"]["kind"] == "judge"
+
+
+def test_rationales_become_traces_and_disagreements_are_dropped(cli, tmp_path):
+    out = tmp_path / "traces.jsonl"
+    result = cli(
+        "predict", LABEL, "--output", out, "--limit", "6",
+        "--set", "data.task=builtin:repro_rationale",
+        "--set", "data.columns.label={easy: y_easy_gpt4, difficult: y_diff_gpt4}",
+        "--set", "generation.max_new_tokens=48",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = report_of(out)
+    kept = [json.loads(line) for line in out.read_text().splitlines()] if out.stat().st_size else []
+    assert all(set(t) == {"id", "aspect", "trace"} for t in kept)
+    dropped = sum(sum(a["dropped"].values()) for a in report["aspects"].values())
+    assert len(kept) + dropped == report["predicted"]
+    # the traces file is what data.traces reads
+    if kept:
+        from llmscisci_cfg.data.examples import load_traces
+        from tests.data_helpers import make_job
+
+        job = make_job(tmp_path, "builtin:sample", method="sft", traces={"path": str(out)})
+        assert len(load_traces(job)) == len(kept)
+
+
+@pytest.mark.parametrize(
+    ("sets", "needles"),
+    [
+        (
+            ("--set", "data.columns.text={easy: nope}"),
+            ["reports.csv: column 'nope' (data.columns.text.easy) not found"],
+        ),
+        (
+            (
+                "--set",
+                "generation.backend=openai",
+                "--set",
+                "generation.base_url=http://127.0.0.1:9/v1",
+            ),
+            ["cannot reach the server at http://127.0.0.1:9/v1"],
+        ),
+        (
+            (
+                "--set",
+                "generation.backend=openai",
+                "--set",
+                "generation.base_url=http://127.0.0.1:9/v1",
+                "--set",
+                "generation.api_key_env=LLMSCISCI_UNSET_KEY",
+            ),
+            ["LLMSCISCI_UNSET_KEY is not set"],
+        ),
+        (("--set", "method.shots=2"), ["method.shots needs labelled examples"]),
+        (("--set", "data.task=builtin:repro_judge"), ["needs 1 answer column(s) for easy"]),
+    ],
+)
+def test_bad_input_is_exit_2_and_leaves_no_output(cli, tmp_path, sets, needles):
+    out = tmp_path / "labels.csv"
+    result = cli("predict", LABEL, "--output", out, "--limit", "3", *FAST, *sets)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    for needle in needles:
+        assert needle in result.output
+    assert not out.exists()
+
+
+def test_an_unsupported_field_type_is_named(cli, tmp_path):
+    task = tmp_path / "task.yaml"
+    from llmscisci_cfg.resources import root
+
+    text = (root("assets") / "tasks" / "repro_extract.yaml").read_text()
+    task.write_text(
+        text.replace(
+            "      type: string\n      maxLength: 40", "      type: string\n      format: date"
+        )
+    )
+    result = cli(
+        "validate", RECIPES / "repro_effort" / "extract_fields.yaml", "--set", f"data.task={task}"
+    )
+    assert result.exit_code == 2 and "fields" in result.output and "format" in result.output
+
+
+def test_through_serve_and_the_openai_backend(cli, tmp_path, server):
+    out = tmp_path / "labels.csv"
+    result = cli(
+        "predict", LABEL, "--output", out, "--limit", "5", *FAST,
+        "--set", "generation.backend=openai", "--set", f"generation.base_url={server.url}",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    for row in rows_of(out):
+        for aspect in ("easy", "difficult"):
+            if row[f"{aspect}_reason"] == "":
+                assert parse_onehot(row[f"{aspect}_pred"], 5) is not None, row[f"{aspect}_raw"]
+    report = report_of(out)
+    assert report["backend"] == "openai" and report["base_url"] == server.url
+
+
+def test_plan_of_a_predict_recipe(cli):
+    result = cli("plan", LABEL)
+    assert (
+        result.exit_code == 0
+        and "engine             transformers, model builtin:tiny" in result.output
+    )
+    refused = cli("run", LABEL)
+    assert refused.exit_code == 2 and "llmscisci predict" in refused.output

@@ -1,0 +1,80 @@
+"""GRPO rollouts through the generation engine (`llmscisci_cfg.train.rollouts`)."""
+
+from __future__ import annotations
+
+import pytest
+
+from llmscisci_cfg.train.compile import compile_recipe
+from tests.run_helpers import job_of, recipe_text, step_rows, write_recipe
+
+
+@pytest.mark.parametrize(
+    ("extra", "cuda", "engine"),
+    [
+        ("", False, False),  # CPU, compile auto: TRL's generate
+        ("", True, True),  # CUDA, bf16 weights: the engine, compiled
+        ("generation: {compile: off}\n", True, False),
+        ("generation: {compile: on}\n", False, True),  # `on` is taken as the word, not a bool
+        ("generation: {continuous_batching: true}\n", True, False),
+        ("model:\n  quantization: {bits: 4}\n", True, False),  # bitsandbytes does not compile
+    ],
+)
+def test_which_generator_runs_the_rollouts(extra, cuda, engine):
+    text = recipe_text("grpo")
+    if extra.startswith("model:"):
+        text = text.replace(
+            "  dtype: float32\n", "  dtype: float32\n  quantization: {bits: 4}\n  lora: {r: 4}\n"
+        )
+        extra = ""
+    if cuda:
+        text = text.replace("device: cpu", "device: cuda")
+    c = compile_recipe(job_of(text + extra, cuda=cuda))
+    assert c.engine_rollouts is engine
+    assert ("llmscisci engine" in c.derived["rollouts"]) is engine
+
+
+def test_grpo_trains_with_engine_rollouts(tmp_path, monkeypatch):
+    import llmscisci_cfg.train.build as build
+    from llmscisci_cfg.train.runner import run
+
+    seen = {}
+    real = build.build_trainer
+
+    def capture(*args, **kwargs):
+        built = real(*args, **kwargs)
+        seen["trainer"] = built.trainer
+        return built
+
+    monkeypatch.setattr(build, "build_trainer", capture)
+    path = write_recipe(tmp_path, "grpo", steps=2)
+    run_dir = run(str(path), ("generation.compile=on",), tmp_path / "run")
+    trainer = seen["trainer"]
+    assert type(trainer).__name__ == "EngineRolloutGRPOTrainer"
+    stats = trainer._rollout_engine.stats
+    # 2 steps x 2 completions per step (batch 2), each up to max_completion_length 8
+    assert stats.rows == 4 and 0 < stats.completion_tokens <= 4 * 8
+    rows = step_rows(run_dir)
+    assert len(rows) == 2 and all(r["completions/mean_length"] > 0 for r in rows)
+    assert trainer.model.training  # back in train mode after sampling
+
+
+def test_grpo_rewards_apply_the_task_label_constraints(tmp_path):
+    """The trainer's reward stack is built with the task's constraints (as eval and predict)."""
+    from llmscisci_cfg.train.build import make_rewards
+    from tests.data_helpers import constrained_task
+
+    task = constrained_task(tmp_path)  # exclusive: [5], min_positive: 1
+    text = recipe_text("grpo").replace(
+        "  aspects: [easy]\n", f"  task: {task}\n  aspects: [easy]\n"
+    )
+    job = job_of(text)
+    (format_reward, stepwise) = make_rewards(job, None, ["prompt", "gold", "aspect"])
+    bad = [
+        "<think>x</think><label>[1, 0, 0, 0, 1]</label>",
+        "<think>x</think><label>[0, 0, 0, 0, 0]</label>",
+    ]
+    good = ["<think>x</think><label>[1, 0, 0, 0, 0]</label>"]
+    gold = [[1, 0, 0, 0, 0]] * 3
+    scores = stepwise(completions=bad + good, gold=gold, aspect=["easy"] * 3)
+    assert scores[0] == scores[1] < scores[2] == 1.0
+    assert format_reward(completions=bad + good) == [1.0, 1.0, 1.0]  # the format is still fine
