@@ -1,15 +1,16 @@
-"""QLoRA throughput on a GPU: ``python -m bench.gpu`` (needs CUDA; ``--cpu-smoke`` checks it on CPU).
+"""Generation and training speed on a GPU: ``python -m bench.gpu`` (needs CUDA; ``--cpu-smoke``
+checks it on CPU). bench/README.md lists the jobs and every figure.
 
 Randomly initialised models of the published ``google/gemma-3-1b-it`` and
 ``Qwen/Qwen2.5-1.5B-Instruct`` shapes are built from their config.json values (nothing is
 downloaded) and saved to a temporary directory, so bitsandbytes quantizes them at load time as
-it would a hub checkpoint. Each model then trains through ``llmscisci run`` itself
-(`llmscisci_cfg.train.runner.run` on a recipe written to a temp dir): QLoRA (4-bit nf4, double
-quant, bf16 compute, LoRA r 16 on all linear layers), SFT and GRPO on ``builtin:sample``.
+it would a hub checkpoint. The ``gen`` job times the generation engine against plain
+``model.generate``; every other job (`VARIANTS`) trains through ``llmscisci run`` itself
+(`llmscisci_cfg.train.runner.run` on a recipe written to a temp dir) on ``builtin:sample``.
 The shipped tiny tokenizer stands in for the real one (throughput does not depend on which
 ids are fed); the embedding keeps the real vocabulary, so the lm_head costs what it really costs.
 
-Measured per model and method, over the steps after ``--warmup-steps``:
+Measured per model and job, over the steps after ``--warmup-steps``:
 
 - training tokens/s: TRL's ``num_tokens`` (non-pad prompt + completion tokens, from
   ``metrics.jsonl``) over the wall time between the end of the last warm-up step and the end
@@ -34,28 +35,31 @@ Without CUDA it exits 2, unless ``--cpu-smoke``: the same code path on CPU with 
 built-in sizes, float32, no quantization, 2 steps each, written to a temp dir.
 
 On the lent machine (tool ``device``), whose image lacks trl, datasets, bitsandbytes (and
-pydantic, dill, multiprocess): once, here, in the repo root::
+pydantic, dill, multiprocess) and has transformers 5.17: once, here, in the repo root::
 
     echo /.whl/ >> .git/info/exclude
     python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \\
       --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \\
       --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 \\
       --platform manylinux2014_x86_64 --platform manylinux1_x86_64 -d .whl \\
-      trl==1.16.0 datasets==5.2.0 bitsandbytes==0.50.2 peft==0.21.2 dill==0.4.1 \\
-      multiprocess==0.70.19 pydantic==2.14.3 pydantic-core==2.50.4 annotated-types==0.8.0 \\
-      typing-inspection==0.4.5
+      transformers==5.23.0 trl==1.16.0 datasets==5.2.0 bitsandbytes==0.50.2 peft==0.21.2 \\
+      dill==0.4.1 multiprocess==0.70.19 pydantic==2.14.4 pydantic-core==2.50.5 \\
+      annotated-types==0.8.0 typing-inspection==0.4.5 liger-kernel==0.8.5
 
-(about 48 MB; bitsandbytes needs manylinux_2_24 and ships its CUDA 13 library). Then one
-``run`` with ``carry: [".whl"]`` and, as its command::
+(about 64 MB, just under the 64 MiB a call may carry with the working tree; bitsandbytes needs
+manylinux_2_24 and ships its CUDA 13 library). Then one ``run`` with ``carry: [".whl"]`` and,
+as its command::
 
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \\
-      --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site || exit; set -o pipefail; \\
-    PYTHONUNBUFFERED=1 python3 -m bench.gpu --out-dir $OUT 2>&1 | tee $OUT/log
+      --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site || exit; \\
+    python3 -m pip install -q --no-deps --no-build-isolation -e . ; set -o pipefail; \\
+    PYTHONUNBUFFERED=1 python3 -m bench.gpu --models gemma3_1b --out-dir $OUT 2>&1 | tee $OUT/log
 
-(estimated at 5 to 8 minutes for both models, not yet timed; ``--models gemma3_1b`` and
-``--models qwen25_1_5b`` split it over two calls). datasets 5.2 wants pyarrow >= 24 and
-fsspec <= 2026.9.0 from the image; if an import fails there, ``python3 -m pip show pyarrow
-fsspec`` says which wheel to carry too. Back here, with the returned files::
+The default jobs on one model take longer than one 10-minute call: pick them with ``--jobs``
+(bench/README.md gives the list and what the 2026-11-26 H200 call ran in 470 s). datasets 5.2
+wants pyarrow >= 24 and fsspec <= 2026.9.0 from the image; if an import fails there,
+``python3 -m pip show pyarrow fsspec`` says which wheel to carry too. Back here, with the
+returned files::
 
     python -m bench.gpu --render FILES_AT/results_gpu.json [SECOND/results_gpu.json]
 

@@ -33,9 +33,16 @@ def register(group: click.Group) -> None:
 )
 @click.option("--aspect", help="The task's aspect (easy, difficult); needed when it has several.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (notes go to stderr).")
+@click.option(
+    "--columns",
+    "columns_flag",
+    is_flag=True,
+    help="Optional marker before the columns (`agree TABLE --columns A B`, as DESIGN.md writes it).",
+)
 def agree(
     table: Path,
     columns: tuple[str, ...],
+    columns_flag: bool,
     categories: str | None,
     task_ref: str | None,
     aspect: str | None,

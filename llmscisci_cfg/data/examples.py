@@ -133,7 +133,7 @@ class CleanTally:
         mine = self.counts.setdefault(
             aspect, dict.fromkeys(("sections", "changed", *COUNT_KEYS), 0)
         )
-        before = _text(raw)
+        before = cell_text(raw)
         mine["sections"] += 1
         mine["changed"] += text != before
         for key, n in counts.items():
@@ -180,7 +180,7 @@ def collect(
     dropped: Counter = Counter()
     table = source.rows.select_columns(list(dict.fromkeys(cols.required().values()))).to_list()
     for i, row in enumerate(table):
-        doc = _text(row[cols.id])
+        doc = cell_text(row[cols.id])
         for aspect in cols.aspects:
             if not doc:
                 dropped[EMPTY_ID] += 1
@@ -205,9 +205,9 @@ def collect(
                     text=text,
                     gold=gold,
                     where=source.where(i),
-                    chosen=_text(row[cols.chosen[aspect]]) if cols.chosen else None,
-                    rejected=_text(row[cols.rejected[aspect]]) if cols.rejected else None,
-                    answers=tuple(_text(row[c]) for c in cols.answers[aspect])
+                    chosen=cell_text(row[cols.chosen[aspect]]) if cols.chosen else None,
+                    rejected=cell_text(row[cols.rejected[aspect]]) if cols.rejected else None,
+                    answers=tuple(cell_text(row[c]) for c in cols.answers[aspect])
                     if cols.answers
                     else None,
                 )
@@ -215,7 +215,8 @@ def collect(
     return examples, dropped
 
 
-def _text(value: Any) -> str:
+def cell_text(value: Any) -> str:
+    """A table cell as text: None is empty, numbers keep their digits (an id 0 is "0")."""
     return "" if value is None else str(value).strip()
 
 
@@ -425,7 +426,7 @@ def load_traces(job: Job) -> dict[tuple[str, str], str]:
                 raise UserError(
                     f"{path}:{n}: key {key!r} not found (data.traces); keys: {', '.join(record)}"
                 )
-        k = (_text(record[spec.id_key]), _text(record[spec.aspect_key]))
+        k = (cell_text(record[spec.id_key]), cell_text(record[spec.aspect_key]))
         if k in first:
             raise UserError(
                 f"{path}:{n}: a second trace for id {shown(k[0])} aspect {shown(k[1])} "

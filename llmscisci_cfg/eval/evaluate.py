@@ -274,7 +274,12 @@ class _Context:
         from llmscisci_cfg.eval.report import excerpt
         from llmscisci_cfg.models.generate import Request, Sampling, TransformersEngine
 
-        engine = TransformersEngine(model, tokenizer, batch_size=self.opts.batch_size)
+        engine = TransformersEngine(
+            model,
+            tokenizer,
+            batch_size=self.opts.batch_size,
+            compile=self.job.recipe.generation.compile,
+        )
         sampling = Sampling(max_new_tokens=self.max_new_tokens)
         prompts = self.rows["prompt"]
         requests = [Request(messages=p, sampling=sampling) for p in prompts]

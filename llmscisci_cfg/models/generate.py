@@ -41,7 +41,12 @@ TokenCallback = Callable[[int, int, str], None]
 
 @dataclass(frozen=True)
 class Sampling:
-    """How to decode. ``temperature`` 0 is greedy; ``n`` samples per request."""
+    """How to decode. ``temperature`` 0 is greedy; ``n`` samples per request.
+
+    ``top_k``, ``min_p``, ``repetition_penalty``: None leaves the model's generation_config
+    default (e.g. Qwen2.5's top_k 20); a trainer passes its own values (GRPO: TRL's), so
+    rollouts sample exactly what the loss assumes.
+    """
 
     max_new_tokens: int = 256
     temperature: float = 0.0
@@ -49,6 +54,9 @@ class Sampling:
     seed: int | None = None
     n: int = 1
     stop: tuple[str, ...] = ()
+    top_k: int | None = None
+    min_p: float | None = None
+    repetition_penalty: float | None = None
 
     @property
     def greedy(self) -> bool:
@@ -310,7 +318,9 @@ class TransformersEngine:
             do_sample=not sampling.greedy,
             temperature=sampling.temperature if not sampling.greedy else None,
             top_p=sampling.top_p if not sampling.greedy else None,
-            top_k=None,
+            top_k=sampling.top_k if not sampling.greedy else None,
+            min_p=sampling.min_p if not sampling.greedy else None,
+            repetition_penalty=sampling.repetition_penalty,
             max_new_tokens=sampling.max_new_tokens,
             num_return_sequences=sampling.n,
             pad_token_id=self.tokenizer.pad_token_id,
@@ -363,7 +373,10 @@ def worth_compiling(decode_steps: int) -> bool:
 
 def _batch_key(s: Sampling) -> tuple:
     """Requests that may share a batch (a seeded request gets its own: the seed is per call)."""
-    return (s.max_new_tokens, s.temperature, s.top_p, s.n, s.seed, s.stop)
+    return (
+        s.max_new_tokens, s.temperature, s.top_p, s.n, s.seed, s.stop, s.top_k, s.min_p,
+        s.repetition_penalty,
+    )  # fmt: skip
 
 
 class _RowStreamer:

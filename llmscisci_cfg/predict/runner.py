@@ -126,6 +126,7 @@ def _predict_share(
 
     table, rows = _table(job, opts.limit)
     done = journal.read(output)
+    _check_resumed_rows(job, done, rows, output)
     context = _Context.create(job, opts.device, table)
     items = []
     for index, row in enumerate(rows):
@@ -143,6 +144,7 @@ def _predict_share(
                 f"predict: {len(todo)} sections with {context.engine_name()} ({len(items) - len(todo)} skipped)"
             )
         engine = context.engine() if todo else None
+        _decide_compile(engine, [r for item in todo for r in item.requests])
         with _progress(len(todo), world) as bar:
             for start in range(0, len(todo), CHUNK):
                 chunk = todo[start : start + CHUNK]
@@ -258,11 +260,12 @@ class _Context:
 
     def item(self, index: int, aspect: str, row: dict[str, Any]):
         from llmscisci_cfg.data.clean import section_text
+        from llmscisci_cfg.data.examples import cell_text
         from llmscisci_cfg.predict.items import build_item
         from llmscisci_cfg.predict.shots import choose
 
         job, cols = self.job, self.job.columns
-        doc = str(row.get(cols.id) or "").strip()
+        doc = cell_text(row.get(cols.id))  # as training reads ids (0 stays "0")
         text = section_text(row.get(cols.text[aspect]), job.clean)  # as training reads it
         gold = _gold(job, aspect, row) if cols.label and job.task.kind == "rationale" else None
         method = job.recipe.method
@@ -330,6 +333,38 @@ def _sampling(job: Job):
         if g.seed is not None
         else (job.recipe.train.seed if g.temperature > 0 else None),
     )
+
+
+def _check_resumed_rows(job: Job, done: dict, rows: list[dict], output: Path) -> None:
+    """`UserError` when a journal entry's document id is not the table's at that row: the
+    input was re-sorted or edited since the interrupted run, and its answers would land on
+    other rows."""
+    if not done or not job.columns.id:
+        return
+    from llmscisci_cfg.data.examples import cell_text
+
+    for (index, aspect), entry in sorted(done.items()):
+        if index >= len(rows):
+            continue
+        now = cell_text(rows[index].get(job.columns.id))
+        if str(entry.get("id", "")) != now:
+            raise UserError(
+                f"--resume: row {index + 1} ({aspect}) of the interrupted run was id "
+                f"{entry.get('id')!r}, the table's row {index + 1} is now id {now!r}: "
+                f"{job.data.ref} changed since; start again with --overwrite (journal next "
+                f"to {output})"
+            )
+
+
+def _decide_compile(engine: Any, requests: list[Any]) -> None:
+    """``compile: auto`` over the whole job, not per chunk: a long predict compiles once (a
+    chunk alone never has enough decode steps to pay for it)."""
+    if not getattr(engine, "may_compile", False) or engine.compiled or not requests:
+        return
+    from llmscisci_cfg.models.generate import worth_compiling
+
+    batches = -(-len(requests) // engine.batch_size)
+    engine.compiled = worth_compiling(batches * requests[0].sampling.max_new_tokens)
 
 
 def _prompt_limit(job: Job, max_new_tokens: int) -> int | None:
@@ -529,7 +564,7 @@ def build_report(job: Job, output: Path, rows: list, done: dict) -> dict[str, An
         else None,
         "aspects": per_aspect,
         "backend": g.backend,
-        "model": g.model or job.model.name if g.backend == "openai" else job.model.name,
+        "model": (g.model or job.model.name) if g.backend == "openai" else job.model.name,
         "base_url": g.base_url if g.backend == "openai" else None,
         "prompt_template_sha256": text_sha256(task.system_prompt + "\0" + task.user_prompt),
         "clean": None if job.recipe.data.clean is None else job.recipe.data.clean.model_dump(),

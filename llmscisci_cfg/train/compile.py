@@ -274,6 +274,8 @@ def engine_rollouts(recipe: Recipe, device: str) -> bool:
     g = recipe.generation
     if g.backend != "transformers" or g.continuous_batching:
         return False
+    if recipe.launch.distributed != "ddp":  # sharded weights: TRL's gathered generate only
+        return False
     if g.compile == "on":
         return True
     return g.compile == "auto" and device == "cuda" and recipe.model.quantization is None
@@ -290,7 +292,14 @@ def rollouts(recipe: Recipe, device: str) -> str:
     if engine_rollouts(recipe, device):
         how = "compiled decode step" if device == "cuda" else "no compile off CUDA"
         return f"the llmscisci engine (static KV cache, {how})"
-    why = "4-bit weights cannot be compiled" if recipe.model.quantization else "compile off"
+    if recipe.launch.distributed != "ddp":
+        why = f"{recipe.launch.distributed} shards the weights"
+    elif recipe.model.quantization:
+        why = f"{recipe.model.quantization.bits}-bit weights cannot be compiled"
+    elif g.compile == "off":
+        why = "generation.compile: off"
+    else:
+        why = "no compile off CUDA"
     return f"TRL's generate (dynamic KV cache; {why})"
 
 

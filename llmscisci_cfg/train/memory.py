@@ -343,7 +343,8 @@ def settings_for(
     lengths = lengths or {}
     assumed: list[str] = []
     seq_len = getattr(m, "max_length", None)
-    if lengths.get("total"):
+    packed = getattr(m, "packing", False) and seq_len is not None  # rows filled to max_length
+    if lengths.get("total") and not packed:
         seq_len = min(seq_len or lengths["total"], lengths["total"])
     if seq_len is None and m.name != "grpo":
         seq_len = DEFAULT_SEQ_LEN

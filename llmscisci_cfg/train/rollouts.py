@@ -31,6 +31,7 @@ def with_engine_rollouts(trainer_cls: type) -> type:
             plain = not (
                 self.use_vllm
                 or self.use_transformers_continuous_batching
+                or self.args.generation_kwargs  # kwargs only TRL's generate knows how to pass
                 or multimodal_fields
                 or (images is not None and any(i is not None for i in images))
             )
@@ -73,10 +74,13 @@ def with_engine_rollouts(trainer_cls: type) -> type:
         def _rollout_sampling(self) -> Any:
             from llmscisci_cfg.models.generate import Sampling
 
-            return Sampling(
+            return Sampling(  # exactly TRL's sampling settings (see its generation_kwargs)
                 max_new_tokens=self.max_completion_length,
                 temperature=self.temperature,
                 top_p=self.top_p,
+                top_k=self.top_k,
+                min_p=self.min_p,
+                repetition_penalty=self.repetition_penalty,
             )
 
     EngineRolloutGRPOTrainer.__name__ = EngineRolloutGRPOTrainer.__qualname__ = (

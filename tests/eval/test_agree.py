@@ -251,3 +251,11 @@ def test_imports_no_ml_library():
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_cli_accepts_the_columns_marker_of_the_design(invoke, labels_csv):
+    """`agree TABLE --columns A B C` (DESIGN.md) and `agree TABLE A B C` are the same call."""
+    marked = invoke(labels_csv, "--columns", "coder_a", "coder_b", "model", "--json")
+    plain = invoke(labels_csv, "coder_a", "coder_b", "model", "--json")
+    assert marked.exit_code == 0, marked.output
+    assert marked.output == plain.output

@@ -106,6 +106,49 @@ def test_resume_does_not_ask_again(cli, tmp_path, monkeypatch):
     assert len(rows_of(out)) == 6
 
 
+def test_resume_refuses_a_table_that_changed_since(cli, tmp_path, monkeypatch):
+    """Answers are journaled by row: re-sorting the input before --resume would misplace them."""
+    import csv
+
+    from llmscisci_cfg.models import generate
+    from llmscisci_cfg.resources import root
+
+    with open(root("assets") / "sample" / "reports.csv", newline="", encoding="utf-8") as f:
+        header, *rows = list(csv.reader(f))
+    data = tmp_path / "reports.csv"
+
+    def write(ordered):
+        with open(data, "w", newline="", encoding="utf-8") as f:
+            csv.writer(f).writerows([header, *ordered])
+
+    write(rows[:6])
+    monkeypatch.setattr(generate.TransformersEngine, "generate", _interrupt_second_call())
+    out = tmp_path / "labels.csv"
+    sets = (*FAST, "--set", f"data.source.path={data}")
+    from llmscisci_cfg.predict import runner
+
+    monkeypatch.setattr(runner, "CHUNK", 4)
+    assert cli("predict", LABEL, "--output", out, *sets).exit_code == 130
+    write(list(reversed(rows[:6])))  # the same rows, re-sorted
+    resumed = cli("predict", LABEL, "--output", out, "--resume", *sets)
+    assert resumed.exit_code == 2 and "changed since" in resumed.output, resumed.output
+    assert not out.exists()
+
+
+def _interrupt_second_call():
+    from llmscisci_cfg.models import generate
+
+    real, calls = generate.TransformersEngine.generate, {"n": 0}
+
+    def flaky(self, requests, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(self, requests, **kwargs)
+
+    return flaky
+
+
 def test_few_shot_records_its_examples_and_never_the_row_itself(cli, tmp_path):
     out = tmp_path / "labels.jsonl"
     sets = ("--set", "method.shots=2", "--set", "method.selection=stratified")
@@ -267,3 +310,20 @@ def test_plan_of_a_predict_recipe(cli):
     )
     refused = cli("run", LABEL)
     assert refused.exit_code == 2 and "llmscisci predict" in refused.output
+
+
+def test_auto_compile_is_decided_over_the_whole_job():
+    """A long predict compiles once, though no chunk alone has enough decode steps."""
+    from types import SimpleNamespace
+
+    from llmscisci_cfg.models.generate import Request, Sampling
+    from llmscisci_cfg.predict.runner import _decide_compile
+
+    def engine():
+        return SimpleNamespace(may_compile=True, compiled=False, batch_size=16)
+
+    one = [Request(prompt="x", sampling=Sampling(max_new_tokens=256))]
+    long, short = engine(), engine()
+    _decide_compile(long, one * 10_000)  # 625 batches x 256 steps
+    _decide_compile(short, one * 48)  # 3 batches x 256 steps: compiling would not pay
+    assert long.compiled and not short.compiled

@@ -416,3 +416,17 @@ def test_estimate_job_for_a_resolved_job(tmp_path, monkeypatch):
     (final / "config.json").write_text(json.dumps({**LLAMA_CONFIG, "num_hidden_layers": 3}))
     est = memory.estimate_job(load_job("builtin:quickstart/grpo_tiny", ()))
     assert est.shape.layers == 3 and est.settings.method == "grpo"
+
+
+def test_packed_rows_are_estimated_at_max_length():
+    """Packing fills rows to max_length whatever the examples' lengths."""
+    from llmscisci_cfg.recipe.loader import load_recipe_text
+    from tests.run_helpers import recipe_text
+
+    packed = load_recipe_text(
+        recipe_text("sft").replace("max_length: 256", "max_length: 256\n  packing: true")
+    )
+    plain = load_recipe_text(recipe_text("sft"))
+    lengths = {"prompt": 60, "total": 90}
+    assert settings_for(packed, "cpu", lengths).seq_len == 256
+    assert settings_for(plain, "cpu", lengths).seq_len == 90

@@ -17,6 +17,7 @@ from tests.run_helpers import job_of, recipe_text, step_rows, write_recipe
         ("generation: {compile: on}\n", False, True),  # `on` is taken as the word, not a bool
         ("generation: {continuous_batching: true}\n", True, False),
         ("model:\n  quantization: {bits: 4}\n", True, False),  # bitsandbytes does not compile
+        ("launch: {distributed: fsdp, num_processes: 2}\n", True, False),  # sharded weights
     ],
 )
 def test_which_generator_runs_the_rollouts(extra, cuda, engine):
@@ -24,6 +25,12 @@ def test_which_generator_runs_the_rollouts(extra, cuda, engine):
     if extra.startswith("model:"):
         text = text.replace(
             "  dtype: float32\n", "  dtype: float32\n  quantization: {bits: 4}\n  lora: {r: 4}\n"
+        )
+        extra = ""
+    if extra.startswith("launch:"):
+        text = text.replace(
+            "launch:\n  device: cpu\n",
+            "launch:\n  device: cpu\n  distributed: fsdp\n  num_processes: 2\n",
         )
         extra = ""
     if cuda:
@@ -56,6 +63,13 @@ def test_grpo_trains_with_engine_rollouts(tmp_path, monkeypatch):
     rows = step_rows(run_dir)
     assert len(rows) == 2 and all(r["completions/mean_length"] > 0 for r in rows)
     assert trainer.model.training  # back in train mode after sampling
+    sampling = trainer._rollout_sampling()  # TRL's own sampling settings, none left to defaults
+    assert (sampling.top_k, sampling.min_p, sampling.repetition_penalty) == (
+        trainer.top_k,
+        trainer.min_p,
+        trainer.repetition_penalty,
+    )
+    assert sampling.temperature == trainer.temperature and sampling.max_new_tokens == 8
 
 
 def test_grpo_rewards_apply_the_task_label_constraints(tmp_path):
