@@ -102,6 +102,7 @@ def _prepare(output: Path, opts: PredictOptions) -> None:
     partial = journal.paths(output)
     if opts.overwrite:
         journal.remove(output)
+        _remove_stats(output)  # a crashed sharded run's per-rank figures would be summed in
         return
     if partial and not opts.resume:
         raise UserError(
@@ -515,8 +516,7 @@ def _finish(job: Job, output: Path, opts: PredictOptions, echo) -> PredictResult
 
     write_json(report_path, report)
     journal.remove(output)
-    for path in output.parent.glob(f"{output.name}.stats.rank*.json"):
-        path.unlink(missing_ok=True)
+    _remove_stats(output)
     echo(summary(report))
     return PredictResult(output, report_path, report)
 
@@ -583,6 +583,11 @@ def build_report(job: Job, output: Path, rows: list, done: dict) -> dict[str, An
         report["schema_valid_rate"] = report["valid_rate"]
     report["sampling"]["stop"] = list(report["sampling"]["stop"])
     return report
+
+
+def _remove_stats(output: Path) -> None:
+    for path in output.parent.glob(f"{output.name}.stats.rank*.json"):
+        path.unlink(missing_ok=True)
 
 
 def _stats(output: Path) -> dict[str, Any]:

@@ -182,7 +182,16 @@ def test_cpu_smoke_run_writes_sane_figures(tmp_path, four_bit):
     from llmscisci_cfg.models.tiny import load_tiny_tokenizer
 
     out = tmp_path / "out"
-    argv = ["--cpu-smoke", "--peak-tflops", "1", "--out-dir", str(out)]
+    argv = [
+        "--cpu-smoke",
+        "--peak-tflops",
+        "1",
+        "--out-dir",
+        str(out),
+        "--jobs",
+        "gen,sft,grpo,dpo",
+    ]
+    argv += ["--gen-rows", "4"]
     env = {**os.environ, "LLMSCISCI_CACHE": str(tmp_path / "cache")}
     cmd = [sys.executable, "-m", "bench.gpu", *argv, *(["--smoke-4bit"] if four_bit else [])]
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
@@ -206,8 +215,11 @@ def test_cpu_smoke_run_writes_sane_figures(tmp_path, four_bit):
         assert results[f"{model}_grpo_gen_tokens_per_s"] > 0
         assert 0 < results[f"{model}_grpo_gen_time_share"] < 1
         assert 0 < results[f"{model}_grpo_completion_mean_length"] <= 8
+        assert results[f"{model}_sft_mem_estimate_gib"] > 0  # plan's estimate beside the peak
+        assert results[f"{model}_gen4_engine_compiled_tokens_per_s"] > 0
+        assert not [k for k in results if k.endswith("_error") and "mem_estimate" not in k]
     md = (out / "RESULTS.md").read_text()
-    assert md.count("\n## GPU: CPU") == 1 and md.count("| GRPO |") == 2
+    assert md.count("\n## GPU: CPU") == 1 and md.count("| GRPO QLoRA (baseline settings) |") == 2
 
 
 def test_section_shows_generation_estimates_failures_and_notes():

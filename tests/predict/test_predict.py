@@ -327,3 +327,13 @@ def test_auto_compile_is_decided_over_the_whole_job():
     _decide_compile(long, one * 10_000)  # 625 batches x 256 steps
     _decide_compile(short, one * 48)  # 3 batches x 256 steps: compiling would not pay
     assert long.compiled and not short.compiled
+
+
+def test_overwrite_forgets_the_figures_of_an_earlier_sharded_run(cli, tmp_path):
+    out = tmp_path / "labels.csv"
+    stale = tmp_path / "labels.csv.stats.rank1.json"  # left by a crashed 2-process run
+    stale.write_text(json.dumps({"rows": 10**6, "completion_tokens": 10**9, "seconds": 1.0}))
+    assert (
+        cli("predict", LABEL, "--output", out, "--limit", "2", "--overwrite", *FAST).exit_code == 0
+    )
+    assert report_of(out)["tokens_per_second"] < 10**6 and not stale.exists()

@@ -80,7 +80,8 @@ def test_two_rank_cpu_ddp_really_runs_two_ranks(tmp_path):
     lines = result.stdout.strip().splitlines()
     assert lines[-1] == f"run directory: {out}"
     assert sum(line.startswith("run directory:") for line in lines) == 1
-    launch = next(line for line in lines if line.startswith("launch: "))
+    status = result.stderr.splitlines()  # status lines go to stderr, the run directory to stdout
+    launch = next(line for line in status if line.startswith("launch: "))
     assert (
         "ACCELERATE_USE_CPU=true" in launch
         and "--multi_gpu" in launch
