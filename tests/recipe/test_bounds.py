@@ -65,7 +65,8 @@ def test_only_regular_files_are_read(cli, tmp_path, target):
     refused(cli("validate", QUICK, "--set", f"data.task={path}"), "data.task", expected)
     if target != "dir":
         refused(cli("validate", QUICK, "--set", f"template.file={path}"), "not a regular file")
-        result = cli("preprocess", QUICK, "--set", f"data.source.path={path}")
+        tiny = "model.name_or_path=builtin:tiny"  # not step 1's output, which may not exist
+        result = cli("preprocess", QUICK, "--set", tiny, "--set", f"data.source.path={path}")
         refused(result, "data.source.path", "not a regular file")
 
 
