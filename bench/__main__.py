@@ -20,6 +20,7 @@ from bench import (
     bench_preprocess,
     bench_quickstart,
     bench_rewards,
+    bench_rollouts,
     bench_runner,
     bench_serve,
     bench_validate,
@@ -53,6 +54,10 @@ GOALS = {
         "engine ≥ 1.0× the eval path it replaced, identical greedy outputs",
         lambda v: v >= 1.0,
     ),
+    "rollouts_merged_vs_policy": (
+        "GRPO rollouts from the merged copy ≥ 1.0× from the LoRA policy, identical greedy ids",
+        lambda v: v >= 1.0,
+    ),
     "serve_concurrent_vs_sequential": (
         "8 concurrent clients ≥ 2× the requests/s of 8 sequential ones",
         lambda v: v >= 2.0,
@@ -66,6 +71,7 @@ SUITES = {
     "preprocess": bench_preprocess.run,
     "quickstart": bench_quickstart.run,
     "generate": bench_generate.run,
+    "rollouts": bench_rollouts.run,
     "serve": bench_serve.run,
 }
 

@@ -210,6 +210,19 @@ VARIANTS = {
         ),
         Variant("grpo_bf16", "grpo", "GRPO LoRA bf16, engine rollouts (compiled)", quantize=False),
         Variant(
+            "grpo_bf16_merged",
+            "grpo",
+            "GRPO LoRA bf16, engine rollouts from a merged copy",
+            quantize=False,
+            generation_keys={"rollout_weights": "merged"},
+        ),
+        Variant(
+            "grpo_merged",
+            "grpo",
+            "GRPO QLoRA, engine rollouts from a merged bf16 copy",
+            generation_keys={"rollout_weights": "merged"},
+        ),
+        Variant(
             "grpo_bf16_cb",
             "grpo",
             "GRPO LoRA bf16, TRL continuous batching",
@@ -220,7 +233,10 @@ VARIANTS = {
         Variant("dpo_bf16", "dpo", "DPO LoRA, bf16 weights", quantize=False),
     )
 }
-DEFAULT_JOBS = "gen,grpo_bf16,grpo_bf16_trl,sft,sft_bf16,sft_bf16_pf,dpo_bf16,grpo"
+DEFAULT_JOBS = (
+    "gen,grpo_bf16,grpo_bf16_merged,grpo_merged,grpo_bf16_trl,sft,sft_bf16,sft_bf16_pf,dpo_bf16,"
+    "grpo"
+)
 
 # Dense bf16 tensor-core peaks (TFLOP/s, spec sheets, no sparsity); first substring match wins.
 PEAK_TFLOPS = (

@@ -280,6 +280,8 @@ def _generation(recipe: Recipe) -> Iterator[Problem]:
             ("generation", "base_url"),
             "backend openai needs the server's URL, e.g. base_url: http://127.0.0.1:8000/v1",
         )
+    if g.rollout_weights == "merged":
+        yield from _merged_rollouts(recipe)
     if method != "grpo":
         return
     if g.backend == "openai":
@@ -304,6 +306,28 @@ def _generation(recipe: Recipe) -> Iterator[Problem]:
             ("generation", "continuous_batching"),
             "continuous batching is the transformers backend's; with vllm leave it false",
         )
+
+
+def _merged_rollouts(recipe: Recipe) -> Iterator[Problem]:
+    """``rollout_weights: merged`` only where the engine runs GRPO's rollouts from a LoRA policy
+    (elsewhere it would be silently ignored)."""
+    g, key = recipe.generation, ("generation", "rollout_weights")
+    if recipe.method.name != "grpo":
+        yield Problem(key, "merged is for GRPO's rollouts; remove it (or set policy)")
+    elif recipe.model.lora is None:
+        yield Problem(key, "merged needs model.lora: a full fine-tune has no adapter to merge")
+    elif g.backend != "transformers" or g.continuous_batching:
+        yield Problem(
+            key, "merged is the llmscisci engine's; it needs backend: transformers without "
+            "continuous_batching",
+        )  # fmt: skip
+    elif g.compile == "off":
+        yield Problem(key, "merged copies exist to be compiled; with compile: off set policy")
+    elif recipe.launch.distributed != "ddp":
+        yield Problem(
+            key, f"{recipe.launch.distributed} shards the weights, so TRL's generate runs the "
+            "rollouts; set policy",
+        )  # fmt: skip
 
 
 def _builtin_model(recipe: Recipe) -> Iterator[Problem]:

@@ -620,6 +620,13 @@ class GenerationSpec(Section):
         """YAML reads a bare ``on``/``off`` as a boolean; take it as the word."""
         return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
 
+    rollout_weights: Literal["policy", "merged"] = Field(
+        "policy",
+        description="GRPO rollouts through the engine: decode with the LoRA policy itself, or "
+        "with a merged copy (base + LoRA delta in the compute dtype, refreshed in place before "
+        "each generation; one dense copy of the adapted layers in memory). merged keeps peft "
+        "layers out of the compiled decode step and lets a 4-bit policy compile.",
+    )
     vllm_mode: Literal["colocate", "server"] = Field(
         "colocate",
         description="GRPO with vllm: generate on the training GPU (colocate) or at base_url (a "

@@ -89,7 +89,7 @@ def trainer_class(compiled: Compiled) -> Any:
     if compiled.engine_rollouts:
         from llmscisci_cfg.train.rollouts import with_engine_rollouts
 
-        return with_engine_rollouts(cls)
+        return with_engine_rollouts(cls, merged=compiled.merged_rollouts)
     return cls
 
 

@@ -117,6 +117,8 @@ class Compiled:
     derived: dict[str, Any] = field(default_factory=dict)
     #: GRPO rollouts through our engine (static cache, compiled decode step on CUDA)
     engine_rollouts: bool = False
+    #: ... decoding a merged copy of base + LoRA (`llmscisci_cfg.models.merged`)
+    merged_rollouts: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -249,6 +251,8 @@ def compile_grpo(recipe: Recipe, device: str, run_dir: Path) -> Compiled:
             "rollouts": rollouts(recipe, device),
         },
         engine_rollouts=engine_rollouts(recipe, device),
+        merged_rollouts=recipe.generation.rollout_weights == "merged"
+        and engine_rollouts(recipe, device),
     )
 
 
@@ -270,7 +274,8 @@ def rollout_kwargs(recipe: Recipe) -> dict[str, Any]:
 def engine_rollouts(recipe: Recipe, device: str) -> bool:
     """Whether GRPO's rollouts go through our engine: a transformers backend whose decode step
     can be compiled (``generation.compile`` on, or auto on CUDA without 4-bit/8-bit weights,
-    which bitsandbytes keeps from compiling). Otherwise TRL's own generate runs them."""
+    which bitsandbytes keeps from compiling, unless the rollouts decode a merged copy).
+    Otherwise TRL's own generate runs them."""
     g = recipe.generation
     if g.backend != "transformers" or g.continuous_batching:
         return False
@@ -278,7 +283,8 @@ def engine_rollouts(recipe: Recipe, device: str) -> bool:
         return False
     if g.compile == "on":
         return True
-    return g.compile == "auto" and device == "cuda" and recipe.model.quantization is None
+    dense = recipe.model.quantization is None or g.rollout_weights == "merged"
+    return g.compile == "auto" and device == "cuda" and dense
 
 
 def rollouts(recipe: Recipe, device: str) -> str:
@@ -291,6 +297,8 @@ def rollouts(recipe: Recipe, device: str) -> str:
         return "transformers continuous batching (paged attention)"
     if engine_rollouts(recipe, device):
         how = "compiled decode step" if device == "cuda" else "no compile off CUDA"
+        if g.rollout_weights == "merged":
+            how += "; a merged copy of base + LoRA, refreshed each generation"
         return f"the llmscisci engine (static KV cache, {how})"
     if recipe.launch.distributed != "ddp":
         why = f"{recipe.launch.distributed} shards the weights"

@@ -287,6 +287,7 @@ class Settings:
     grpo_prompt_len: int = DEFAULT_PROMPT_LEN
     generation_batch: int | None = None
     beta: float = 0.0
+    merged_rollouts: bool = False
     fused_lm_head: bool = True
     logits_dtype_bytes: int = 4
     assumed: tuple[str, ...] = field(default=(), compare=False)  # lengths filled by defaults
@@ -376,6 +377,7 @@ def settings_for(
         grpo_prompt_len=prompt_len or DEFAULT_PROMPT_LEN,
         generation_batch=t.per_device_batch_size * t.gradient_accumulation_steps,
         beta=getattr(m, "beta", 0.0),
+        merged_rollouts=m.name == "grpo" and recipe.generation.rollout_weights == "merged",
         assumed=tuple(assumed),
     )
 
@@ -577,7 +579,20 @@ def _static_parts(shape: ModelShape, s: Settings) -> list[Part]:
     needs_ref = s.method == "dpo" or (s.method == "grpo" and s.beta > 0)
     if needs_ref and not s.lora_r:
         parts.append(Part("reference", w, "frozen copy of the weights (no LoRA to switch off)"))
+    if s.merged_rollouts:
+        parts.append(_merged_copy_part(shape, s))
     return parts
+
+
+def _merged_copy_part(shape: ModelShape, s: Settings) -> Part:
+    """GRPO's merged rollout copy (`llmscisci_cfg.models.merged`): a dense weight in the
+    compute dtype (the weights' dtype; a 4/8-bit base's compute dtype, taken as bf16) for every
+    adapted linear, and for every quantized one; the rest is shared with the policy."""
+    dims = shape.linear_dims()
+    dense = LINEAR if s.quant_bits else s.targets()
+    count = shape.layers * sum(dims[name][0] * dims[name][1] for name in dense)
+    per = 2 if s.quant_bits else s.dtype_bytes
+    return Part("merged copy", count * per, f"{_count(count)} dense weights for rollouts")
 
 
 def layer_bytes_per_token(shape: ModelShape, s: Settings) -> dict[str, int]:

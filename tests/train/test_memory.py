@@ -430,3 +430,28 @@ def test_packed_rows_are_estimated_at_max_length():
     lengths = {"prompt": 60, "total": 90}
     assert settings_for(packed, "cpu", lengths).seq_len == 256
     assert settings_for(plain, "cpu", lengths).seq_len == 90
+
+
+def test_merged_rollouts_add_a_dense_copy_of_the_adapted_linears():
+    """`MergedCopy.added_bytes` of the tiny model is what the estimate adds."""
+    from peft import LoraConfig, get_peft_model
+
+    from llmscisci_cfg.models.merged import MergedCopy
+    from llmscisci_cfg.models.tiny import build_tiny_model
+
+    shape = shape_for("builtin:tiny")
+    for targets in ("all-linear", ("q_proj", "down_proj")):
+        fields = dict(method="grpo", lora_r=4, lora_targets=targets, dtype_bytes=4)
+        plain = estimate(shape, mixed_precision=False, **fields)
+        merged = estimate(shape, mixed_precision=False, merged_rollouts=True, **fields)
+        part = merged.get("merged copy")
+        assert part > 0 and merged.total - plain.total == part
+        policy = get_peft_model(
+            build_tiny_model("builtin:tiny"),
+            LoraConfig(
+                r=4, target_modules=list(targets) if isinstance(targets, tuple) else targets
+            ),
+        )
+        assert part == MergedCopy(policy).added_bytes
+    quant = estimate(shape, method="grpo", lora_r=4, quant_bits=4, merged_rollouts=True)
+    assert quant.get("merged copy") == shape.linear_params * 2

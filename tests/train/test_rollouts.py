@@ -17,16 +17,17 @@ from tests.run_helpers import job_of, recipe_text, step_rows, write_recipe
         ("generation: {compile: on}\n", False, True),  # `on` is taken as the word, not a bool
         ("generation: {continuous_batching: true}\n", True, False),
         ("model:\n  quantization: {bits: 4}\n", True, False),  # bitsandbytes does not compile
+        ("model+merged", True, True),  # ... but its merged copy does
         ("launch: {distributed: fsdp, num_processes: 2}\n", True, False),  # sharded weights
     ],
 )
 def test_which_generator_runs_the_rollouts(extra, cuda, engine):
     text = recipe_text("grpo")
-    if extra.startswith("model:"):
+    if extra.startswith("model"):
         text = text.replace(
             "  dtype: float32\n", "  dtype: float32\n  quantization: {bits: 4}\n  lora: {r: 4}\n"
         )
-        extra = ""
+        extra = "generation: {rollout_weights: merged}\n" if extra == "model+merged" else ""
     if extra.startswith("launch:"):
         text = text.replace(
             "launch:\n  device: cpu\n",
@@ -38,6 +39,8 @@ def test_which_generator_runs_the_rollouts(extra, cuda, engine):
     c = compile_recipe(job_of(text + extra, cuda=cuda))
     assert c.engine_rollouts is engine
     assert ("llmscisci engine" in c.derived["rollouts"]) is engine
+    assert c.merged_rollouts is ("merged" in extra)
+    assert ("merged copy" in c.derived["rollouts"]) is ("merged" in extra)
 
 
 def test_grpo_trains_with_engine_rollouts(tmp_path, monkeypatch):
@@ -70,6 +73,67 @@ def test_grpo_trains_with_engine_rollouts(tmp_path, monkeypatch):
         trainer.repetition_penalty,
     )
     assert sampling.temperature == trainer.temperature and sampling.max_new_tokens == 8
+
+
+@pytest.mark.parametrize(
+    ("method", "lora", "setting", "needle"),
+    [
+        ("sft", True, "", "merged is for GRPO's rollouts"),
+        ("grpo", False, "", "needs model.lora"),
+        ("grpo", True, ", continuous_batching: true", "without continuous_batching"),
+        ("grpo", True, ", compile: off", "with compile: off set policy"),
+    ],
+)
+def test_merged_rollouts_are_refused_where_they_would_be_ignored(
+    cli, tmp_path, method, lora, setting, needle
+):
+    text = recipe_text(method, lora=lora)
+    path = tmp_path / "r.yaml"
+    path.write_text(text + f"generation: {{rollout_weights: merged{setting}}}\n")
+    result = cli("validate", path)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "generation.rollout_weights" in result.output and needle in result.output
+
+
+def test_grpo_trains_with_merged_rollouts(tmp_path, monkeypatch):
+    """The engine decodes the merged copy, refreshed (not rebuilt) before each generation
+    round, so it computes what the policy computes at that moment."""
+    import torch
+
+    import llmscisci_cfg.train.build as build
+    from llmscisci_cfg.train.runner import run
+
+    seen = {}
+    real = build.build_trainer
+
+    def capture(*args, **kwargs):
+        built = real(*args, **kwargs)
+        seen["trainer"] = built.trainer
+        return built
+
+    monkeypatch.setattr(build, "build_trainer", capture)
+    path = write_recipe(tmp_path, "grpo", lora=True, steps=2)
+    sets = ("generation.compile=on", "generation.rollout_weights=merged")
+    run(str(path), sets, tmp_path / "run")
+    trainer = seen["trainer"]
+    copy = trainer._merged_copy
+    assert copy is not None and trainer._rollout_engine.model is copy.model
+    assert trainer._rollout_engine.stats.rows == 4
+    policy = copy.policy.eval()
+
+    def gap():
+        ids = torch.tensor([[5, 17, 40, 8, 93, 21]])
+        with torch.no_grad():
+            return (copy.model(ids).logits - policy(ids).logits).abs().max()
+
+    copy.refresh()  # the last optimizer step came after the last rollout
+    assert gap() < 1e-5
+    for name, param in policy.named_parameters():  # as an optimizer step would
+        if "lora_B" in name:
+            param.data.add_(0.05)
+    assert gap() > 1e-3
+    assert trainer._sampler(policy) is copy.model and gap() < 1e-5  # the next round refreshes
+    assert trainer._merged_copy is copy  # not rebuilt
 
 
 def test_grpo_rewards_apply_the_task_label_constraints(tmp_path):
