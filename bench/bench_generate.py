@@ -9,8 +9,7 @@ decode up to the first stop token.
 
 from __future__ import annotations
 
-import statistics
-import time
+from bench.side_by_side import side_by_side
 
 
 def baseline_generate(model, tokenizer, texts, *, batch_size, max_new_tokens, stops):
@@ -70,27 +69,24 @@ def run(rows: int = 48, max_new_tokens: int = 64, repeats: int = 5) -> dict[str,
     engine = TransformersEngine(model, tokenizer, batch_size=16)
     stops = stop_ids(model, tokenizer)
     requests = [Request(prompt=t, sampling=Sampling(max_new_tokens=max_new_tokens)) for t in texts]
-    base_s, engine_s = [], []
-    for i in range(repeats + 1):
-        t0 = time.perf_counter()
-        base = baseline_generate(
+
+    def baseline():
+        return baseline_generate(
             model, tokenizer, texts, batch_size=16, max_new_tokens=max_new_tokens, stops=stops
         )
-        t1 = time.perf_counter()
-        ours = [c[0].text for c in engine.generate(requests)]
-        t2 = time.perf_counter()
+
+    def same(base, ours):
         assert ours == base, "the engine's greedy outputs differ from the eval path's"
-        if i:  # the first round warms up
-            base_s.append(t1 - t0)
-            engine_s.append(t2 - t1)
+
+    base_s, engine_s = side_by_side(
+        baseline, lambda: [c[0].text for c in engine.generate(requests)], repeats, same
+    )
     tokens = engine.stats.completion_tokens / (repeats + 1)
     return {
         "generate_rows": rows,
-        "generate_baseline_tokens_per_s": round(tokens / statistics.median(base_s), 1),
-        "generate_engine_tokens_per_s": round(tokens / statistics.median(engine_s), 1),
-        "generate_engine_vs_baseline": round(
-            statistics.median(base_s) / statistics.median(engine_s), 3
-        ),
+        "generate_baseline_tokens_per_s": round(tokens / base_s, 1),
+        "generate_engine_tokens_per_s": round(tokens / engine_s, 1),
+        "generate_engine_vs_baseline": round(base_s / engine_s, 3),
     }
 
 

@@ -12,10 +12,8 @@ measures what peft's layers cost per decode step; the compiled CUDA figure is be
 
 from __future__ import annotations
 
-import statistics
-import time
-
 from bench.bench_generate import _inputs
+from bench.side_by_side import side_by_side
 
 
 def lora_policy(model):
@@ -48,25 +46,22 @@ def run(rows: int = 32, max_new_tokens: int = 64, repeats: int = 5) -> dict[str,
         return TransformersEngine(m, tokenizer, batch_size=16, compile="off", manage_model=False)
 
     on_policy, on_copy = engine(policy), engine(merged.model)
-    policy_s, merged_s = [], []
-    for i in range(repeats + 1):
-        t0 = time.perf_counter()
-        expected = on_policy.generate_ids(prompts, sampling)
-        t1 = time.perf_counter()
-        merged.refresh()
-        got = on_copy.generate_ids(prompts, sampling)
-        t2 = time.perf_counter()
+
+    def from_copy():
+        merged.refresh()  # as before every generation round in training
+        return on_copy.generate_ids(prompts, sampling)
+
+    def same(expected, got):
         assert got == expected, "rollouts from the merged copy differ from the policy's"
-        if i:  # the first round warms up
-            policy_s.append(t1 - t0)
-            merged_s.append(t2 - t1)
+
+    policy_s, merged_s = side_by_side(
+        lambda: on_policy.generate_ids(prompts, sampling), from_copy, repeats, same
+    )
     tokens = on_copy.stats.completion_tokens / (repeats + 1)
     return {
-        "rollouts_policy_tokens_per_s": round(tokens / statistics.median(policy_s), 1),
-        "rollouts_merged_tokens_per_s": round(tokens / statistics.median(merged_s), 1),
-        "rollouts_merged_vs_policy": round(
-            statistics.median(policy_s) / statistics.median(merged_s), 3
-        ),
+        "rollouts_policy_tokens_per_s": round(tokens / policy_s, 1),
+        "rollouts_merged_tokens_per_s": round(tokens / merged_s, 1),
+        "rollouts_merged_vs_policy": round(policy_s / merged_s, 3),
     }
 
 

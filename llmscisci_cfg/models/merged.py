@@ -65,6 +65,12 @@ class MergedCopy:
                 target._parameters[name] = self._shared(source._parameters[name])
             for name in list(target._buffers):
                 target._buffers[name] = self._shared(source._buffers[name])
+            for name, value in list(vars(target).items()):  # plain tensor attributes
+                if isinstance(value, torch.Tensor) and value.is_meta:  # (rotary tables)
+                    setattr(target, name, getattr(source, name))
+        left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+        if left:
+            raise RuntimeError(f"merged copy: no policy tensor for {', '.join(left[:5])}")
         model.generation_config = copy.deepcopy(base.generation_config)
         model.eval()
         self.model = model

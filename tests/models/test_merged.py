@@ -43,6 +43,22 @@ def test_the_copy_computes_what_the_policy_computes_and_follows_its_updates():
     assert torch.allclose(logits(policy), after)
 
 
+@pytest.mark.parametrize("family", ["gemma3_1b", "qwen25_1_5b"])
+def test_the_shipped_recipes_families_are_copied(family):
+    """Gemma 3 (q/k norms, sliding layers, scaled embeddings) and Qwen2 (q/k/v biases), at the
+    built-in tiny sizes bench.gpu's CPU smoke run uses."""
+    from transformers import AutoModelForCausalLM
+
+    from bench import gpu
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(gpu.model_config(gpu.SHAPES[family], smoke=True))
+    policy = lora_policy(model)
+    merged = MergedCopy(policy)
+    assert type(merged.model) is type(policy.get_base_model())
+    assert torch.allclose(logits(merged.model), logits(policy), atol=1e-5)
+
+
 def test_only_the_adapted_layers_are_copied():
     policy = lora_policy(build_tiny_model("builtin:tiny"))
     merged = MergedCopy(policy)

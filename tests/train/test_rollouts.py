@@ -43,19 +43,26 @@ def test_which_generator_runs_the_rollouts(extra, cuda, engine):
     assert ("merged copy" in c.derived["rollouts"]) is ("merged" in extra)
 
 
-def test_grpo_trains_with_engine_rollouts(tmp_path, monkeypatch):
+@pytest.fixture
+def seen(monkeypatch) -> dict:
+    """``seen["trainer"]``: the trainer `run` builds (captured as `build_trainer` returns)."""
     import llmscisci_cfg.train.build as build
-    from llmscisci_cfg.train.runner import run
 
-    seen = {}
+    captured: dict = {}
     real = build.build_trainer
 
     def capture(*args, **kwargs):
         built = real(*args, **kwargs)
-        seen["trainer"] = built.trainer
+        captured["trainer"] = built.trainer
         return built
 
     monkeypatch.setattr(build, "build_trainer", capture)
+    return captured
+
+
+def test_grpo_trains_with_engine_rollouts(tmp_path, seen):
+    from llmscisci_cfg.train.runner import run
+
     path = write_recipe(tmp_path, "grpo", steps=2)
     run_dir = run(str(path), ("generation.compile=on",), tmp_path / "run")
     trainer = seen["trainer"]
@@ -95,23 +102,13 @@ def test_merged_rollouts_are_refused_where_they_would_be_ignored(
     assert "generation.rollout_weights" in result.output and needle in result.output
 
 
-def test_grpo_trains_with_merged_rollouts(tmp_path, monkeypatch):
+def test_grpo_trains_with_merged_rollouts(tmp_path, seen):
     """The engine decodes the merged copy, refreshed (not rebuilt) before each generation
     round, so it computes what the policy computes at that moment."""
     import torch
 
-    import llmscisci_cfg.train.build as build
     from llmscisci_cfg.train.runner import run
 
-    seen = {}
-    real = build.build_trainer
-
-    def capture(*args, **kwargs):
-        built = real(*args, **kwargs)
-        seen["trainer"] = built.trainer
-        return built
-
-    monkeypatch.setattr(build, "build_trainer", capture)
     path = write_recipe(tmp_path, "grpo", lora=True, steps=2)
     sets = ("generation.compile=on", "generation.rollout_weights=merged")
     run(str(path), sets, tmp_path / "run")
