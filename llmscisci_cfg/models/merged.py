@@ -11,12 +11,14 @@ after ``merge_and_unload()``, without touching the trained one:
   adapter;
 - every other parameter and buffer (embeddings, norms, biases, rotary tables) is the policy's
   own tensor, shared, not copied: tied embeddings stay tied, and trained biases are current.
-  Those of another floating dtype than the compute dtype (peft's k-bit preparation upcasts
-  norms and embeddings to float32) get a cast copy, refreshed like the weights: a plain linear,
-  unlike bitsandbytes', does not cast its input.
+  Parameters of another floating dtype than the compute dtype (peft's k-bit preparation upcasts
+  norms to float32) get a cast copy, refreshed like the weights: a plain linear, unlike
+  bitsandbytes', does not cast its input. Buffers stay as they are (transformers keeps the
+  rotary tables in float32 on purpose).
 
 Memory: one dense copy of the adapted layers (for all-linear LoRA on a 1B model, ~1.4 GB in
-bf16). Merging into the policy instead (``merge_adapter``/``unmerge_adapter``, as TRL does
+bf16); `refresh` also makes a float32 temporary of one layer at a time (an adapted lm_head or
+embedding: vocab × hidden × 4 bytes, ~1.2 GB for Gemma 3's). Merging into the policy instead (``merge_adapter``/``unmerge_adapter``, as TRL does
 before a vLLM sync) would cost nothing, but it adds and subtracts the delta in bf16 every step,
 so the trained base weights drift by a rounding error per step; the copy never writes to them.
 """
@@ -44,6 +46,7 @@ class MergedCopy:
         from peft.tuners.lora import LoraLayer
 
         base = policy.get_base_model() if hasattr(policy, "get_base_model") else policy
+        unsupported(base)
         self.policy = policy
         self.dtype = compute_dtype(base)
         config = copy.deepcopy(base.config)
@@ -51,23 +54,24 @@ class MergedCopy:
             del config.quantization_config  # the copy is dense
         with torch.device("meta"):
             model = type(base)(config)
-        self._dense: list[tuple[Any, Any]] = []  # (copy's linear, policy's module)
-        self._cast: list[tuple[Any, Any]] = []  # (copy's tensor, policy's tensor)
+        self._dense: list[tuple[Any, Any]] = []  # (copy's layer, policy's module)
+        self._cast: list[tuple[Any, Any]] = []  # (copy's parameter, policy's parameter)
         for path, target in model.named_modules():
             source = base.get_submodule(path)
-            if isinstance(source, LoraLayer) or is_quantized(source):
-                owner = source.get_base_layer() if isinstance(source, LoraLayer) else source
-                target._parameters["weight"] = self._new(target.weight.shape, owner.weight.device)
-                target._parameters["bias"] = self._shared(owner._parameters.get("bias"))
-                self._dense.append((target, source))
-                continue
+            owner = source.get_base_layer() if isinstance(source, LoraLayer) else source
+            dense = isinstance(source, LoraLayer) or is_quantized(source)
             for name in list(target._parameters):
-                target._parameters[name] = self._shared(source._parameters[name])
-            for name in list(target._buffers):
-                target._buffers[name] = self._shared(source._buffers[name])
+                if dense and name == "weight":
+                    target._parameters[name] = self._new(target.weight.shape, owner.weight.device)
+                else:
+                    target._parameters[name] = self._shared(owner._parameters.get(name))
+            for name in list(target._buffers):  # as they are: transformers keeps rotary
+                target._buffers[name] = owner._buffers[name]  # tables in float32 on purpose
             for name, value in list(vars(target).items()):  # plain tensor attributes
-                if isinstance(value, torch.Tensor) and value.is_meta:  # (rotary tables)
-                    setattr(target, name, getattr(source, name))
+                if isinstance(value, torch.Tensor) and value.is_meta:
+                    setattr(target, name, getattr(owner, name))
+            if dense:
+                self._dense.append((target, source))
         left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
         if left:
             raise RuntimeError(f"merged copy: no policy tensor for {', '.join(left[:5])}")
@@ -82,16 +86,12 @@ class MergedCopy:
         empty = torch.empty(shape, dtype=self.dtype, device=device)
         return torch.nn.Parameter(empty, requires_grad=False)
 
-    def _shared(self, tensor: Any) -> Any:
-        """``tensor`` itself, or a cast copy (refreshed) when its floating dtype differs."""
-        import torch
-
-        if tensor is None or not tensor.is_floating_point() or tensor.dtype == self.dtype:
-            return tensor
-        if not isinstance(tensor, torch.nn.Parameter):
-            return tensor.to(self.dtype)  # a buffer (rotary tables): computed once, not trained
-        cast = self._new(tensor.shape, tensor.device)
-        self._cast.append((cast, tensor))
+    def _shared(self, param: Any) -> Any:
+        """The policy's ``param`` itself, or a cast copy (refreshed) of another float dtype."""
+        if param is None or not param.is_floating_point() or param.dtype == self.dtype:
+            return param
+        cast = self._new(param.shape, param.device)
+        self._cast.append((cast, param))
         return cast
 
     @property
@@ -113,7 +113,7 @@ class MergedCopy:
                 weight = dequantize_module_weight(owner).float()
                 if lora and not source.disable_adapters and not source.merged:
                     for name in source.active_adapters:
-                        if name in source.lora_A:
+                        if name in source.lora_A or name in source.lora_embedding_A:
                             weight = weight + source.get_delta_weight(name).float()
                 target.weight.copy_(weight.to(self.dtype))
             for cast, tensor in self._cast:
@@ -121,14 +121,28 @@ class MergedCopy:
 
 
 def compute_dtype(base: Any) -> Any:
-    """The dtype the policy computes in: bitsandbytes' compute dtype for a quantized base, else
-    the adapted layers' base weight dtype (LoRA weights themselves may be float32)."""
+    """The dtype the policy computes in: bitsandbytes' compute dtype for a 4-bit base (8-bit:
+    the model's dtype), else the adapted layers' base weight dtype (LoRA weights themselves
+    may be float32)."""
     from peft.tuners.lora import LoraLayer
 
     for module in base.modules():
-        if is_quantized(module):
+        if is_quantized(module) and not isinstance(module, LoraLayer):  # bitsandbytes' own
             return getattr(module, "compute_dtype", None) or base.config.dtype
     for module in base.modules():
         if isinstance(module, LoraLayer):
             return module.get_base_layer().weight.dtype
     return base.get_input_embeddings().weight.dtype
+
+
+def unsupported(base: Any) -> None:
+    """Refuse peft features the copy does not reproduce (recipes cannot ask for them)."""
+    from peft.tuners.lora import LoraLayer
+    from peft.utils import ModulesToSaveWrapper
+
+    for path, module in base.named_modules():
+        if isinstance(module, ModulesToSaveWrapper):
+            raise ValueError(f"merged copy: {path} is a modules_to_save copy; not supported")
+        if isinstance(module, LoraLayer):
+            if any(module.use_dora.values()) or any(getattr(module, "lora_bias", {}).values()):
+                raise ValueError(f"merged copy: {path} uses DoRA or a LoRA bias; not supported")

@@ -433,6 +433,16 @@ def machine_problems(recipe: Recipe, cuda: bool | None = None) -> list[Problem]:
                 "run CPU processes as plain DDP); use launch.distributed: ddp on CPU",
             )
         )
+    g = recipe.generation
+    if recipe.method.name == "grpo" and g.rollout_weights == "merged" and g.compile == "auto":
+        found.append(
+            Problem(
+                ("generation", "rollout_weights"),
+                "merged rollouts decode through the compiled engine, which compile: auto uses on "
+                "CUDA only; without CUDA here TRL's generate would run them and ignore the copy; "
+                "set generation.compile: on (eager on CPU) or rollout_weights: policy",
+            )
+        )
     return found
 
 

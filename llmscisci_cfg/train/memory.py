@@ -288,6 +288,7 @@ class Settings:
     generation_batch: int | None = None
     beta: float = 0.0
     merged_rollouts: bool = False
+    quant_compute_bytes: int = 2
     fused_lm_head: bool = True
     logits_dtype_bytes: int = 4
     assumed: tuple[str, ...] = field(default=(), compare=False)  # lengths filled by defaults
@@ -338,7 +339,7 @@ def settings_for(
     """`Settings` of a recipe on ``device``. ``lengths``: the built dataset's token limits
     (``BuildReport.length_limits``: ``prompt``, ``total``); without them SFT/DPO use
     ``method.max_length`` and GRPO assumes `DEFAULT_PROMPT_LEN` prompt tokens."""
-    from llmscisci_cfg.train.compile import mixed_precision, model_kwargs
+    from llmscisci_cfg.train.compile import engine_rollouts, mixed_precision, model_kwargs
 
     m, t, q, lora = recipe.method, recipe.train, recipe.model.quantization, recipe.model.lora
     lengths = lengths or {}
@@ -377,7 +378,10 @@ def settings_for(
         grpo_prompt_len=prompt_len or DEFAULT_PROMPT_LEN,
         generation_batch=t.per_device_batch_size * t.gradient_accumulation_steps,
         beta=getattr(m, "beta", 0.0),
-        merged_rollouts=m.name == "grpo" and recipe.generation.rollout_weights == "merged",
+        merged_rollouts=m.name == "grpo"
+        and recipe.generation.rollout_weights == "merged"
+        and engine_rollouts(recipe, device),
+        quant_compute_bytes=_DTYPE_BYTES[q.compute_dtype] if q else 2,
         assumed=tuple(assumed),
     )
 
@@ -586,12 +590,18 @@ def _static_parts(shape: ModelShape, s: Settings) -> list[Part]:
 
 def _merged_copy_part(shape: ModelShape, s: Settings) -> Part:
     """GRPO's merged rollout copy (`llmscisci_cfg.models.merged`): a dense weight in the
-    compute dtype (the weights' dtype; a 4/8-bit base's compute dtype, taken as bf16) for every
-    adapted linear, and for every quantized one; the rest is shared with the policy."""
+    compute dtype (the weights' dtype; a 4-bit base's bitsandbytes compute dtype) for every
+    adapted layer (an adapted lm_head or embedding too) and every quantized linear, plus cast
+    copies of the other weights when that dtype is not theirs; the rest is shared."""
     dims = shape.linear_dims()
     dense = LINEAR if s.quant_bits else s.targets()
     count = shape.layers * sum(dims[name][0] * dims[name][1] for name in dense)
-    per = 2 if s.quant_bits else s.dtype_bytes
+    named = () if s.lora_targets == "all-linear" else s.lora_targets
+    ends = {t.split(".")[-1] for t in named}
+    count += shape.vocab * shape.hidden * len(ends & {"lm_head", "embed_tokens"})
+    per = s.quant_compute_bytes if s.quant_bits == 4 else s.dtype_bytes
+    if per != s.dtype_bytes:
+        count += shape.embedding_params + shape.small_params
     return Part("merged copy", count * per, f"{_count(count)} dense weights for rollouts")
 
 

@@ -432,7 +432,10 @@ def test_packed_rows_are_estimated_at_max_length():
     assert settings_for(plain, "cpu", lengths).seq_len == 90
 
 
-def test_merged_rollouts_add_a_dense_copy_of_the_adapted_linears():
+@pytest.mark.parametrize(
+    "targets", ["all-linear", ("q_proj", "down_proj"), ("embed_tokens", "lm_head", "v_proj")]
+)
+def test_merged_rollouts_add_a_dense_copy_of_the_adapted_layers(targets):
     """`MergedCopy.added_bytes` of the tiny model is what the estimate adds."""
     from peft import LoraConfig, get_peft_model
 
@@ -440,18 +443,21 @@ def test_merged_rollouts_add_a_dense_copy_of_the_adapted_linears():
     from llmscisci_cfg.models.tiny import build_tiny_model
 
     shape = shape_for("builtin:tiny")
-    for targets in ("all-linear", ("q_proj", "down_proj")):
-        fields = dict(method="grpo", lora_r=4, lora_targets=targets, dtype_bytes=4)
-        plain = estimate(shape, mixed_precision=False, **fields)
-        merged = estimate(shape, mixed_precision=False, merged_rollouts=True, **fields)
-        part = merged.get("merged copy")
-        assert part > 0 and merged.total - plain.total == part
-        policy = get_peft_model(
-            build_tiny_model("builtin:tiny"),
-            LoraConfig(
-                r=4, target_modules=list(targets) if isinstance(targets, tuple) else targets
-            ),
-        )
-        assert part == MergedCopy(policy).added_bytes
-    quant = estimate(shape, method="grpo", lora_r=4, quant_bits=4, merged_rollouts=True)
-    assert quant.get("merged copy") == shape.linear_params * 2
+    fields = dict(method="grpo", lora_r=4, lora_targets=targets, dtype_bytes=4)
+    plain = estimate(shape, mixed_precision=False, **fields)
+    merged = estimate(shape, mixed_precision=False, merged_rollouts=True, **fields)
+    part = merged.get("merged copy")
+    assert part > 0 and merged.total - plain.total == part
+    modules = targets if isinstance(targets, str) else list(targets)
+    policy = get_peft_model(
+        build_tiny_model("builtin:tiny"), LoraConfig(r=4, target_modules=modules)
+    )
+    assert part == MergedCopy(policy).added_bytes
+
+
+def test_a_4bit_base_is_copied_in_its_compute_dtype():
+    shape = shape_for("builtin:tiny")
+    fields = dict(method="grpo", lora_r=4, quant_bits=4, merged_rollouts=True)
+    assert estimate(shape, **fields).get("merged copy") == shape.linear_params * 2
+    wide = estimate(shape, quant_compute_bytes=4, **fields).get("merged copy")  # + cast copies
+    assert wide == (shape.linear_params + shape.embedding_params + shape.small_params) * 4

@@ -102,6 +102,22 @@ def test_merged_rollouts_are_refused_where_they_would_be_ignored(
     assert "generation.rollout_weights" in result.output and needle in result.output
 
 
+def test_merged_rollouts_without_cuda_need_compile_on():
+    """compile: auto compiles on CUDA only; on CPU the copy would be built for nothing."""
+    from llmscisci_cfg.recipe.checks import machine_problems
+    from llmscisci_cfg.train.memory import settings_for
+
+    text = recipe_text("grpo", lora=True) + "generation: {rollout_weights: merged}\n"
+    job = job_of(text)
+    (problem,) = [p for p in machine_problems(job.recipe, cuda=False) if "merged" in str(p)]
+    assert "compile: on" in str(problem)
+    assert not [p for p in machine_problems(job.recipe, cuda=True) if "merged" in str(p)]
+    assert not settings_for(job.recipe, "cpu").merged_rollouts  # nor in the estimate
+    on = job_of(text.replace("rollout_weights: merged", "rollout_weights: merged, compile: on"))
+    assert not machine_problems(on.recipe, cuda=False)
+    assert settings_for(on.recipe, "cpu").merged_rollouts
+
+
 def test_grpo_trains_with_merged_rollouts(tmp_path, seen):
     """The engine decodes the merged copy, refreshed (not rebuilt) before each generation
     round, so it computes what the policy computes at that moment."""
