@@ -18,9 +18,10 @@ after ``merge_and_unload()``, without touching the trained one:
 
 Memory: one dense copy of the adapted layers (for all-linear LoRA on a 1B model, ~1.4 GB in
 bf16); `refresh` also makes a float32 temporary of one layer at a time (an adapted lm_head or
-embedding: vocab × hidden × 4 bytes, ~1.2 GB for Gemma 3's). Merging into the policy instead (``merge_adapter``/``unmerge_adapter``, as TRL does
-before a vLLM sync) would cost nothing, but it adds and subtracts the delta in bf16 every step,
-so the trained base weights drift by a rounding error per step; the copy never writes to them.
+embedding: vocab × hidden × 4 bytes, ~1.2 GB for Gemma 3's). Merging into the policy instead
+(``merge_adapter``/``unmerge_adapter``, as TRL does before a vLLM sync) would cost nothing, but
+it adds and subtracts the delta in bf16 every step, so the trained base weights drift by a
+rounding error per step; the copy never writes to them.
 """
 
 from __future__ import annotations
