@@ -104,3 +104,20 @@ def test_two_rank_cpu_ddp_really_runs_two_ranks(tmp_path):
     # each rank reads its half of the train split in batches of 2: an epoch is ceil(n / 4) steps
     n = m["data_report"]["splits"]["train"]
     assert rows[0]["epoch"] == pytest.approx(1 / math.ceil(n / 4))
+
+
+def test_two_rank_cpu_ddp_grpo_with_merged_rollouts(tmp_path):
+    """Each rank builds its own merged copy from its unwrapped policy and decodes through it."""
+    recipe = write_recipe(tmp_path, "grpo", lora=True, steps=2)
+    out = tmp_path / "ddp"
+    sets = ["launch.num_processes=2", "generation.compile=on", "generation.rollout_weights=merged"]
+    args = [a for s in sets for a in ("--set", s)]
+    result = _llmscisci("run", recipe, *args, "--output-dir", out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["status"] == "completed" and len(m["processes"]) == 2
+    assert m["compiled"]["merged_rollouts"] is True
+    assert "merged copy" in m["compiled"]["derived"]["rollouts"]
+    rows = step_rows(out)
+    assert [r["step"] for r in rows] == [1, 2]
+    assert all(r["completions/mean_length"] > 0 for r in rows)
