@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
 # The README's quickstart, offline on CPU: SFT then GRPO of the built-in tiny model on the
 # shipped sample reports, then the format-valid rate of the untrained model, after SFT and
-# after GRPO on the held-out split. Run directories go to $QUICKSTART_DIR (default: runs/).
+# after GRPO on the held-out split. Run directories go to $QUICKSTART_DIR (default: runs/);
+# QUICKSTART_SEED=N trains both steps (and draws the tiny model's weights) with seed N instead
+# of the recipes' seed 0, on the same held-out split (bench/bench_quickstart.py uses it to
+# measure how much the rates move with the seed).
 # One progress line per stage; LLMSCISCI_VERBOSITY=quiet or =verbose prints less or everything.
 set -euo pipefail
 export HF_HUB_OFFLINE=1
 out="${QUICKSTART_DIR:-runs}"
 start=$SECONDS
+seed=()
+if [[ -n "${QUICKSTART_SEED:-}" ]]; then seed=(--set "train.seed=$QUICKSTART_SEED" --set data.split.seed=0); fi
 
-llmscisci run builtin:quickstart/sft_tiny --overwrite --output-dir "$out/quickstart_sft"
+llmscisci run builtin:quickstart/sft_tiny --overwrite --output-dir "$out/quickstart_sft" "${seed[@]}"
 llmscisci run builtin:quickstart/grpo_tiny --overwrite --output-dir "$out/quickstart_grpo" \
-  --set "model.name_or_path=$out/quickstart_sft/final"
+  --set "model.name_or_path=$out/quickstart_sft/final" "${seed[@]}"
 llmscisci eval "$out/quickstart_sft" --reference   # reference = the untrained tiny model
 llmscisci eval "$out/quickstart_grpo"
 

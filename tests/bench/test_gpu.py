@@ -262,3 +262,5 @@ def test_every_variant_recipe_validates(tmp_path):
         recipe = load_recipe_text(yaml.safe_dump(data), f"{v.key}.yaml")
         assert recipe.method.name == v.method
         assert (recipe.model.quantization is not None) is (v.quantize is None)
+        assert recipe.model.lora.dropout == v.lora_keys.get("dropout", 0.05)
+        assert recipe.train.torch_compile is v.train_keys.get("torch_compile", False)
