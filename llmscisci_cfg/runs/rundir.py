@@ -124,6 +124,11 @@ class RunDir:
         """``final/``, or a `UserError` saying how to get it."""
         if self.has_final:
             return self.final_dir
+        if self.status == "running" and (pid := RunLock(self.path).holder()):
+            raise UserError(
+                f"{self.path}: the run is still training (process {pid}); its {FINAL}/ model is "
+                "written when it finishes"
+            )
         if last_checkpoint(self.path) is not None and self.status != "completed":
             how = "resume it with `llmscisci run RECIPE --resume --output-dir " + f"{self.path}`"
         else:
@@ -298,7 +303,7 @@ class RunLock:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
+                holder = _pid(fd)
                 os.close(fd)
                 raise UserError(
                     f"{self.run_dir}: in use by process {holder} (lock {self.path}); wait for "
@@ -316,11 +321,31 @@ class RunLock:
         self.fd = fd
         return self
 
+    def holder(self) -> str | None:
+        """The pid of the process holding the lock, or None when none does; never takes it."""
+        import fcntl
+
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _pid(fd)
+        finally:
+            os.close(fd)  # releases the shared lock, if it was taken
+        return None
+
     def __exit__(self, *exc) -> None:
         if self.fd is not None:
             self.path.unlink(missing_ok=True)
             os.close(self.fd)
             self.fd = None
+
+
+def _pid(lock_fd: int) -> str:
+    return os.pread(lock_fd, 64, 0).decode(errors="replace").strip() or "another process"
 
 
 def last_checkpoint(run_dir: Path) -> Path | None:

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+
+import pytest
 
 from llmscisci_cfg.runs.reproduce import compare_metrics
 from llmscisci_cfg.train.runner import run
-from tests.run_helpers import write_recipe
+from tests.run_helpers import recipe_text, write_recipe
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_reproduce_identical_then_tampered(tmp_path, cli):
@@ -71,3 +76,51 @@ def test_reproduce_says_which_input_changed_before_training(tmp_path, cli):
     assert result.exit_code == 3, result.output
     assert f"input changed: data source ({data})" in result.output
     assert "re-running" not in result.output  # nothing was trained
+
+
+PLUGIN = "def shout(completions, **kwargs):\n    return [1.0 for _ in completions]\n"
+
+
+@pytest.mark.parametrize("changed", ["traces", "template", "reward"])
+def test_every_recorded_input_is_compared(tmp_path, changed):
+    """Traces, chat template and reward code are checked like the data source (no training:
+    a run directory holding what the runner records)."""
+    import shutil
+
+    from llmscisci_cfg.resources import root
+    from llmscisci_cfg.runs import manifest
+    from llmscisci_cfg.runs.reproduce import changed_inputs
+    from llmscisci_cfg.runs.rundir import RUN_FORMAT, RunDir
+
+    traces, template, plugin = tmp_path / "t.jsonl", tmp_path / "chat.jinja", tmp_path / "p.py"
+    shutil.copy(root("assets") / "sample" / "traces.jsonl", traces)
+    shutil.copy(REPO / "templates" / "tiny.jinja", template)
+    plugin.write_text(PLUGIN)
+    if changed == "reward":
+        text = recipe_text("grpo").replace(
+            "    weight: 0.5\n", f"    weight: 0.5\n  - name: {plugin}:shout\n"
+        )
+    else:
+        text = recipe_text("sft", extra=f"template: {{file: {template}}}\n").replace(
+            "  length_filter: null\n", f"  length_filter: null\n  traces: {{path: {traces}}}\n"
+        )
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "recipe.resolved.yaml").write_text(text)
+    (run_dir / "manifest.json").write_text(json.dumps({"format": RUN_FORMAT}))
+    job = RunDir.open(run_dir).job()
+    recorded = {
+        "format": RUN_FORMAT,
+        "status": "completed",
+        "data": manifest.data_info(job),
+        "template": {"sha256": job.template.sha256},
+        "rewards": manifest.reward_info(job),
+    }
+    (run_dir / "manifest.json").write_text(json.dumps(recorded))
+    assert changed_inputs(RunDir.open(run_dir)) == []
+    file = {"traces": traces, "template": template, "reward": plugin}[changed]
+    with file.open("a") as f:
+        f.write("\n")
+    (line,) = changed_inputs(RunDir.open(run_dir))
+    what = {"traces": "data traces", "template": "chat template", "reward": "reward "}[changed]
+    assert line.startswith(f"input changed: {what}"), line

@@ -174,9 +174,17 @@ def test_a_run_without_final_says_how_to_get_it(tmp_path):
         RunDir.open(run).require_final()
     (run / "checkpoints" / "checkpoint-2").mkdir(parents=True)
     (run / "checkpoints" / "checkpoint-2" / "trainer_state.json").write_text('{"global_step": 2}')
+    with pytest.raises(UserError, match="no final/ model .*run it again"):  # completed: no resume
+        RunDir.open(run).require_final()
     (run / "manifest.json").write_text('{"format": "llmscisci.run/1", "status": "interrupted"}')
     with pytest.raises(UserError, match="resume it with"):
         RunDir.open(run).require_final()
+    (run / "manifest.json").write_text('{"format": "llmscisci.run/1", "status": "running"}')
+    with pytest.raises(UserError, match="resume it with"):  # marked running, but nobody is
+        RunDir.open(run).require_final()
+    with RunLock(run):
+        with pytest.raises(UserError, match=f"still training \\(process {os.getpid()}\\)"):
+            RunDir.open(run).require_final()
 
 
 def test_the_lock_is_released_even_when_the_body_fails(tmp_path):

@@ -77,3 +77,23 @@ def test_parse_onehot_is_total_on_hostile_text():
 def test_encode_roundtrip():
     assert encode_onehot([1, 0, 1, 0, 0]) == "[1, 0, 1, 0, 0]"
     assert parse_onehot(encode_onehot([0, 1, 1, 0, 0]), 5) == [0, 1, 1, 0, 0]
+
+
+@pytest.mark.parametrize(
+    ("value", "needle"),
+    [
+        ("7" * 5000, "unknown category code '777"),
+        ("[" + "1" * 5000 + ", 0, 0, 0, 0]", "expected a one-hot list"),
+        ("x" * 100_000, "expected category codes"),
+    ],
+)
+def test_huge_label_cells_are_refused_and_shown_cut(value, needle):
+    """A 5,000-digit code never reaches int() (Python's digit limit), and a 100 KB cell is
+    not echoed whole."""
+    with pytest.raises(LabelError) as info:
+        decode_label(value, "auto", 5)
+    assert needle in str(info.value) and len(str(info.value)) < 200
+
+
+def test_a_huge_code_with_leading_zeros_is_its_small_code():
+    assert decode_label("1, " + "0" * 4999 + "2", "codes", 5) == [1, 1, 0, 0, 0]
