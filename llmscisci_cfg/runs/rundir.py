@@ -11,6 +11,8 @@ Layout (rank 0 writes all of it)::
       checkpoints/           TRL checkpoints (+ llmscisci_state.json; resume reads the last one)
       final/                 adapter or full model + tokenizer with the training chat template
       plots/                 loss and reward curves (PNG)
+    runs/.<name>.lock        held by the process that writes into the run (`RunLock`)
+    runs/.<name>.previous    the run an ``--overwrite`` replaced, until the new one saves
 """
 
 from __future__ import annotations
@@ -222,15 +224,49 @@ def prepare(run_dir: Path, resume: bool, overwrite: bool) -> bool:
 
 def replace(run_dir: Path) -> None:
     """Make ``run_dir`` an empty directory. An old run there (already checked by `prepare`:
-    ours, nothing foreign in it) is swapped out: renamed aside, a new directory takes its name,
-    then the old one is removed."""
+    ours, nothing foreign in it) is moved aside to `previous_run` until the new run has
+    something to keep (`settle_previous`)."""
     if not (run_dir.is_dir() and any(run_dir.iterdir())):
         run_dir.mkdir(parents=True, exist_ok=True)
         return
-    aside = run_dir.with_name(f".{run_dir.name}.replaced-{os.getpid()}")
+    aside = previous_run(run_dir)
+    shutil.rmtree(aside, ignore_errors=True)  # left by a run whose launcher was killed too
     os.rename(run_dir, aside)
     run_dir.mkdir()
-    shutil.rmtree(aside, ignore_errors=True)
+    if not is_run_dir(aside):  # not a run: only what the trainer made before (checkpoints/)
+        shutil.rmtree(aside, ignore_errors=True)
+
+
+def previous_run(run_dir: Path) -> Path:
+    """Where an ``--overwrite``'d run waits, beside the new one, until the new one has saved a
+    checkpoint or its final model."""
+    return run_dir.with_name(f".{run_dir.name}.previous")
+
+
+def discard_previous(run_dir: Path) -> None:
+    """The new run saved something: the run it replaced goes."""
+    shutil.rmtree(previous_run(run_dir), ignore_errors=True)
+
+
+def settle_previous(run_dir: Path, failed: bool) -> str | None:
+    """After a run that replaced another: the old one is put back when the new one ``failed``
+    before saving a checkpoint or a final model (nothing of it is worth keeping), else
+    removed. Returns what the user should be told, or None."""
+    aside = previous_run(run_dir)
+    if not aside.is_dir():
+        return None
+    if not failed or last_checkpoint(run_dir) is not None or (run_dir / FINAL).is_dir():
+        discard_previous(run_dir)
+        return None
+    try:
+        shutil.rmtree(run_dir)
+        os.rename(aside, run_dir)
+    except OSError as exc:
+        return (
+            f"{run_dir}: the new run saved nothing, and the run it replaced could not be put "
+            f"back ({exc.strerror or exc}); it is in {aside}"
+        )
+    return f"{run_dir}: the new run saved nothing; the run it replaced is back in its place"
 
 
 def check_writable(run_dir: Path) -> None:

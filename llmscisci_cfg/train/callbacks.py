@@ -1,7 +1,8 @@
 """Trainer callbacks: every logged step into ``metrics.jsonl``; one progress line per logged
-step on stderr (instead of transformers' bar and log dict); which processes took part.
+step on stderr (instead of transformers' bar and log dict); which processes took part; GRPO
+signal warnings; resume state; the replaced run dropped at the first checkpoint.
 
-Imported only by `build` (it subclasses transformers' TrainerCallback).
+Imported only when training (they subclass transformers' TrainerCallback).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from llmscisci_cfg import console
-from llmscisci_cfg.runs.rundir import METRICS
+from llmscisci_cfg.runs.rundir import METRICS, discard_previous
 
 
 def _clean(value: Any) -> Any:
@@ -180,6 +181,18 @@ class SignalCallback(TrainerCallback):
 
 
 RESUME_STATE = "llmscisci_state.json"
+
+
+class PreviousRunCallback(TrainerCallback):
+    """The run an ``--overwrite`` replaced goes once the new run has saved a checkpoint (until
+    then a failed new run gives it back: `rundir.settle_previous`)."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = Path(run_dir)
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            discard_previous(self.run_dir)
 
 
 class ResumeStateCallback(TrainerCallback):

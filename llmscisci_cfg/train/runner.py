@@ -55,7 +55,8 @@ def run(
     Machine problems (4-bit without CUDA, ...) and an occupied run directory are refused
     with `UserError` before any model loads; the directory is locked for the life of the run.
     An old run (``--overwrite``) is replaced only once the trainer is built, so a mistake in
-    the data or the model leaves it as it was. A worker of a multi-process launch
+    the data or the model leaves it as it was, and it waits aside until the new run saves a
+    checkpoint: a new run that fails or is stopped before that gives it back. A worker of a multi-process launch
     (``in_process`` with ``WORLD_SIZE > 1``) gets the run's resolved recipe.
     """
     worker = in_process and world_size() > 1
@@ -76,8 +77,14 @@ def run(
                 train(job, prepared.compiled, resume)
             else:
                 launch_workers(prepared.launch, job, echo)
-        except KeyboardInterrupt:
-            raise RunInterrupted(resume_hint(job)) from None
+        except BaseException as exc:
+            restored = rundir.settle_previous(job.run_dir, failed=True)
+            if isinstance(exc, KeyboardInterrupt):
+                raise RunInterrupted(restored or resume_hint(job)) from None
+            if restored:
+                console.warn(restored)
+            raise
+        rundir.settle_previous(job.run_dir, failed=False)
     return job.run_dir
 
 
@@ -169,6 +176,7 @@ def train(job: Job, compiled: Compiled, resume: bool) -> None:
     from llmscisci_cfg.train.build import build_trainer
     from llmscisci_cfg.train.callbacks import (
         MetricsCallback,
+        PreviousRunCallback,
         ResumeStateCallback,
         SignalCallback,
         WorldCallback,
@@ -180,7 +188,13 @@ def train(job: Job, compiled: Compiled, resume: bool) -> None:
     world, resume_state, signal = WorldCallback(), ResumeStateCallback(checkpoint), SignalCallback()
     set_seed(job.recipe.train.seed)  # LoRA init happens before the Trainer seeds itself
     tokenizer = load_tokenizer(job)
-    callbacks = [MetricsCallback(run_dir), world, resume_state, signal]
+    callbacks = [
+        MetricsCallback(run_dir),
+        world,
+        resume_state,
+        signal,
+        PreviousRunCallback(run_dir),
+    ]
     built = build_trainer(job, compiled, tokenizer, callbacks)
     quiet_printer(built.trainer)
     resume_state.trainer = built.trainer

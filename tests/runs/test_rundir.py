@@ -50,13 +50,60 @@ def test_prepare_refuses_what_it_must_not_replace(tmp_path):
     assert (run / "paper.tex").read_text() == "mine" and (run / "final").is_dir()
 
 
-def test_replace_swaps_in_an_empty_directory(tmp_path):
+OLD_RUN = '{"format": "llmscisci.run/1", "old": true}'
+
+
+def test_replace_swaps_in_an_empty_directory_and_keeps_the_old_run_aside(tmp_path):
     run = tmp_path / "run"
     (run / "final").mkdir(parents=True)
-    (run / "manifest.json").write_text("{}")
+    (run / "manifest.json").write_text(OLD_RUN)
     rundir.replace(run)
     assert run.is_dir() and list(run.iterdir()) == []
-    assert [p.name for p in tmp_path.iterdir()] == ["run"]  # the old one is gone, not left aside
+    assert (tmp_path / ".run.previous" / "manifest.json").read_text() == OLD_RUN
+    assert rundir.settle_previous(run, failed=False) is None  # the new run completed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+@pytest.mark.parametrize("saved", [None, "final", "checkpoint"])
+def test_a_failed_new_run_gives_the_old_one_back_unless_it_saved(tmp_path, saved):
+    run = tmp_path / "run"
+    (run / "final").mkdir(parents=True)
+    (run / "manifest.json").write_text(OLD_RUN)
+    rundir.replace(run)
+    (run / "manifest.json").write_text('{"new": true}')
+    if saved == "final":
+        (run / "final").mkdir()
+    elif saved == "checkpoint":
+        (run / "checkpoints" / "checkpoint-1").mkdir(parents=True)
+        (run / "checkpoints" / "checkpoint-1" / "trainer_state.json").write_text(
+            '{"global_step": 1}'
+        )
+    message = rundir.settle_previous(run, failed=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    if saved is None:
+        assert "the run it replaced is back" in message
+        assert (run / "manifest.json").read_text() == OLD_RUN
+    else:
+        assert message is None and (run / "manifest.json").read_text() == '{"new": true}'
+
+
+def test_an_aside_left_by_a_killed_launcher_is_replaced(tmp_path):
+    run = tmp_path / "run"
+    (tmp_path / ".run.previous").mkdir()
+    (tmp_path / ".run.previous" / "stale").write_text("x")
+    run.mkdir()
+    (run / "manifest.json").write_text(OLD_RUN)
+    rundir.replace(run)
+    assert sorted(p.name for p in (tmp_path / ".run.previous").iterdir()) == ["manifest.json"]
+
+
+def test_a_directory_that_is_not_a_run_is_not_kept(tmp_path):
+    """What the trainer creates before the replacement (an empty checkpoints/) just goes."""
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    rundir.replace(run)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"] and not any(run.iterdir())
+    assert rundir.settle_previous(run, failed=True) is None and run.is_dir()
 
 
 def test_symlinked_and_unwritable_run_directories_are_refused(tmp_path):

@@ -1,5 +1,6 @@
 """Runs that go wrong leave the user's files alone and end with exit 2 naming the cause
-(issue 11, classes 1, 2, 8, 9, 11, 17)."""
+(issue 11, classes 1, 2, 8, 9, 11, 17); a run replaced by ``--overwrite`` comes back when
+the new one fails before saving anything."""
 
 from __future__ import annotations
 
@@ -105,6 +106,61 @@ def test_a_failing_reward_plugin_stops_grpo_with_exit_2(cli, tmp_path, case):
     assert json.loads((out / "manifest.json").read_text())["status"] == "failed"
 
 
+def test_an_overwriting_run_that_fails_before_saving_gives_the_old_run_back(
+    cli, finished, tmp_path
+):
+    _, run_dir = copy_run(finished, tmp_path)
+    before = {p.relative_to(run_dir): p.stat().st_size for p in run_dir.rglob("*")}
+    (tmp_path / "bad.py").write_text("def reward(completions, **kwargs):\n    raise KeyError(1)\n")
+    recipe = write_recipe(tmp_path, "grpo", steps=1)
+    text = recipe.read_text().replace(
+        "    weight: 0.5\n", "    weight: 0.5\n  - name: bad.py:reward\n"
+    )
+    recipe.write_text(text)
+    result = cli("run", recipe, "--output-dir", run_dir, "--overwrite")
+    assert result.exit_code == 2, result.output
+    assert "the run it replaced is back in its place" in result.output
+    assert {p.relative_to(run_dir): p.stat().st_size for p in run_dir.rglob("*")} == before
+    assert json.loads((run_dir / "manifest.json").read_text())["status"] == "completed"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_an_overwriting_run_that_fails_after_a_checkpoint_keeps_the_new_run(
+    cli, finished, tmp_path
+):
+    """The old run goes at the new run's first checkpoint; a later failure keeps the new run,
+    which can be resumed."""
+    _, run_dir = copy_run(finished, tmp_path)
+    (tmp_path / "late.py").write_text(
+        "calls = []\n"
+        "def reward(completions, **kwargs):\n"
+        "    calls.append(1)\n"
+        "    if len(calls) > 1:\n"
+        "        raise KeyError('late')\n"
+        "    return [0.0] * len(completions)\n"
+    )
+    recipe = write_recipe(tmp_path, "grpo", steps=2)
+    text = recipe.read_text().replace(
+        "    weight: 0.5\n", "    weight: 0.5\n  - name: late.py:reward\n"
+    )
+    recipe.write_text(text)
+    result = cli("run", recipe, "--output-dir", run_dir, "--overwrite")
+    assert result.exit_code == 2 and "raised KeyError: 'late'" in result.output, result.output
+    assert "is back in its place" not in result.output
+    assert json.loads((run_dir / "manifest.json").read_text())["status"] == "failed"
+    assert (run_dir / "checkpoints" / "checkpoint-1").is_dir() and not (run_dir / "final").exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_an_overwriting_run_that_saves_replaces_the_old_run(cli, finished, tmp_path):
+    recipe, run_dir = copy_run(finished, tmp_path)
+    old_start = json.loads((run_dir / "manifest.json").read_text())["start_time"]
+    result = cli("run", recipe, "--output-dir", run_dir, "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert json.loads((run_dir / "manifest.json").read_text())["start_time"] != old_start
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
 def test_grpo_without_reward_signal_warns(cli, tmp_path):
     """An untrained tiny model never writes the format: every group scores 0, no signal."""
     recipe = write_recipe(tmp_path, "grpo", steps=2)
@@ -145,3 +201,18 @@ def test_resume_repairs_a_torn_metrics_line(cli, finished, tmp_path):
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if "loss" in r] == [1, 2]
+
+
+def test_the_first_checkpoint_drops_the_replaced_run(tmp_path):
+    from types import SimpleNamespace
+
+    from llmscisci_cfg.train.callbacks import PreviousRunCallback
+
+    run, aside = tmp_path / "run", tmp_path / ".run.previous"
+    run.mkdir()
+    aside.mkdir()
+    callback = PreviousRunCallback(run)
+    callback.on_save(None, SimpleNamespace(is_world_process_zero=False), None)
+    assert aside.is_dir()  # only rank 0 touches the files
+    callback.on_save(None, SimpleNamespace(is_world_process_zero=True), None)
+    assert not aside.exists() and run.is_dir()
