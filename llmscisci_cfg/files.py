@@ -2,7 +2,8 @@
 
 A recipe may point anywhere (``data.task=/dev/zero``, a FIFO, a 10 GB log): every file we read on
 the user's behalf goes through `read_bytes`, which refuses what is not a regular file and what
-is larger than the limit for its kind, naming the file and the recipe key.
+is larger than the limit for its kind, naming the file and the recipe key. Files we write
+atomically get the mode a plain ``open`` would give them (`plain_mode`).
 """
 
 from __future__ import annotations
@@ -79,3 +80,11 @@ def write_text(path: Path, text: str, what: str) -> None:
         Path(path).write_text(text, encoding="utf-8")
     except OSError as exc:
         raise UserError(f"{path}: cannot write ({what}): {exc.strerror or exc}") from None
+
+
+def plain_mode(fd: int) -> None:
+    """Give the file behind ``fd`` the mode a plain ``open`` would (0666 less the umask), not
+    ``mkstemp``'s private 0600: colleagues read manifests and prediction tables too."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.fchmod(fd, 0o666 & ~mask)

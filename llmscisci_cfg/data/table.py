@@ -33,6 +33,7 @@ from typing import Any
 
 from llmscisci_cfg.data.sources import jsonl_records, parse_csv
 from llmscisci_cfg.errors import UserError, first_line
+from llmscisci_cfg.files import plain_mode
 from llmscisci_cfg.recipe.yamlio import decode
 
 #: Files larger than this are refused before they are read (tables are read whole).
@@ -229,6 +230,7 @@ def _atomic(path: Path, write: Callable[[Path], Any]) -> None:
     tmp = None
     try:
         fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        plain_mode(fd)
         os.close(fd)
         tmp = Path(name)
         write(tmp)

@@ -1,8 +1,8 @@
 """What has been predicted so far, kept on disk so an interrupted `predict` resumes.
 
 Each finished section is appended (and flushed) as one JSON line to ``OUT.partial.jsonl`` (one
-file per process of a sharded run); `--resume` reads them back and skips what they hold, so an
-API is never asked twice. The output file itself is written only at the end, atomically:
+file per process of a sharded run), after a first line with the settings that shape the
+answers; `--resume` reads them back and skips what they hold, so an API is never asked twice. The output file itself is written only at the end, atomically:
 nothing that looks complete exists before the prediction is.
 """
 
@@ -39,12 +39,33 @@ def read(output: Path) -> dict[tuple[int, str], dict[str, Any]]:
     return done
 
 
-class Journal:
-    """Appends finished entries to one journal file, durably."""
+def read_settings(output: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """The settings line each journal of ``output`` starts with (see `Journal`)."""
+    found = []
+    for path in paths(output):
+        with path.open(encoding="utf-8", errors="replace") as f:
+            first = f.readline()
+        try:
+            entry = json.loads(first)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and isinstance(entry.get("settings"), dict):
+            found.append((path, entry["settings"]))
+    return found
 
-    def __init__(self, path: Path):
+
+class Journal:
+    """Appends finished entries to one journal file, durably. A new journal starts with a
+    ``{"settings": …}`` line: what shaped its answers (a resume with others is refused)."""
+
+    def __init__(self, path: Path, settings: dict[str, Any]):
         self.path = path
         self.file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
+        if self.file.tell() == 0:
+            self.write_line({"settings": settings})
+
+    def write_line(self, entry: dict[str, Any]) -> None:
+        self.write([entry])
 
     def write(self, entries: list[dict[str, Any]]) -> None:
         for entry in entries:

@@ -68,15 +68,95 @@ def predict(
     _check_output(job, output)
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     worker = opts.in_process and world > 1
+    table, rows = _table(job, opts.limit)
     if not worker:
         _prepare(output, opts)
+        finished = _finished(job, output, opts, rows)
+        if finished is not None:
+            echo(f"{output}: already complete ({finished.report['rows']} rows); nothing to do")
+            return finished
+    _check_settings(job, output)
     if job.recipe.launch.num_processes > 1 and not opts.in_process:
         _launch(job, recipe_ref, overrides, output, opts, echo)
     else:
-        _predict_share(job, output, opts, rank, world, echo)
+        _predict_share(job, table, rows, output, opts, rank, world, echo)
         if worker:
             return None
-    return _finish(job, output, opts, echo)
+    return _finish(job, table, rows, output, opts, echo)
+
+
+def settings(job: Job) -> dict[str, Any]:
+    """Everything that shapes an answer; a resumed prediction must have the same (its answers
+    and the earlier ones end up in one table), and report.json records it."""
+    from llmscisci_cfg.digest import text_sha256
+
+    task, g, method = job.task, job.recipe.generation, job.recipe.method
+    sampling = vars(_sampling(job)) | {"structured": g.structured}
+    fields = {
+        "task": f"{task.name} ({task.kind})",
+        "aspects": list(job.aspects),
+        "prompt_template_sha256": text_sha256(task.system_prompt + "\0" + task.user_prompt),
+        "backend": g.backend,
+        "model": (g.model or job.model.name) if g.backend == "openai" else job.model.name,
+        "base_url": g.base_url if g.backend == "openai" else None,
+        "sampling": sampling,
+        "shots": [method.shots, method.selection, str(method.pool) if method.pool else None],
+        "answers": method.answers,
+        "max_prompt_tokens": method.max_prompt_tokens,
+        "truncate": method.truncate,
+        "output_prefix": method.output_prefix,
+        "clean": None if job.recipe.data.clean is None else job.recipe.data.clean.model_dump(),
+    }
+    return json.loads(json.dumps(fields))  # as read back from a journal or report
+
+
+def _differences(before: dict[str, Any], now: dict[str, Any]) -> str:
+    keys = [k for k in now if before.get(k) != now[k]]
+    return ", ".join(f"{k}: {before.get(k)!r} then, {now[k]!r} now" for k in keys)
+
+
+def _check_settings(job: Job, output: Path) -> None:
+    """`UserError` when a journal was written with other settings than this run's."""
+    now = settings(job)
+    for path, before in journal.read_settings(output):
+        if before != now:
+            raise UserError(
+                f"--resume: {path.name} was written with other settings ({_differences(before, now)}); "
+                "its answers and this run's would be mixed in one table: resume with the same "
+                "recipe and --set values, or start again with --overwrite"
+            )
+
+
+def _report_path(output: Path) -> Path:
+    return output.with_name(output.name + ".report.json")
+
+
+def _finished(job: Job, output: Path, opts: PredictOptions, rows: list) -> PredictResult | None:
+    """``--resume`` of a prediction that finished (its output and report there, no journal):
+    the result as it is, or a `UserError` when resuming would change or shrink it."""
+    if not opts.resume or journal.paths(output) or not output.exists():
+        return None
+    path = _report_path(output)
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # no readable report: predicted again
+    if not isinstance(report, dict) or "settings" not in report:
+        return None
+    now = settings(job)
+    if report["settings"] != now:
+        raise UserError(
+            f"--resume: {output} was predicted with other settings "
+            f"({_differences(report['settings'], now)}); pass --overwrite to predict it again"
+        )
+    if report.get("rows") == len(rows):
+        return PredictResult(output, path, report)
+    if isinstance(report.get("rows"), int) and report["rows"] > len(rows):
+        raise UserError(
+            f"--resume: {output} holds {report['rows']} rows; --limit {opts.limit} would replace "
+            "it with fewer: give a larger --limit, another --output, or --overwrite"
+        )
+    return None
 
 
 def _check_output(job: Job, output: Path) -> None:
@@ -106,8 +186,9 @@ def _prepare(output: Path, opts: PredictOptions) -> None:
         return
     if partial and not opts.resume:
         raise UserError(
-            f"{output}: an interrupted prediction left {partial[0].name}; pass --resume to "
-            "continue it (finished rows are not asked again) or --overwrite to start over"
+            f"{output}: an earlier prediction (interrupted, or with --limit) left "
+            f"{partial[0].name}; pass --resume to continue it (finished rows are not asked "
+            "again) or --overwrite to start over"
         )
     if output.exists() and not opts.resume:
         raise UserError(
@@ -120,12 +201,13 @@ def _prepare(output: Path, opts: PredictOptions) -> None:
 
 
 def _predict_share(
-    job: Job, output: Path, opts: PredictOptions, rank: int, world: int, echo
+    job: Job, table, rows: list, output: Path, opts: PredictOptions, rank: int, world: int, echo
 ) -> None:
-    """Generate this process's rows (``row % world == rank``) not yet in any journal."""
+    """Generate this process's rows (``row % world == rank``) not yet in any journal. A
+    journal that holds nothing generated when this fails (a server that cannot be reached, a
+    missing API key) is removed: there is nothing to resume."""
     from llmscisci_cfg.predict.items import read
 
-    table, rows = _table(job, opts.limit)
     done = journal.read(output)
     _check_resumed_rows(job, done, rows, output)
     context = _Context.create(job, opts.device, table)
@@ -137,14 +219,15 @@ def _predict_share(
             if (index, aspect) not in done:
                 items.append(context.item(index, aspect, row))
     todo = [item for item in items if item.requests]
-    log = journal.Journal(journal.path_for(output, rank, world))
+    engine = context.engine() if todo else None
+    log = journal.Journal(journal.path_for(output, rank, world), settings(job))
+    generated = 0
     try:
         log.write([_entry(item) for item in items if not item.requests])
         if todo:
             echo(
                 f"predict: {len(todo)} sections with {context.engine_name()} ({len(items) - len(todo)} skipped)"
             )
-        engine = context.engine() if todo else None
         _decide_compile(engine, [r for item in todo for r in item.requests])
         with _progress(len(todo), world) as bar:
             for start in range(0, len(todo), CHUNK):
@@ -157,13 +240,18 @@ def _predict_share(
                     k += len(item.requests)
                     entries.append(_entry(item, read(job.task, item, mine), mine))
                 log.write(entries)
+                generated += len(entries)
                 bar.update(len(chunk))
                 bar.set_postfix_str(f"{engine.stats.tokens_per_second:.0f} tok/s")
         if engine is not None:
             stats_path = output.with_name(f"{output.name}.stats.rank{rank}.json")
             stats_path.write_text(json.dumps(engine.stats.as_dict()), encoding="utf-8")
-    finally:
+    except BaseException:
         log.close()
+        if not done and not generated:
+            log.path.unlink(missing_ok=True)
+        raise
+    log.close()
 
 
 def _progress(total: int, world: int):
@@ -219,7 +307,23 @@ def _table(job: Job, limit: int | None):
     ]
     if missing:
         raise UserError("\n".join(missing) + f"; columns: {column_list(table.columns)}")
+    clash = [c for c in output_columns(job) if c in table.columns]
+    if clash:
+        raise UserError(
+            f"{table.path}: already has the column(s) {', '.join(clash)} that this prediction "
+            "writes (the output of an earlier predict?); name this run's columns with "
+            "--set method.output_prefix=PREFIX_ (e.g. judge_) so nothing is overwritten"
+        )
     return table, table.rows[:limit] if limit else table.rows
+
+
+def output_columns(job: Job) -> list[str]:
+    """The columns a prediction adds to the table (none for rationales: they write traces)."""
+    if job.task.kind == "rationale":
+        return []
+    names = ["pred", "raw", "reason", "truncated"] + (["shots"] if job.recipe.method.shots else [])
+    prefix = job.recipe.method.output_prefix
+    return [f"{prefix}{aspect}_{name}" for aspect in job.aspects for name in names]
 
 
 @dataclass
@@ -469,11 +573,11 @@ def _launch(
 # ----------------------------------------------------------------------------- writing
 
 
-def _finish(job: Job, output: Path, opts: PredictOptions, echo) -> PredictResult:
-    """Merge the journals into the output (input order) and the report; remove the journals."""
+def _finish(job: Job, table, rows: list, output: Path, opts: PredictOptions, echo) -> PredictResult:
+    """Merge the journals into the output (input order) and the report; remove the journals,
+    unless ``--limit`` left rows of the table unpredicted (a later ``--resume`` uses them)."""
     from llmscisci_cfg.data.table import write_table
 
-    table, rows = _table(job, opts.limit)
     done = journal.read(output)
     missing = [(i, a) for i in range(len(rows)) for a in job.aspects if (i, a) not in done]
     if missing:
@@ -489,33 +593,34 @@ def _finish(job: Job, output: Path, opts: PredictOptions, echo) -> PredictResult
         ]
         write_table(output, traces, ["id", "aspect", "trace"])
     else:
-        merged, columns = [], list(table.columns)
-        for aspect in job.aspects:
-            extra = ["pred", "raw", "reason", "truncated"] + (
-                ["shots"] if job.recipe.method.shots else []
-            )
-            columns += [f"{aspect}_{k}" for k in extra if f"{aspect}_{k}" not in columns]
+        merged, prefix = [], job.recipe.method.output_prefix
         for i, row in enumerate(rows):
             out = dict(row)
             for aspect in job.aspects:
-                entry = done[(i, aspect)]
+                entry, name = done[(i, aspect)], f"{prefix}{aspect}"
                 out |= {
-                    f"{aspect}_pred": entry["pred"],
-                    f"{aspect}_raw": entry["raw"],
-                    f"{aspect}_reason": entry["reason"]
+                    f"{name}_pred": entry["pred"],
+                    f"{name}_raw": entry["raw"],
+                    f"{name}_reason": entry["reason"]
                     or ("" if entry["valid"] else "invalid_answer"),
-                    f"{aspect}_truncated": entry["truncated"],
+                    f"{name}_truncated": entry["truncated"],
                 }
                 if job.recipe.method.shots:
-                    out[f"{aspect}_shots"] = entry["shots"]
+                    out[f"{name}_shots"] = entry["shots"]
             merged.append(out)
-        write_table(output, merged, columns)
+        write_table(output, merged, list(table.columns) + output_columns(job))
     report = build_report(job, output, rows, done)
-    report_path = output.with_name(output.name + ".report.json")
+    report_path = _report_path(output)
     from llmscisci_cfg.runs.rundir import write_json
 
     write_json(report_path, report)
-    journal.remove(output)
+    if len(rows) < len(table.rows):  # what --limit left out may follow with --resume
+        echo(
+            f"--limit {opts.limit} of {len(table.rows)} rows: the journal stays beside "
+            f"{output.name} for a later --resume (answers already paid for are not asked again)"
+        )
+    else:
+        journal.remove(output)
     _remove_stats(output)
     echo(summary(report))
     return PredictResult(output, report_path, report)
@@ -578,6 +683,7 @@ def build_report(job: Job, output: Path, rows: list, done: dict) -> dict[str, An
         },
         "seconds": stats.get("seconds"),
         "tokens_per_second": stats.get("tokens_per_second"),
+        "settings": settings(job),
     }
     if task.kind == "extract":
         report["schema_valid_rate"] = report["valid_rate"]

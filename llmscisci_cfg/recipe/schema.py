@@ -472,6 +472,12 @@ class PredictMethod(Section):
         description="Which part of an over-long section is kept: its start, its end, or both "
         "with a ' […] ' marker.",
     )
+    output_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]*$", max_length=64)] = Field(
+        "",
+        description="Prefix of the columns this prediction adds (<prefix><aspect>_pred, _raw, "
+        "_reason, _truncated, _shots), e.g. 'judge_' when judging a table that already holds "
+        "predictions. A clash with an input column is refused, never overwritten.",
+    )
 
 
 Method = Annotated[SFTMethod | DPOMethod | GRPOMethod | PredictMethod, Field(discriminator="name")]

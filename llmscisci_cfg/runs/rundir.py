@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmscisci_cfg.errors import UserError
+from llmscisci_cfg.files import plain_mode
 
 if TYPE_CHECKING:
     from llmscisci_cfg.recipe.resolve import Job
@@ -411,22 +412,15 @@ def checkpoint_step(checkpoint: Path) -> int | None:
     return step if isinstance(step, int) and not isinstance(step, bool) and step >= 0 else None
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` so that readers see the old or the new file, never half of one.
 
-    The file gets the mode a plain ``open`` would give it (0666 less the umask), not
-    ``mkstemp``'s private 0600: colleagues read manifests too.
+    The file gets the mode a plain ``open`` would give it (`files.plain_mode`).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.fchmod(fd, 0o666 & ~_umask())
+        plain_mode(fd)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()

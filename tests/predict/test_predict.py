@@ -52,7 +52,9 @@ def test_zero_shot_labels_keep_every_row_and_column(cli, tmp_path):
     assert report["predicted"] + sum(report["skipped"].values()) == 24
     assert report["backend"] == "transformers" and report["model"] == "builtin:tiny"
     assert len(report["prompt_template_sha256"]) == 64 and report["tokens"]["completion"] > 0
-    assert not list(tmp_path.glob("*.partial*"))  # the journal is gone once the output is written
+    # --limit left rows out: the journal stays for a later --resume (no section is paid twice)
+    assert [p.name for p in tmp_path.glob("*.partial*")] == ["labels.csv.partial.jsonl"]
+    assert "the journal stays beside labels.csv for a later --resume" in result.output
 
 
 def test_output_formats_and_refusals(cli, tmp_path):
@@ -61,7 +63,8 @@ def test_output_formats_and_refusals(cli, tmp_path):
     first = json.loads(out.read_text().splitlines()[0])
     assert isinstance(first["easy_pred"], list)  # JSON keeps the list
     again = cli("predict", LABEL, "--output", out, "--limit", "2", *FAST)
-    assert again.exit_code == 2 and "exists; pass --overwrite" in again.output
+    assert again.exit_code == 2 and "(interrupted, or with --limit)" in again.output
+    assert "pass --resume" in again.output and "--overwrite" in again.output
     bad = cli("predict", LABEL, "--output", tmp_path / "labels.txt", *FAST)
     assert bad.exit_code == 2 and ".txt" in bad.output
     parquet = tmp_path / "labels.parquet"
@@ -269,6 +272,9 @@ def test_bad_input_is_exit_2_and_leaves_no_output(cli, tmp_path, sets, needles):
     for needle in needles:
         assert needle in result.output
     assert not out.exists()
+    assert not list(tmp_path.glob("labels.csv.partial*"))  # nothing to resume: no journal
+    again = cli("predict", LABEL, "--output", out, "--limit", "3", *FAST, *sets)
+    assert "an earlier prediction" not in again.output and needles[0] in again.output
 
 
 def test_an_unsupported_field_type_is_named(cli, tmp_path):
@@ -337,3 +343,81 @@ def test_overwrite_forgets_the_figures_of_an_earlier_sharded_run(cli, tmp_path):
         cli("predict", LABEL, "--output", out, "--limit", "2", "--overwrite", *FAST).exit_code == 0
     )
     assert report_of(out)["tokens_per_second"] < 10**6 and not stale.exists()
+
+
+@pytest.fixture
+def five_rows(tmp_path):
+    """The first five sample reports, as their own table."""
+    from llmscisci_cfg.data.table import read_table, write_table
+    from llmscisci_cfg.resources import root
+
+    source = read_table(root("assets") / "sample" / "reports.csv")
+    return write_table(tmp_path / "five.csv", source.rows[:5], source.columns)
+
+
+def _asked(monkeypatch) -> list:
+    """Every request the engine generates, from now on."""
+    from llmscisci_cfg.models import generate
+
+    asked, real = [], generate.TransformersEngine.generate
+
+    def counting(self, requests, **kwargs):
+        asked.extend(requests)
+        return real(self, requests, **kwargs)
+
+    monkeypatch.setattr(generate.TransformersEngine, "generate", counting)
+    return asked
+
+
+def test_limit_then_resume_asks_each_section_once(cli, tmp_path, five_rows, monkeypatch):
+    asked = _asked(monkeypatch)
+    out, data = tmp_path / "labels.csv", ("--set", f"data.source.path={five_rows}")
+    args = ("predict", LABEL, "--output", out, *FAST, *data)
+    assert cli(*args, "--limit", "2").exit_code == 0
+    first = len(asked)
+    result = cli(*args, "--limit", "4", "--resume")
+    assert result.exit_code == 0, result.output
+    assert len(rows_of(out)) == 4 and 0 < len(asked) - first <= 4  # rows 3 and 4 only
+    done = len(asked)
+    result = cli(*args, "--resume")
+    assert result.exit_code == 0 and len(rows_of(out)) == 5 and len(asked) - done <= 2
+    assert not list(tmp_path.glob("labels.csv.partial*"))  # the whole table: journal gone
+    done, before = len(asked), out.read_bytes()
+    result = cli(*args, "--resume")
+    assert result.exit_code == 0 and "already complete (5 rows); nothing to do" in result.output
+    assert len(asked) == done and out.read_bytes() == before
+    shrink = cli(*args, "--resume", "--limit", "2")
+    assert shrink.exit_code == 2 and "holds 5 rows" in shrink.output
+    other = cli(*args, "--resume", "--set", "generation.max_new_tokens=41")
+    assert other.exit_code == 2 and "with other settings (sampling:" in other.output
+    assert len(asked) == done and out.read_bytes() == before
+
+
+def test_resume_with_other_settings_is_refused(cli, tmp_path, five_rows):
+    out, data = tmp_path / "labels.csv", ("--set", f"data.source.path={five_rows}")
+    assert cli("predict", LABEL, "--output", out, *FAST, *data, "--limit", "1").exit_code == 0
+    changed = cli(
+        "predict", LABEL, "--output", out, *FAST, *data, "--resume",
+        "--set", "generation.structured=false",
+    )  # fmt: skip
+    assert changed.exit_code == 2, changed.output
+    assert "labels.csv.partial.jsonl was written with other settings (sampling:" in changed.output
+    assert "start again with --overwrite" in changed.output
+
+
+def test_predicting_on_a_predicted_table_never_overwrites_its_columns(cli, tmp_path, five_rows):
+    first = tmp_path / "first.csv"
+    data = ("--set", f"data.source.path={five_rows}")
+    assert cli("predict", LABEL, "--output", first, *FAST, *data).exit_code == 0
+    again = ("predict", LABEL, *FAST, "--set", f"data.source.path={first}")
+    clash = cli(*again, "--output", tmp_path / "second.csv")
+    assert clash.exit_code == 2, clash.output
+    assert "already has the column(s) easy_pred, easy_raw" in clash.output
+    assert "method.output_prefix" in clash.output and not (tmp_path / "second.csv").exists()
+    second = tmp_path / "second.csv"
+    ok = cli(*again, "--output", second, "--set", "method.output_prefix=again_")
+    assert ok.exit_code == 0, ok.output
+    before, after = rows_of(first), rows_of(second)
+    for old, new in zip(before, after, strict=True):
+        assert {k: new[k] for k in old} == old  # the first prediction's columns untouched
+        assert "again_easy_pred" in new and "again_difficult_reason" in new

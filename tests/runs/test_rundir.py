@@ -154,14 +154,18 @@ def test_a_second_run_into_a_locked_directory_exits_2(cli, tmp_path):
 
 
 def test_written_files_follow_the_umask(tmp_path):
+    from llmscisci_cfg.data.table import write_table
+
     old = os.umask(0o022)
     try:
         rundir.write_json(tmp_path / "manifest.json", {"a": 1})
         rundir.write_atomic(tmp_path / "recipe.resolved.yaml", "x: 1\n")
+        for name in ("out.csv", "out.jsonl", "out.parquet"):  # predict's tables
+            write_table(tmp_path / name, [{"a": 1}])
     finally:
         os.umask(old)
-    for name in ("manifest.json", "recipe.resolved.yaml"):
-        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644
+    for name in ("manifest.json", "recipe.resolved.yaml", "out.csv", "out.jsonl", "out.parquet"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name
 
 
 def test_metrics_with_a_torn_last_line(tmp_path):
