@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 from llmscisci_cfg.errors import Problem, RecipeError, UserError
 from llmscisci_cfg.models import chat
 from llmscisci_cfg.recipe import checks
-from llmscisci_cfg.recipe.resolve import Job, Origin, resolve
+from llmscisci_cfg.recipe.resolve import Job, Origin, resolve, set_paths_from_cwd
 from llmscisci_cfg.recipe.schema import Recipe
 from llmscisci_cfg.recipe.yamlio import Located, Path_, load_file, load_text
 from llmscisci_cfg.resources import recipe_file
@@ -90,6 +90,7 @@ def _validate(located: Located, overrides, path: Path | None):
     except ValidationError as exc:
         raise RecipeError(_pydantic_problems(exc, located, set_at)) from None
     recipe._source_path = path.resolve() if path else None
+    set_paths_from_cwd(recipe, list(set_at))
     task, found = None, []
     try:
         task = load_task(recipe.data.task, recipe.source_dir, recipe.data.task_overrides)

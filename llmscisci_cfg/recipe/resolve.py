@@ -440,6 +440,33 @@ def absolute_recipe(recipe: Recipe) -> Recipe:
     return copy
 
 
+def set_paths_from_cwd(recipe: Recipe, keys: list[tuple]) -> None:
+    """``--set`` values that name files are relative to the folder the command runs in (where
+    the user typed them), not to the recipe: made absolute here, in place. ``keys``: the key
+    paths the ``--set`` options wrote (a whole section too)."""
+    cwd = Path.cwd()
+    for key in keys:
+        parent: Any = None
+        value: Any = recipe
+        for part in key:
+            parent = value
+            if isinstance(value, BaseModel) and isinstance(part, str):
+                value = getattr(value, part, None)
+            elif isinstance(value, list) and isinstance(part, int) and part < len(value):
+                value = value[part]
+            else:
+                value = None
+        items = value if isinstance(value, list) else [value]
+        for item in items:
+            if isinstance(item, BaseModel):
+                _absolute_fields(item, cwd)
+        if isinstance(value, str) and isinstance(parent, BaseModel):
+            info = type(parent).model_fields.get(str(key[-1]))
+            kind = _path_kind(info.annotation, info.metadata) if info else None
+            if kind is not None:
+                object.__setattr__(parent, str(key[-1]), absolute_value(kind, value, cwd))
+
+
 def _absolute_fields(model: BaseModel, base: Path) -> None:
     for name, info in type(model).model_fields.items():
         value = getattr(model, name)

@@ -363,3 +363,27 @@ def test_gold_reward_needs_label_column(cli, tmp_path):
         result, "rewards.1.name: hamming reads the gold label; set data.columns.label"
     )
     assert "rewards.0" not in result.output
+
+
+def test_set_paths_are_relative_to_the_current_folder(tmp_path, monkeypatch):
+    """Paths in the recipe file are recipe-relative; paths typed in --set are relative to the
+    folder the command runs in (a built-in recipe's folder is inside the package)."""
+    from llmscisci_cfg.recipe.loader import load_job
+
+    here = tmp_path / "work"
+    (here / "data").mkdir(parents=True)
+    (here / "data" / "mine.csv").write_text("doi,easy\n")
+    (here / "plug.py").write_text("def r(completions, **kw):\n    return [0.0] * len(completions)\n")
+    monkeypatch.chdir(here)
+    job = load_job(
+        "builtin:quickstart/grpo_tiny",
+        [
+            "data.source.path=data/mine.csv",
+            "rewards=[{name: format}, {name: plug.py:r}]",
+            "data.split={seed: 1}",
+        ],
+    )
+    assert job.recipe.data.source.path == str(here / "data" / "mine.csv")
+    assert job.recipe.rewards[1].name == f"{here / 'plug.py'}:r"
+    untouched = load_job("builtin:quickstart/grpo_tiny")
+    assert untouched.recipe.data.source.path == "builtin:sample"
