@@ -36,6 +36,7 @@ from llmscisci_cfg.data.examples import (
     split_documents,
 )
 from llmscisci_cfg.data.sources import load_source, quiet_datasets, require_columns
+from llmscisci_cfg.errors import UserError
 from llmscisci_cfg.recipe.resolve import Job
 
 if TYPE_CHECKING:
@@ -53,8 +54,14 @@ def build_dataset(
     """The job's train/test dataset and what building it did (from the cache when possible).
 
     ``tokenizer`` defaults to `models.load.load_tokenizer` (the recipe's chat template); callers
-    that already hold it pass it.
+    that already hold it pass it. A predict recipe has no training examples: a `UserError`.
     """
+    if job.method == "predict":
+        raise UserError(
+            f"{job.name}: a predict recipe (method: predict) builds no train/test split; it "
+            "reads its table as it is: run `llmscisci predict RECIPE --limit N` for a sample of "
+            "its prompts and answers, and `llmscisci agree` to compare its labels with gold"
+        )
     if tokenizer is None:
         from llmscisci_cfg.models.load import load_tokenizer
 

@@ -421,3 +421,13 @@ def test_predicting_on_a_predicted_table_never_overwrites_its_columns(cli, tmp_p
     for old, new in zip(before, after, strict=True):
         assert {k: new[k] for k in old} == old  # the first prediction's columns untouched
         assert "again_easy_pred" in new and "again_difficult_reason" in new
+
+
+@pytest.mark.parametrize(
+    "args", [("preprocess", LABEL), ("eval", "--recipe", LABEL, "--limit", "2")]
+)
+def test_training_data_commands_refuse_a_predict_recipe(cli, args):
+    result = cli(*args)
+    assert result.exit_code == 2, result.output
+    assert "a predict recipe (method: predict) builds no train/test split" in result.output
+    assert "llmscisci predict RECIPE --limit N" in result.output
