@@ -74,16 +74,24 @@ class _UserFacing(click.ClickException):
         click.echo(self.message, err=True)
 
 
+#: Ctrl-C, as shells report SIGINT.
+INTERRUPTED = 130
+
+
 class UserErrorGroup(click.Group):
     """Turns `UserError` into exit 2 with a clean message; other exceptions are bugs (exit 1).
 
     Located recipe problems print as they are (``file:line:col: key: message``); any other
-    user error is prefixed with ``error:``.
+    user error is prefixed with ``error:``. Ctrl-C in a command that does not say more itself
+    (`run` and `predict` print how to continue) is exit 130, as shells report SIGINT.
     """
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(INTERRUPTED)
         except UserError as exc:
             located = isinstance(exc, RecipeError) and all(p.where for p in exc.problems)
             raise _UserFacing(str(exc) if located else f"error: {exc}") from None

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import click
 
-from llmscisci_cfg.cli.common import device_option, set_option
-from llmscisci_cfg.cli.run import INTERRUPTED
+from llmscisci_cfg.cli.common import INTERRUPTED, device_option, set_option
 
 
 def register(group: click.Group) -> None:

@@ -8,10 +8,9 @@ from pathlib import Path
 import click
 
 from llmscisci_cfg import console
-from llmscisci_cfg.cli.common import set_option, verbosity_options
+from llmscisci_cfg.cli.common import INTERRUPTED, set_option, verbosity_options
 
 METRICS_DIFFER = 3  # `reproduce` exit code when the re-run differs
-INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 
 
 def register(group: click.Group) -> None:

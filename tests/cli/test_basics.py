@@ -170,3 +170,15 @@ def test_installed_package_loads_builtin_recipe(tmp_path):
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "ok: builtin:quickstart/sft_tiny" in out.stdout
+
+
+def test_ctrl_c_in_any_command_is_exit_130(cli, tmp_path, monkeypatch):
+    """Not click's "Aborted!" with exit 1 (which says: a bug)."""
+    from llmscisci_cfg.runs import reproduce
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(reproduce, "reproduce_run", stopped)
+    result = cli("reproduce", tmp_path)
+    assert result.exit_code == 130 and "interrupted" in result.output
