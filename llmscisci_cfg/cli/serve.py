@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import socket
+
 import click
 
 from llmscisci_cfg.cli.common import device_option
+from llmscisci_cfg.errors import UserError
 
 
 def register(group: click.Group) -> None:
@@ -67,6 +70,8 @@ def serve(
     from llmscisci_cfg.serve.batcher import Batcher
 
     key = api_key(api_key_env) if api_key_env else None
+    sock = listening_socket(host, port)  # a taken port is found before any model loads
+    port = sock.getsockname()[1]
     quiet_bitsandbytes()
     model, tokenizer, what = load_for_serving(model_or_run, pick_device(device))
     engine = TransformersEngine(
@@ -83,7 +88,22 @@ def serve(
         api_key=key,
     )
     click.echo(f"serving {what} as {model_or_run!r} on http://{host}:{port}/v1", err=True)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        server.run(sockets=[sock])
     finally:
         batcher.close()
+        sock.close()
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port``, or a `UserError` saying why not."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise UserError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sock

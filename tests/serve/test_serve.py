@@ -199,3 +199,22 @@ def test_api_key_is_required_when_configured():
 def test_serve_refuses_an_unset_key_variable(cli):
     result = cli("serve", "builtin:tiny", "--api-key-env", "LLMSCISCI_SURELY_UNSET")
     assert result.exit_code == 2 and "LLMSCISCI_SURELY_UNSET is not set" in result.output
+
+
+def test_serve_on_a_taken_port_is_exit_2_before_loading(cli, monkeypatch):
+    import socket
+
+    from llmscisci_cfg.models import load
+
+    def never(*args, **kwargs):
+        raise AssertionError("the model loaded before the port was checked")
+
+    monkeypatch.setattr(load, "load_for_serving", never)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        result = cli("serve", "builtin:tiny", "--port", str(port))
+    assert result.exit_code == 2, result.output
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in result.output
+    assert "serving" not in result.output
