@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -168,9 +169,16 @@ class OpenAIEngine:
                 f"(or no /chat/completions): {first_line(exc)}"
             ) from None
         except openai.APIStatusError as exc:
+            why = first_line(exc)
+            hint = ""
+            if exc.status_code == 400 and re.search(r"context|too long|maximum", why, re.I):
+                hint = (
+                    "; if a prompt is too long for the served model, set "
+                    "method.max_prompt_tokens (predict truncates longer sections to it)"
+                )
             raise UserError(
                 f"the server at {self.base_url} refused the request ({exc.status_code}): "
-                f"{first_line(exc)}"
+                f"{why}{hint}"
             ) from None
         usage = response.usage
         prompt_tokens = getattr(usage, "prompt_tokens", 0) or 0

@@ -473,11 +473,14 @@ def _decide_compile(engine: Any, requests: list[Any]) -> None:
 
 
 def _prompt_limit(job: Job, max_new_tokens: int) -> int | None:
-    """``method.max_prompt_tokens``, else (a local model) its context minus the answer."""
+    """``method.max_prompt_tokens``, else the model's context minus the answer when its config
+    is here (a local or built-in model, also behind a server); a hosted model's context is not
+    known: None (a server that refuses a long prompt says so, and how to set the limit)."""
     method = job.recipe.method
     if method.max_prompt_tokens is not None:
         return method.max_prompt_tokens
-    if job.recipe.generation.backend != "transformers":
+    local = job.model.builtin or job.model.local_dir is not None
+    if job.recipe.generation.backend != "transformers" and not local:
         return None
     from llmscisci_cfg.models.load import context_length
 

@@ -431,3 +431,22 @@ def test_training_data_commands_refuse_a_predict_recipe(cli, args):
     assert result.exit_code == 2, result.output
     assert "a predict recipe (method: predict) builds no train/test split" in result.output
     assert "llmscisci predict RECIPE --limit N" in result.output
+
+
+def test_long_sections_are_truncated_behind_a_server_too(cli, tmp_path, five_rows, server):
+    """With the openai backend over a model whose config is here (builtin:tiny behind `serve`),
+    a section longer than the context is cut to fit, as with the local engine."""
+    from llmscisci_cfg.data.table import read_table, write_table
+
+    table = read_table(five_rows)
+    rows = [dict(r) for r in table.rows]
+    rows[0]["easy"] = "The code ran without changes. " * 1500  # ~9k tokens of the tiny model
+    long = write_table(tmp_path / "long.csv", rows, table.columns)
+    out = tmp_path / "labels.csv"
+    result = cli(
+        "predict", LABEL, "--output", out, "--set", "generation.max_new_tokens=40",
+        "--set", f"data.source.path={long}",
+        "--set", "generation.backend=openai", "--set", f"generation.base_url={server.url}",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert report_of(out)["truncated"] >= 1 and rows_of(out)[0]["easy_truncated"] in (True, "True")
