@@ -159,6 +159,14 @@ def agree(
         )
     notes: list[str] = []
     decoded = {c: _decode_column(table, c, n, codes, notes) for c in columns}
+    for column, labels in decoded.items():
+        given = [v for v in labels if v not in ("missing", "empty")]
+        if given and "invalid" in given and not any(isinstance(v, list) for v in given):
+            note = next(x for x in notes if x.startswith(f"column {column!r}"))
+            raise UserError(
+                f"{table.path}: none of the {len(given)} labels in {note}; are there "
+                f"{n} categories ({', '.join(names)})? check --categories or --task/--aspect"
+            )
     pairs = [_pair(a, b, decoded, names, notes) for a, b in itertools.combinations(columns, 2)]
     complete = sum(
         all(isinstance(decoded[c][i], list) for c in columns) for i in range(len(table.rows))

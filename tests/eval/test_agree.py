@@ -214,6 +214,7 @@ def test_cli_text_with_task_categories(invoke, labels_csv):
             "not both",
         ),
         (["coder_a", "coder_b", "--categories", "only"], "two or more"),
+        (["coder_a", "model", "--categories", "x,y,z"], "none of the 4 labels in column 'coder_a'"),
     ],
 )
 def test_cli_mistakes_exit_2_without_traceback(invoke, labels_csv, args, expected):
