@@ -384,7 +384,22 @@ def evaluate_run(run_dir: str | Path, opts: EvalOptions) -> EvalResult:
     check_output_dir(out, str(run.path), opts.overwrite)
     inside = out.resolve().is_relative_to(run.path.resolve())
     with RunLock(run.path) if inside else contextlib.nullcontext():
-        return _evaluate_run(run, opts, out)
+        result = _evaluate_run(run, opts, out)
+        if inside:  # the run's own evaluation: its model card gets the summary
+            _update_card(run, result, out)
+        return result
+
+
+def _update_card(run: RunDir, result: EvalResult, out: Path) -> None:
+    from llmscisci_cfg.runs.card import write_card
+
+    meta = result.meta
+    summary = (
+        f"`llmscisci eval` on the {meta.split} split, test set sha256 "
+        f"`{meta.test_set_sha256}`; full report: `{out.relative_to(run.path)}/report.md`.\n\n"
+        f"```\n{eval_report.summary_table(result.report)}\n```"
+    )
+    write_card(run.path, run.manifest, eval_summary=summary)
 
 
 def _evaluate_run(run: RunDir, opts: EvalOptions, out: Path) -> EvalResult:

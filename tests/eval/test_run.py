@@ -76,6 +76,9 @@ def test_default_output_dir_is_run_eval(cli, sft_run):
     assert result.exit_code == 0, result.output
     rows = _lines(sft_run / "eval" / eval_report.PREDICTIONS)
     assert [r["model"] for r in rows] == ["policy", "policy"]
+    card = (sft_run / "final" / "README.md").read_text()  # the run's model card gets the summary
+    assert "## Evaluation" in card and "full report: `eval/report.md`" in card
+    assert json.loads((sft_run / "eval" / "report.json").read_text())["test_set_sha256"] in card
 
 
 def test_rebuilt_split_equals_training(sft_run, tmp_path, monkeypatch):
