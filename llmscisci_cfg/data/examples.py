@@ -179,8 +179,15 @@ def collect(
     examples: list[Example] = []
     dropped: Counter = Counter()
     table = source.rows.select_columns(list(dict.fromkeys(cols.required().values()))).to_list()
+    seen: dict[str, int] = {}
     for i, row in enumerate(table):
         doc = cell_text(row[cols.id])
+        if doc and seen.setdefault(doc, i) != i:
+            raise UserError(
+                f"{source.where(i)}: id {shown(doc)} (column {cols.id!r}) is also the id at "
+                f"{source.where(seen[doc])}; each row must be one report: the split, the traces "
+                "and the predictions are matched by id"
+            )
         for aspect in cols.aspects:
             if not doc:
                 dropped[EMPTY_ID] += 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from llmscisci_cfg.data.examples import build_rows, collect, load_traces, split_documents
@@ -27,6 +29,22 @@ def test_one_example_per_report_per_aspect_and_empty_sections(tmp_path):
     assert dict(dropped) == {"empty_text": 1, "empty_id": 2}
     assert examples[-1].aspect == "difficult" and examples[-1].text == "Only the difficult part."
     assert all(e.gold is None for e in examples)  # no label columns declared
+
+
+def test_a_repeated_id_is_refused_naming_both_rows(tmp_path):
+    """Two reports under one id would share traces and predictions; a copied row counts twice."""
+    rows = reports(4)
+    rows[3]["doi"] = rows[1]["doi"]
+    write_csv(tmp_path / "r.csv", rows)
+    with pytest.raises(UserError) as info:
+        _collect(make_job(tmp_path, "r.csv"))
+    where = re.escape(str(tmp_path / "r.csv"))
+    found = re.search(
+        rf"{where}:(\d+): id '10.1/doc.001' \(column 'doi'\) is also the id at "
+        rf"{where}:(\d+)",
+        str(info.value),
+    )
+    assert found and int(found[1]) > int(found[2]) > 1, info.value
 
 
 def test_labels_decoded_with_task_codes(tmp_path):

@@ -230,7 +230,7 @@ def test_cli_mlrc_like_recipe_without_labels(cli, tmp_path):
                 "--set",
                 "data.columns.label={easy: y_easy_gpt4, difficult: y_diff_gpt4}",
             ),
-            ["nope.jsonl: no such file or directory (data.traces.path: nope.jsonl)"],
+            ["nope.jsonl: no such file or directory (data.traces.path: ", "/nope.jsonl)"],
         ),
         ("ok", ("--set", "data.task=missing_task.yaml"), ["missing_task.yaml: no such file"]),
         (

@@ -373,7 +373,9 @@ def test_set_paths_are_relative_to_the_current_folder(tmp_path, monkeypatch):
     here = tmp_path / "work"
     (here / "data").mkdir(parents=True)
     (here / "data" / "mine.csv").write_text("doi,easy\n")
-    (here / "plug.py").write_text("def r(completions, **kw):\n    return [0.0] * len(completions)\n")
+    (here / "plug.py").write_text(
+        "def r(completions, **kw):\n    return [0.0] * len(completions)\n"
+    )
     monkeypatch.chdir(here)
     job = load_job(
         "builtin:quickstart/grpo_tiny",
