@@ -7,6 +7,7 @@ Checks that involve several sections live in `llmscisci_cfg.recipe.checks`.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -509,6 +510,15 @@ class TrainSpec(Section):
     output_dir: str = Field(
         "runs/{name}", description="Run directory; {name} is the recipe name. Relative to the cwd."
     )
+
+    @field_validator("output_dir")
+    @classmethod
+    def _only_name_placeholder(cls, value: str) -> str:
+        other = sorted(set(re.findall(r"\{[^{}]*\}", value)) - {"{name}"})
+        if other:
+            raise ValueError(f"unknown placeholder {', '.join(other)}; the only one is {{name}}")
+        return value
+
     per_device_batch_size: PosInt = Field(
         4, description="Examples (GRPO: completions) per device per step."
     )

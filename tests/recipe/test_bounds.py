@@ -87,6 +87,7 @@ def test_a_huge_recipe_file_is_refused(cli, tmp_path):
         ("rewards.0.weight=true", "rewards.0.weight: expected a number"),
         ("train.learning_rate=.inf", "train.learning_rate: Input should be a finite number"),
         ("train.per_device_batch_size=4294967296", "less than or equal to 2147483647"),
+        ("train.output_dir=runs/{nme}", "train.output_dir: unknown placeholder {nme}"),
     ],
 )
 def test_values_the_trainer_would_reject_fail_validate(cli, setting, needle):
