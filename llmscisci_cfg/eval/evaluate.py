@@ -116,8 +116,10 @@ def require_same_test_set(policy: str, policy_sha: str | None, other: str, other
         raise UserError(
             f"{other} and {policy} have different test sets (test-set sha256 {other_sha} and "
             f"{policy_sha}): their recipes differ in the data file, the split seed or fraction, "
-            "data.aspects, data.clean or the over-long examples excluded, so their results "
-            "cannot be put side by side; evaluate runs whose recipes share the data section"
+            "data.aspects, data.clean, the over-long examples excluded, or in what their method "
+            "drops (DPO: pairs without a usable chosen/rejected answer, e.g. identical ones; "
+            "`llmscisci preprocess` of each recipe shows the drops), so their results cannot be "
+            "put side by side; evaluate runs whose recipes and methods keep the same test examples"
         )
 
 
