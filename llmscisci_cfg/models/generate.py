@@ -282,7 +282,12 @@ class TransformersEngine:
                 text = self.tokenizer.decode(tokens, skip_special_tokens=False)
                 text, cut = cut_at_strings(text, sampling.stop)
                 reason = "stop" if stopped or cut else "length"
-                samples.append(Completion(text, len(ids[i]), len(tokens), reason))
+                used = (
+                    len(self.tokenizer.encode(text, add_special_tokens=False))
+                    if cut
+                    else len(tokens)
+                )
+                samples.append(Completion(text, len(ids[i]), used, reason))
             out.append(samples)
         return out
 

@@ -82,8 +82,11 @@ def test_seed_n_and_stop(server):
     two = client.chat.completions.create(n=2, **kwargs)
     assert [c.index for c in two.choices] == [0, 1]
     word = first.split()[1] if len(first.split()) > 1 else first[:2]
-    cut = client.chat.completions.create(stop=[word], **kwargs).choices[0]
-    assert word not in cut.message.content and cut.finish_reason == "stop"
+    whole = client.chat.completions.create(**kwargs)
+    cut = client.chat.completions.create(stop=[word], **kwargs)
+    assert word not in cut.choices[0].message.content and cut.choices[0].finish_reason == "stop"
+    # usage counts the answer returned, up to the stop string, not what was decoded past it
+    assert cut.usage.completion_tokens < whole.usage.completion_tokens
 
 
 @pytest.mark.parametrize(
