@@ -132,3 +132,17 @@ def test_bracket_indices_in_set(cli):
 )
 def test_builtin_names_stay_inside_the_package(cli, args, needle):
     refused(cli(*args), needle)
+
+
+@pytest.mark.parametrize(
+    ("key", "name"), [("data.task", "task.yaml"), ("template.file", "t.jinja")]
+)
+def test_huge_text_files_named_by_a_recipe_are_refused(cli, tmp_path, key, name):
+    path = tmp_path / name
+    path.write_text("# " + "x" * (2 << 20) + "\n")
+    result = cli("validate", QUICK, "--set", f"{key}={path}")
+    refused(result, name, f"MiB is more than the 1 MiB read for {key}")
+
+
+def test_schema_to_a_place_it_cannot_write_is_exit_2(cli):
+    refused(cli("schema", "-o", "/proc/llmscisci/recipe.schema.json"), "cannot write")

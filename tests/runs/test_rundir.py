@@ -246,3 +246,72 @@ def test_the_lock_is_released_even_when_the_body_fails(tmp_path):
     with RunLock(tmp_path / "run"):
         pass
     assert time.perf_counter() - started < 1
+
+
+def _scaffold(tmp_path, manifest: str, resolved: str | None = None):
+    from tests.run_helpers import write_recipe
+
+    recipe = write_recipe(tmp_path, "sft", steps=1)
+    run = tmp_path / "run"
+    (run / "final").mkdir(parents=True)
+    (run / "final" / "config.json").write_text("{}")  # something there, not a loadable model
+    (run / "checkpoints" / "checkpoint-1").mkdir(parents=True)
+    (run / "checkpoints" / "checkpoint-1" / "trainer_state.json").write_text('{"global_step": 1}')
+    (run / "recipe.resolved.yaml").write_text(resolved or recipe.read_text())
+    (run / "metrics.jsonl").write_text('{"step": 1}\n')
+    (run / "manifest.json").write_text(manifest)
+    return recipe, run
+
+
+COMMANDS = {
+    "export": lambda recipe, run: ("export", run, "--merge"),
+    "reproduce": lambda recipe, run: ("reproduce", run),
+    "eval": lambda recipe, run: ("eval", run),
+    "resume": lambda recipe, run: ("run", recipe, "--output-dir", run, "--resume"),
+}
+
+
+@pytest.mark.parametrize("command", ["export", "eval"])
+def test_our_manifest_without_its_final_entry_is_exit_2(cli, tmp_path, command):
+    recipe, run = _scaffold(tmp_path, '{"format": "llmscisci.run/1", "status": "completed"}')
+    result = cli(*COMMANDS[command](recipe, run))
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert "final" in result.output, result.output
+
+
+@pytest.mark.parametrize("command", ["reproduce", "eval"])
+def test_a_corrupt_resolved_recipe_is_exit_2_naming_it(cli, tmp_path, command):
+    manifest = json.dumps(
+        {"format": "llmscisci.run/1", "status": "completed", "final": {"kind": "full"}}
+    )
+    recipe, run = _scaffold(tmp_path, manifest, resolved="name: [unclosed\n")
+    result = cli(*COMMANDS[command](recipe, run))
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert "recipe.resolved.yaml:" in result.output
+
+
+@pytest.mark.parametrize("command", ["export", "eval", "resume"])
+def test_a_run_in_use_is_refused_by_every_writer(cli, tmp_path, command):
+    manifest = json.dumps({"format": "llmscisci.run/1", "status": "interrupted"})
+    recipe, run = _scaffold(tmp_path, manifest)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time; from pathlib import Path; from llmscisci_cfg.runs.rundir import RunLock\n"
+            f"with RunLock(Path({str(run)!r})):\n"
+            "    print('locked', flush=True); time.sleep(30)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        result = cli(*COMMANDS[command](recipe, run))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.exit_code == 2, result.output
+    assert f"in use by process {holder.pid}" in result.output or (
+        f"still training (process {holder.pid})" in result.output
+    )
