@@ -4,6 +4,7 @@ umask, and read back the same way by every command when broken (issue 11, classe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -118,14 +119,15 @@ def test_symlinked_and_unwritable_run_directories_are_refused(tmp_path):
         rundir.prepare(__import__("pathlib").Path("/proc/llmscisci-run"), False, False)
 
 
-def test_the_lock_is_exclusive_and_names_its_holder(tmp_path):
-    run = tmp_path / "run"
+@contextlib.contextmanager
+def held_by_another_process(run):
+    """``run``'s lock, held by a child process (its pid is yielded) until the block ends."""
     holder = subprocess.Popen(
         [
             sys.executable,
             "-c",
-            "import sys, time; from llmscisci_cfg.runs.rundir import RunLock\n"
-            f"with RunLock(__import__('pathlib').Path({str(run)!r})):\n"
+            "import time; from pathlib import Path; from llmscisci_cfg.runs.rundir import RunLock\n"
+            f"with RunLock(Path({str(run)!r})):\n"
             "    print('locked', flush=True); time.sleep(30)",
         ],
         stdout=subprocess.PIPE,
@@ -133,12 +135,18 @@ def test_the_lock_is_exclusive_and_names_its_holder(tmp_path):
     )
     try:
         assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(UserError, match=f"in use by process {holder.pid}"):
-            with RunLock(run):
-                pass
+        yield holder.pid
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_the_lock_is_exclusive_and_names_its_holder(tmp_path):
+    run = tmp_path / "run"
+    with held_by_another_process(run) as pid:
+        with pytest.raises(UserError, match=f"in use by process {pid}"):
+            with RunLock(run):
+                pass
     with RunLock(run):  # the OS released the dead holder's lock
         assert (tmp_path / ".run.lock").read_text().strip() == str(os.getpid())
     assert not (tmp_path / ".run.lock").exists()
@@ -294,24 +302,7 @@ def test_a_corrupt_resolved_recipe_is_exit_2_naming_it(cli, tmp_path, command):
 def test_a_run_in_use_is_refused_by_every_writer(cli, tmp_path, command):
     manifest = json.dumps({"format": "llmscisci.run/1", "status": "interrupted"})
     recipe, run = _scaffold(tmp_path, manifest)
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import time; from pathlib import Path; from llmscisci_cfg.runs.rundir import RunLock\n"
-            f"with RunLock(Path({str(run)!r})):\n"
-            "    print('locked', flush=True); time.sleep(30)",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "locked"
+    with held_by_another_process(run) as pid:
         result = cli(*COMMANDS[command](recipe, run))
-    finally:
-        holder.kill()
-        holder.wait()
     assert result.exit_code == 2, result.output
-    assert f"in use by process {holder.pid}" in result.output or (
-        f"still training (process {holder.pid})" in result.output
-    )
+    assert f"in use by process {pid}" in result.output
