@@ -13,9 +13,9 @@ start=$SECONDS
 seed=()
 if [[ -n "${QUICKSTART_SEED:-}" ]]; then seed=(--set "train.seed=$QUICKSTART_SEED" --set data.split.seed=0); fi
 
-llmscisci run builtin:quickstart/sft_tiny --overwrite --output-dir "$out/quickstart_sft" "${seed[@]}"
+llmscisci run builtin:quickstart/sft_tiny --overwrite --output-dir "$out/quickstart_sft" ${seed[@]+"${seed[@]}"}
 llmscisci run builtin:quickstart/grpo_tiny --overwrite --output-dir "$out/quickstart_grpo" \
-  --set "model.name_or_path=$out/quickstart_sft/final" "${seed[@]}"
+  --set "model.name_or_path=$out/quickstart_sft/final" ${seed[@]+"${seed[@]}"}
 llmscisci eval "$out/quickstart_sft" --reference   # reference = the untrained tiny model
 llmscisci eval "$out/quickstart_grpo"
 

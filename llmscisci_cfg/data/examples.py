@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from llmscisci_cfg import console
 from llmscisci_cfg.data.clean import COUNT_KEYS, section_report
 from llmscisci_cfg.data.sources import Source, jsonl_records, read_bytes
 from llmscisci_cfg.errors import UserError
@@ -180,14 +181,17 @@ def collect(
     dropped: Counter = Counter()
     table = source.rows.select_columns(list(dict.fromkeys(cols.required().values()))).to_list()
     seen: dict[str, int] = {}
+    repeats: list[int] = []
     for i, row in enumerate(table):
         doc = cell_text(row[cols.id])
         if doc and seen.setdefault(doc, i) != i:
-            raise UserError(
-                f"{source.where(i)}: id {shown(doc)} (column {cols.id!r}) is also the id at "
-                f"{source.where(seen[doc])}; each row must be one report: the split, the traces "
-                "and the predictions are matched by id"
-            )
+            if job.traces is not None:
+                raise UserError(
+                    f"{source.where(i)}: id {shown(doc)} (column {cols.id!r}) is also the id at "
+                    f"{source.where(seen[doc])}; traces are matched by id, so each id must be "
+                    "one report"
+                )
+            repeats.append(i)
         for aspect in cols.aspects:
             if not doc:
                 dropped[EMPTY_ID] += 1
@@ -219,6 +223,12 @@ def collect(
                     else None,
                 )
             )
+    if repeats and job.method != "dpo":  # DPO: several preference rows per report are usual
+        console.warn(
+            f"{len(repeats)} row(s) repeat an earlier row's id (first: {source.where(repeats[0])});"
+            " rows of one id count as one document in the split but are scored apart: check "
+            "for copied rows"
+        )
     return examples, dropped
 
 

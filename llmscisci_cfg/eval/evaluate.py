@@ -398,7 +398,8 @@ def _update_card(run: RunDir, result: EvalResult, out: Path) -> None:
     meta = result.meta
     summary = (
         f"`llmscisci eval` on the {meta.split} split, test set sha256 "
-        f"`{meta.test_set_sha256}`; full report: `{out.relative_to(run.path)}/report.md`.\n\n"
+        f"`{meta.test_set_sha256}`; full report: "
+        f"`{out.resolve().relative_to(run.path.resolve())}/report.md`.\n\n"
         f"```\n{eval_report.summary_table(result.report)}\n```"
     )
     write_card(run.path, run.manifest, eval_summary=summary)

@@ -282,11 +282,9 @@ class TransformersEngine:
                 text = self.tokenizer.decode(tokens, skip_special_tokens=False)
                 text, cut = cut_at_strings(text, sampling.stop)
                 reason = "stop" if stopped or cut else "length"
-                used = (
-                    len(self.tokenizer.encode(text, add_special_tokens=False))
-                    if cut
-                    else len(tokens)
-                )
+                used = len(tokens)
+                if cut:  # the answer ends at the stop string: count its tokens, not those past it
+                    used = min(used, len(self.tokenizer.encode(text, add_special_tokens=False)))
                 samples.append(Completion(text, len(ids[i]), used, reason))
             out.append(samples)
         return out

@@ -93,6 +93,7 @@ def settings(job: Job) -> dict[str, Any]:
     task, g, method = job.task, job.recipe.generation, job.recipe.method
     sampling = vars(_sampling(job)) | {"structured": g.structured}
     fields = {
+        "source_sha256": job.data.sha256,
         "task": f"{task.name} ({task.kind})",
         "aspects": list(job.aspects),
         "prompt_template_sha256": text_sha256(task.system_prompt + "\0" + task.user_prompt),
@@ -141,8 +142,12 @@ def _finished(job: Job, output: Path, opts: PredictOptions, rows: list) -> Predi
         report = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None  # no readable report: predicted again
-    if not isinstance(report, dict) or "settings" not in report:
-        return None
+    if not isinstance(report, dict) or not isinstance(report.get("settings"), dict):
+        raise UserError(
+            f"--resume: {output} is finished, but its report does not record the settings it "
+            "was predicted with (an older llmscisci): use it as it is, or predict it again "
+            "with --overwrite"
+        )
     now = settings(job)
     if report["settings"] != now:
         raise UserError(
@@ -239,8 +244,8 @@ def _predict_share(
                     mine = completions[k : k + len(item.requests)]
                     k += len(item.requests)
                     entries.append(_entry(item, read(job.task, item, mine), mine))
+                generated += len(entries)  # before writing: an interrupted write keeps the journal
                 log.write(entries)
-                generated += len(entries)
                 bar.update(len(chunk))
                 bar.set_postfix_str(f"{engine.stats.tokens_per_second:.0f} tok/s")
         if engine is not None:

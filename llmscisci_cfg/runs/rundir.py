@@ -13,6 +13,7 @@ Layout (rank 0 writes all of it)::
       plots/                 loss and reward curves (PNG)
     runs/.<name>.lock        held by the process that writes into the run (`RunLock`)
     runs/.<name>.previous    the run an ``--overwrite`` replaced, until the new one saves
+                             (the launcher that set it aside settles it)
 """
 
 from __future__ import annotations
@@ -136,6 +137,8 @@ class RunDir:
             how = "resume it with `llmscisci run RECIPE --resume --output-dir " + f"{self.path}`"
         else:
             how = "run it again (`llmscisci run RECIPE --overwrite`)"
+        if previous_run(self.path).is_dir():
+            how += f"; the run it replaced is kept in {previous_run(self.path)}"
         raise UserError(
             f"{self.path}: the run has no {FINAL}/ model (run status: {self.status}); {how}"
         )
@@ -223,50 +226,78 @@ def prepare(run_dir: Path, resume: bool, overwrite: bool) -> bool:
     return busy
 
 
-def replace(run_dir: Path) -> None:
-    """Make ``run_dir`` an empty directory. An old run there (already checked by `prepare`:
-    ours, nothing foreign in it) is moved aside to `previous_run` until the new run has
-    something to keep (`settle_previous`)."""
+def replace(run_dir: Path) -> Path | None:
+    """Make ``run_dir`` an empty directory for a new run (the caller holds its lock). An old
+    run there (already checked by `prepare`: ours, nothing foreign in it) is moved aside to
+    `previous_run` and its path returned: the caller owns it until `settle_previous`.
+
+    An aside left by a launcher that was killed is the older run: it is kept when what is in
+    ``run_dir`` (the killed run's start) saved nothing, else it is dropped."""
+    aside = previous_run(run_dir)
+    if aside.is_dir():
+        if not saved_something(run_dir):
+            shutil.rmtree(run_dir, ignore_errors=True)
+            run_dir.mkdir(parents=True)
+            return aside
+        shutil.rmtree(aside, ignore_errors=True)
     if not (run_dir.is_dir() and any(run_dir.iterdir())):
         run_dir.mkdir(parents=True, exist_ok=True)
-        return
-    aside = previous_run(run_dir)
-    shutil.rmtree(aside, ignore_errors=True)  # left by a run whose launcher was killed too
+        return None
+    if not is_run_dir(run_dir):  # not a run: only what a trainer made before (checkpoints/)
+        shutil.rmtree(run_dir)
+        run_dir.mkdir()
+        return None
     os.rename(run_dir, aside)
     run_dir.mkdir()
-    if not is_run_dir(aside):  # not a run: only what the trainer made before (checkpoints/)
-        shutil.rmtree(aside, ignore_errors=True)
+    return aside
 
 
 def previous_run(run_dir: Path) -> Path:
     """Where an ``--overwrite``'d run waits, beside the new one, until the new one has saved a
-    checkpoint or its final model."""
+    checkpoint or completed."""
     return run_dir.with_name(f".{run_dir.name}.previous")
 
 
 def discard_previous(run_dir: Path) -> None:
-    """The new run saved something: the run it replaced goes."""
+    """The new run saved a checkpoint: the run it replaced goes."""
     shutil.rmtree(previous_run(run_dir), ignore_errors=True)
 
 
-def settle_previous(run_dir: Path, failed: bool) -> str | None:
-    """After a run that replaced another: the old one is put back when the new one ``failed``
-    before saving a checkpoint or a final model (nothing of it is worth keeping), else
-    removed. Returns what the user should be told, or None."""
-    aside = previous_run(run_dir)
-    if not aside.is_dir():
-        return None
-    if not failed or last_checkpoint(run_dir) is not None or (run_dir / FINAL).is_dir():
-        discard_previous(run_dir)
-        return None
+def saved_something(run_dir: Path) -> bool:
+    """Whether the run in ``run_dir`` has something to keep: a checkpoint that reads back, or
+    a manifest that says it completed (a ``final/`` alone may be half written)."""
+    if last_checkpoint(run_dir) is not None:
+        return True
     try:
-        shutil.rmtree(run_dir)
+        return read_manifest(run_dir / MANIFEST).get("status") == "completed"
+    except UserError:
+        return False
+
+
+def settle_previous(run_dir: Path, aside: Path | None, failed: bool) -> str | None:
+    """After a run that set ``aside`` aside (`replace`): the old run is put back when the new
+    one ``failed`` before saving anything (`saved_something`), else removed. Returns what the
+    user should be told, or None. The new run is moved away before the old one moves in, so an
+    interruption in between leaves one of them in place, never neither."""
+    if aside is None or not aside.is_dir():
+        if failed and run_dir.is_dir() and not any(p.is_file() for p in run_dir.rglob("*")):
+            shutil.rmtree(run_dir, ignore_errors=True)  # made for this run, which wrote nothing
+        return None
+    if not failed or saved_something(run_dir):
+        shutil.rmtree(aside, ignore_errors=True)
+        return None
+    failed_dir = run_dir.with_name(f".{run_dir.name}.failed")
+    try:
+        shutil.rmtree(failed_dir, ignore_errors=True)
+        if run_dir.exists():
+            os.rename(run_dir, failed_dir)
         os.rename(aside, run_dir)
     except OSError as exc:
         return (
             f"{run_dir}: the new run saved nothing, and the run it replaced could not be put "
             f"back ({exc.strerror or exc}); it is in {aside}"
         )
+    shutil.rmtree(failed_dir, ignore_errors=True)
     return f"{run_dir}: the new run saved nothing; the run it replaced is back in its place"
 
 

@@ -8,7 +8,9 @@ point through ``accelerate launch`` (the command is printed); each worker then r
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -54,9 +56,9 @@ def run(
 
     Machine problems (4-bit without CUDA, ...) and an occupied run directory are refused
     with `UserError` before any model loads; the directory is locked for the life of the run.
-    An old run (``--overwrite``) is replaced only once the trainer is built, so a mistake in
-    the data or the model leaves it as it was, and it waits aside until the new run saves a
-    checkpoint: a new run that fails or is stopped before that gives it back. A worker of a multi-process launch
+    An old run (``--overwrite``) waits aside (`rundir.replace`, by this process, which holds
+    the lock) until the new run saves a checkpoint or completes: a new run that fails or is
+    stopped before that, a mistake in the data or the model included, gives it back. A worker of a multi-process launch
     (``in_process`` with ``WORLD_SIZE > 1``) gets the run's resolved recipe.
     """
     worker = in_process and world_size() > 1
@@ -72,19 +74,20 @@ def run(
         rundir.prepare(job.run_dir, resume, overwrite)
         if resume:
             check_resumable(job)
+        aside = None if resume else rundir.replace(job.run_dir)
         try:
             if prepared.launch.in_process or in_process:
                 train(job, prepared.compiled, resume)
             else:
                 launch_workers(prepared.launch, job, echo)
         except BaseException as exc:
-            restored = rundir.settle_previous(job.run_dir, failed=True)
+            restored = rundir.settle_previous(job.run_dir, aside, failed=True)
             if isinstance(exc, KeyboardInterrupt):
                 raise RunInterrupted(restored or resume_hint(job)) from None
             if restored:
                 console.warn(restored)
             raise
-        rundir.settle_previous(job.run_dir, failed=False)
+        rundir.settle_previous(job.run_dir, aside, failed=False)
     return job.run_dir
 
 
@@ -146,11 +149,38 @@ def launch_workers(plan: launch.LaunchPlan, job: Job, echo=console.info) -> None
         if plan.accelerate_config is not None:
             rundir.write_atomic(staging / rundir.ACCELERATE_CONFIG, _yaml(plan.accelerate_config))
         echo(f"launch: {plan.shell()}")
-        result = subprocess.run(plan.argv, env={**os.environ, **plan.env, **console.child_env()})
+        proc = subprocess.Popen(plan.argv, env={**os.environ, **plan.env, **console.child_env()})
+        try:
+            returncode = proc.wait()
+        except KeyboardInterrupt:
+            _stop(proc)
+            raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    if result.returncode != 0:
-        raise RunFailed(result.returncode, plan.shell())
+    if returncode != 0:
+        raise RunFailed(returncode, plan.shell())
+
+
+def _stop(proc: subprocess.Popen, grace: float = 120.0) -> None:
+    """After Ctrl-C (which the terminal sent to the workers too): let them mark the run and
+    exit before the caller touches the run directory; a second Ctrl-C or the grace period
+    ends them."""
+    try:
+        if not _terminal_signalled_the_group():  # e.g. `kill -INT` of this process alone
+            proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=grace)
+    except (KeyboardInterrupt, subprocess.TimeoutExpired):
+        proc.kill()
+        proc.wait()
+
+
+def _terminal_signalled_the_group() -> bool:
+    """Whether we run in the terminal's foreground process group (its Ctrl-C reached every
+    process of the launch already)."""
+    try:
+        return os.tcgetpgrp(sys.stdin.fileno()) == os.getpgrp()
+    except (OSError, ValueError):
+        return False
 
 
 def _yaml(data: dict[str, Any]) -> str:
@@ -162,10 +192,9 @@ def _yaml(data: dict[str, Any]) -> str:
 def train(job: Job, compiled: Compiled, resume: bool) -> None:
     """This process's share of the run (all ranks call it; rank 0 writes the files).
 
-    Nothing is written before the trainer is built, so a mistake found while loading the data
-    or the model leaves the run directory as it was; then rank 0 replaces an old run (checked
-    by `rundir.prepare`). A full disk or a read-only file system while training is a
-    `UserError` naming the path, with the manifest marked failed.
+    Rank 0 writes into the run directory the launching process (`run`) emptied. A full disk
+    or a read-only file system while training is a `UserError` naming the path, with the
+    manifest marked failed.
     """
     from llmscisci_cfg.models.load import load_tokenizer, quiet_bitsandbytes
 
@@ -201,8 +230,6 @@ def train(job: Job, compiled: Compiled, resume: bool) -> None:
     record = None
     try:
         if is_rank0():
-            if not resume:
-                rundir.replace(run_dir)
             record = _start_record(job, compiled, built, checkpoint)
         started = time.perf_counter()
         built.trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)

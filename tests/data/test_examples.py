@@ -31,20 +31,24 @@ def test_one_example_per_report_per_aspect_and_empty_sections(tmp_path):
     assert all(e.gold is None for e in examples)  # no label columns declared
 
 
-def test_a_repeated_id_is_refused_naming_both_rows(tmp_path):
-    """Two reports under one id would share traces and predictions; a copied row counts twice."""
+def test_a_repeated_id_is_refused_when_traces_join_on_it(tmp_path, capsys):
+    """Two reports under one id would share one trace; without traces a repeat is a warning
+    (copied rows), and DPO's several preference rows per report are usual."""
     rows = reports(4)
     rows[3]["doi"] = rows[1]["doi"]
     write_csv(tmp_path / "r.csv", rows)
+    write_jsonl(tmp_path / "t.jsonl", [{"id": "10.1/doc.000", "aspect": "easy", "trace": "x"}])
     with pytest.raises(UserError) as info:
-        _collect(make_job(tmp_path, "r.csv"))
+        _collect(make_job(tmp_path, "r.csv", "sft", traces={"path": "t.jsonl", "missing": "empty"}))
     where = re.escape(str(tmp_path / "r.csv"))
     found = re.search(
-        rf"{where}:(\d+): id '10.1/doc.001' \(column 'doi'\) is also the id at "
-        rf"{where}:(\d+)",
+        rf"{where}:(\d+): id '10.1/doc.001' \(column 'doi'\) is also the id at {where}:(\d+)",
         str(info.value),
     )
     assert found and int(found[1]) > int(found[2]) > 1, info.value
+    (examples, _), _ = _collect(make_job(tmp_path, "r.csv"))
+    assert len(examples) == 8
+    assert "1 row(s) repeat an earlier row's id" in capsys.readouterr().err
 
 
 def test_labels_decoded_with_task_codes(tmp_path):

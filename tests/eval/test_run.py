@@ -81,6 +81,13 @@ def test_default_output_dir_is_run_eval(cli, sft_run):
     assert json.loads((sft_run / "eval" / "report.json").read_text())["test_set_sha256"] in card
 
 
+def test_an_output_dir_inside_the_run_named_another_way_updates_the_card(cli, sft_run):
+    out = sft_run / ".." / sft_run.name / "eval_again"  # not the run's own spelling
+    result = cli("eval", sft_run, "--limit", "1", "--max-new-tokens", "4", "--output-dir", out)
+    assert result.exit_code == 0, result.output
+    assert "full report: `eval_again/report.md`" in (sft_run / "final" / "README.md").read_text()
+
+
 def test_rebuilt_split_equals_training(sft_run, tmp_path, monkeypatch):
     """Eval rebuilds the test split from recipe.resolved.yaml, from scratch, identically."""
     from llmscisci_cfg.data.preprocess import build_dataset

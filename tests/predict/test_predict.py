@@ -450,3 +450,18 @@ def test_long_sections_are_truncated_behind_a_server_too(cli, tmp_path, five_row
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert report_of(out)["truncated"] >= 1 and rows_of(out)[0]["easy_truncated"] in (True, "True")
+
+
+def test_resume_of_a_finished_output_from_another_table_is_refused(cli, tmp_path, five_rows):
+    out = tmp_path / "labels.csv"
+    args = ("predict", LABEL, "--output", out, *FAST)
+    assert cli(*args, "--set", f"data.source.path={five_rows}").exit_code == 0
+    edited = tmp_path / "edited.csv"
+    edited.write_text(five_rows.read_text().replace("clearly", "plainly", 1))
+    result = cli(*args, "--resume", "--set", f"data.source.path={edited}")
+    assert result.exit_code == 2 and "other settings (source_sha256:" in result.output
+    report = json.loads(Path(f"{out}.report.json").read_text())
+    del report["settings"]  # as an older llmscisci wrote it
+    Path(f"{out}.report.json").write_text(json.dumps(report))
+    old = cli(*args, "--resume", "--set", f"data.source.path={five_rows}")
+    assert old.exit_code == 2 and "does not record the settings" in old.output

@@ -58,53 +58,75 @@ def test_replace_swaps_in_an_empty_directory_and_keeps_the_old_run_aside(tmp_pat
     run = tmp_path / "run"
     (run / "final").mkdir(parents=True)
     (run / "manifest.json").write_text(OLD_RUN)
-    rundir.replace(run)
+    aside = rundir.replace(run)
     assert run.is_dir() and list(run.iterdir()) == []
-    assert (tmp_path / ".run.previous" / "manifest.json").read_text() == OLD_RUN
-    assert rundir.settle_previous(run, failed=False) is None  # the new run completed
+    assert aside == tmp_path / ".run.previous" and (aside / "manifest.json").read_text() == OLD_RUN
+    assert rundir.settle_previous(run, aside, failed=False) is None  # the new run completed
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
 
 
-@pytest.mark.parametrize("saved", [None, "final", "checkpoint"])
+NEW_DONE = '{"format": "llmscisci.run/1", "status": "completed"}'
+
+
+@pytest.mark.parametrize("saved", [None, "final only", "completed", "checkpoint"])
 def test_a_failed_new_run_gives_the_old_one_back_unless_it_saved(tmp_path, saved):
     run = tmp_path / "run"
     (run / "final").mkdir(parents=True)
     (run / "manifest.json").write_text(OLD_RUN)
-    rundir.replace(run)
-    (run / "manifest.json").write_text('{"new": true}')
-    if saved == "final":
+    aside = rundir.replace(run)
+    (run / "manifest.json").write_text('{"format": "llmscisci.run/1", "status": "failed"}')
+    if saved == "final only":  # a final/ alone may be half written: not enough
         (run / "final").mkdir()
+        (run / "final" / "config.json").write_text("{}")
+    elif saved == "completed":
+        (run / "manifest.json").write_text(NEW_DONE)
     elif saved == "checkpoint":
         (run / "checkpoints" / "checkpoint-1").mkdir(parents=True)
         (run / "checkpoints" / "checkpoint-1" / "trainer_state.json").write_text(
             '{"global_step": 1}'
         )
-    message = rundir.settle_previous(run, failed=True)
+    message = rundir.settle_previous(run, aside, failed=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
-    if saved is None:
+    if saved in (None, "final only"):
         assert "the run it replaced is back" in message
         assert (run / "manifest.json").read_text() == OLD_RUN
     else:
-        assert message is None and (run / "manifest.json").read_text() == '{"new": true}'
+        assert message is None and (run / "manifest.json").read_text() != OLD_RUN
 
 
-def test_an_aside_left_by_a_killed_launcher_is_replaced(tmp_path):
-    run = tmp_path / "run"
-    (tmp_path / ".run.previous").mkdir()
-    (tmp_path / ".run.previous" / "stale").write_text("x")
+@pytest.mark.parametrize("killed_run_saved", [False, True])
+def test_an_aside_left_by_a_killed_launcher(tmp_path, killed_run_saved):
+    """A launcher killed before settling left the older run aside and its own start in place:
+    the next --overwrite keeps whichever holds something."""
+    run, stale = tmp_path / "run", tmp_path / ".run.previous"
+    stale.mkdir()
+    (stale / "manifest.json").write_text(OLD_RUN)
     run.mkdir()
-    (run / "manifest.json").write_text(OLD_RUN)
-    rundir.replace(run)
-    assert sorted(p.name for p in (tmp_path / ".run.previous").iterdir()) == ["manifest.json"]
+    (run / "manifest.json").write_text(NEW_DONE if killed_run_saved else '{"status": "running"}')
+    aside = rundir.replace(run)
+    assert aside == stale and list(run.iterdir()) == []
+    kept = (aside / "manifest.json").read_text()
+    assert kept == (NEW_DONE if killed_run_saved else OLD_RUN)
 
 
 def test_a_directory_that_is_not_a_run_is_not_kept(tmp_path):
     """What the trainer creates before the replacement (an empty checkpoints/) just goes."""
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
-    rundir.replace(run)
+    assert rundir.replace(run) is None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"] and not any(run.iterdir())
-    assert rundir.settle_previous(run, failed=True) is None and run.is_dir()
+    assert rundir.settle_previous(run, None, failed=True) is None
+    assert not run.exists()  # made for a run that wrote nothing: removed
+
+
+def test_a_run_without_final_names_a_kept_previous_run(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "recipe.resolved.yaml").write_text("name: x\n")
+    (run / "manifest.json").write_text('{"format": "llmscisci.run/1", "status": "running"}')
+    (tmp_path / ".run.previous").mkdir()
+    with pytest.raises(UserError, match="the run it replaced is kept in .*\\.run\\.previous"):
+        RunDir.open(run).require_final()
 
 
 def test_symlinked_and_unwritable_run_directories_are_refused(tmp_path):
