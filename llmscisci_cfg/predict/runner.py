@@ -87,13 +87,14 @@ def predict(
 
 def settings(job: Job) -> dict[str, Any]:
     """Everything that shapes an answer; a resumed prediction must have the same (its answers
-    and the earlier ones end up in one table), and report.json records it."""
+    and the earlier ones end up in one table), and report.json records it. The table itself
+    may grow between an interruption and ``--resume`` (`_check_resumed_rows` checks that the
+    finished rows kept their ids); a finished output is compared with it (`_finished`)."""
     from llmscisci_cfg.digest import text_sha256
 
     task, g, method = job.task, job.recipe.generation, job.recipe.method
     sampling = vars(_sampling(job)) | {"structured": g.structured}
     fields = {
-        "source_sha256": job.data.sha256,
         "task": f"{task.name} ({task.kind})",
         "aspects": list(job.aspects),
         "prompt_template_sha256": text_sha256(task.system_prompt + "\0" + task.user_prompt),
@@ -153,6 +154,12 @@ def _finished(job: Job, output: Path, opts: PredictOptions, rows: list) -> Predi
         raise UserError(
             f"--resume: {output} was predicted with other settings "
             f"({_differences(report['settings'], now)}); pass --overwrite to predict it again"
+        )
+    before = (report.get("source") or {}).get("sha256")
+    if before != job.data.sha256:
+        raise UserError(
+            f"--resume: {output} was predicted from another version of {job.data.ref} "
+            f"(sha256 {before}, now {job.data.sha256}); pass --overwrite to predict it again"
         )
     if report.get("rows") == len(rows):
         return PredictResult(output, path, report)
