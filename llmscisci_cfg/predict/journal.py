@@ -2,8 +2,10 @@
 
 Each finished section is appended (and flushed) as one JSON line to ``OUT.partial.jsonl`` (one
 file per process of a sharded run), after a first line with the settings that shape the
-answers; `--resume` reads them back and skips what they hold, so an API is never asked twice. The output file itself is written only at the end, atomically:
-nothing that looks complete exists before the prediction is.
+answers; `--resume` reads them back and skips what they hold, so an API is never asked
+twice. The output file itself is written only at the end, atomically: nothing that looks
+complete exists before the prediction is. A ``--limit`` run keeps its journal for a later
+``--resume`` over more rows.
 """
 
 from __future__ import annotations

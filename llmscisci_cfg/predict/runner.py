@@ -123,8 +123,9 @@ def _check_settings(job: Job, output: Path) -> None:
     for path, before in journal.read_settings(output):
         if before != now:
             raise UserError(
-                f"--resume: {path.name} was written with other settings ({_differences(before, now)}); "
-                "its answers and this run's would be mixed in one table: resume with the same "
+                f"--resume: {path.name} was written with other settings "
+                f"({_differences(before, now)}); its answers and this run's would be mixed in "
+                "one table: resume with the same "
                 "recipe and --set values, or start again with --overwrite"
             )
 

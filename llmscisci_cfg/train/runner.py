@@ -58,8 +58,9 @@ def run(
     with `UserError` before any model loads; the directory is locked for the life of the run.
     An old run (``--overwrite``) waits aside (`rundir.replace`, by this process, which holds
     the lock) until the new run saves a checkpoint or completes: a new run that fails or is
-    stopped before that, a mistake in the data or the model included, gives it back. A worker of a multi-process launch
-    (``in_process`` with ``WORLD_SIZE > 1``) gets the run's resolved recipe.
+    stopped before that, a mistake in the data or the model included, gives it back. A
+    worker of a multi-process launch (``in_process`` with ``WORLD_SIZE > 1``) gets the run's
+    resolved recipe.
     """
     worker = in_process and world_size() > 1
     prepared = prepare(
