@@ -396,8 +396,9 @@ def _update_card(run: RunDir, result: EvalResult, out: Path) -> None:
     from llmscisci_cfg.runs.card import write_card
 
     meta = result.meta
+    part = f" (its first {meta.limit} examples only)" if meta.limit else ""
     summary = (
-        f"`llmscisci eval` on the {meta.split} split, test set sha256 "
+        f"`llmscisci eval` on the {meta.split} split{part}, test set sha256 "
         f"`{meta.test_set_sha256}`; full report: "
         f"`{out.resolve().relative_to(run.path.resolve())}/report.md`.\n\n"
         f"```\n{eval_report.summary_table(result.report)}\n```"

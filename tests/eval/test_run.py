@@ -78,6 +78,7 @@ def test_default_output_dir_is_run_eval(cli, sft_run):
     assert [r["model"] for r in rows] == ["policy", "policy"]
     card = (sft_run / "final" / "README.md").read_text()  # the run's model card gets the summary
     assert "## Evaluation" in card and "full report: `eval/report.md`" in card
+    assert "the test split (its first 2 examples only)" in card
     assert json.loads((sft_run / "eval" / "report.json").read_text())["test_set_sha256"] in card
 
 
