@@ -121,3 +121,18 @@ def test_transformers_rendering_is_bounded_too():
     with pytest.raises(UserError, match="chat template"):
         chat.render(tokenizer, [{"role": "user", "content": "hi"}])
     assert time.perf_counter() - started < sandbox.TIME_LIMIT + 2
+
+
+@pytest.mark.parametrize("source", RUNAWAY[:2])
+def test_a_task_file_whose_prompt_runs_away_fails_validate(cli, tmp_path, source):
+    """The same bound for prompts written in a task file, not only in task_overrides."""
+    from llmscisci_cfg.resources import root
+
+    text = (root("assets") / "tasks" / "repro_effort.yaml").read_text()
+    task = tmp_path / "task.yaml"
+    task.write_text(text.replace("user_prompt: |\n", f"user_prompt: |\n  {source}\n", 1))
+    started = time.perf_counter()
+    result = cli("validate", QUICK, "--set", f"data.task={task}")
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert "data.task" in result.output and time.perf_counter() - started < 30
+    assert "more than 2 s" in result.output or "too large" in result.output

@@ -192,9 +192,13 @@ def test_written_files_follow_the_umask(tmp_path):
         rundir.write_atomic(tmp_path / "recipe.resolved.yaml", "x: 1\n")
         for name in ("out.csv", "out.jsonl", "out.parquet"):  # predict's tables
             write_table(tmp_path / name, [{"a": 1}])
+        (tmp_path / "metrics.jsonl").write_text('{"step": 1}\n{"step": 2}\n')
+        (tmp_path / "metrics.jsonl").chmod(0o600)
+        rundir.truncate_metrics(tmp_path, 1)  # what a resume does to metrics.jsonl
     finally:
         os.umask(old)
-    for name in ("manifest.json", "recipe.resolved.yaml", "out.csv", "out.jsonl", "out.parquet"):
+    names = ["manifest.json", "recipe.resolved.yaml", "metrics.jsonl"]
+    for name in names + ["out.csv", "out.jsonl", "out.parquet"]:
         assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name
 
 
