@@ -314,3 +314,16 @@ def test_preprocess_help(cli):
     assert result.exit_code == 0
     for option in ("--set", "--preview", "--json"):
         assert option in result.output
+
+
+def test_a_huge_header_is_not_echoed_whole(cli, tmp_path):
+    """Errors about a file's columns show its header cut, not whatever the file holds."""
+    (tmp_path / "wide.csv").write_text("doi," + "SECRET" * 2000 + ",easy\n1,x,y\n")
+    result = cli(
+        "preprocess",
+        "builtin:quickstart/sft_tiny",
+        "--set",
+        f"data.source.path={tmp_path / 'wide.csv'}",
+    )
+    assert result.exit_code == 2 and "not found; columns: doi, SECRET" in result.output
+    assert result.output.count("SECRET") < 40 and len(result.output) < 2000
