@@ -14,7 +14,8 @@ A caller builds `Request`\\s (chat messages, `Sampling`, optionally a structured
   is bounded by reading ~2 GB of weights (~0.5 ms on an H200), but eager PyTorch spends tens of
   ms per step on Python and kernel launches (88 ms measured, ../shared/bench); only a captured
   graph removes that per-step overhead. Structured output masks logits with llguidance
-  (`llmscisci_cfg.models.structured`); tokens can be streamed per row (`on_token`).
+  (`llmscisci_cfg.models.structured`); tokens can be streamed per row (`on_token`); a batch
+  stops decoding once every row has reached one of its stop strings (`StopStrings`).
 - `llmscisci_cfg.models.remote.OpenAIEngine`: any OpenAI-compatible server.
 - `llmscisci_cfg.models.vllm_engine.VLLMEngine`: vLLM in-process, where installed.
 
@@ -303,7 +304,7 @@ class TransformersEngine:
         (``max_cache_len``) so a longer batch later does not reallocate it and recompile.
         """
         import torch
-        from transformers import GenerationConfig, LogitsProcessorList
+        from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 
         pad = self.batch_size - len(rows) if self.compiled else 0
         enc = self.tokenizer.pad(
@@ -333,6 +334,9 @@ class TransformersEngine:
             max_cache_len=self.max_cache_len if self.compiled else None,
         )
         kwargs: dict[str, Any] = {}
+        if sampling.stop:
+            criteria = StopStrings(self.tokenizer, sampling.stop, prompt_width=width)
+            kwargs["stopping_criteria"] = StoppingCriteriaList([criteria])
         if any(c is not None for c in constraints):
             from llmscisci_cfg.models.structured import processor_for
 
@@ -353,6 +357,38 @@ class TransformersEngine:
             torch.manual_seed(sampling.seed)
         new = self.model.generate(**enc, generation_config=config, **kwargs)
         return new[: len(rows) * sampling.n, width:].tolist()
+
+
+class StopStrings:
+    """A transformers stopping criterion: a row ends once its generated text contains one of
+    ``stop`` (OpenAI's ``stop``), so a batch whose rows have all answered stops decoding instead
+    of running to ``max_new_tokens``. Ended rows are padded; the caller cuts the text at the
+    string (`cut_at_strings`).
+
+    Unlike transformers' ``stop_strings``, which match the end of prompt + completion (a prompt
+    ending in "\\n" and a first "\\n" would stop at "\\n\\n"), only generated tokens count.
+    Every ``every`` steps it decodes the last tokens of each row: enough for the longest string
+    to have arrived since the previous check (4 tokens per character: byte-fallback pieces of
+    UTF-8), so a row may run up to ``every - 1`` tokens past its stop string.
+    """
+
+    def __init__(self, tokenizer: Any, stop: Sequence[str], prompt_width: int, every: int = 4):
+        self.tokenizer, self.width, self.every = tokenizer, prompt_width, every
+        self.stop = [s for s in stop if s]
+        self.window = 4 * max((len(s) for s in self.stop), default=0) + every
+        self.steps = 0
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        self.steps += 1
+        if not self.stop or self.steps % self.every:
+            hits = [False] * input_ids.shape[0]
+        else:
+            start = max(self.width, input_ids.shape[1] - self.window)
+            tails = self.tokenizer.batch_decode(input_ids[:, start:].tolist())
+            hits = [any(s in tail for s in self.stop) for tail in tails]
+        return torch.tensor(hits, dtype=torch.bool, device=input_ids.device)
 
 
 def _inference_mode():

@@ -3,6 +3,8 @@ streaming, and the openai backend against a real `llmscisci serve`."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from llmscisci_cfg.errors import UserError
@@ -62,6 +64,42 @@ def test_streaming_n_and_stop_strings(tiny):
         assert out[row][sample].text.startswith(text) or text.startswith(out[row][sample].text)
     assert cut_at_strings("a<b>c<b>", ["<b>"]) == ("a", True)
     assert cut_at_strings("abc", ["x"]) == ("abc", False)
+
+
+def test_decoding_ends_at_stop_strings_in_the_completion_only(tiny):
+    """A batch whose rows have all reached a stop string stops decoding (at most 3 tokens
+    later), the text is what an uncut run gives up to the string, and a string made of the
+    prompt's end and the first tokens does not count (the prompts end in a newline and the
+    untrained model writes newlines)."""
+    model, tokenizer, texts = tiny
+    engine = TransformersEngine(model, tokenizer, batch_size=8)
+    forwards = []
+    hook = model.register_forward_hook(lambda *args: forwards.append(1))
+    try:
+
+        def run(sampling):
+            forwards.clear()
+            out = engine.generate([Request(prompt=t, sampling=sampling) for t in texts[:8]])
+            return [c[0] for c in out], len(forwards)
+
+        greedy = Sampling(max_new_tokens=64)
+        (first, *_), steps = run(greedy)
+        assert first.text.startswith("\n\n") and steps == 64
+        assert texts[0].endswith("\n")
+        stopped, steps = run(replace(greedy, stop=("\n\n",)))
+        assert steps == 4 and all(c.text == "" and c.finish_reason == "stop" for c in stopped)
+        assert all(c.completion_tokens == 0 for c in stopped)
+
+        sampled = Sampling(max_new_tokens=48, temperature=1.0, seed=5)
+        plain, _ = run(sampled)
+        stop = ("Library", "the")
+        cut, _ = run(replace(sampled, stop=stop))
+    finally:
+        hook.remove()
+    assert any(c.finish_reason == "stop" for c in cut)
+    for before, after in zip(plain, cut, strict=True):
+        text, found = cut_at_strings(before.text, stop)
+        assert after.text == text and (after.finish_reason == "stop") == found
 
 
 def test_openai_backend_against_a_real_server(server):
