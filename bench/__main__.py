@@ -17,6 +17,7 @@ from pathlib import Path
 
 from bench import (
     bench_generate,
+    bench_memory,
     bench_preprocess,
     bench_quickstart,
     bench_rewards,
@@ -62,6 +63,18 @@ GOALS = {
         "8 concurrent clients ≥ 2× the requests/s of 8 sequential ones",
         lambda v: v >= 2.0,
     ),
+    **{
+        f"memory_estimate_error_{job}": (
+            f"`plan`'s peak within ±20% of the measured CPU peak ({what})",
+            lambda v: abs(v) <= 0.20,
+        )
+        for job, what in (
+            ("sft", "SFT"),
+            ("sft_nodrop", "SFT, LoRA dropout 0"),
+            ("dpo", "DPO"),
+            ("grpo", "GRPO"),
+        )
+    },
 }
 
 SUITES = {
@@ -73,6 +86,7 @@ SUITES = {
     "generate": bench_generate.run,
     "rollouts": bench_rollouts.run,
     "serve": bench_serve.run,
+    "memory": bench_memory.run,
 }
 
 

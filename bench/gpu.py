@@ -19,7 +19,7 @@ Measured per model and job, over the steps after ``--warmup-steps``:
 - generation tokens/s (GRPO): tokens decoded by ``generate()`` (batch x new positions, so
   rows that already hit EOS count until the batch finishes) over the time spent in it.
 - peak memory: ``torch.cuda.max_memory_allocated`` over the whole run (load included), in GiB
-  (``--cpu-smoke``: the process's peak RSS instead).
+  (``--cpu-smoke``: the peak of torch's CPU tensors, `bench.tensor_peak`).
 - MFU = 6 x N x training tokens/s / device bf16 peak, where N = weights of every linear layer
   of the forward pass, lm_head included (embedding lookups excluded; LoRA and attention
   score FLOPs ignored). 6N is the usual fwd (2N) + bwd (4N) convention; with frozen 4-bit
@@ -319,11 +319,12 @@ def smoke_settings(quantize: bool = False) -> Settings:
 # ----------------------------------------------------------------------------- models
 
 
-def model_config(shape: Shape, smoke: bool):
+def model_config(shape: Shape, smoke: bool, sizes: dict[str, int] | None = None):
     """The transformers config of ``shape``, with the tiny tokenizer's special ids.
 
     ``smoke``: the built-in tiny sizes (hidden 128, 2 layers) and a vocab a little larger
-    than the tokenizer's, so the "embedding bigger than the tokenizer" path still runs.
+    than the tokenizer's, so the "embedding bigger than the tokenizer" path still runs;
+    ``sizes``: config values set over those (e.g. ``hidden_size``, ``num_hidden_layers``).
     """
     from transformers import AutoConfig
 
@@ -349,6 +350,7 @@ def model_config(shape: Shape, smoke: bool):
         }
         if "head_dim" in values:
             values |= {"head_dim": tiny.HIDDEN // tiny.HEADS, "sliding_window_pattern": 2}
+    values |= sizes or {}
     values.pop("architectures")
     return AutoConfig.for_model(values.pop("model_type"), **values)
 
@@ -360,14 +362,17 @@ def forward_params(model) -> int:
     return sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
 
 
-def save_model(shape: Shape, directory: Path, smoke: bool) -> dict[str, int]:
-    """Build ``shape`` with random weights (seed 0), save it and the tokenizer to ``directory``."""
+def save_model(
+    shape: Shape, directory: Path, smoke: bool, sizes: dict[str, int] | None = None
+) -> dict[str, int]:
+    """Build ``shape`` with random weights (seed 0), save it and the tokenizer to ``directory``
+    (``sizes``: see `model_config`)."""
     import torch
     from transformers import AutoModelForCausalLM
 
     from llmscisci_cfg.models import tiny
 
-    config = model_config(shape, smoke)
+    config = model_config(shape, smoke, sizes)
     device = "cpu" if smoke or not torch.cuda.is_available() else "cuda"
     dtype = torch.float32 if smoke else torch.bfloat16
     with torch.random.fork_rng(devices=[]), torch.device(device):
@@ -593,14 +598,24 @@ def _free_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def _peak_memory_gib() -> float:
+@contextlib.contextmanager
+def peak_memory(device: str):
+    """Yields a dict whose ``gib`` is, once the block ends, the peak tensor memory inside it:
+    ``torch.cuda.max_memory_allocated`` on CUDA, `bench.tensor_peak.TensorPeak` on CPU (the
+    profiler's allocation records, so ``--cpu-smoke`` checks `plan`'s estimate too)."""
     import torch
 
-    if torch.cuda.is_available():
-        return round(torch.cuda.max_memory_allocated() / 2**30, 3)
-    import resource
+    found: dict[str, float] = {}
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        yield found
+        found["gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 4)
+        return
+    from bench.tensor_peak import TensorPeak
 
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3)  # KiB on Linux
+    with TensorPeak() as peak:
+        yield found
+    found["gib"] = round(peak.peak_bytes / 2**30, 4)
 
 
 def run_job(
@@ -609,7 +624,6 @@ def run_job(
 ) -> dict[str, Any]:  # fmt: skip
     """Train one variant through `llmscisci_cfg.train.runner.run`; figures keyed
     ``<model>_<variant>_*``, with `plan`'s memory estimate beside the measured peak."""
-    import torch
 
     from llmscisci_cfg.runs import rundir
     from llmscisci_cfg.train.runner import run
@@ -618,14 +632,12 @@ def run_job(
     path = scratch / f"{name}.yaml"
     path.write_text(yaml_dump(recipe(shape, v, model_dir, s)))
     _free_memory()
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
-    with instrumented() as probe:
+    with peak_memory(s.device) as used, instrumented() as probe:
         run_dir = run(str(path), (), scratch / f"run_{name}")
     figures = job_figures(
         v.method, probe, rundir.read_metrics(run_dir), s.warmup_steps, n_fwd, peak
     )
-    figures |= {"peak_mem_gib": _peak_memory_gib(), "lora_params": probe.trainable_params}
+    figures |= {"peak_mem_gib": used["gib"], "lora_params": probe.trainable_params}
     figures |= memory_figures(path, figures["peak_mem_gib"])
     _free_memory()
     return {f"{name}_{k}": v for k, v in figures.items()}

@@ -11,11 +11,13 @@
   for ``plan --here``.
 
 What is estimated is ``torch.cuda.max_memory_allocated`` of one process: the CUDA context
-(~0.5 GiB) and the caching allocator's slack come on top of it in ``nvidia-smi``. The model of
-what TRL 1.16 / transformers 5.23 / peft 0.21 / bitsandbytes 0.50 keep is written out in
-`estimate` and `layer_bytes_per_token`; it was checked against autograd's saved tensors (CPU)
-and the H200 peaks in ``../shared/bench/gpu_baseline_h200_2026-11-26.json`` (tests/train/
-test_memory.py has the figures).
+(~0.5 GiB) and the caching allocator's slack come on top of it in ``nvidia-smi``. For a CPU job
+(``Settings.device``) it is the peak of torch's tensors in RAM. The model of what TRL 1.16 /
+transformers 5.23 / peft 0.21 / bitsandbytes 0.50 keep is written out in `estimate` and
+`layer_bytes_per_token`; it was checked against autograd's saved tensors (CPU), against the
+measured peak of whole `llmscisci run` jobs on CPU (bench/bench_memory.py), and against the H200
+peaks in ``../shared/bench/gpu_baseline_h200_2026-11-26.json`` and bench/RESULTS.md
+(tests/train/test_memory.py has the figures).
 
 >>> shape = shape_for("google/gemma-3-1b-it")
 >>> est = estimate(shape, method="sft", quant_bits=4, lora_r=16, batch=16, seq_len=297)
@@ -43,6 +45,10 @@ LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_
 
 # TRL 1.16 fused LM head (trl/kernels/chunked_logprob.py): tiles of TOKEN_CHUNK x VOCAB_CHUNK.
 FUSED_TOKEN_CHUNK, FUSED_VOCAB_CHUNK = 4096, 32768
+# Without Triton (CPU) TRL folds each tile in torch: fp32 temporaries of the tile's real width
+# (`_backward_tile`: scaled logits, log-probs, probabilities, the gradient and its factors),
+# about 8 alive at once (measured: tests/train/test_memory.py, the CPU peaks).
+TORCH_FOLD_TILES = 8
 # Lengths assumed when the recipe leaves them open and the data is not built yet.
 DEFAULT_SEQ_LEN, DEFAULT_PROMPT_LEN = 1024, 512
 
@@ -263,7 +269,8 @@ class Settings:
     grpo_completion_len`` and generates for ``generation_batch`` rows (default ``batch``).
     ``grad_accum``: micro-batches per optimizer step (gradients then outlive a backward).
     ``lora_r`` None: full fine-tuning. ``dtype_bytes``: unquantized weights; activations are
-    2 bytes under bf16/fp16 mixed precision, else ``dtype_bytes``.
+    2 bytes under bf16/fp16 mixed precision, else ``dtype_bytes``. ``device``: ``cuda``, or
+    ``cpu`` (the figures are then tensors in RAM, and TRL's fused LM head runs without Triton).
     """
 
     method: str = "sft"
@@ -291,11 +298,14 @@ class Settings:
     quant_compute_bytes: int = 2
     fused_lm_head: bool = True
     logits_dtype_bytes: int = 4
+    device: str = "cuda"
     assumed: tuple[str, ...] = field(default=(), compare=False)  # lengths filled by defaults
 
     @property
     def act_bytes(self) -> int:
-        return 2 if self.mixed_precision or self.quant_bits else self.dtype_bytes
+        """Activations: the weights' dtype, or 2 bytes under mixed precision (bitsandbytes'
+        layers return their input's dtype whatever their compute dtype)."""
+        return 2 if self.mixed_precision else self.dtype_bytes
 
     @property
     def padded_sdpa(self) -> bool:
@@ -382,6 +392,7 @@ def settings_for(
         and recipe.generation.rollout_weights == "merged"
         and engine_rollouts(recipe, device),
         quant_compute_bytes=_DTYPE_BYTES[q.compute_dtype] if q else 2,
+        device=device,
         assumed=tuple(assumed),
     )
 
@@ -441,9 +452,13 @@ class Estimate:
           weights          0.90 GiB  nf4 + double quant ...
         """
         s = self.settings
+        where = (
+            "peak GPU memory ≈ {:.1f} GiB (allocated by torch; the CUDA context adds ~0.5 GiB)"
+            if s.device == "cuda"
+            else "peak memory ≈ {:.1f} GiB (torch's tensors in RAM, on CPU)"
+        )
         head = (
-            f"peak GPU memory ≈ {self.total / GIB:.1f} GiB (allocated by torch; the CUDA context "
-            f"adds ~0.5 GiB), at {self.peak_phase}; {self.shape.name}, "
+            f"{where.format(self.total / GIB)}, at {self.peak_phase}; {self.shape.name}, "
             f"{_count(self.shape.params)} params"
         )
         if s.assumed:
@@ -686,9 +701,15 @@ def _train_parts(shape: ModelShape, s: Settings) -> list[Part]:
         rows += f" ({s.sequences // s.grpo_num_generations or 1} prompts × completions)"
     parts = [Part("activations", acts + outside, f"{how} × {rows}", "train")]
     if s.fused_lm_head:
-        head = min(scored, FUSED_TOKEN_CHUNK) * FUSED_VOCAB_CHUNK * a + 4 * h * scored
+        triton = s.device == "cuda"  # elsewhere every position is projected, scored or not
+        rows = scored if triton else tokens
+        tile = min(rows, FUSED_TOKEN_CHUNK)
+        head = tile * FUSED_VOCAB_CHUNK * a + 4 * h * rows
         head += 0 if s.lora_r else (4 + s.dtype_bytes) * shape.vocab * h  # fp32 + own grad
-        detail = f"TRL fused log-probs: one {FUSED_TOKEN_CHUNK}×{FUSED_VOCAB_CHUNK} tile, no logits"
+        detail = f"TRL fused log-probs: one {tile}×{FUSED_VOCAB_CHUNK} tile, no logits"
+        if not triton:
+            head += TORCH_FOLD_TILES * tile * min(shape.vocab, FUSED_VOCAB_CHUNK) * 4
+            detail += f" (+ {TORCH_FOLD_TILES} fp32 tiles of its torch fold: no Triton)"
     else:
         head = scored * shape.vocab * (a + 2 * s.logits_dtype_bytes)
         detail = f"logits {scored} × {shape.vocab} (+ fp32 copy and log-softmax)"

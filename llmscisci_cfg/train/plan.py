@@ -197,7 +197,9 @@ class MemoryPlan:
                 "or run the step that writes it first)"
             )
         lines = [self.estimate.as_text()]
-        if self.here and self.device_total is None:
+        if self.here and self.estimate.settings.device != "cuda":
+            lines.append("this machine: the job runs on CPU (set launch.device: cuda for a GPU)")
+        elif self.here and self.device_total is None:
             lines.append("this machine: no CUDA device visible")
         elif self.device_total is not None:
             need = (self.estimate.total + CUDA_CONTEXT) / GIB
@@ -225,7 +227,7 @@ def memory_plan(job: Job, here: bool = False) -> MemoryPlan:
         limits, found = report.length_limits, report.token_lengths
         lengths = {k: found.get(k) or limits.get(k) for k in ("prompt", "total")}
     est = memory.estimate_job(job, lengths)
-    if not here or est is None:
+    if not here or est is None or est.settings.device != "cuda":
         return MemoryPlan(est, here)
     total = memory.device_memory()
     note = None

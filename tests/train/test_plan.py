@@ -82,17 +82,22 @@ GRPO, TINY = "builtin:quickstart/grpo_tiny", ("model.name_or_path=builtin:tiny",
 def test_plan_estimates_memory_and_compares_with_this_machine(monkeypatch):
     from llmscisci_cfg.train import memory
 
-    plan = make_plan(GRPO, TINY)  # not step 1's output, which a clean clone lacks
+    cpu = make_plan(GRPO, (*TINY, "launch.device=cpu"), here=True)
+    assert cpu.memory.estimate.settings.device == "cpu" and cpu.memory.device_total is None
+    assert "peak memory ≈" in cpu.as_text() and "tensors in RAM, on CPU" in cpu.as_text()
+    assert "this machine: the job runs on CPU" in cpu.as_text()
+    gpu = (*TINY, "launch.device=cuda")
+    plan = make_plan(GRPO, gpu)  # not step 1's output, which a clean clone lacks
     assert plan.memory.estimate is not None and plan.memory.device_total is None
     assert "peak GPU memory" in plan.as_text() and "this machine:" not in plan.as_text()
     monkeypatch.setattr(memory, "device_memory", lambda: None)
-    assert "no CUDA device visible" in make_plan(GRPO, TINY, here=True).as_text()
+    assert "no CUDA device visible" in make_plan(GRPO, gpu, here=True).as_text()
     monkeypatch.setattr(memory, "device_memory", lambda: 80 * memory.GIB)
-    here = make_plan(GRPO, TINY, here=True)
+    here = make_plan(GRPO, gpu, here=True)
     assert here.memory.fits is True and "fits: ~" in here.as_text()
     assert here.as_dict()["memory"]["device_total_gib"] == 80
     monkeypatch.setattr(memory, "device_memory", lambda: memory.GIB // 4)
-    small = make_plan(GRPO, TINY, here=True)
+    small = make_plan(GRPO, gpu, here=True)
     assert small.memory.fits is False and "does NOT fit" in small.as_text()
 
 
