@@ -73,6 +73,10 @@ GOALS = {
             ("sft_nodrop", "SFT, LoRA dropout 0"),
             ("dpo", "DPO"),
             ("grpo", "GRPO"),
+            ("sft_bf16", "SFT, bf16 autocast"),
+            ("sft_nodrop_bf16", "SFT, LoRA dropout 0, bf16 autocast"),
+            ("dpo_bf16", "DPO, bf16 autocast"),
+            ("grpo_bf16", "GRPO, bf16 autocast"),
         )
     },
 }

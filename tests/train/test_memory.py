@@ -221,8 +221,8 @@ def _layer_saved_bytes(name: str, lora: bool, batch: int, length: int) -> float:
 @pytest.mark.parametrize("lora", [True, False], ids=["lora", "full"])
 def test_layer_activations_match_what_autograd_keeps(name, lora):
     """The per-layer model, checked where CPU runs the same code as CUDA: fp32, sdpa with a
-    padding mask, LoRA without dropout or full fine-tuning. (Dropout's bool mask and bf16
-    autocast are CUDA-only here; the H200 peaks below cover them.)"""
+    padding mask, LoRA without dropout or full fine-tuning. (Dropout's mask and bf16 autocast
+    are covered by the whole CPU runs above and the H200 peaks below.)"""
     shape, batch, length = shape_for(name), 2, 64
     s = Settings(dtype_bytes=4, mixed_precision=False, lora_r=4 if lora else None, batch=batch)
     s = replace(s, seq_len=length, lora_dropout=0.0)
@@ -242,15 +242,21 @@ def midsize_model(tmp_path_factory):
     return bench_memory.save(tmp_path_factory.mktemp("memory") / "model")
 
 
-@pytest.mark.parametrize("job", ["sft", "sft_nodrop", "dpo", "grpo"])
-def test_estimate_is_near_the_measured_peak_of_a_cpu_run(job, midsize_model, tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "job,bf16",
+    [("sft", False), ("sft_nodrop", False), ("dpo", False), ("grpo", False), ("dpo", True)],
+)
+def test_estimate_is_near_the_measured_peak_of_a_cpu_run(
+    job, bf16, midsize_model, tmp_path, monkeypatch
+):
     """`plan`'s estimate against the peak of torch's tensors in a real `llmscisci run` (CPU,
-    float32, a gemma-3-shaped model of hidden 256 × 4 layers; bench/bench_memory.py): within
-    10% here (2026-11-27: −4.3%, +4.4%, +4.6%, +2.0%), the goal being 20%."""
+    a gemma-3-shaped model of hidden 256 × 4 layers; bench/bench_memory.py): within 10% here
+    (2026-11-27, float32: −4.3%, +4.4%, +4.6%, +2.0%; DPO under bf16 autocast +3.8%), the goal
+    being 20%."""
     from bench import bench_memory
 
     monkeypatch.setenv("LLMSCISCI_CACHE", str(tmp_path / "cache"))
-    found = bench_memory.measure(job, tmp_path, midsize_model)
+    found = bench_memory.measure(job, tmp_path, midsize_model, bf16)
     assert abs(found["error"]) <= 0.10, found
 
 
