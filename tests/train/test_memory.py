@@ -222,7 +222,7 @@ def _layer_saved_bytes(name: str, lora: bool, batch: int, length: int) -> float:
 def test_layer_activations_match_what_autograd_keeps(name, lora):
     """The per-layer model, checked where CPU runs the same code as CUDA: fp32, sdpa with a
     padding mask, LoRA without dropout or full fine-tuning. (Dropout's mask and bf16 autocast
-    are covered by the whole CPU runs above and the H200 peaks below.)"""
+    are covered by the whole CPU runs and the H200 peaks below.)"""
     shape, batch, length = shape_for(name), 2, 64
     s = Settings(dtype_bytes=4, mixed_precision=False, lora_r=4 if lora else None, batch=batch)
     s = replace(s, seq_len=length, lora_dropout=0.0)
