@@ -40,7 +40,9 @@ an invalid answer.
 The processor is single-use (one per ``generate`` call), for greedy or sampled decoding, not
 beam search. It needs no prompt lengths: each step it feeds every row's matcher the token just
 generated (the last column), so padding (left, as decoder-only generation wants) is invisible
-to it; a row that has emitted a stop token is left alone (generate pads it). Imports no torch
+to it; a row that has emitted a stop token, or that generate has ended otherwise (a stop
+string: its next token is the pad token, which no grammar allows), is left alone (generate pads
+it). Imports no torch
 or transformers at import time; llguidance is light (it imports neither).
 """
 
@@ -522,9 +524,17 @@ def _executor() -> llguidance.LLExecutor:
 class _GrammarMasker:
     """The processor's logic; `processor_for` returns it mixed with transformers' LogitsProcessor."""
 
-    def __init__(self, ll_tokenizer, templates: list[llguidance.LLMatcher], stops: tuple[int, ...]):
+    def __init__(
+        self,
+        ll_tokenizer,
+        templates: list[llguidance.LLMatcher],
+        stops: tuple[int, ...],
+        pad: int | None = None,
+    ):
         self.ll = ll_tokenizer
         self.stops = set(stops)
+        # generate pads a row a stopping criterion ended (a stop string); no grammar allows pad
+        self.ended = self.stops | ({pad} if pad is not None else set())
         self.templates = templates  # one fresh matcher per constraint, copied for each row
         self.matchers: list[llguidance.LLMatcher] = []
         self.done: list[bool] = []
@@ -555,7 +565,7 @@ class _GrammarMasker:
         for row, token in enumerate(input_ids[:, -1].tolist()):
             if self.done[row]:
                 continue
-            if token in self.stops:
+            if token in self.ended:
                 self.done[row] = True
             elif not self.matchers[row].consume_token(token):
                 raise RuntimeError(
@@ -626,4 +636,6 @@ def processor_for(
         if matcher.is_error():  # llguidance reports grammar problems here, never raises
             raise UserError(f"structured output: {constraint.kind}: {matcher.get_error()}")
         compiled[constraint] = matcher
-    return _processor_class()(ll, [compiled[c] for c in listed], stops)
+    pad = tokenizer.pad_token_id
+    special = pad is not None and pad in tokenizer.all_special_ids  # never a grammar's text
+    return _processor_class()(ll, [compiled[c] for c in listed], stops, pad if special else None)

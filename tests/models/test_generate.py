@@ -102,6 +102,26 @@ def test_decoding_ends_at_stop_strings_in_the_completion_only(tiny):
         assert after.text == text and (after.finish_reason == "stop") == found
 
 
+def test_stop_strings_with_structured_output(tiny):
+    """Rows that reach a stop string at different steps, under a grammar: generate pads the
+    ended rows, and the grammar's processor leaves them alone instead of failing on the pad."""
+    from llmscisci_cfg.models.structured import Constraint
+
+    model, tokenizer, texts = tiny
+    engine = TransformersEngine(model, tokenizer, batch_size=8)
+    sampling = Sampling(max_new_tokens=48, temperature=1.0, seed=1)
+    constraint = Constraint.think_label(5)
+    requests = [Request(prompt=t, sampling=sampling, constraint=constraint) for t in texts[:8]]
+    plain = [c[0].text for c in engine.generate(requests)]
+    stop = ("work", "rained")
+    assert 0 < sum(cut_at_strings(t, stop)[1] for t in plain) < len(plain)  # some rows only
+    requests = [replace(r, sampling=replace(sampling, stop=stop)) for r in requests]
+    cut = [c[0] for c in engine.generate(requests)]
+    for before, after in zip(plain, cut, strict=True):
+        text, found = cut_at_strings(before, stop)
+        assert after.text == text and (after.finish_reason == "stop" or not found)
+
+
 def test_openai_backend_against_a_real_server(server):
     from llmscisci_cfg.models.remote import OpenAIEngine
     from llmscisci_cfg.models.structured import Constraint
