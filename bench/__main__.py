@@ -98,12 +98,25 @@ def machine() -> str:
     return f"{platform.machine()} {os.cpu_count()} cores, {platform.system()} {platform.release()}, Python {platform.python_version()}"
 
 
+META = ("machine", "date", "dates")
+
+
+def _dates(results: dict) -> str:
+    """When each suite last ran (``dates``; suites from before it was kept: ``date``)."""
+    dates = {name: results.get("dates", {}).get(name, results.get("date")) for name in SUITES}
+    by_day: dict[str, list[str]] = {}
+    for name, day in dates.items():
+        by_day.setdefault(str(day), []).append(name)
+    return "; ".join(f"{day} ({', '.join(names)})" for day, names in sorted(by_day.items()))
+
+
 def write_markdown(results: dict) -> str:
     lines = [
         "# Benchmark results",
         "",
-        f"Measured by `python -m bench` on {results['machine']}, {results['date']}.",
-        "Every figure is a median over repeated runs, interleaved with its baseline in the same script.",
+        f"Measured by `python -m bench` on {results['machine']}; suites run on {_dates(results)}.",
+        "Timings are medians over repeated runs, interleaved with their baseline in the same "
+        "script; memory figures come from one run each (two runs gave the same bytes).",
         "",
         "| figure | goal | measured | met |",
         "|---|---|---|---|",
@@ -112,7 +125,7 @@ def write_markdown(results: dict) -> str:
         if key in results:
             value = results[key]
             lines.append(f"| `{key}` | {goal} | {value:,} | {'yes' if ok(value) else '**no**'} |")
-    context = {k: v for k, v in results.items() if k not in GOALS and k not in ("machine", "date")}
+    context = {k: v for k, v in results.items() if k not in GOALS and k not in META}
     if context:
         lines += ["", "Context (absolute figures on this machine):", ""]
         lines += [f"- `{k}`: {v}" for k, v in sorted(context.items())]
@@ -133,8 +146,8 @@ def main() -> None:
         figures = SUITES[name]()
         print(json.dumps(figures, indent=2), f"({time.perf_counter() - start:.0f} s)", flush=True)
         results.update(figures)
+        results.setdefault("dates", {})[name] = datetime.date.today().isoformat()
     results["machine"] = machine()
-    results["date"] = datetime.date.today().isoformat()
     path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     md = HERE / "RESULTS.md"
     gpu = ""

@@ -42,8 +42,7 @@ beam search. It needs no prompt lengths: each step it feeds every row's matcher 
 generated (the last column), so padding (left, as decoder-only generation wants) is invisible
 to it; a row that has emitted a stop token, or that generate has ended otherwise (a stop
 string: its next token is the pad token, which no grammar allows), is left alone (generate pads
-it). Imports no torch
-or transformers at import time; llguidance is light (it imports neither).
+it). Imports no torch or transformers at import time; llguidance is light (it imports neither).
 """
 
 from __future__ import annotations

@@ -47,7 +47,7 @@ LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_
 FUSED_TOKEN_CHUNK, FUSED_VOCAB_CHUNK = 4096, 32768
 # Without Triton (CPU) TRL folds each tile in torch: fp32 temporaries of the tile's real width
 # (`_backward_tile`: scaled logits, log-probs, probabilities, the gradient and its factors),
-# about 8 alive at once (measured: tests/train/test_memory.py, the CPU peaks).
+# about 8 alive at once (measured: bench/bench_memory.py, bench/README.md).
 TORCH_FOLD_TILES = 8
 # Lengths assumed when the recipe leaves them open and the data is not built yet.
 DEFAULT_SEQ_LEN, DEFAULT_PROMPT_LEN = 1024, 512
@@ -702,9 +702,9 @@ def _train_parts(shape: ModelShape, s: Settings) -> list[Part]:
     parts = [Part("activations", acts + outside, f"{how} × {rows}", "train")]
     if s.fused_lm_head:
         triton = s.device == "cuda"  # elsewhere every position is projected, scored or not
-        rows = scored if triton else tokens
-        tile = min(rows, FUSED_TOKEN_CHUNK)
-        head = tile * FUSED_VOCAB_CHUNK * a + 4 * h * rows
+        projected = scored if triton else tokens
+        tile = min(projected, FUSED_TOKEN_CHUNK)
+        head = tile * FUSED_VOCAB_CHUNK * a + 4 * h * projected
         head += 0 if s.lora_r else (4 + s.dtype_bytes) * shape.vocab * h  # fp32 + own grad
         detail = f"TRL fused log-probs: one {tile}×{FUSED_VOCAB_CHUNK} tile, no logits"
         if not triton:

@@ -242,9 +242,18 @@ def midsize_model(tmp_path_factory):
     return bench_memory.save(tmp_path_factory.mktemp("memory") / "model")
 
 
+SLOW = pytest.mark.slow
+
+
 @pytest.mark.parametrize(
     "job,bf16",
-    [("sft", False), ("sft_nodrop", False), ("dpo", False), ("grpo", False), ("dpo", True)],
+    [
+        ("sft", False),
+        ("dpo", True),
+        pytest.param("sft_nodrop", False, marks=SLOW),
+        pytest.param("dpo", False, marks=SLOW),
+        pytest.param("grpo", False, marks=SLOW),
+    ],
 )
 def test_estimate_is_near_the_measured_peak_of_a_cpu_run(
     job, bf16, midsize_model, tmp_path, monkeypatch
