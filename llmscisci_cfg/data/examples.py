@@ -59,7 +59,8 @@ class BuildReport:
         default_factory=dict
     )  # prompt / total token limits
     traces: dict[str, int] = field(default_factory=dict)  # SFT: with_trace / without_trace
-    # longest train example in tokens, as built: {"prompt", "total"} (memory estimates)
+    # longest train example in tokens, as built: {"prompt", "total"} (memory estimates); GRPO
+    # also "prompt_any", the longest prompt of either split (continuous batching's cache)
     token_lengths: dict[str, int | None] = field(default_factory=dict)
     # length filter: {"strategy", "splits": {split: {aspect: {reason | "truncated": n}}}}
     length: dict[str, Any] = field(default_factory=dict)

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from datasets import DatasetDict
 
 #: Bump when the built format changes, so old caches are not reused.
-CACHE_VERSION = 4
+CACHE_VERSION = 5  # 5: token_lengths has GRPO's prompt_any
 SPLITS = ("train", "test")
 _REPORT = "build_report.json"
 
@@ -116,6 +116,9 @@ def _build(job: Job, tokenizer) -> tuple[DatasetDict, BuildReport]:
         }
         report.test_excluded = [list(x) for x in found.excluded.get("test", [])]
     report.token_lengths = longest(splits["train"], job.method, tokenizer)
+    if job.method == "grpo":  # rollouts of the test split too (eval): what sizes a KV cache
+        test = longest(splits["test"], job.method, tokenizer)["prompt"]
+        report.token_lengths["prompt_any"] = max(report.token_lengths["prompt"] or 0, test or 0)
     dataset = _to_datasetdict(splits, job.method)
     _fill_report(report, splits, dropped)
     report.test_set_sha256 = held_out_sha256(splits["test"])

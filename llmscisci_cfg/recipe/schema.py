@@ -654,7 +654,8 @@ class GenerationSpec(Section):
     continuous_batching: bool = Field(
         False,
         description="GRPO with transformers: TRL's transformers continuous batching (paged "
-        "attention) for the rollouts.",
+        "attention) for the rollouts; its cache is sized for them (every request at once), "
+        "not left to take half of the free memory.",
     )
 
 

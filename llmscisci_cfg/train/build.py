@@ -38,6 +38,8 @@ def build_trainer(job: Job, compiled: Compiled, tokenizer: Any, callbacks: list[
         dataset, report = build_dataset(job, tokenizer=tokenizer)
     args = make_config(compiled)
     require_examples(job, dataset, report, args.eval_strategy != "no")
+    if getattr(args, "use_transformers_continuous_batching", False):
+        size_paged_cache(args, report)
     spec = load_spec(compiled)
     model = load_model(job, spec)
     columns = dataset["train"].column_names
@@ -59,6 +61,22 @@ def build_trainer(job: Job, compiled: Compiled, tokenizer: Any, callbacks: list[
         _ensure_loadable(model, job)  # TRL reloads the reference from config._name_or_path
     trainer = trainer_class(compiled)(**kwargs)
     return Built(trainer=trainer, tokenizer=tokenizer, reward_funcs=rewards, data_report=report)
+
+
+def size_paged_cache(args: Any, report: Any) -> None:
+    """GRPO with continuous batching: a paged cache for the rollouts this run makes (the
+    longest prompt of either split), unless TRL's config already has one
+    (`compile.continuous_batching_config` says why)."""
+    from llmscisci_cfg.train.compile import continuous_batching_config
+
+    lengths = report.token_lengths
+    prompt = lengths.get("prompt_any") or lengths.get("prompt")
+    if args.transformers_continuous_batching_config is None and prompt:
+        rows = args.per_device_train_batch_size * args.steps_per_generation
+        rows = max(rows, args.per_device_eval_batch_size)
+        args.transformers_continuous_batching_config = continuous_batching_config(
+            rows, prompt, args.max_completion_length
+        )
 
 
 def load_spec(compiled: Compiled) -> LoadSpec:

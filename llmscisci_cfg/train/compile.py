@@ -271,6 +271,30 @@ def rollout_kwargs(recipe: Recipe) -> dict[str, Any]:
     return kwargs
 
 
+#: transformers' continuous batching defaults: tokens per (full-attention) page, and the most
+#: tokens one forward of its scheduler takes.
+CB_PAGE_SIZE, CB_MAX_BATCH_TOKENS = 256, 8192
+
+
+def continuous_batching_config(rows: int, prompt_tokens: int, completion_tokens: int) -> dict:
+    """TRL's ``transformers_continuous_batching_config`` for GRPO rollouts of ``rows`` requests
+    whose prompts are at most ``prompt_tokens`` long: a paged KV cache that holds every request
+    at once (a page more each), and scheduler batches no larger than that work.
+
+    Left to itself the cache takes half of the free memory when generation starts (TRL's
+    ``max_memory_percent`` 0.5): on a GPU whatever the training left, which `plan` cannot
+    know; on CPU half of the free RAM (11 GiB for a 2-layer model, 2026-11-27). Sized here, it
+    is what the work needs, and the attention masks transformers sizes from
+    ``max_batch_tokens`` shrink with it.
+    """
+    per_row = prompt_tokens + completion_tokens
+    return {
+        "page_size": CB_PAGE_SIZE,
+        "num_blocks": rows * (-(-per_row // CB_PAGE_SIZE) + 1),
+        "max_batch_tokens": min(CB_MAX_BATCH_TOKENS, rows * per_row),
+    }
+
+
 def engine_rollouts(recipe: Recipe, device: str) -> bool:
     """Whether GRPO's rollouts go through our engine: a transformers backend whose decode step
     can be compiled (``generation.compile`` on, or auto on CUDA without 4-bit/8-bit weights,
@@ -294,7 +318,7 @@ def rollouts(recipe: Recipe, device: str) -> str:
         where = f"server at {g.base_url}" if g.vllm_mode == "server" else "colocated on the GPU"
         return f"vLLM ({where})"
     if g.continuous_batching:
-        return "transformers continuous batching (paged attention)"
+        return "transformers continuous batching (paged attention; cache sized for the rollouts)"
     if engine_rollouts(recipe, device):
         how = "compiled decode step" if device == "cuda" else "no compile off CUDA"
         if g.rollout_weights == "merged":

@@ -295,6 +295,8 @@ class Settings:
     generation_batch: int | None = None
     beta: float = 0.0
     merged_rollouts: bool = False
+    continuous_batching: bool = False
+    generation_prompt_len: int | None = None  # rollouts' longest prompt (eval's too)
     quant_compute_bytes: int = 2
     fused_lm_head: bool = True
     logits_dtype_bytes: int = 4
@@ -391,6 +393,8 @@ def settings_for(
         merged_rollouts=m.name == "grpo"
         and recipe.generation.rollout_weights == "merged"
         and engine_rollouts(recipe, device),
+        continuous_batching=m.name == "grpo" and recipe.generation.continuous_batching,
+        generation_prompt_len=lengths.get("prompt_any"),
         quant_compute_bytes=_DTYPE_BYTES[q.compute_dtype] if q else 2,
         device=device,
         assumed=tuple(assumed),
@@ -725,12 +729,23 @@ def _optimizer_parts(shape: ModelShape, s: Settings) -> list[Part]:
 
 
 def _generate_parts(shape: ModelShape, s: Settings) -> list[Part]:
-    a, rows = 2, s.generation_batch or s.batch
-    full = s.grpo_prompt_len + s.grpo_completion_len
-    # TRL switches gradient checkpointing off around generate(), so the cache is always kept
-    cache = rows * full * shape.layers * 2 * shape.kv_dim * a
-    step_tokens = rows * s.grpo_prompt_len
-    how = f"KV cache {rows} × {full} tokens"
+    a, rows = s.act_bytes, s.generation_batch or s.batch
+    prompt = max(s.grpo_prompt_len, s.generation_prompt_len or 0)
+    full = prompt + s.grpo_completion_len
+    if s.continuous_batching:  # the paged cache `continuous_batching_config` sizes
+        from llmscisci_cfg.train.compile import continuous_batching_config
+
+        cb = continuous_batching_config(rows, prompt, s.grpo_completion_len)
+        slots, step_tokens = cb["num_blocks"] * cb["page_size"], cb["max_batch_tokens"]
+        cache = slots * shape.layers * 2 * shape.kv_dim * a
+        masks = 2 if shape.gemma else 1  # sliding and full attention
+        cache += masks * a * step_tokens * (slots + step_tokens)  # [1, 1, M, N + M] each
+        how = f"paged KV cache of {cb['num_blocks']} × {cb['page_size']} tokens, its masks"
+    else:
+        # TRL switches gradient checkpointing off around generate(), so the cache is kept
+        cache = rows * full * shape.layers * 2 * shape.kv_dim * a
+        step_tokens = rows * prompt
+        how = f"KV cache {rows} × {full} tokens"
     transient = step_tokens * a * (3 * shape.intermediate + 4 * shape.hidden)
     logits = rows * shape.vocab * (a + 8)
     detail = f"{how}; widest layer's transient; last-token logits"

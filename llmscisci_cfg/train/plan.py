@@ -226,6 +226,7 @@ def memory_plan(job: Job, here: bool = False) -> MemoryPlan:
     if report is not None:  # the longest built example, within the filter's limits
         limits, found = report.length_limits, report.token_lengths
         lengths = {k: found.get(k) or limits.get(k) for k in ("prompt", "total")}
+        lengths["prompt_any"] = found.get("prompt_any")
     est = memory.estimate_job(job, lengths)
     if not here or est is None or est.settings.device != "cuda":
         return MemoryPlan(est, here)

@@ -160,10 +160,15 @@ def test_cli_json_summary(cli, tmp_path):
         "splits": {"train": summary["splits"]["train"], "test": summary["splits"]["test"]},
         "group_overlap": 0,
         "test_set_sha256": summary["test_set_sha256"],
-        "token_lengths": {"prompt": summary["token_lengths"]["prompt"], "total": None},
+        "token_lengths": {
+            "prompt": summary["token_lengths"]["prompt"],
+            "total": None,
+            "prompt_any": summary["token_lengths"]["prompt_any"],
+        },
     }
     assert sum(summary["splits"].values()) == 21
-    assert summary["token_lengths"]["prompt"] > 0  # GRPO recipe: prompts only
+    lengths = summary["token_lengths"]  # GRPO recipe: prompts only
+    assert 0 < lengths["prompt"] <= lengths["prompt_any"]  # the test split's prompts too
     assert re.fullmatch("[0-9a-f]{64}", summary["test_set_sha256"])
 
 

@@ -296,6 +296,26 @@ def test_cpu_runs_project_every_position_through_the_fused_head():
     assert cpu.as_text().startswith("peak memory ≈") and "tensors in RAM" in cpu.as_text()
 
 
+def test_continuous_batching_is_estimated_as_its_sized_paged_cache():
+    """16 rollouts of 245 + 256 tokens: 3 pages of 256 each (one spare), and scheduler steps of
+    at most 8,016 tokens whose two attention masks (Gemma: sliding and full) span the cache."""
+    from llmscisci_cfg.train.compile import continuous_batching_config
+
+    assert continuous_batching_config(16, 245, 256) == {
+        "page_size": 256,
+        "num_blocks": 48,
+        "max_batch_tokens": 8016,
+    }
+    assert continuous_batching_config(64, 1000, 1000)["max_batch_tokens"] == 8192
+    s = Settings(method="grpo", lora_r=16, batch=16, grpo_prompt_len=245)
+    paged = estimate(GEMMA, replace(s, continuous_batching=True)).get("generation")
+    cache = 48 * 256 * GEMMA.layers * 2 * GEMMA.kv_dim * 2 + 2 * 2 * 8016 * (48 * 256 + 8016)
+    rest = 8016 * 2 * (3 * GEMMA.intermediate + 4 * GEMMA.hidden) + 16 * GEMMA.vocab * 10
+    assert paged == cache + rest
+    longer = replace(s, continuous_batching=True, generation_prompt_len=600)  # eval's prompts
+    assert estimate(GEMMA, longer).get("generation") > paged
+
+
 # ----------------------------------------------------------------------------- calibration
 
 # Peak torch.cuda.max_memory_allocated (GiB) on an NVIDIA H200, gemma-3-1b shape with its real

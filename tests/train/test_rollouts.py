@@ -53,11 +53,40 @@ def seen(monkeypatch) -> dict:
 
     def capture(*args, **kwargs):
         built = real(*args, **kwargs)
-        captured["trainer"] = built.trainer
+        captured["trainer"], captured["report"] = built.trainer, built.data_report
         return built
 
     monkeypatch.setattr(build, "build_trainer", capture)
     return captured
+
+
+def test_continuous_batching_gets_a_cache_sized_for_the_rollouts(tmp_path, seen):
+    """Left to TRL, transformers' paged cache takes half of the free memory (on this machine
+    11 GiB of RAM for the tiny model); sized for the rollouts (every request at once, a page
+    more each) the whole run peaks under 1 GiB of tensors, and `plan`'s estimate follows."""
+    from bench.gpu import memory_figures
+    from bench.tensor_peak import TensorPeak
+    from llmscisci_cfg.train.compile import CB_PAGE_SIZE, continuous_batching_config
+    from llmscisci_cfg.train.runner import run
+
+    path = write_recipe(
+        tmp_path, "grpo", steps=2, extra="generation: {continuous_batching: true}\n"
+    )
+    with TensorPeak() as peak:
+        run_dir = run(str(path), (), tmp_path / "run")
+    args, lengths = seen["trainer"].args, seen["report"].token_lengths
+    assert args.use_transformers_continuous_batching
+    assert lengths["prompt_any"] >= lengths["prompt"] > 0  # the test split's prompts too
+    rows = args.per_device_train_batch_size * args.steps_per_generation
+    config = args.transformers_continuous_batching_config
+    expected = continuous_batching_config(rows, lengths["prompt_any"], args.max_completion_length)
+    assert config == expected and config["page_size"] == CB_PAGE_SIZE
+    per_row = lengths["prompt_any"] + args.max_completion_length
+    assert config["num_blocks"] * CB_PAGE_SIZE >= rows * (per_row + CB_PAGE_SIZE)
+    assert peak.peak_bytes < 2**30, peak.peak_bytes
+    assert len(step_rows(run_dir)) == 2
+    figures = memory_figures(path, peak.peak_bytes / 2**30)
+    assert abs(figures["mem_estimate_error"]) <= 0.2, figures
 
 
 def test_grpo_trains_with_engine_rollouts(tmp_path, seen):
