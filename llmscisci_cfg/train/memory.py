@@ -297,6 +297,9 @@ class Settings:
     merged_rollouts: bool = False
     continuous_batching: bool = False
     generation_prompt_len: int | None = None  # rollouts' longest prompt (eval's too)
+    vllm: str | None = None  # GRPO rollouts by vLLM: "colocate" (this GPU) or "server"
+    vllm_share: float = 0.0  # colocated: the share of the GPU's memory vLLM reserves
+    vllm_reserved: int = 0  # ... in bytes, once the GPU's size is known (`plan --here`)
     quant_compute_bytes: int = 2
     fused_lm_head: bool = True
     logits_dtype_bytes: int = 4
@@ -368,6 +371,8 @@ def settings_for(
         prompt_len = DEFAULT_PROMPT_LEN
         assumed.append(f"prompt {DEFAULT_PROMPT_LEN} tokens")
     targets = lora.target_modules if lora else "all-linear"
+    g = recipe.generation
+    vllm = g.vllm_mode if m.name == "grpo" and g.backend == "vllm" else None
     return Settings(
         method=m.name,
         quant_bits=q.bits if q else None,
@@ -394,6 +399,8 @@ def settings_for(
         and recipe.generation.rollout_weights == "merged"
         and engine_rollouts(recipe, device),
         continuous_batching=m.name == "grpo" and recipe.generation.continuous_batching,
+        vllm=vllm,
+        vllm_share=recipe.generation.vllm_gpu_memory_utilization if vllm == "colocate" else 0.0,
         generation_prompt_len=lengths.get("prompt_any"),
         quant_compute_bytes=_DTYPE_BYTES[q.compute_dtype] if q else 2,
         device=device,
@@ -469,7 +476,7 @@ class Estimate:
             head += f"; assumed {', '.join(s.assumed)}"
         lines = [head]
         for p in self.parts:
-            if p.bytes == 0:
+            if p.bytes == 0 and p.name != "vllm":  # vLLM's share: said even when not counted
                 continue
             where = "" if p.phase in ("static", self.peak_phase) else f" [{p.phase}, not at peak]"
             lines.append(f"  {p.name:<16}{p.bytes / GIB:7.2f} GiB  {p.detail}{where}")
@@ -508,6 +515,10 @@ def estimate(shape: ModelShape, settings: Settings | None = None, **fields: Any)
       (when the embedding trains: its fp32 gradient and the gradient it is cast to). With ``fused_lm_head=False``
       (other trainers): tokens × vocab × (compute bytes + 2 × ``logits_dtype_bytes``): the
       logits, their fp32 copy and the log-softmax kept for backward.
+    - rollouts by vLLM: no generate phase here; colocated, its share of the GPU
+      (``vllm_gpu_memory_utilization`` × the device, counted once ``plan --here`` knows it).
+      Continuous batching: the paged cache `compile.continuous_batching_config` sizes, and the
+      attention masks of its scheduler steps, in place of the KV cache below.
     - generate phase (GRPO, not at the same time as training): the KV cache, ``generation_batch``
       × (prompt + completion) × layers × 2 × kv_dim × 2 bytes (full length for Gemma's sliding
       layers too: an upper bound). TRL 1.16 turns gradient checkpointing off while it
@@ -519,8 +530,13 @@ def estimate(shape: ModelShape, settings: Settings | None = None, **fields: Any)
     if s.quant_bits and not s.lora_r:
         raise ValueError("quantized weights are trained only through LoRA (set lora_r)")
     parts = [*_static_parts(shape, s), *_train_parts(shape, s), *_optimizer_parts(shape, s)]
-    if s.method == "grpo":
+    if s.method == "grpo" and s.vllm is None:
         parts += _generate_parts(shape, s)
+    if s.vllm == "colocate":  # vLLM's weights and KV cache: a share of the whole GPU
+        known = "" if s.vllm_reserved else "; not counted until the GPU is known (plan --here)"
+        parts.append(
+            Part("vllm", s.vllm_reserved, f"colocated vLLM: {s.vllm_share:.0%} of the GPU{known}")
+        )
     return Estimate(shape, s, tuple(parts))
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -231,6 +231,9 @@ def memory_plan(job: Job, here: bool = False) -> MemoryPlan:
     if not here or est is None or est.settings.device != "cuda":
         return MemoryPlan(est, here)
     total = memory.device_memory()
+    if total and est.settings.vllm_share:  # colocated vLLM takes a share of this GPU
+        reserved = round(est.settings.vllm_share * total)
+        est = memory.estimate(est.shape, replace(est.settings, vllm_reserved=reserved))
     note = None
     if est.settings.quant_bits == 4:
         note = memory.quantization_note(est.shape, total, est.settings)

@@ -101,6 +101,25 @@ def test_plan_estimates_memory_and_compares_with_this_machine(monkeypatch):
     assert small.memory.fits is False and "does NOT fit" in small.as_text()
 
 
+def test_rollouts_by_vllm_are_not_this_estimate_s_generation(monkeypatch):
+    """Colocated vLLM reserves a share of the whole GPU (counted once `--here` knows its size);
+    a vLLM server generates elsewhere. Neither leaves a local KV cache to estimate."""
+    from llmscisci_cfg.train import memory
+
+    gpu = (*TINY, "launch.device=cuda", "generation.backend=vllm")
+    colocated = make_plan(GRPO, gpu).memory
+    assert colocated.estimate.get("generation") == 0 and colocated.estimate.get("vllm") == 0
+    assert "colocated vLLM: 30% of the GPU; not counted" in colocated.as_text()
+    monkeypatch.setattr(memory, "device_memory", lambda: 80 * memory.GIB)
+    here = make_plan(GRPO, gpu, here=True).memory
+    assert here.estimate.get("vllm") == round(0.3 * 80 * memory.GIB)
+    assert here.estimate.total >= 24 * memory.GIB and "not counted" not in here.as_text()
+    server = (*gpu, "generation.vllm_mode=server", "generation.base_url=http://127.0.0.1:8000")
+    remote = make_plan(GRPO, server, here=True).memory.estimate
+    assert remote.get("vllm") == 0 and remote.get("generation") == 0
+    assert "vllm" not in remote.as_text()
+
+
 def test_plan_notes_when_4bit_costs_more_than_it_saves(monkeypatch):
     from llmscisci_cfg.train import memory
 
