@@ -106,7 +106,8 @@ def _dates(results: dict) -> str:
     dates = {name: results.get("dates", {}).get(name, results.get("date")) for name in SUITES}
     by_day: dict[str, list[str]] = {}
     for name, day in dates.items():
-        by_day.setdefault(str(day), []).append(name)
+        if day:  # a suite never run has no figures either
+            by_day.setdefault(day, []).append(name)
     return "; ".join(f"{day} ({', '.join(names)})" for day, names in sorted(by_day.items()))
 
 

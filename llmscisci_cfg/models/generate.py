@@ -337,6 +337,8 @@ class TransformersEngine:
         if sampling.stop:
             criteria = StopStrings(self.tokenizer, sampling.stop, prompt_width=width)
             kwargs["stopping_criteria"] = StoppingCriteriaList([criteria])
+            if streamer is not None:
+                streamer.stopped = criteria.ended  # generate pads them from the next step
         if any(c is not None for c in constraints):
             from llmscisci_cfg.models.structured import processor_for
 
@@ -377,17 +379,23 @@ class StopStrings:
         self.stop = [s for s in stop if s]
         self.window = 4 * max((len(s) for s in self.stop), default=0) + every
         self.steps = 0
+        self.ended: set[int] = set()  # rows it has ended (a streamer skips their padding)
+        self._none: Any = None  # the all-False answer of the steps between checks
 
     def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
         import torch
 
         self.steps += 1
         if not self.stop or self.steps % self.every:
-            hits = [False] * input_ids.shape[0]
-        else:
-            start = max(self.width, input_ids.shape[1] - self.window)
-            tails = self.tokenizer.batch_decode(input_ids[:, start:].tolist())
-            hits = [any(s in tail for s in self.stop) for tail in tails]
+            if self._none is None:
+                self._none = torch.zeros(
+                    input_ids.shape[0], dtype=torch.bool, device=input_ids.device
+                )
+            return self._none
+        start = max(self.width, input_ids.shape[1] - self.window)
+        tails = self.tokenizer.batch_decode(input_ids[:, start:].tolist())
+        hits = [any(s in tail for s in self.stop) for tail in tails]
+        self.ended.update(row for row, hit in enumerate(hits) if hit)
         return torch.tensor(hits, dtype=torch.bool, device=input_ids.device)
 
 
@@ -426,7 +434,8 @@ class _RowStreamer:
     def __init__(self, engine: TransformersEngine, batch: list[int], n: int, on_token):
         self.engine, self.batch, self.n, self.on_token = engine, batch, n, on_token
         self.tokens: list[list[int]] = []
-        self.finished: set[int] = set()
+        self.finished: set[int] = set()  # rows that emitted a stop token
+        self.stopped: set[int] = set()  # rows a stop string ended (`StopStrings.ended`)
         self.prompt_seen = False
 
     def put(self, value) -> None:
@@ -437,7 +446,7 @@ class _RowStreamer:
         if not self.tokens:
             self.tokens = [[] for _ in step]
         for row, token in enumerate(step[: len(self.batch) * self.n]):
-            if row in self.finished:
+            if row in self.finished or row in self.stopped:
                 continue
             if token in self.engine.stops:
                 self.finished.add(row)

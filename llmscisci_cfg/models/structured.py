@@ -41,8 +41,7 @@ The processor is single-use (one per ``generate`` call), for greedy or sampled d
 beam search. It needs no prompt lengths: each step it feeds every row's matcher the token just
 generated (the last column), so padding (left, as decoder-only generation wants) is invisible
 to it; a row that has emitted a stop token, or that generate has ended otherwise (a stop
-string: its next token is the pad token, which no grammar allows), is left alone (generate pads
-it). Imports no torch or transformers at import time; llguidance is light (it imports neither).
+string: its next token is the pad token, which its grammar then refuses), is left alone. Imports no torch or transformers at import time; llguidance is light (it imports neither).
 """
 
 from __future__ import annotations
@@ -532,8 +531,7 @@ class _GrammarMasker:
     ):
         self.ll = ll_tokenizer
         self.stops = set(stops)
-        # generate pads a row a stopping criterion ended (a stop string); no grammar allows pad
-        self.ended = self.stops | ({pad} if pad is not None else set())
+        self.pad = pad  # what generate appends to a row a stopping criterion ended
         self.templates = templates  # one fresh matcher per constraint, copied for each row
         self.matchers: list[llguidance.LLMatcher] = []
         self.done: list[bool] = []
@@ -564,11 +562,14 @@ class _GrammarMasker:
         for row, token in enumerate(input_ids[:, -1].tolist()):
             if self.done[row]:
                 continue
-            if token in self.ended:
+            matcher = self.matchers[row]
+            if token in self.stops:
                 self.done[row] = True
-            elif not self.matchers[row].consume_token(token):
+            elif token == self.pad and not matcher.validate_tokens([token]):
+                self.done[row] = True  # a stop string ended the row: generate pads it
+            elif not matcher.consume_token(token):
                 raise RuntimeError(
-                    f"structured output: row {row} left its grammar: {self.matchers[row].get_error()}"
+                    f"structured output: row {row} left its grammar: {matcher.get_error()}"
                 )
 
     def __call__(self, input_ids, scores):
@@ -635,6 +636,4 @@ def processor_for(
         if matcher.is_error():  # llguidance reports grammar problems here, never raises
             raise UserError(f"structured output: {constraint.kind}: {matcher.get_error()}")
         compiled[constraint] = matcher
-    pad = tokenizer.pad_token_id
-    special = pad is not None and pad in tokenizer.all_special_ids  # never a grammar's text
-    return _processor_class()(ll, [compiled[c] for c in listed], stops, pad if special else None)
+    return _processor_class()(ll, [compiled[c] for c in listed], stops, tokenizer.pad_token_id)

@@ -15,7 +15,7 @@ from typing import Any
 from llmscisci_cfg.errors import UserError
 from llmscisci_cfg.models.load import LoadSpec, load_model, materialize_builtin
 from llmscisci_cfg.recipe.resolve import Job
-from llmscisci_cfg.train.compile import Compiled
+from llmscisci_cfg.train.compile import Compiled, rollout_rows
 
 
 @dataclass
@@ -39,7 +39,7 @@ def build_trainer(job: Job, compiled: Compiled, tokenizer: Any, callbacks: list[
     args = make_config(compiled)
     require_examples(job, dataset, report, args.eval_strategy != "no")
     if getattr(args, "use_transformers_continuous_batching", False):
-        size_paged_cache(args, report)
+        size_paged_cache(args, report, rollout_rows(job.recipe))
     spec = load_spec(compiled)
     model = load_model(job, spec)
     columns = dataset["train"].column_names
@@ -63,8 +63,8 @@ def build_trainer(job: Job, compiled: Compiled, tokenizer: Any, callbacks: list[
     return Built(trainer=trainer, tokenizer=tokenizer, reward_funcs=rewards, data_report=report)
 
 
-def size_paged_cache(args: Any, report: Any) -> None:
-    """GRPO with continuous batching: a paged cache for the rollouts this run makes (the
+def size_paged_cache(args: Any, report: Any, rows: int) -> None:
+    """GRPO with continuous batching: a paged cache for ``rows`` rollouts at a time (the
     longest prompt of either split), unless TRL's config already has one
     (`compile.continuous_batching_config` says why)."""
     from llmscisci_cfg.train.compile import continuous_batching_config
@@ -72,8 +72,6 @@ def size_paged_cache(args: Any, report: Any) -> None:
     lengths = report.token_lengths
     prompt = lengths.get("prompt_any") or lengths.get("prompt")
     if args.transformers_continuous_batching_config is None and prompt:
-        rows = args.per_device_train_batch_size * args.steps_per_generation
-        rows = max(rows, args.per_device_eval_batch_size)
         args.transformers_continuous_batching_config = continuous_batching_config(
             rows, prompt, args.max_completion_length
         )

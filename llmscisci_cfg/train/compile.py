@@ -230,9 +230,7 @@ def compile_grpo(recipe: Recipe, device: str, run_dir: Path) -> Compiled:
         }
         | rollout_kwargs(recipe)
     )
-    if kwargs["eval_strategy"] != "no" and (t.per_device_batch_size * n_proc) % m.num_generations:
-        # TRL: an eval batch holds whole groups
-        kwargs["per_device_eval_batch_size"] = m.num_generations
+    kwargs["per_device_eval_batch_size"] = grpo_eval_batch(recipe)
     generation_batch = t.per_device_batch_size * n_proc * t.gradient_accumulation_steps
     return Compiled(
         method="grpo",
@@ -271,9 +269,26 @@ def rollout_kwargs(recipe: Recipe) -> dict[str, Any]:
     return kwargs
 
 
+def grpo_eval_batch(recipe: Recipe) -> int:
+    """GRPO's per-device eval batch: the training one, or one group when evaluation is on and
+    the training batch (over all processes) does not hold whole groups (TRL requires them)."""
+    t, m = recipe.train, recipe.method
+    uneven = (t.per_device_batch_size * recipe.launch.num_processes) % m.num_generations
+    evaluates = bool(t.eval_steps)  # as `training_kwargs` turns evaluation on
+    return m.num_generations if evaluates and uneven else t.per_device_batch_size
+
+
+def rollout_rows(recipe: Recipe) -> int:
+    """Completions one process generates in one call: its share of the generation batch
+    (per-device batch × accumulation steps), or an eval batch when that is larger."""
+    t = recipe.train
+    return max(t.per_device_batch_size * t.gradient_accumulation_steps, grpo_eval_batch(recipe))
+
+
 #: transformers' continuous batching defaults: tokens per (full-attention) page, and the most
 #: tokens one forward of its scheduler takes.
 CB_PAGE_SIZE, CB_MAX_BATCH_TOKENS = 256, 8192
+CB_MAX_MEMORY_PERCENT = 0.9
 
 
 def continuous_batching_config(rows: int, prompt_tokens: int, completion_tokens: int) -> dict:
@@ -285,13 +300,18 @@ def continuous_batching_config(rows: int, prompt_tokens: int, completion_tokens:
     ``max_memory_percent`` 0.5): on a GPU whatever the training left, which `plan` cannot
     know; on CPU half of the free RAM (11 GiB for a 2-layer model, 2026-11-27). Sized here, it
     is what the work needs, and the attention masks transformers sizes from
-    ``max_batch_tokens`` shrink with it.
+    ``max_batch_tokens`` shrink with it. The price: where the work needs more than 90% of the
+    free memory, transformers stops with a MemoryError at the first rollout instead of
+    queueing requests in a smaller cache; `plan --here` shows the cache beside the GPU.
     """
     per_row = prompt_tokens + completion_tokens
     return {
         "page_size": CB_PAGE_SIZE,
         "num_blocks": rows * (-(-per_row // CB_PAGE_SIZE) + 1),
         "max_batch_tokens": min(CB_MAX_BATCH_TOKENS, rows * per_row),
+        # transformers refuses a cache that needs more than this share of the free memory
+        # (TRL's own 0.5 would refuse a sized cache it could have shrunk and queued)
+        "max_memory_percent": CB_MAX_MEMORY_PERCENT,
     }
 
 

@@ -77,6 +77,7 @@ class ModelShape:
     tied_embeddings: bool
     attention_bias: bool = False
     source: str = ""
+    full_layers: int | None = None  # layers with full (global) attention; None: all of them
 
     @property
     def gemma(self) -> bool:
@@ -135,7 +136,7 @@ KNOWN_SHAPES: dict[str, ModelShape] = {
     for s in (
         ModelShape(
             "google/gemma-3-1b-it", "gemma3_text", hidden=1152, layers=26, heads=4, kv_heads=1,
-            head_dim=256, intermediate=6912, vocab=262144, tied_embeddings=True,
+            head_dim=256, intermediate=6912, vocab=262144, tied_embeddings=True, full_layers=4,
             source="config.json of google/gemma-3-1b-it (as copied in bench/gpu.py GEMMA3_1B)",
         ),
         ModelShape(
@@ -170,11 +171,20 @@ def shape_from_config(config: Mapping[str, Any], name: str, source: str = "") ->
         "tie_word_embeddings",
         outer.get("tie_word_embeddings", _TIED_DEFAULT.get(model_type, False)),
     )
+    layers = int(config["num_hidden_layers"])
+    kinds = config.get("layer_types")
+    pattern = config.get("sliding_window_pattern")
+    if isinstance(kinds, list) and kinds:
+        full = sum(k == "full_attention" for k in kinds)
+    elif model_type.startswith("gemma3") and isinstance(pattern, int) and pattern > 0:
+        full = layers // pattern  # transformers: every pattern-th layer is global
+    else:
+        full = None
     return ModelShape(
         name=name,
         model_type=model_type,
         hidden=hidden,
-        layers=int(config["num_hidden_layers"]),
+        layers=layers,
         heads=heads,
         kv_heads=int(config.get("num_key_value_heads") or heads),
         head_dim=int(config.get("head_dim") or hidden // heads),
@@ -183,6 +193,7 @@ def shape_from_config(config: Mapping[str, Any], name: str, source: str = "") ->
         tied_embeddings=bool(tied),
         attention_bias=model_type == "qwen2" or bool(config.get("attention_bias", False)),
         source=source,
+        full_layers=full if full and full < layers else None,
     )
 
 
@@ -214,6 +225,7 @@ def tiny_shape(name: str) -> ModelShape:
         tied_embeddings=True,
         attention_bias=model_type == "qwen2",
         source="llmscisci_cfg/models/tiny.py",
+        full_layers=tiny.LAYERS // 2 if key == "tiny-gemma" else None,  # sliding, then full
     )
 
 
@@ -352,9 +364,15 @@ def settings_for(
     recipe: Recipe, device: str = "cuda", lengths: Mapping[str, int | None] | None = None
 ) -> Settings:
     """`Settings` of a recipe on ``device``. ``lengths``: the built dataset's token limits
-    (``BuildReport.length_limits``: ``prompt``, ``total``); without them SFT/DPO use
-    ``method.max_length`` and GRPO assumes `DEFAULT_PROMPT_LEN` prompt tokens."""
-    from llmscisci_cfg.train.compile import engine_rollouts, mixed_precision, model_kwargs
+    (``BuildReport.length_limits``: ``prompt``, ``total``; ``prompt_any``: GRPO's longest
+    prompt of either split, for the rollouts); without them SFT/DPO use ``method.max_length``
+    and GRPO assumes `DEFAULT_PROMPT_LEN` prompt tokens."""
+    from llmscisci_cfg.train.compile import (
+        engine_rollouts,
+        mixed_precision,
+        model_kwargs,
+        rollout_rows,
+    )
 
     m, t, q, lora = recipe.method, recipe.train, recipe.model.quantization, recipe.model.lora
     lengths = lengths or {}
@@ -393,7 +411,7 @@ def settings_for(
         grpo_num_generations=getattr(m, "num_generations", 4),
         grpo_completion_len=getattr(m, "max_completion_length", 256),
         grpo_prompt_len=prompt_len or DEFAULT_PROMPT_LEN,
-        generation_batch=t.per_device_batch_size * t.gradient_accumulation_steps,
+        generation_batch=rollout_rows(recipe) if m.name == "grpo" else None,
         beta=getattr(m, "beta", 0.0),
         merged_rollouts=m.name == "grpo"
         and recipe.generation.rollout_weights == "merged"
@@ -463,13 +481,13 @@ class Estimate:
           weights          0.90 GiB  nf4 + double quant ...
         """
         s = self.settings
-        where = (
+        what = (
             "peak GPU memory ≈ {:.1f} GiB (allocated by torch; the CUDA context adds ~0.5 GiB)"
             if s.device == "cuda"
             else "peak memory ≈ {:.1f} GiB (torch's tensors in RAM, on CPU)"
         )
         head = (
-            f"{where.format(self.total / GIB)}, at {self.peak_phase}; {self.shape.name}, "
+            f"{what.format(self.total / GIB)}, at {self.peak_phase}; {self.shape.name}, "
             f"{_count(self.shape.params)} params"
         )
         if s.assumed:
@@ -484,7 +502,8 @@ class Estimate:
 
 
 def estimate(shape: ModelShape, settings: Settings | None = None, **fields: Any) -> Estimate:
-    """Peak ``torch.cuda.max_memory_allocated`` of a training run (one process, one GPU).
+    """Peak ``torch.cuda.max_memory_allocated`` of a training run (one process, one GPU; on
+    CPU, ``device="cpu"``: the peak of torch's tensors in RAM).
 
     Give a `Settings` or its fields as keywords: ``estimate(shape, method="grpo", batch=16)``.
     Assumptions (TRL 1.16, transformers 5.23, peft 0.21, bitsandbytes 0.50):
@@ -512,7 +531,9 @@ def estimate(shape: ModelShape, settings: Settings | None = None, **fields: Any)
       head keeps.
     - LM head: TRL's fused log-prob head never builds the logits; its backward holds one
       4096 × 32768 tile in the compute dtype and an fp32 gradient of the scored hidden states
-      (when the embedding trains: its fp32 gradient and the gradient it is cast to). With ``fused_lm_head=False``
+      (when the embedding trains: its fp32 gradient and the gradient it is cast to). Without
+      Triton (CPU) every position is projected, and the torch fold keeps `TORCH_FOLD_TILES`
+      fp32 tiles of the real width (vocab, at most 32768). With ``fused_lm_head=False``
       (other trainers): tokens × vocab × (compute bytes + 2 × ``logits_dtype_bytes``): the
       logits, their fp32 copy and the log-softmax kept for backward.
     - rollouts by vLLM: no generate phase here; colocated, its share of the GPU
@@ -520,7 +541,7 @@ def estimate(shape: ModelShape, settings: Settings | None = None, **fields: Any)
       Continuous batching: the paged cache `compile.continuous_batching_config` sizes, and the
       attention masks of its scheduler steps, in place of the KV cache below.
     - generate phase (GRPO, not at the same time as training): the KV cache, ``generation_batch``
-      × (prompt + completion) × layers × 2 × kv_dim × 2 bytes (full length for Gemma's sliding
+      × (prompt + completion) × layers × 2 × kv_dim × activation bytes (full length for Gemma's sliding
       layers too: an upper bound). TRL 1.16 turns gradient checkpointing off while it
       generates, so the cache is kept with it on too.
       The transient of the widest layer (MLP: 3 × intermediate + 4 × hidden per token) and the
@@ -748,15 +769,11 @@ def _generate_parts(shape: ModelShape, s: Settings) -> list[Part]:
     a, rows = s.act_bytes, s.generation_batch or s.batch
     prompt = max(s.grpo_prompt_len, s.generation_prompt_len or 0)
     full = prompt + s.grpo_completion_len
-    if s.continuous_batching:  # the paged cache `continuous_batching_config` sizes
-        from llmscisci_cfg.train.compile import continuous_batching_config
-
-        cb = continuous_batching_config(rows, prompt, s.grpo_completion_len)
-        slots, step_tokens = cb["num_blocks"] * cb["page_size"], cb["max_batch_tokens"]
-        cache = slots * shape.layers * 2 * shape.kv_dim * a
-        masks = 2 if shape.gemma else 1  # sliding and full attention
-        cache += masks * a * step_tokens * (slots + step_tokens)  # [1, 1, M, N + M] each
-        how = f"paged KV cache of {cb['num_blocks']} × {cb['page_size']} tokens, its masks"
+    if s.continuous_batching:
+        cache, step_tokens, blocks = paged_cache_bytes(
+            shape, rows, prompt, s.grpo_completion_len, a
+        )
+        how = f"paged KV cache of {blocks} blocks and its attention masks"
     else:
         # TRL switches gradient checkpointing off around generate(), so the cache is kept
         cache = rows * full * shape.layers * 2 * shape.kv_dim * a
@@ -766,6 +783,27 @@ def _generate_parts(shape: ModelShape, s: Settings) -> list[Part]:
     logits = rows * shape.vocab * (a + 8)
     detail = f"{how}; widest layer's transient; last-token logits"
     return [Part("generation", cache + transient + logits, detail, "generate")]
+
+
+def paged_cache_bytes(
+    shape: ModelShape, rows: int, prompt: int, completion: int, a: int = 2
+) -> tuple[int, int, int]:
+    """Continuous batching's paged KV cache as `compile.continuous_batching_config` sizes it,
+    plus its scheduler's attention masks: (bytes, tokens per scheduler step, blocks).
+
+    A mask per attention kind, ``[M, N + M]`` in the compute dtype, where N is what the
+    smallest group of layers could read if it held the whole cache (transformers'
+    ``max_tokens_read``): the few full-attention layers of a sliding-window model (Gemma 3)
+    spread the cache's bytes over fewer layers, so N, and the masks, grow by layers ÷ full.
+    """
+    from llmscisci_cfg.train.compile import continuous_batching_config
+
+    cb = continuous_batching_config(rows, prompt, completion)
+    slots, step = cb["num_blocks"] * cb["page_size"], cb["max_batch_tokens"]
+    full = shape.full_layers or shape.layers
+    readable = slots * shape.layers // full
+    masks = (1 if full == shape.layers else 2) * a * step * (readable + step)
+    return slots * shape.layers * 2 * shape.kv_dim * a + masks, step, cb["num_blocks"]
 
 
 # ----------------------------------------------------------------------------- this machine

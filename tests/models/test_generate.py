@@ -62,6 +62,14 @@ def test_streaming_n_and_stop_strings(tiny):
     assert [len(c) for c in out] == [2, 2, 2]
     for (row, sample), text in seen.items():
         assert out[row][sample].text.startswith(text) or text.startswith(out[row][sample].text)
+    seen.clear()  # rows a stop string ended: their padding is not streamed
+    stopped = replace(sampling, max_new_tokens=40, stop=("the",))
+    out = engine.generate(
+        [Request(prompt=t, sampling=stopped) for t in texts[:4]],
+        on_token=lambda row, sample, text: seen.__setitem__((row, sample), text),
+    )
+    assert any(c.finish_reason == "stop" for row in out for c in row)
+    assert seen and not any(tokenizer.pad_token in text for text in seen.values())
     assert cut_at_strings("a<b>c<b>", ["<b>"]) == ("a", True)
     assert cut_at_strings("abc", ["x"]) == ("abc", False)
 

@@ -133,6 +133,24 @@ def test_import_loads_no_torch_or_transformers():
 # ----------------------------------------------------------------------------- generation
 
 
+def test_a_pad_token_the_grammar_allows_is_text_not_the_end(model, tokenizer, stops):
+    """A tokenizer whose pad is a plain word: a row that samples it (pushed here) writes it as
+    text and stays constrained; only a pad the grammar refuses (generate padding a row that a
+    stop string ended) ends a row."""
+    import copy
+
+    word = tokenizer.convert_ids_to_tokens(tokenizer.encode(" the", add_special_tokens=False))[0]
+    padded = copy.deepcopy(tokenizer)
+    padded.pad_token = word
+    texts, _ = generate(
+        model, padded, stops, prompts(padded), Constraint.think_label(5), sample=2,
+        before=[Boost(padded.pad_token_id, by=5.0)],
+    )  # fmt: skip
+    assert sum(t.count(" the") for t in texts) > len(texts)  # the pad, sampled as text
+    for text in texts:
+        assert check(Constraint.think_label(5), text), text
+
+
 def test_sampled_label_answers_are_all_valid(model, tokenizer, stops):
     texts, lengths = generate(
         model, tokenizer, stops, prompts(tokenizer), Constraint.think_label(5), sample=5

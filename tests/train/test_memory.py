@@ -296,24 +296,70 @@ def test_cpu_runs_project_every_position_through_the_fused_head():
     assert cpu.as_text().startswith("peak memory ≈") and "tensors in RAM" in cpu.as_text()
 
 
-def test_continuous_batching_is_estimated_as_its_sized_paged_cache():
-    """16 rollouts of 245 + 256 tokens: 3 pages of 256 each (one spare), and scheduler steps of
-    at most 8,016 tokens whose two attention masks (Gemma: sliding and full) span the cache."""
-    from llmscisci_cfg.train.compile import continuous_batching_config
+def _transformers_paged_cache(config, kwargs: dict) -> int:
+    """Bytes transformers 5.23 allocates for that cache (on the meta device) and its masks."""
+    import types
 
-    assert continuous_batching_config(16, 245, 256) == {
+    import torch
+    from transformers.generation import ContinuousBatchingConfig
+    from transformers.generation.continuous_batching import cache as paged
+
+    config._attn_implementation = "sdpa"
+    cb = ContinuousBatchingConfig(**kwargs)
+    cb.use_async_batching, cb.max_blocks_per_request = False, 0
+    handler = paged.PagedAttentionMemoryHandler
+    real = handler.get_available_memory
+    handler.get_available_memory = lambda self: 10**13
+    try:
+        cache = paged.PagedAttentionCache(
+            config, cb, device="meta", distributed_helper=types.SimpleNamespace(tp_size=1),
+            dtype=torch.bfloat16,
+        )  # fmt: skip
+    finally:
+        handler.get_available_memory = real
+    step, masks = kwargs["max_batch_tokens"], len(cache.cache_allocators)
+    return cache.cache_tensor.numel() + masks * 2 * step * (cache.max_tokens_read + step)
+
+
+@pytest.mark.parametrize(
+    "model", ["builtin:tiny", "builtin:tiny-gemma", "gemma3_1b", "qwen25_1_5b"]
+)
+def test_continuous_batching_cache_is_what_transformers_allocates(model):
+    """16 rollouts of 245 + 256 tokens: the paged cache `continuous_batching_config` sizes and
+    the masks of its scheduler steps, against transformers' own allocation (within 10%; the
+    sliding-window models' masks span what their few full-attention layers could read)."""
+    from bench import gpu
+    from llmscisci_cfg.models.tiny import tiny_config
+    from llmscisci_cfg.train.compile import continuous_batching_config
+    from llmscisci_cfg.train.memory import paged_cache_bytes
+
+    if model.startswith("builtin:"):
+        config, shape = tiny_config(model), shape_for(model)
+    else:
+        config = gpu.model_config(gpu.SHAPES[model], smoke=False)
+        shape = shape_from_config(config.to_dict(), model)
+    kwargs = continuous_batching_config(16, 245, 256)
+    assert kwargs == {
         "page_size": 256,
         "num_blocks": 48,
         "max_batch_tokens": 8016,
+        "max_memory_percent": 0.9,
     }
-    assert continuous_batching_config(64, 1000, 1000)["max_batch_tokens"] == 8192
+    estimated, step, blocks = paged_cache_bytes(shape, 16, 245, 256)
+    assert (step, blocks) == (8016, 48)
+    assert estimated == pytest.approx(_transformers_paged_cache(config, kwargs), rel=0.1)
     s = Settings(method="grpo", lora_r=16, batch=16, grpo_prompt_len=245)
-    paged = estimate(GEMMA, replace(s, continuous_batching=True)).get("generation")
-    cache = 48 * 256 * GEMMA.layers * 2 * GEMMA.kv_dim * 2 + 2 * 2 * 8016 * (48 * 256 + 8016)
-    rest = 8016 * 2 * (3 * GEMMA.intermediate + 4 * GEMMA.hidden) + 16 * GEMMA.vocab * 10
-    assert paged == cache + rest
+    paged = estimate(shape, replace(s, continuous_batching=True)).get("generation")
     longer = replace(s, continuous_batching=True, generation_prompt_len=600)  # eval's prompts
-    assert estimate(GEMMA, longer).get("generation") > paged
+    assert estimate(shape, longer).get("generation") > paged > estimated
+
+
+def test_sliding_window_layers_are_read_from_the_config():
+    assert shape_from_config(GEMMA3_1B, "g").full_layers == 26 // 6 == GEMMA.full_layers
+    listed = {**GEMMA3_1B, "layer_types": ["sliding_attention"] * 20 + ["full_attention"] * 6}
+    assert shape_from_config(listed, "g").full_layers == 6
+    assert shape_from_config(QWEN25_1_5B, "q").full_layers is None  # every layer is full
+    assert shape_for("builtin:tiny-gemma").full_layers == 1
 
 
 # ----------------------------------------------------------------------------- calibration
@@ -443,6 +489,15 @@ def test_settings_follow_the_recipe():
     assert (sft.seq_len, sft.quant_bits, sft.dtype_bytes) == (2048, None, 2)
     tiny = settings_for(load_recipe("builtin:quickstart/sft_tiny"), "cpu")
     assert (tiny.dtype_bytes, tiny.mixed_precision, tiny.act_bytes) == (4, False, 4)
+    # an eval batch of one whole group (4) outgrows the rollouts of a training step (2 × 1)
+    uneven = r.model_copy(
+        update={
+            "train": r.train.model_copy(update={"per_device_batch_size": 2, "eval_steps": 5}),
+            "generation": r.generation.model_copy(update={"continuous_batching": True}),
+        }
+    )
+    cb = settings_for(uneven, "cuda", {"prompt": 300, "total": None, "prompt_any": 410})
+    assert (cb.generation_batch, cb.continuous_batching, cb.generation_prompt_len) == (4, True, 410)
 
 
 # ----------------------------------------------------------------------------- this machine

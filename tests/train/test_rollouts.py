@@ -81,8 +81,6 @@ def test_continuous_batching_gets_a_cache_sized_for_the_rollouts(tmp_path, seen)
     config = args.transformers_continuous_batching_config
     expected = continuous_batching_config(rows, lengths["prompt_any"], args.max_completion_length)
     assert config == expected and config["page_size"] == CB_PAGE_SIZE
-    per_row = lengths["prompt_any"] + args.max_completion_length
-    assert config["num_blocks"] * CB_PAGE_SIZE >= rows * (per_row + CB_PAGE_SIZE)
     assert peak.peak_bytes < 2**30, peak.peak_bytes
     assert len(step_rows(run_dir)) == 2
     figures = memory_figures(path, peak.peak_bytes / 2**30)
