@@ -41,7 +41,8 @@ The processor is single-use (one per ``generate`` call), for greedy or sampled d
 beam search. It needs no prompt lengths: each step it feeds every row's matcher the token just
 generated (the last column), so padding (left, as decoder-only generation wants) is invisible
 to it; a row that has emitted a stop token, or that generate has ended otherwise (a stop
-string: its next token is the pad token, which its grammar then refuses), is left alone. Imports no torch or transformers at import time; llguidance is light (it imports neither).
+string: its next token is the pad token, which its grammar then refuses), is left alone.
+Imports no torch or transformers at import time; llguidance is light (it imports neither).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from typing import Any
 from llmscisci_cfg.errors import UserError
 from llmscisci_cfg.models.load import LoadSpec, load_model, materialize_builtin
 from llmscisci_cfg.recipe.resolve import Job
-from llmscisci_cfg.train.compile import Compiled, rollout_rows
+from llmscisci_cfg.train.compile import Compiled, continuous_batching_config, rollout_rows
 
 
 @dataclass
@@ -67,8 +67,6 @@ def size_paged_cache(args: Any, report: Any, rows: int) -> None:
     """GRPO with continuous batching: a paged cache for ``rows`` rollouts at a time (the
     longest prompt of either split), unless TRL's config already has one
     (`compile.continuous_batching_config` says why)."""
-    from llmscisci_cfg.train.compile import continuous_batching_config
-
     lengths = report.token_lengths
     prompt = lengths.get("prompt_any") or lengths.get("prompt")
     if args.transformers_continuous_batching_config is None and prompt:
