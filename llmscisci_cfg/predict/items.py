@@ -173,7 +173,7 @@ def read(task: TaskSpec, item: Item, completions: list[list[Completion]]) -> Out
         return Outcome(think_text(texts[0]) or "", texts[0], True)
     answers = [_json(t) for t in texts]
     if kind == "extract":
-        from llmscisci_cfg.models.structured import Constraint, check
+        from llmscisci_cfg.task.grammar import Constraint, check
 
         ok = answers[0] is not None and check(Constraint.json_schema(task.fields), texts[0])
         return Outcome(answers[0] if ok else None, texts[0], ok)

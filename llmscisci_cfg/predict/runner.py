@@ -503,7 +503,7 @@ def _prompt_limit(job: Job, max_new_tokens: int) -> int | None:
 def _constraint(job: Job, aspect: str):
     if not job.recipe.generation.structured:
         return None
-    from llmscisci_cfg.models.structured import Constraint
+    from llmscisci_cfg.task.grammar import Constraint
 
     task = job.task
     if task.kind in ("label", "rationale"):

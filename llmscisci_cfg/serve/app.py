@@ -186,7 +186,7 @@ def _constraint(chat: ChatRequest):
             "response_format: give {type: json_schema, json_schema: {schema: …}}",
             "response_format",
         )
-    from llmscisci_cfg.models.structured import Constraint, check_schema
+    from llmscisci_cfg.task.grammar import Constraint, check_schema
 
     schema = fmt.json_schema.schema_
     try:

@@ -404,7 +404,7 @@ def _check_templates(task: TaskSpec, where) -> None:
                 f"{where(key)}: the user prompt never shows the section; add {{{{ text }}}}"
             )
     if task.kind in ("extract", "judge"):  # answers are JSON: the schema must be one we bound
-        from llmscisci_cfg.models.structured import check_schema
+        from llmscisci_cfg.task.grammar import check_schema
 
         try:
             check_schema(task.answer_schema())

@@ -37,7 +37,7 @@ def test_greedy_outputs_equal_the_eval_path_they_replaced(tiny):
 
 
 def test_structured_answers_parse_every_time(tiny):
-    from llmscisci_cfg.models.structured import Constraint
+    from llmscisci_cfg.task.grammar import Constraint
 
     model, tokenizer, texts = tiny
     engine = TransformersEngine(model, tokenizer, batch_size=8)
@@ -113,7 +113,7 @@ def test_decoding_ends_at_stop_strings_in_the_completion_only(tiny):
 def test_stop_strings_with_structured_output(tiny):
     """Rows that reach a stop string at different steps, under a grammar: generate pads the
     ended rows, and the grammar's processor leaves them alone instead of failing on the pad."""
-    from llmscisci_cfg.models.structured import Constraint
+    from llmscisci_cfg.task.grammar import Constraint
 
     model, tokenizer, texts = tiny
     engine = TransformersEngine(model, tokenizer, batch_size=8)
@@ -132,7 +132,7 @@ def test_stop_strings_with_structured_output(tiny):
 
 def test_openai_backend_against_a_real_server(server):
     from llmscisci_cfg.models.remote import OpenAIEngine
-    from llmscisci_cfg.models.structured import Constraint
+    from llmscisci_cfg.task.grammar import Constraint
 
     engine = OpenAIEngine(server.url, "builtin:tiny", max_concurrency=4)
     messages = [{"role": "user", "content": "Classify the section."}]

@@ -9,14 +9,9 @@ import sys
 import pytest
 
 from llmscisci_cfg.errors import UserError
-from llmscisci_cfg.models.structured import (
-    Constraint,
-    bounded_schema,
-    check,
-    processor_for,
-    think_label_lark,
-)
+from llmscisci_cfg.models.structured import processor_for
 from llmscisci_cfg.task.answer import parse_completion
+from llmscisci_cfg.task.grammar import Constraint, bounded_schema, check, think_label_lark
 from tests.conftest import REPO
 
 LABELS = {
