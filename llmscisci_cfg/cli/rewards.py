@@ -73,7 +73,7 @@ def test_rewards(
     Prints each reward, the weighted total, and the mean and std of the total per group,
     warning about groups with zero variance (GRPO learns nothing from them).
     """
-    from llmscisci_cfg.rewards.testing import format_table, run_test
+    from llmscisci_cfg.eval.rewards_test import format_table, run_test
 
     report = run_test(completions, recipe, names, group_size)
     if as_json:

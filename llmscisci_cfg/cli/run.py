@@ -96,7 +96,7 @@ def reproduce(run_dir: Path, keep: bool) -> None:
     Exit 0 when identical (wall-clock fields ignored), 3 with the differences otherwise
     (2 stays for input mistakes, 1 for internal failures).
     """
-    from llmscisci_cfg.runs.reproduce import reproduce_run
+    from llmscisci_cfg.train.reproduce import reproduce_run
 
     result = reproduce_run(run_dir, keep=keep, echo=console.info)
     click.echo(result.as_text())

@@ -174,7 +174,7 @@ def test_installed_package_loads_builtin_recipe(tmp_path):
 
 def test_ctrl_c_in_any_command_is_exit_130(cli, tmp_path, monkeypatch):
     """Not click's "Aborted!" with exit 1 (which says: a bug)."""
-    from llmscisci_cfg.runs import reproduce
+    from llmscisci_cfg.train import reproduce
 
     def stopped(*args, **kwargs):
         raise KeyboardInterrupt

@@ -319,7 +319,7 @@ def test_resume_from_checkpoint_equals_uninterrupted(tmp_path):
     ends with exactly the uninterrupted run's metrics and weights."""
     import shutil
 
-    from llmscisci_cfg.runs.reproduce import compare_metrics
+    from llmscisci_cfg.train.reproduce import compare_metrics
 
     recipe = write_recipe(tmp_path, "sft", steps=4)
     full = run(str(recipe), (), tmp_path / "full")

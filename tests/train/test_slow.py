@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from llmscisci_cfg.runs.reproduce import compare_metrics
+from llmscisci_cfg.train.reproduce import compare_metrics
 from tests.conftest import REPO
 from tests.run_helpers import metrics, step_rows, write_recipe
 

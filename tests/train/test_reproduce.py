@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from llmscisci_cfg.runs.reproduce import compare_metrics
+from llmscisci_cfg.train.reproduce import compare_metrics
 from llmscisci_cfg.train.runner import run
 from tests.run_helpers import recipe_text, write_recipe
 
@@ -89,7 +89,7 @@ def test_every_recorded_input_is_compared(tmp_path, changed):
 
     from llmscisci_cfg.resources import root
     from llmscisci_cfg.runs import manifest
-    from llmscisci_cfg.runs.reproduce import changed_inputs
+    from llmscisci_cfg.train.reproduce import changed_inputs
     from llmscisci_cfg.runs.rundir import RUN_FORMAT, RunDir
 
     traces, template, plugin = tmp_path / "t.jsonl", tmp_path / "chat.jinja", tmp_path / "p.py"
