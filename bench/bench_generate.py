@@ -46,12 +46,12 @@ def baseline_generate(model, tokenizer, texts, *, batch_size, max_new_tokens, st
 def _inputs(rows: int):
     from llmscisci_cfg.data.preprocess import build_dataset
     from llmscisci_cfg.models import chat
-    from llmscisci_cfg.models.load import for_generation, load_tokenizer
+    from llmscisci_cfg.models.load import for_generation
     from llmscisci_cfg.models.tiny import build_tiny_model
     from llmscisci_cfg.recipe.loader import load_job
 
     job = load_job("builtin:quickstart/sft_tiny")
-    tokenizer = for_generation(load_tokenizer(job))
+    tokenizer = for_generation(job.tokenizer())
     data, _ = build_dataset(job, tokenizer=tokenizer)
     prompts = [p for p in data["test"]["prompt"]][:rows]
     texts = [chat.render(tokenizer, p, add_generation_prompt=True) for p in prompts]

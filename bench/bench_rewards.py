@@ -163,9 +163,9 @@ def run(n: int = 10000, repeats: int = REPEATS) -> dict[str, Any]:
 
     batch = make_batch(n)
     specs = [RewardSpec(name=name) for name in ("format", "stepwise_label", "hamming")]
-    stack = build_rewards(
-        specs, recipe_dir=__import__("pathlib").Path("."), num_categories=N_CATEGORIES
-    )
+    from llmscisci_cfg.task.kinds import MultiLabel
+
+    stack = build_rewards(specs, __import__("pathlib").Path("."), MultiLabel.plain(N_CATEGORIES))
     kwargs = {k: batch[k] for k in ("id", "aspect", "gold")}
     comps = batch["completions"]
 

@@ -84,12 +84,11 @@ def _common_kwargs(out: Path, batch: int, lr: float, steps: int) -> dict:
 
 def _inputs(recipe_text: str):
     from llmscisci_cfg.data.preprocess import build_dataset
-    from llmscisci_cfg.models.load import load_tokenizer
     from llmscisci_cfg.recipe.loader import load_recipe_text
     from llmscisci_cfg.recipe.resolve import resolve
 
     job = resolve(load_recipe_text(recipe_text))
-    tokenizer = load_tokenizer(job)
+    tokenizer = job.tokenizer()
     return tokenizer, build_dataset(job, tokenizer=tokenizer)[0]["train"]
 
 

@@ -33,11 +33,17 @@ __all__ = [
 __version__ = "0.1.0"
 
 
-def make_plan(recipe: str, overrides: list[str] | tuple[str, ...] = ()):
-    """What `run` would do (as `llmscisci plan`); loads no model."""
+def make_plan(recipe: str, overrides: list[str] | tuple[str, ...] = (), here: bool = False):
+    """What `run` (a training recipe) or `predict` (a predict recipe) would do, as
+    `llmscisci plan`; loads no model."""
+    job = load_job(recipe, tuple(overrides))
+    if job.method == "predict":
+        from llmscisci_cfg.predict.runner import PredictPlan
+
+        return PredictPlan.of(recipe, job)
     from llmscisci_cfg.train.plan import make_plan as _make_plan
 
-    return _make_plan(recipe, tuple(overrides))
+    return _make_plan(recipe, tuple(overrides), here=here)
 
 
 def build_dataset(recipe: Recipe | Job):

@@ -71,6 +71,83 @@ def test_no_import_cycle_between_modules():
     assert cycles == [], "\n".join(" -> ".join(c) for c in cycles)
 
 
+#: The layers, bottom first: a module may import its own subpackage and any layer below its
+#: own, never one above, and never a sibling in its layer (the doors are independent). The
+#: recipe's schema and strict YAML reader are base files (everything reads recipes).
+LAYERS = [
+    ("base", ["errors", "files", "digest", "resources", "sandbox", "console", "assets",
+              "recipe.schema", "recipe.yamlio"]),
+    ("task", ["task"]),
+    ("models", ["models"]),
+    ("rewards", ["rewards"]),
+    ("recipe", ["recipe"]),
+    ("data", ["data"]),
+    ("runs", ["runs"]),
+    ("train", ["train"]),
+    ("doors", ["eval", "predict", "serve"]),
+    ("cli", ["cli", "", "__main__"]),  # "": the package's public API (llmscisci_cfg/__init__)
+]  # fmt: skip
+
+
+def place(module: str) -> tuple[int, str]:
+    """(layer index, unit) of a module: the unit is its subpackage (or base file)."""
+    rest = module.removeprefix("llmscisci_cfg").removeprefix(".")
+    best = None
+    for index, (_, units) in enumerate(LAYERS):
+        for unit in units:
+            if rest == unit or (unit and rest.startswith(unit + ".")):
+                if best is None or len(unit) > len(best[1]):
+                    best = (index, unit)
+    assert best is not None, f"{module} is in no layer: add it to LAYERS"
+    return best
+
+
+def upward(edges: dict[str, set[str]]) -> list[str]:
+    """Every import that points up a layer, or sideways from one door to another."""
+    found = []
+    for src, targets in sorted(edges.items()):
+        layer, unit = place(src)
+        for dst in sorted(targets):
+            other_layer, other_unit = place(dst)
+            sideways = other_layer == layer and other_unit != unit
+            if other_layer > layer or (sideways and LAYERS[layer][0] == "doors"):
+                found.append(f"{src} -> {dst} ({LAYERS[layer][0]} -> {LAYERS[other_layer][0]})")
+    return found
+
+
+def test_every_import_points_down_the_layers():
+    assert upward(graph()) == []
+
+
+def test_an_upward_import_is_caught():
+    edges = graph()
+    edges["llmscisci_cfg.models.load"] = edges["llmscisci_cfg.models.load"] | {
+        "llmscisci_cfg.runs.rundir"
+    }
+    edges["llmscisci_cfg.eval.agree"] = edges["llmscisci_cfg.eval.agree"] | {
+        "llmscisci_cfg.predict.runner"
+    }
+    assert upward(edges) == [
+        "llmscisci_cfg.eval.agree -> llmscisci_cfg.predict.runner (doors -> doors)",
+        "llmscisci_cfg.models.load -> llmscisci_cfg.runs.rundir (models -> runs)",
+    ]
+
+
+def layers_line() -> str:
+    """The README's one-line statement of the layers, made from `LAYERS`."""
+    names = [
+        "base files" if name == "base" else " | ".join(units) if name == "doors" else name
+        for name, units in LAYERS
+    ]
+    return "Layers, bottom first: " + " < ".join(names)
+
+
+def test_the_readme_lists_the_layers():
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    layout = text.split("## Layout", 1)[1].split("```", 1)[0]
+    assert layers_line() in layout.replace("\n", " "), layers_line()
+
+
 def test_imports_inside_functions_count():
     a = ast.parse("from llmscisci_cfg.recipe import loader\n")
     b = ast.parse("def f():\n    from llmscisci_cfg.recipe.loader import load_job\n")

@@ -39,15 +39,14 @@ def preprocess(recipe: str, overrides: tuple[str, ...], preview: int, as_json: b
     """
     from llmscisci_cfg.data.preprocess import build_dataset, preview_conversations
     from llmscisci_cfg.models import chat
-    from llmscisci_cfg.models.load import load_tokenizer
     from llmscisci_cfg.recipe.loader import load_job
 
     job = load_job(recipe, overrides)
-    tokenizer = load_tokenizer(job)
+    tokenizer = job.tokenizer()
     dataset, report = build_dataset(job, tokenizer=tokenizer)
     samples = report.clean_samples[:preview]
     if as_json:
-        extra = {"clean_preview": samples} if preview and job.clean is not None else {}
+        extra = {"clean_preview": samples} if preview and job.recipe.data.clean is not None else {}
         click.echo(json.dumps(report.summary() | extra))
     else:
         click.echo(format_report(report, job.method))

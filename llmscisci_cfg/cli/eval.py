@@ -36,16 +36,15 @@ from llmscisci_cfg.errors import UserError
 @click.option(
     "--max-new-tokens",
     type=click.IntRange(min=1),
-    help="Tokens generated per answer [default: GRPO's max_completion_length; SFT/DPO: "
-    "twice the longest training answer, at least 256].",
+    help="Tokens generated per answer: generation.max_new_tokens [default: the recipe's, "
+    "else GRPO's max_completion_length, else 256 for labels].",
 )
 @click.option("--limit", type=click.IntRange(min=1), help="Evaluate only the first K examples.")
 @click.option(
     "--batch-size",
     type=click.IntRange(min=1),
-    default=16,
-    show_default=True,
-    help="Prompts generated together; lower it if memory runs out.",
+    help="Prompts generated together: generation.batch_size [default: the recipe's, 16]; "
+    "lower it if memory runs out.",
 )
 @device_option("to generate")
 @click.option(
@@ -67,7 +66,8 @@ from llmscisci_cfg.errors import UserError
     "overrides",
     multiple=True,
     metavar="KEY=VALUE",
-    help="With --recipe: override a recipe value.",
+    help="Override a recipe value: any with --recipe; generation.* (how the model generates: "
+    "backend, sampling, structured, …) for a run directory.",
 )
 @verbosity_options
 def eval_command(
@@ -77,7 +77,7 @@ def eval_command(
     output_dir: Path | None,
     max_new_tokens: int | None,
     limit: int | None,
-    batch_size: int,
+    batch_size: int | None,
     device: str,
     overwrite: bool,
     recipe_ref: str | None,
@@ -88,8 +88,9 @@ def eval_command(
     write predictions.jsonl, report.json, report.md and a plot.
 
     Without a run: `eval --recipe RECIPE --model NAME_OR_DIR` gives the in-context zero-shot
-    result of any model on the recipe's held-out split. An invalid or missing label counts as
-    wrong in every category.
+    result of any model on the recipe's held-out split. Generation follows the recipe's
+    `generation` section (as predict and serve do): greedy and constrained to the task's
+    answer grammar by default. An invalid or missing label counts as wrong in every category.
     """
     if (run_dir is None) == (recipe_ref is None):
         hint = ""
@@ -98,21 +99,25 @@ def eval_command(
         raise UserError(
             f"give either RUN_DIR or --recipe RECIPE (with --model NAME_OR_DIR), not both{hint}"
         )
-    if recipe_ref is None and (model_name or overrides):
-        raise UserError("--model and --set go with --recipe; a run's model and recipe are fixed")
+    if recipe_ref is None and model_name:
+        raise UserError("--model goes with --recipe; a run's model is its final/")
     console.configure_libraries()
     from llmscisci_cfg.eval import evaluate
     from llmscisci_cfg.eval import report as eval_report
 
+    overrides = overrides + tuple(
+        f"generation.{key}={value}"
+        for key, value in (("max_new_tokens", max_new_tokens), ("batch_size", batch_size))
+        if value is not None
+    )
     opts = evaluate.EvalOptions(
         split=split,
         references=references,
-        max_new_tokens=max_new_tokens,
         limit=limit,
-        batch_size=batch_size,
         output_dir=output_dir,
         device=device,
         overwrite=overwrite,
+        overrides=overrides,
     )
     if run_dir is not None:
         result = evaluate.evaluate_run(run_dir, opts)

@@ -64,7 +64,7 @@ def validate(recipes: tuple[str, ...], here: bool, overrides: tuple[str, ...]) -
 def plan(recipe: str, overrides: tuple[str, ...], as_json: bool, here: bool) -> None:
     """Print the resolved recipe, the TRL configs it compiles to, the peak-memory estimate and
     the launch command. Loads no model."""
-    from llmscisci_cfg.train.plan import make_plan
+    from llmscisci_cfg import make_plan
 
     result = make_plan(recipe, overrides, here=here)
     click.echo(json.dumps(result.as_dict(), indent=2) if as_json else result.as_text())

@@ -58,13 +58,11 @@ def serve(
     """
     import uvicorn
 
-    from llmscisci_cfg.models.generate import TransformersEngine
-    from llmscisci_cfg.models.load import (
-        load_for_serving,
-        max_context,
-        pick_device,
-        quiet_bitsandbytes,
-    )
+    from llmscisci_cfg.models.engines import make_engine
+    from llmscisci_cfg.models.generate import Sampling
+    from llmscisci_cfg.models.genspec import GenSpec
+    from llmscisci_cfg.models.load import open_model, pick_device, quiet_bitsandbytes
+    from llmscisci_cfg.models.refs import family_template, named_model
     from llmscisci_cfg.models.remote import api_key
     from llmscisci_cfg.serve.app import create_app
     from llmscisci_cfg.serve.batcher import Batcher
@@ -73,10 +71,12 @@ def serve(
     sock = listening_socket(host, port)  # a taken port is found before any model loads
     port = sock.getsockname()[1]
     quiet_bitsandbytes()
-    model, tokenizer, what = load_for_serving(model_or_run, pick_device(device))
-    engine = TransformersEngine(
-        model, tokenizer, batch_size=batch_size, compile=compile_mode, description=f"serve {what}"
+    opened = open_model(
+        named_model(model_or_run), family_template(model_or_run), pick_device(device)
     )
+    what, tokenizer = opened.description, opened.tokenizer
+    spec = GenSpec("transformers", Sampling(), batch_size, compile_mode, template=opened.template)
+    engine = make_engine(spec, opened, description=f"serve {what}")
     if engine.may_compile:  # a server lives long: compile from the first request on
         engine.compiled = True
     batcher = Batcher(engine, max_batch=batch_size)
@@ -84,7 +84,7 @@ def serve(
         batcher,
         tokenizer,
         model_name=model_or_run,
-        max_context=max_context(model, tokenizer),
+        max_context=opened.context,
         api_key=key,
     )
     click.echo(f"serving {what} as {model_or_run!r} on http://{host}:{port}/v1", err=True)

@@ -107,6 +107,13 @@ COUNT_KEYS = (
 _MAX_PASSES = 5
 
 
+def options_of(spec: Any) -> CleanOptions | None:
+    """A recipe's ``data.clean`` section as the cleaner's options; None reads text as written."""
+    if spec is None:
+        return None
+    return CleanOptions(**spec.model_dump() | {"extra_headings": tuple(spec.extra_headings)})
+
+
 def section_text(value: Any, options: CleanOptions | None) -> str:
     """A table cell as the section text every stage reads (training, eval and predict alike):
     None is empty, the text is stripped, then cleaned when ``options`` is given (the recipe's

@@ -23,13 +23,13 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from llmscisci_cfg import console
-from llmscisci_cfg.data.clean import COUNT_KEYS, section_report
+from llmscisci_cfg.data.clean import COUNT_KEYS, options_of, section_report
 from llmscisci_cfg.data.sources import Source, jsonl_records, read_bytes
 from llmscisci_cfg.errors import UserError
 from llmscisci_cfg.recipe.resolve import Job
 from llmscisci_cfg.recipe.yamlio import decode
-from llmscisci_cfg.task.constraints import LabelRule
-from llmscisci_cfg.task.labels import LabelError, decode_label, shown
+from llmscisci_cfg.task.kinds import LabelKind, read_answer
+from llmscisci_cfg.task.labels import LabelError, shown
 from llmscisci_cfg.task.spec import TaskSpec
 
 Row = dict[str, Any]
@@ -112,7 +112,7 @@ class Example:
     id: str
     aspect: str
     text: str
-    gold: list[int] | None
+    gold: Any  # the aspect's label value (`task.kinds`), None without label columns
     where: str  # file:line of the source row, for messages
     chosen: str | None = None
     rejected: str | None = None
@@ -178,6 +178,7 @@ def collect(
     ``data.clean``); ``tally`` collects what cleaning did.
     """
     cols = job.columns
+    cleaning = options_of(job.recipe.data.clean)
     examples: list[Example] = []
     dropped: Counter = Counter()
     table = source.rows.select_columns(list(dict.fromkeys(cols.required().values()))).to_list()
@@ -198,7 +199,7 @@ def collect(
                 dropped[EMPTY_ID] += 1
                 continue
             raw = row[cols.text[aspect]]
-            text, counts = section_report(raw, job.clean)
+            text, counts = section_report(raw, cleaning)
             if counts is not None and tally is not None:
                 tally.add(doc, aspect, raw, text, counts)
             if not text:
@@ -239,16 +240,18 @@ def cell_text(value: Any) -> str:
 
 
 def _gold(value, job: Job, aspect: str, where: str, doc: str):
-    spec, data = job.task.aspects[aspect], job.recipe.data
+    data = job.recipe.data
+    kind = job.task.label_kind(aspect)
     try:
         if value is None or (isinstance(value, str) and not value.strip()):
-            raise LabelError("the label is empty")
-        label = decode_label(value, data.label_codec, len(spec.categories), spec.code_index())
-        rule = job.task.label_rule(aspect)
+            if kind.kind != "dimensions":
+                raise LabelError("the label is empty")
+        label = kind.decode_gold(value, data.label_codec)
+        rule = getattr(kind, "rule", None)
         broken = rule.violation(label) if rule is not None else None
         if broken:
             raise LabelError(f"{label} breaks the task's label constraints: {broken}")
-        return label
+        return list(label) if isinstance(label, tuple) else label
     except LabelError as exc:
         if data.on_bad_label == "drop":
             return None
@@ -329,40 +332,37 @@ def sft_rows(
                 stats["without_trace"] -= 1
                 continue
             trace = ""
-        rows.append({**_base(ex, task), "completion": _assistant(task.completion(trace, ex.gold))})
+        completion = task.completion(trace, ex.gold, ex.aspect)
+        rows.append({**_base(ex, task), "completion": _assistant(completion)})
     return rows, dropped
 
 
 def choose_pair(
-    answers: tuple[str, ...],
-    gold: list[int],
-    n: int,
-    rule: str,
-    label_rule: LabelRule | None = None,
+    answers: tuple[str, ...], gold: Any, kind: LabelKind, rule: str
 ) -> tuple[str, str] | str:
     """``(chosen, rejected)``: the best- and worst-scoring answers against ``gold``, or the
     reason there is no pair (``tied_answers``: every answer scores the same).
 
-    ``hamming_to_gold`` scores 1 − Hamming loss, ``exact_match`` 1 or 0; an answer without a
-    valid label (or one that breaks ``label_rule``, the task's label constraints) scores -1
-    (below any valid one). Empty answers take no part.
+    ``hamming_to_gold`` scores the kind's correctness (1 − Hamming loss for a one-hot list),
+    ``exact_match`` 1 or 0; an answer without a valid label (or one that breaks the task's
+    label constraints) scores -1 (below any valid one). Empty answers take no part.
 
-    >>> choose_pair(("<think/></think><label>[1, 0]</label>", "x"), [1, 0], 2, "exact_match")[1]
+    >>> from llmscisci_cfg.task.kinds import MultiLabel
+    >>> kind = MultiLabel.plain(2)
+    >>> choose_pair(("<think/></think><label>[1, 0]</label>", "x"), [1, 0], kind, "exact_match")[1]
     'x'
     """
-    from llmscisci_cfg.task.answer import parse_completion
-
     scored = []
     for text in answers:
         if not text:
             continue
-        label = parse_completion(text, n, label_rule)[1]
+        label = read_answer(text, kind).value
         if label is None:
             score = -1.0
         elif rule == "exact_match":
-            score = float(label == gold)
+            score = float(list(label) == list(gold) if isinstance(gold, list) else label == gold)
         else:
-            score = 1.0 - sum(a != b for a, b in zip(label, gold, strict=True)) / n
+            score = kind.score(gold, label)
         scored.append((score, text))
     if len(scored) < 2:
         return EMPTY_ANSWER
@@ -382,8 +382,7 @@ def dpo_rows(
     rows, dropped = [], Counter()
     for ex in examples:
         if rule is not None and ex.answers is not None:
-            n = len(task.aspects[ex.aspect].categories)
-            pair = choose_pair(ex.answers, ex.gold or [], n, rule, task.label_rule(ex.aspect))
+            pair = choose_pair(ex.answers, ex.gold, task.label_kind(ex.aspect), rule)
             if isinstance(pair, str):
                 dropped[pair] += 1
                 continue

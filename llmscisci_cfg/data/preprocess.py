@@ -63,9 +63,7 @@ def build_dataset(
             "its prompts and answers, and `llmscisci agree` to compare its labels with gold"
         )
     if tokenizer is None:
-        from llmscisci_cfg.models.load import load_tokenizer
-
-        tokenizer = load_tokenizer(job)
+        tokenizer = job.tokenizer()
     key = cache_key(job, tokenizer)
     path = job.cache_root / "datasets" / key[:24]
     pointer = job.cache_root / "index" / lookup_key(job)[:24]
@@ -122,7 +120,7 @@ def _build(job: Job, tokenizer) -> tuple[DatasetDict, BuildReport]:
     dataset = _to_datasetdict(splits, job.method)
     _fill_report(report, splits, dropped)
     report.test_set_sha256 = held_out_sha256(splits["test"])
-    if job.clean is not None:
+    if job.recipe.data.clean is not None:
         report.cleaning, report.clean_samples = tally.counts, tally.samples
     if job.recipe.data.traces is not None and job.method == "sft":
         report.traces = {k: trace_stats[k] for k in ("with_trace", "without_trace")}
@@ -261,7 +259,7 @@ def _recipe_parts(job: Job) -> dict[str, Any]:
         "source": job.data.sha256,
         "traces": job.traces.sha256 if job.traces is not None and job.method == "sft" else None,
         "data": recipe.data.model_dump(mode="json"),
-        "clean": _cleaner_sha256() if job.clean is not None else None,
+        "clean": _cleaner_sha256() if job.recipe.data.clean is not None else None,
         "split_seed": job.split_seed,
         "method": job.method,
         "task": job.task.model_dump(mode="json"),

@@ -10,9 +10,12 @@ Two entry points:
 - `evaluate_model`: a recipe and any model name or directory, with no run: the model's
   in-context zero-shot result on the recipe's held-out split (the research's labelling study).
 
-Models load through `models.load`, completions come from `models.generate` (greedy), rewards
-are scored by `rewards.score`; files are written by `eval.report.write_all`. The recipe is
-resolved once, the tokenizer loaded once per distinct model, the reward stack built once.
+Models open through `models.load.open_model` (a run brings the chat template it was trained
+with), engines come from `models.engines` under the recipe's resolved generation spec
+(`Job.generation`: backend, sampling, token budget, batch size, the task's answer grammar):
+exactly what `predict` and `serve` generate with. Rewards are scored by `rewards.score`; files
+are written by `eval.report.write_all`. The recipe is resolved once, the reward stack built
+once.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import math
 import re
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,40 +37,39 @@ from llmscisci_cfg.eval.references import (
     Reference,
     describe_model,
     load_reference,
+    reference_settings,
     resolve_references,
     with_model,
 )
 from llmscisci_cfg.eval.report import EvalMeta, Prediction
 from llmscisci_cfg.recipe.resolve import Job
-from llmscisci_cfg.recipe.schema import GRPOMethod, Recipe
+from llmscisci_cfg.recipe.schema import Recipe
 from llmscisci_cfg.runs.rundir import RunDir, RunLock
-from llmscisci_cfg.task.answer import parse_completion
-from llmscisci_cfg.task.constraints import LabelRules, rule_for
+from llmscisci_cfg.task.kinds import LabelKind, read_answer
 
 if TYPE_CHECKING:
     from datasets import Dataset
 
-    from llmscisci_cfg.models.load import LoadSpec
+    from llmscisci_cfg.models.generate import Engine
+    from llmscisci_cfg.models.genspec import GenSpec
+    from llmscisci_cfg.models.load import Opened
     from llmscisci_cfg.rewards.compose import RewardStack
 
-DEFAULT_BATCH_SIZE = 16
-MIN_MAX_NEW_TOKENS = 256
-ANSWER_COLUMNS = ("completion", "chosen", "rejected")  # training answers (SFT, DPO)
 _NOT_REWARD_COLUMNS = {"prompt", "completion", "chosen", "rejected"}
 
 
 @dataclass(frozen=True)
 class EvalOptions:
-    """The knobs of one eval (the CLI flags)."""
+    """The knobs of one eval (the CLI flags); generation settings are ``generation.*``
+    overrides of the recipe (``--set``, ``--max-new-tokens``, ``--batch-size``)."""
 
     split: str = "test"
     references: tuple[str, ...] = ()  # --reference values: "reference", "base" or a directory
-    max_new_tokens: int | None = None  # None: see `default_max_new_tokens`
     limit: int | None = None
-    batch_size: int = DEFAULT_BATCH_SIZE
     output_dir: Path | None = None
     device: str = "auto"
     overwrite: bool = False  # replace another evaluation's files in output_dir
+    overrides: tuple[str, ...] = ()  # generation.* (and template.override) for a run
 
 
 @dataclass
@@ -126,10 +129,12 @@ def require_same_test_set(policy: str, policy_sha: str | None, other: str, other
 def run_test_set_sha256(run: RunDir, split: str = "test") -> str | None:
     """The test-set sha256 of a run's recipe, rebuilt as eval builds it (the cached build,
     under the run's own tokenizer)."""
-    from llmscisci_cfg.models.load import load_saved_tokenizer
+    from llmscisci_cfg.models.load import open_tokenizer
+    from llmscisci_cfg.models.refs import named_model
 
     job = run.job()
-    return eval_data(job, split, None, load_saved_tokenizer(run.final_dir, job)).test_set_sha256
+    tokenizer, _ = open_tokenizer(named_model(str(run.path)), job.template)
+    return eval_data(job, split, None, tokenizer).test_set_sha256
 
 
 def check_reference_runs(policy: str, policy_sha: str | None, refs: list[Reference]) -> None:
@@ -139,24 +144,6 @@ def check_reference_runs(policy: str, policy_sha: str | None, refs: list[Referen
         if ref.kind == "run" and ref.run_dir is not None and policy_sha:
             other = run_test_set_sha256(RunDir.open(ref.run_dir))
             require_same_test_set(policy, policy_sha, f"reference run {ref.run_dir}", other)
-
-
-def default_max_new_tokens(recipe: Recipe, train: Dataset, tokenizer) -> int:
-    """GRPO: ``max_completion_length``, as in training. SFT/DPO: twice the longest training
-    answer, at least 256 tokens, so a policy that rambles a little is not cut off mid-label."""
-    if isinstance(recipe.method, GRPOMethod):
-        return recipe.method.max_completion_length
-    texts = [
-        message["content"]
-        for column in ANSWER_COLUMNS
-        if column in train.column_names
-        for answer in train[column]
-        for message in answer
-    ]
-    if not texts:
-        return MIN_MAX_NEW_TOKENS
-    longest = max(len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"])
-    return max(MIN_MAX_NEW_TOKENS, 2 * longest)
 
 
 # ----------------------------------------------------------------------------- scoring
@@ -172,10 +159,9 @@ def reward_stack(job: Job, rows: Dataset, tokenizer) -> RewardStack | None:
     return build_rewards(
         job.recipe.rewards,
         job.source_dir,
-        job.num_categories,
+        job.label_kinds,
         tokenizer,
         columns,
-        label_constraints=job.task.label_rules(),
     )
 
 
@@ -226,32 +212,43 @@ def predictions_for(
     stack: RewardStack | None,
     rows: Dataset,
     completions: list[str],
-    n_of: dict[str, int],
-    rules: LabelRules = None,
+    kinds: Mapping[str, LabelKind],
 ) -> list[Prediction]:
     """One `Prediction` per row: the parsed label and the rewards of each completion.
 
-    ``rules``: the task's label constraints (`TaskSpec.label_rules`); a label that breaks
-    them is invalid (``predicted`` None), as one that does not parse."""
+    ``kinds``: each aspect's answer kind (`TaskSpec.label_kind`): a label that breaks the
+    task's label constraints is invalid (``predicted`` None), as one that does not parse."""
     totals, values = score_rewards(stack, rows, completions)
     out = []
     for i, (row, text) in enumerate(zip(rows, completions, strict=True)):
-        rule = rule_for(rules, row["aspect"])
-        _, predicted = parse_completion(text, n_of[row["aspect"]], rule)
+        kind = kinds[row["aspect"]]
+        predicted = read_answer(text, kind).value
         rewards = {k: float(v[i]) for k, v in (values or {}).items() if v[i] is not None}
         out.append(
             Prediction(
                 id=row["id"],
                 aspect=row["aspect"],
                 model=label,
-                gold=row["gold"],
+                gold=as_indicators(kind, row["gold"]),
                 completion=text,
-                predicted=predicted,
+                predicted=as_indicators(kind, predicted),
                 reward=totals[i] if totals is not None else None,
                 rewards=rewards,
             )
         )
     return out
+
+
+def as_indicators(kind: LabelKind, value: Any) -> list[int] | None:
+    """A label value as the one-hot vector the metrics score: a single category as its
+    one-hot, a set of categories as it is, dimensions as which are present."""
+    if value is None:
+        return None
+    if isinstance(value, int):
+        return [int(i == value) for i in range(kind.n)]
+    if kind.kind == "dimensions":
+        return [int(v > 0) for v in value]
+    return list(value)
 
 
 @dataclass
@@ -261,8 +258,7 @@ class _Context:
     job: Job
     rows: Dataset
     opts: EvalOptions
-    spec: LoadSpec
-    max_new_tokens: int
+    device: str
     same_split: bool | None
     stack: RewardStack | None
     test_set_sha256: str | None = None
@@ -270,44 +266,47 @@ class _Context:
     models: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     generation: dict[str, dict[str, Any]] = field(default_factory=dict)
+    templates: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    def add(self, label: str, what: str, model, tokenizer, started: float) -> None:
-        """Generate with ``model`` (greedy, through the engine), score, record under ``label``."""
+    @property
+    def gen(self) -> GenSpec:
+        return self.job.generation
+
+    def add(self, label: str, what: str, engine: Engine, opened: Opened, started: float) -> None:
+        """Generate through ``engine`` (the recipe's generation spec), score, record."""
         from llmscisci_cfg.eval.report import excerpt
-        from llmscisci_cfg.models.generate import Request, Sampling, TransformersEngine
+        from llmscisci_cfg.models.generate import Request
 
-        engine = TransformersEngine(
-            model,
-            tokenizer,
-            batch_size=self.opts.batch_size,
-            compile=self.job.recipe.generation.compile,
-        )
-        sampling = Sampling(max_new_tokens=self.max_new_tokens)
-        prompts = self.rows["prompt"]
-        requests = [Request(messages=p, sampling=sampling) for p in prompts]
+        gen = self.gen
+        prompts, aspects = self.rows["prompt"], self.rows["aspect"]
+        requests = [
+            Request(messages=p, sampling=gen.sampling, constraint=gen.constraint(a))
+            for p, a in zip(prompts, aspects, strict=True)
+        ]
         completions = [c[0].text for c in engine.generate(requests, desc=label)]
-        n_of = {a: len(c) for a, c in self.job.categories.items()}
-        rules = self.job.task.label_rules()
-        predictions = predictions_for(label, self.stack, self.rows, completions, n_of, rules)
+        kinds = {a: self.job.task.label_kind(a) for a in self.job.aspects}
+        predictions = predictions_for(label, self.stack, self.rows, completions, kinds)
         for prediction, prompt in zip(predictions, prompts, strict=True):
             prediction.prompt_excerpt = excerpt(input_text(prompt))
         self.predictions += predictions
         self.models[label] = what
         self.seconds[label] = round(time.perf_counter() - started, 2)
         self.generation[label] = engine.stats.as_dict()
+        self.templates[label] = {"name": opened.template.name, "sha256": opened.template.sha256}
 
     def write(self, out: Path, run_dir: Path | None) -> EvalResult:
+        gen = self.gen
         meta = EvalMeta(
             recipe=self.job.name,
             run_dir=str(run_dir) if run_dir else None,
             split=self.opts.split,
             categories=self.job.categories,
             models=self.models,
-            max_new_tokens=self.max_new_tokens,
-            batch_size=self.opts.batch_size,
+            max_new_tokens=gen.sampling.max_new_tokens,
+            batch_size=gen.batch_size,
             limit=self.opts.limit,
-            device=self.spec.device,
-            dtype=self.spec.dtype,
+            device=self.device,
+            dtype=self.job.recipe.model.dtype,
             reward_names=[r.label for r in self.job.recipe.rewards or []],
             seconds=self.seconds,
             split_matches_training=self.same_split,
@@ -317,14 +316,14 @@ class _Context:
                 a: r.describe() for a, r in (self.job.task.label_rules() or {}).items() if r
             }
             or None,
+            decoding=gen.describe(),
+            chat_templates=self.templates,
         )
         report = eval_report.write_all(out, self.predictions, meta)
         return EvalResult(output_dir=out, report=report, meta=meta, files=eval_report.files(out))
 
 
 def _context(job: Job, opts: EvalOptions, tokenizer, trained_key: str | None = None) -> _Context:
-    from llmscisci_cfg.models.load import LoadSpec, pick_device
-
     data = eval_data(job, opts.split, opts.limit, tokenizer)
     if trained_key and data.cache_key != trained_key:
         print(
@@ -332,17 +331,28 @@ def _context(job: Job, opts: EvalOptions, tokenizer, trained_key: str | None = N
             "tokenizer changed since); the held-out split may not be training's",
             file=sys.stderr,
         )
+    device = opts.device
+    if job.generation.backend == "transformers":
+        from llmscisci_cfg.models.load import pick_device
+
+        device = pick_device(opts.device)
     return _Context(
         job=job,
         rows=data.rows,
         opts=opts,
-        spec=LoadSpec.for_generation(job, pick_device(opts.device)),
-        max_new_tokens=opts.max_new_tokens
-        or default_max_new_tokens(job.recipe, data.train, tokenizer),
+        device=device,
         same_split=None if trained_key is None else data.cache_key == trained_key,
         stack=reward_stack(job, data.rows, tokenizer),
         test_set_sha256=data.test_set_sha256,
     )
+
+
+def _require_local_references(job: Job, refs: list[Reference]) -> None:
+    if refs and job.generation.backend != "transformers":
+        raise UserError(
+            f"--reference: references are local models, generated with generation.backend: "
+            f"transformers; this eval generates through {job.generation.backend}"
+        )
 
 
 # ----------------------------------------------------------------------------- entry points
@@ -406,67 +416,83 @@ def _update_card(run: RunDir, result: EvalResult, out: Path) -> None:
     write_card(run.path, run.manifest, eval_summary=summary)
 
 
-def _evaluate_run(run: RunDir, opts: EvalOptions, out: Path) -> EvalResult:
-    from llmscisci_cfg.models.load import load_run_model, load_saved_tokenizer
+def run_job(run: RunDir, overrides: tuple[str, ...] = ()) -> Job:
+    """The run's recipe with ``overrides`` (only ``generation.*`` and ``template.override``:
+    anything else would change what the run's split and model are)."""
+    from llmscisci_cfg.recipe.loader import load_job
 
-    job = run.job()
+    wrong = [o for o in overrides if not o.startswith(("generation.", "template.override"))]
+    if wrong:
+        raise UserError(
+            f"--set {wrong[0]}: eval of a run directory takes generation.* settings only (its "
+            "model, data and split are the run's); use `eval --recipe` for other changes"
+        )
+    return load_job(run.resolved, overrides, run_dir=run.path)
+
+
+def _evaluate_run(run: RunDir, opts: EvalOptions, out: Path) -> EvalResult:
+    from llmscisci_cfg.models.engines import make_engine, open_engine, tokenizer_only
+    from llmscisci_cfg.models.load import open_model
+    from llmscisci_cfg.models.refs import named_model
+
+    job = run_job(run, opts.overrides)
     refs = resolve_references(opts.references, job)
-    tokenizer = load_saved_tokenizer(run.final_dir, job)  # carries the training chat template
-    ctx = _context(job, opts, tokenizer, run.data_cache_key)
+    _require_local_references(job, refs)
+    policy_ref = named_model(str(run.path))
+    local = job.generation.backend == "transformers"
+    opened = tokenizer_only(policy_ref, job.template, local, base=job.model)
+    ctx = _context(job, opts, opened.tokenizer, run.data_cache_key)
     check_reference_runs(f"run {run.path}", ctx.test_set_sha256, refs)
     started = time.perf_counter()
-    policy = load_run_model(run, ctx.spec)
-    ctx.add("policy", f"{run.final_dir} ({_describe_final(run)})", policy, tokenizer, started)
-    adapter = run.final.kind == "adapter"
+    engine, opened = open_engine(
+        job.generation, policy_ref, job.template, job.recipe.model, opts.device
+    )
+    ctx.add("policy", f"{run.final_dir} ({_describe_final(run)})", engine, opened, started)
+    adapter = opened.adapter
+    policy = opened.model
     for i, ref in enumerate(refs):
         started = time.perf_counter()
         if adapter and ref.is_recipe_model:  # the base is loaded: switch the adapter off
             with policy.disable_adapter():
-                ctx.add(ref.label, ref.what, policy, tokenizer, started)
+                ctx.add(ref.label, ref.what, make_engine(job.generation, opened), opened, started)
             continue
         if not (adapter and any(r.is_recipe_model for r in refs[i:])):
-            policy = None  # no later reference needs it: free it before the next model loads
-        model, own = load_reference(ref, job, ctx.spec, tokenizer)
-        ctx.add(ref.label, ref.what, model, own, started)
-        del model
+            policy = opened.model = None  # no later reference needs it: free it first
+            engine = None
+        other = open_model(*load_reference(ref, job), ctx.device, reference_settings(job, ref))
+        ctx.add(ref.label, ref.what, make_engine(job.generation, other), other, started)
+        del other
     return ctx.write(out, run.path)
 
 
 def evaluate_model(job: Job, model: str | None, opts: EvalOptions) -> EvalResult:
     """Zero-shot: ``model`` (default: the recipe's base) on the job's held-out split, no run."""
-    from llmscisci_cfg.models.load import (
-        LoadSpec,
-        load_for_generation,
-        load_saved_tokenizer,
-        load_tokenizer,
-    )
+    from llmscisci_cfg.models.engines import make_engine, open_engine, tokenizer_only
+    from llmscisci_cfg.models.load import open_model
 
     name = model or job.model.name
     out = Path(opts.output_dir) if opts.output_dir else default_zero_shot_dir(job.recipe, name)
     check_output_dir(out, job.name, opts.overwrite)
     refs = resolve_references(opts.references, job)
-    tokenizer = load_tokenizer(job)
-    ctx = _context(job, opts, tokenizer)
-    check_reference_runs(f"recipe {job.name}", ctx.test_set_sha256, refs)
+    _require_local_references(job, refs)
     candidate = with_model(job, name)
-    seed = job.recipe.train.seed
+    local = job.generation.backend == "transformers"
+    ctx = _context(job, opts, tokenizer_only(candidate.model, job.template, local).tokenizer)
+    check_reference_runs(f"recipe {job.name}", ctx.test_set_sha256, refs)
     started = time.perf_counter()
-    policy = load_for_generation(candidate, LoadSpec.for_generation(candidate, ctx.spec.device))
-    local = Path(name).expanduser()
-    if candidate is job:
-        own = tokenizer
-    elif local.is_dir():
-        own = load_saved_tokenizer(local, candidate)
-    else:
-        own = load_tokenizer(candidate)
-    what = f"{describe_model(name, seed)}, zero-shot with the recipe's prompts"
-    ctx.add("policy", what, policy, own, started)
-    del policy
+    engine, opened = open_engine(
+        job.generation, candidate.model, job.template, candidate.recipe.model, opts.device
+    )
+    what = f"{describe_model(name, job.recipe.train.seed)}, zero-shot with the recipe's prompts"
+    if job.generation.backend == "openai":
+        what = f"{job.generation.remote.model} at {job.generation.remote.base_url}, zero-shot"
+    ctx.add("policy", what, engine, opened, started)
+    del engine, opened
     for ref in refs:
         started = time.perf_counter()
-        reference, own = load_reference(ref, job, ctx.spec, tokenizer)
-        ctx.add(ref.label, ref.what, reference, own, started)
-        del reference
+        other = open_model(*load_reference(ref, job), ctx.device, reference_settings(job, ref))
+        ctx.add(ref.label, ref.what, make_engine(job.generation, other), other, started)
+        del other
     return ctx.write(out, None)
 
 

@@ -32,8 +32,9 @@ from llmscisci_cfg.errors import UserError
 from llmscisci_cfg.runs.rundir import FINAL, MANIFEST, RunDir, is_run_dir
 
 if TYPE_CHECKING:
-    from llmscisci_cfg.models.load import LoadSpec
+    from llmscisci_cfg.models.refs import ModelRef, TemplateRef
     from llmscisci_cfg.recipe.resolve import Job
+    from llmscisci_cfg.recipe.schema import ModelSpec
 
 RECIPE_MODEL = "reference"  # the value of a bare ``--reference``
 BASE = "base"
@@ -187,33 +188,26 @@ def run_name(run: RunDir) -> str:
 # ----------------------------------------------------------------------------- loading
 
 
-def load_reference(ref: Reference, job: Job, spec: LoadSpec, tokenizer: Any) -> tuple[Any, Any]:
-    """``(model, tokenizer)`` of ``ref`` for generation on ``spec.device``, through
-    `models.load`: a run reference with its own tokenizer (its training chat template), a model
-    directory with the tokenizer saved in it, else ``tokenizer`` (the policy's)."""
-    from llmscisci_cfg.models.load import (
-        LoadSpec,
-        load_for_generation,
-        load_run_model,
-        load_saved_tokenizer,
-    )
+def load_reference(ref: Reference, job: Job) -> tuple[ModelRef, TemplateRef]:
+    """What `models.load.open_model` opens for ``ref``: a run with its own tokenizer and
+    training chat template, a model directory with the tokenizer (and template) saved in it,
+    else the recipe's template."""
+    from llmscisci_cfg.models.refs import named_model
 
     if ref.kind == "run":
-        run = RunDir.open(ref.run_dir)
-        other = run.job()
-        model = load_run_model(run, LoadSpec.for_generation(other, spec.device))
-        return model, load_saved_tokenizer(run.final_dir, other)
+        return named_model(str(ref.run_dir)), job.template
     if ref.is_recipe_model:
-        return load_for_generation(job, spec), tokenizer
+        return job.model, job.template
     candidate = with_model(job, ref.model, ref.seed)
-    local = Path(ref.model)
-    own_spec = LoadSpec.for_generation(candidate, spec.device)
-    if local.is_dir():
-        own_spec = replace(own_spec, revision=None)  # a local folder has no hub revision
-    model = load_for_generation(candidate, own_spec)
-    if ref.kind == "model" and (local / "tokenizer_config.json").is_file():
-        return model, load_saved_tokenizer(local, candidate)
-    return model, tokenizer
+    return candidate.model, candidate.template
+
+
+def reference_settings(job: Job, ref: Reference) -> ModelSpec:
+    """The load settings of ``ref``: the recipe's for its own model, else plain (no LoRA, no
+    quantization; a run reference loads with its own recipe's)."""
+    if ref.is_recipe_model:
+        return job.recipe.model
+    return with_model(job, ref.model, ref.seed).recipe.model
 
 
 def with_model(job: Job, name: str, seed: int | None = None) -> Job:

@@ -133,6 +133,23 @@ class EvalMeta:
     generation: dict[str, dict[str, Any]] = field(default_factory=dict)  # engine stats per model
     test_set_sha256: str | None = None  # `data.preprocess.held_out_sha256` (test split only)
     label_constraints: dict[str, str] | None = None  # aspect -> the task's constraints, if any
+    decoding: dict[str, Any] | None = None  # the resolved generation spec (`GenSpec.describe`)
+    chat_templates: dict[str, dict[str, Any]] = field(default_factory=dict)  # model -> name, sha
+
+
+def _decoding_line(meta: EvalMeta) -> str:
+    """``greedy decoding constrained to the task's answer grammar`` (or sampled, or free)."""
+    d = meta.decoding or {}
+    how = (
+        "greedy decoding"
+        if not d.get("temperature")
+        else (
+            f"sampling at temperature {d['temperature']}, top-p {d.get('top_p')}, seed {d.get('seed')}"
+        )
+    )
+    if d.get("structured"):
+        return how + " constrained to the task's answer grammar"
+    return how + (" (free text: structured output off)" if d else "")
 
 
 # ----------------------------------------------------------------------------- reading / writing
@@ -457,9 +474,13 @@ def markdown(rep: dict[str, Any], predictions: list[Prediction], meta: EvalMeta)
     lines = [f"# Evaluation of {meta.recipe} on the {meta.split} split", ""]
     lines += [f"- {label}: {what}" for label, what in meta.models.items()]
     lines += [
-        f"- greedy decoding, at most {meta.max_new_tokens} new tokens, batch size "
+        f"- {_decoding_line(meta)}, at most {meta.max_new_tokens} new tokens, batch size "
         f"{meta.batch_size}, on {meta.device} ({meta.dtype})"
         + (f"; first {meta.limit} examples only" if meta.limit else ""),
+        *[
+            f"- chat template of {label}: {t['name']} (sha256 `{t['sha256']}`)"
+            for label, t in meta.chat_templates.items()
+        ],
         *(
             ["- **warning**: the rebuilt dataset differs from the one the run trained on"]
             if meta.split_matches_training is False

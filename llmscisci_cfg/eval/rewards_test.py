@@ -9,7 +9,7 @@ reward does not vary gives GRPO no signal, and is flagged.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,14 +20,10 @@ from llmscisci_cfg.errors import UserError, first_line
 from llmscisci_cfg.models.load import tokenizer_available
 from llmscisci_cfg.recipe.resolve import Job
 from llmscisci_cfg.recipe.schema import RewardSpec
-from llmscisci_cfg.rewards.builtin import NumCategories, WhitespaceTokenizer
-from llmscisci_cfg.rewards.compose import (
-    build_rewards,
-    default_num_categories,
-    needs_tokenizer,
-)
+from llmscisci_cfg.rewards.builtin import LabelKinds, WhitespaceTokenizer
+from llmscisci_cfg.rewards.compose import build_rewards, default_label_kinds, needs_tokenizer
 from llmscisci_cfg.rewards.registry import BUILTINS, check_callables, check_specs
-from llmscisci_cfg.rewards.score import COMPLETION, ScoreReport, score
+from llmscisci_cfg.rewards.score import COMPLETION, NumCategories, ScoreReport, score
 
 # ----------------------------------------------------------------------------- reading
 
@@ -55,7 +51,7 @@ class _Setup:
 
     specs: list[RewardSpec]
     base: Path  # plug-in files resolve from here
-    num_categories: NumCategories
+    label_kinds: LabelKinds
     group_size: int | None
     job: Job | None = None
 
@@ -74,23 +70,19 @@ def run_test(
         setup = _from_recipe(recipe, rewards)
     else:
         names = rewards or list(BUILTINS)
-        setup = _Setup(
-            [RewardSpec(name=n) for n in names], Path.cwd(), default_num_categories(), None
-        )
+        setup = _Setup([RewardSpec(name=n) for n in names], Path.cwd(), default_label_kinds(), None)
         notes.append(
             "default task builtin:repro_effort, default parameters; "
-            f"categories: {_show(setup.num_categories)}"
+            f"categories: {_show(setup.label_kinds)}"
         )
     _check(setup.specs, setup.base, columns, recipe)
     tokenizer = None
     if needs_tokenizer(setup.specs, setup.base):
         tokenizer, what = _tokenizer(setup.job)
         notes.append(f"cot_length tokens counted with {what}")
-    rules = setup.job.task.label_rules() if setup.job is not None else None
-    stack = build_rewards(
-        setup.specs, setup.base, setup.num_categories, tokenizer, columns, label_constraints=rules
-    )
-    return score(stack, rows, group_size or setup.group_size, setup.num_categories, notes)
+    stack = build_rewards(setup.specs, setup.base, setup.label_kinds, tokenizer, columns)
+    counts = _counts(setup.label_kinds)
+    return score(stack, rows, group_size or setup.group_size, counts, notes)
 
 
 def _check(specs: list[RewardSpec], base: Path, columns: list[str], recipe: str | None) -> None:
@@ -107,8 +99,18 @@ def _check(specs: list[RewardSpec], base: Path, columns: list[str], recipe: str 
         raise UserError("\n".join(lines))
 
 
-def _show(n_cat: NumCategories) -> str:
-    return str(n_cat) if isinstance(n_cat, int) else ", ".join(f"{a} {k}" for a, k in n_cat.items())
+def _counts(kinds: LabelKinds) -> NumCategories:
+    if not isinstance(kinds, Mapping):
+        return kinds.n
+    counts = {a: k.n for a, k in kinds.items()}
+    return counts if len(set(counts.values())) > 1 else next(iter(counts.values()))
+
+
+def _show(kinds: LabelKinds) -> str:
+    counts = _counts(kinds)
+    if isinstance(counts, int):
+        return str(counts)
+    return ", ".join(f"{a} {k}" for a, k in counts.items())
 
 
 def _from_recipe(ref: str, only: Sequence[str]) -> _Setup:
@@ -130,7 +132,7 @@ def _from_recipe(ref: str, only: Sequence[str]) -> _Setup:
             )
         specs = [s for s in specs if s.label in only]
     group = getattr(recipe.method, "num_generations", None)
-    return _Setup(specs, recipe.source_dir, job.num_categories, group, job)
+    return _Setup(specs, recipe.source_dir, job.label_kinds, group, job)
 
 
 def _tokenizer(job: Job | None) -> tuple[Any, str]:
@@ -141,13 +143,15 @@ def _tokenizer(job: Job | None) -> tuple[Any, str]:
     failed = ""
     if job is not None:
         model = job.model.name
-        if not tokenizer_available(job):
+        if not tokenizer_available(job.model):
             failed = f" ({model} is neither a local directory nor in the Hugging Face cache here)"
         else:
             try:
                 from llmscisci_cfg.models.load import load_tokenizer
 
-                return load_tokenizer(job), f"the tokenizer of {model}"
+                return load_tokenizer(
+                    job.model, job.template, job.assistant_only
+                ), f"the tokenizer of {model}"
             except Exception as exc:  # broken files, chat module absent
                 failed = f" (the recipe's tokenizer could not be loaded: {first_line(exc, 200)})"
     try:

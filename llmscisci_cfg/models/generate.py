@@ -58,6 +58,8 @@ class Sampling:
     top_k: int | None = None
     min_p: float | None = None
     repetition_penalty: float | None = None
+    logprobs: bool = False  # record each generated token's log-probability
+    top_logprobs: int = 0  # and this many most likely alternatives per position
 
     @property
     def greedy(self) -> bool:
@@ -75,11 +77,26 @@ class Request:
 
 
 @dataclass(frozen=True)
+class TokenLogprob:
+    """One generated token: its text, log-probability, and the most likely alternatives."""
+
+    token: str
+    logprob: float
+    top: tuple[tuple[str, float], ...] = ()
+    data: bytes | None = None  # the token's bytes, when a server gave them
+
+    @property
+    def bytes(self) -> bytes:
+        return self.data if self.data is not None else self.token.encode("utf-8")
+
+
+@dataclass(frozen=True)
 class Completion:
     text: str
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str  # "stop" (a stop token or string) or "length"
+    logprobs: tuple[TokenLogprob, ...] | None = None  # when the sampling asked for them
 
 
 @dataclass
@@ -273,20 +290,25 @@ class TransformersEngine:
         sampling = requests[batch[0]].sampling
         streamer = _RowStreamer(self, batch, sampling.n, on_token) if on_token else None
         constraints = [requests[i].constraint for i in batch]
+        recorder = LogprobRecorder(sampling.top_logprobs) if sampling.logprobs else None
         with _inference_mode():
-            new = self._decode([ids[i] for i in batch], sampling, constraints, streamer)
+            new = self._decode([ids[i] for i in batch], sampling, constraints, streamer, recorder)
         out = []
         for k, i in enumerate(batch):
             samples = []
             for j in range(sampling.n):
-                tokens, stopped = until_stop(new[k * sampling.n + j], self.stops)
+                row = k * sampling.n + j
+                tokens, stopped = until_stop(new[row], self.stops)
                 text = self.tokenizer.decode(tokens, skip_special_tokens=False)
                 text, cut = cut_at_strings(text, sampling.stop)
                 reason = "stop" if stopped or cut else "length"
                 used = len(tokens)
                 if cut:  # the answer ends at the stop string: count its tokens, not those past it
                     used = min(used, len(self.tokenizer.encode(text, add_special_tokens=False)))
-                samples.append(Completion(text, len(ids[i]), used, reason))
+                logprobs = None
+                if recorder is not None:
+                    logprobs = recorder.completion(self.tokenizer, row, tokens[:used])
+                samples.append(Completion(text, len(ids[i]), used, reason, logprobs))
             out.append(samples)
         return out
 
@@ -296,6 +318,7 @@ class TransformersEngine:
         sampling: Sampling,
         constraints: list[Any],
         streamer: Any,
+        recorder: LogprobRecorder | None = None,
     ) -> list[list[int]]:
         """New token ids of ``len(rows) × sampling.n`` sequences (row-major), stops included.
 
@@ -339,26 +362,30 @@ class TransformersEngine:
             kwargs["stopping_criteria"] = StoppingCriteriaList([criteria])
             if streamer is not None:
                 streamer.stopped = criteria.ended  # generate pads them from the next step
+        processors = [recorder.processor()] if recorder is not None else []
         if any(c is not None for c in constraints):
             from llmscisci_cfg.models.structured import processor_for
 
             per_row = constraints + [constraints[-1]] * pad
-            kwargs["logits_processor"] = LogitsProcessorList(
-                [
-                    processor_for(
-                        self.tokenizer,
-                        per_row,
-                        max_new_tokens=sampling.max_new_tokens,
-                        stop_ids=self.stops,
-                    )
-                ]
+            processors.append(
+                processor_for(
+                    self.tokenizer,
+                    per_row,
+                    max_new_tokens=sampling.max_new_tokens,
+                    stop_ids=self.stops,
+                )
             )
+        if processors:
+            kwargs["logits_processor"] = LogitsProcessorList(processors)
         if streamer is not None:
             kwargs["streamer"] = streamer
         if sampling.seed is not None:
             torch.manual_seed(sampling.seed)
         new = self.model.generate(**enc, generation_config=config, **kwargs)
-        return new[: len(rows) * sampling.n, width:].tolist()
+        out = new[: len(rows) * sampling.n, width:].tolist()
+        if recorder is not None:
+            recorder.finish(out)
+        return out
 
 
 class StopStrings:
@@ -397,6 +424,96 @@ class StopStrings:
         hits = [any(s in tail for s in self.stop) for tail in tails]
         self.ended.update(row for row, hit in enumerate(hits) if hit)
         return torch.tensor(hits, dtype=torch.bool, device=input_ids.device)
+
+
+class LogprobRecorder:
+    """Log-probabilities of the generated tokens, recorded during ``generate``.
+
+    A logits processor placed before any other of ours (before the grammar's mask): at each
+    step it keeps the log-softmax of the scores it receives (the model's distribution at the
+    sampling temperature; greedy: the model's own) and, at the next step, reads the
+    probability of the token that was chosen. Only one step's distribution is held at a time
+    (no full-vocabulary logits per step in memory).
+    """
+
+    def __init__(self, top: int = 0):
+        self.top = top
+        self.chosen: list[list[float]] = []  # per step: each row's chosen token's logprob
+        self.alternatives: list[Any] = []  # per step: (values, indices) of the top tokens
+        self._last = None
+        self._start: int | None = None
+
+    def processor(self) -> Any:
+        from transformers import LogitsProcessor
+
+        recorder = self
+
+        class _Record(LogitsProcessor):
+            def __call__(self, input_ids, scores):
+                recorder._step(input_ids, scores)
+                return scores
+
+        return _Record()
+
+    def _step(self, input_ids: Any, scores: Any) -> None:
+        import torch
+
+        if self._start is None:
+            self._start = input_ids.shape[1]
+        elif self._last is not None:
+            self._take(input_ids[:, -1])
+        logp = torch.log_softmax(scores.float(), dim=-1)
+        self._last = logp
+        if self.top:
+            values, indices = logp.topk(min(self.top, logp.shape[-1]), dim=-1)
+            self.alternatives.append((values.tolist(), indices.tolist()))
+
+    def _take(self, tokens: Any) -> None:
+        picked = self._last.gather(-1, tokens.view(-1, 1).to(self._last.device)).view(-1)
+        self.chosen.append(picked.tolist())
+
+    def finish(self, new: list[list[int]]) -> None:
+        """Read the last step's choice from the returned ids (generate calls no processor after
+        its last token)."""
+        import torch
+
+        step = len(self.chosen)
+        if self._last is not None and step < max((len(r) for r in new), default=0):
+            last = torch.tensor([r[step] if step < len(r) else 0 for r in new])
+            rows = self._last.shape[0]
+            self._take(torch.cat([last, last.new_zeros(max(rows - len(new), 0))])[:rows])
+        self._last = None
+
+    def completion(self, tokenizer: Any, row: int, tokens: list[int]) -> tuple[TokenLogprob, ...]:
+        """The `TokenLogprob` of each of ``tokens`` (row ``row``'s completion, cut at its stop)."""
+        pieces = token_pieces(tokenizer, tokens)
+        out = []
+        for step, piece in enumerate(pieces):
+            top: tuple[tuple[str, float], ...] = ()
+            if self.top and step < len(self.alternatives):
+                values, indices = self.alternatives[step]
+                top = tuple(
+                    (tokenizer.decode([t], skip_special_tokens=False), float(v))
+                    for v, t in zip(values[row], indices[row], strict=True)
+                )
+            logprob = self.chosen[step][row] if step < len(self.chosen) else float("nan")
+            out.append(TokenLogprob(piece, float(logprob), top))
+        return tuple(out)
+
+
+def token_pieces(tokenizer: Any, ids: list[int]) -> list[str]:
+    """The text each token adds to the decoded completion (joined, they are the completion):
+    decoded cumulatively, so a token that ends inside a UTF-8 character adds nothing and the
+    next one adds the whole character."""
+    pieces, before = [], ""
+    for k in range(len(ids)):
+        text = tokenizer.decode(ids[: k + 1], skip_special_tokens=False)
+        if text.endswith("\ufffd"):  # an incomplete character: wait for the rest
+            pieces.append("")
+            continue
+        pieces.append(text[len(before) :] if text.startswith(before) else text)
+        before = text
+    return pieces
 
 
 def _inference_mode():

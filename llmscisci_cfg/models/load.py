@@ -1,13 +1,19 @@
-"""The one place that loads model weights and tokenizers.
+"""The one place that loads model weights and tokenizers, and the one that opens a model
+reference for generation.
 
-- `load_tokenizer`: the recipe's tokenizer with its chat template attached;
-  `load_saved_tokenizer`: the tokenizer saved with a model (a run's ``final/``).
+- `open_model` / `open_tokenizer`: any model reference (`llmscisci_cfg.models.refs.ModelRef`:
+  a hub id, a local folder, a run directory, ``builtin:``) opened for generation: the weights
+  (a run's LoRA adapter on its base, or a full model), the tokenizer, and the chat template it
+  was trained with (**the training template follows the model**: a run directory or a local
+  model folder brings the template saved with its tokenizer; a recipe that names another one
+  gets a warning naming both, unless it sets ``template.override``). eval, predict, serve and
+  `rewards test` open models only through these two.
+- `load_tokenizer`: the recipe's tokenizer with its chat template attached (training).
 - `load_model`: the recipe's base model as training loads it (built-in tiny from its seed, an
   earlier run's LoRA ``final/`` merged, a local folder or a hub id), with the recipe's dtype,
   attention and bitsandbytes quantization.
-- `load_run_model`: a run's ``final/`` for generation: the LoRA adapter on its base (the
-  adapter can be switched off for the reference), or the full model.
-- `load_merged`: a run's LoRA ``final/`` merged into its base (export, GRPO after LoRA SFT).
+- `load_run_model`: a run's ``final/``: the LoRA adapter on its base (the adapter can be
+  switched off for the reference), or the full model; `load_merged`: the adapter merged.
 
 Every failure a user can cause (offline, a typo, a missing folder) is a `UserError` naming the
 model. Heavy libraries are imported inside the functions.
@@ -16,16 +22,15 @@ model. Heavy libraries are imported inside the functions.
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from llmscisci_cfg.errors import UserError, first_line
 from llmscisci_cfg.models import chat, tiny
-from llmscisci_cfg.runs.rundir import RunDir
-
-if TYPE_CHECKING:
-    from llmscisci_cfg.recipe.resolve import Job
+from llmscisci_cfg.models.refs import FINAL, MANIFEST, ModelRef, TemplateRef, final_info
+from llmscisci_cfg.recipe.schema import ModelSpec
 
 
 @dataclass(frozen=True)
@@ -43,13 +48,39 @@ class LoadSpec:
     device: str = "cpu"
 
     @classmethod
-    def for_generation(cls, job: Job, device: str) -> LoadSpec:
-        """The recipe's load settings on ``device``, for generating (eval): quantized as in
-        training on CUDA, unquantized elsewhere (bitsandbytes wants CUDA)."""
-        from llmscisci_cfg.train.compile import bnb_kwargs, model_kwargs
+    def for_generation(cls, model: ModelSpec, device: str) -> LoadSpec:
+        """The recipe's load settings on ``device``, for generating: quantized as in training
+        on CUDA, unquantized elsewhere (bitsandbytes wants CUDA)."""
+        bnb = bnb_kwargs(model) if device == "cuda" else None
+        return cls(bnb=bnb, device=device, **model_kwargs(model, device))
 
-        bnb = bnb_kwargs(job.recipe) if device == "cuda" else None
-        return cls(bnb=bnb, device=device, **model_kwargs(job.recipe, device))
+
+def model_kwargs(model: ModelSpec, device: str) -> dict[str, Any]:
+    """`from_pretrained` kwargs; dtype 'auto' is bfloat16 on CUDA and float32 on CPU."""
+    dtype = (
+        model.dtype if model.dtype != "auto" else ("bfloat16" if device == "cuda" else "float32")
+    )
+    return {
+        "dtype": dtype,
+        "attn_implementation": model.attn_implementation,
+        "trust_remote_code": model.trust_remote_code,
+        "revision": model.revision,
+    }
+
+
+def bnb_kwargs(model: ModelSpec) -> dict[str, Any] | None:
+    """`transformers.BitsAndBytesConfig` kwargs, or None without quantization."""
+    q = model.quantization
+    if q is None:
+        return None
+    if q.bits == 8:
+        return {"load_in_8bit": True}
+    return {
+        "load_in_4bit": True,
+        "bnb_4bit_quant_type": q.quant_type,
+        "bnb_4bit_use_double_quant": q.double_quant,
+        "bnb_4bit_compute_dtype": q.compute_dtype,
+    }
 
 
 def quiet_bitsandbytes() -> None:
@@ -60,17 +91,17 @@ def quiet_bitsandbytes() -> None:
 # ----------------------------------------------------------------------------- tokenizers
 
 
-def load_tokenizer(job: Job):
-    """The recipe's tokenizer with its chat template attached (and a pad token).
+def load_tokenizer(model: ModelRef, template: TemplateRef, assistant_only: bool = False):
+    """The model's tokenizer with ``template`` attached (and a pad token): what training uses.
 
     ``builtin:`` models get the shipped tiny tokenizer, with the BOS/EOS of the chosen shipped
     template; other names go through ``AutoTokenizer.from_pretrained`` (revision and
-    trust_remote_code from the recipe). ``template.name: tokenizer`` keeps the model's own.
+    trust_remote_code from the reference). ``template.name: tokenizer`` keeps the model's own
+    (checked for ``{% generation %}`` markers when ``assistant_only``).
     """
-    model = job.model
     if model.builtin:
         tiny.builtin_key(model.name)
-        tokenizer = tiny.load_tiny_tokenizer(job.template.name)
+        tokenizer = tiny.load_tiny_tokenizer(template.name)
     else:
         from transformers import AutoTokenizer
 
@@ -82,11 +113,9 @@ def load_tokenizer(job: Job):
             revision=model.revision,
             trust_remote_code=model.trust_remote_code,
         )
-    text = job.template.text
+    text = template.text
     if text is None:  # template.name: tokenizer; checked now that it is known
         text = chat.own_template(tokenizer, model.name)
-        method = job.recipe.method
-        assistant_only = method.name == "sft" and method.assistant_only_loss
         problems = chat.template_problems(text, assistant_only)
         if problems:
             raise UserError(f"the chat template of {model.name!r}: " + "; ".join(problems))
@@ -103,10 +132,9 @@ def load_tokenizer_dir(directory: Path):
     return from_pretrained(AutoTokenizer, str(directory), str(directory), what="tokenizer")
 
 
-def tokenizer_available(job: Job) -> bool:
-    """Whether the job's tokenizer can load here without a download: a built-in or local
-    model, or a hub id whose tokenizer is in the Hugging Face cache (checked offline)."""
-    model = job.model
+def tokenizer_available(model: ModelRef) -> bool:
+    """Whether the tokenizer can load here without a download: a built-in or local model, or
+    a hub id whose tokenizer is in the Hugging Face cache (checked offline)."""
     if model.builtin or model.local_dir is not None:
         return True
     try:
@@ -118,16 +146,6 @@ def tokenizer_available(job: Job) -> bool:
     return isinstance(found, str)
 
 
-def load_saved_tokenizer(directory: Path, job: Job):
-    """The tokenizer saved in ``directory`` when it carries a chat template, else the recipe's;
-    left-padded for generation."""
-    tokenizer = None
-    if (directory / "tokenizer_config.json").is_file():
-        saved = load_tokenizer_dir(directory)
-        tokenizer = saved if getattr(saved, "chat_template", None) else None
-    return for_generation(tokenizer if tokenizer is not None else load_tokenizer(job))
-
-
 def for_generation(tokenizer):
     """Left padding and a pad token, as batched generation needs."""
     tokenizer.padding_side = "left"
@@ -136,21 +154,133 @@ def for_generation(tokenizer):
     return tokenizer
 
 
+# ----------------------------------------------------------------------------- opening
+
+
+@dataclass
+class Opened:
+    """A model opened for generation: weights (None when only the tokenizer was asked for),
+    tokenizer, the chat template in use (with its sha256), and how reports name it."""
+
+    model: Any
+    tokenizer: Any
+    template: TemplateRef
+    description: str
+    adapter: bool = False  # a LoRA adapter on its base (`disable_adapter` gives the base)
+
+    @property
+    def context(self) -> int:
+        """The longest prompt + completion the model takes."""
+        return max_context(self.model, self.tokenizer)
+
+
+def model_folder(model: ModelRef) -> Path | None:
+    """The folder whose saved tokenizer (and template) comes with the model: a run's
+    ``final/``, else a local model folder; None for a built-in or a hub id."""
+    if model.run_dir is not None:
+        return model.run_dir / FINAL
+    return model.local_dir
+
+
+def open_tokenizer(
+    model: ModelRef, template: TemplateRef, warn=None, base: ModelRef | None = None
+) -> tuple[Any, TemplateRef]:
+    """The tokenizer to generate with and the chat template it carries (see the module doc:
+    a run or local model folder brings its own template; ``template`` is the recipe's).
+    ``base``: whose tokenizer a run's ``final/`` without a saved one falls back to (the run's
+    recipe model)."""
+    folder = model_folder(model)
+    saved = None
+    if folder is not None and (folder / "tokenizer_config.json").is_file():
+        saved = load_tokenizer_dir(folder)
+        own = getattr(saved, "chat_template", None)
+        own = own.get("default") if isinstance(own, dict) else own
+        if own:
+            used = TemplateRef("run" if model.run_dir else "model", own, folder)
+            if template.override and template.text is not None:
+                saved.chat_template = template.text
+                return for_generation(saved), template
+            if template.explicit and template.text is not None and template.text != own:
+                (warn or _warn)(
+                    f"warning: {folder} was saved with its own chat template (sha256 "
+                    f"{used.sha256[:12]}); the recipe names template {template.name!r} (sha256 "
+                    f"{(template.sha256 or '')[:12]}): generating with the model's own; set "
+                    "template.override: true to use the recipe's"
+                )
+            return for_generation(saved), used
+    if model.run_dir is not None:  # a run's final/ without a saved tokenizer: its recipe's
+        model = base if base is not None else replace(model, local_dir=model.run_dir / FINAL)
+    tokenizer = for_generation(load_tokenizer(model, template))
+    if template.text is None:
+        template = TemplateRef(template.name, tokenizer.chat_template)
+    return tokenizer, template
+
+
+def open_model(
+    model: ModelRef,
+    template: TemplateRef,
+    device: str,
+    settings: ModelSpec | None = None,
+    warn=None,
+) -> Opened:
+    """``model`` for generation on ``device``, in eval mode, with its tokenizer and chat
+    template. ``settings``: the recipe's model section (dtype, attention, quantization); a run
+    directory loads with its own recipe's, so every door loads a run the same way."""
+    tokenizer, used = open_tokenizer(model, template, warn)
+    if model.run_dir is not None:
+        final = final_info(model.run_dir)
+        spec = LoadSpec.for_generation(final.settings or settings or _plain(model), device)
+        loaded = load_run_model(model.run_dir, spec)
+        return Opened(loaded, tokenizer, used, describe(model), adapter=final.kind == "adapter")
+    spec = LoadSpec.for_generation(settings or _plain(model), device)
+    if model.local_dir is not None and not model.is_adapter:
+        spec = replace(spec, revision=None)  # a local folder has no hub revision
+    return Opened(placed(load_model(model, spec), spec.device), tokenizer, used, describe(model))
+
+
+def _plain(model: ModelRef) -> ModelSpec:
+    """Default load settings for a model named without a recipe."""
+    return ModelSpec(
+        name_or_path=model.name,
+        revision=model.revision,
+        trust_remote_code=model.trust_remote_code,
+    )
+
+
+def describe(model: ModelRef) -> str:
+    """A model as reports name it: ``builtin:tiny (weights from seed 0)``, a run's final
+    model, else its name."""
+    if model.builtin:
+        return f"{model.name} (weights from seed {model.seed})"
+    if model.run_dir is not None:
+        try:
+            final = model.final
+        except UserError:  # a manifest that cannot say: the folder alone
+            return str(model.run_dir / FINAL)
+        kind = "LoRA adapter" if final.kind == "adapter" else "full model"
+        return f"{model.run_dir / FINAL} ({kind} over {final.base_model})"
+    return model.name
+
+
+def _warn(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
 # ----------------------------------------------------------------------------- models
 
 
-def load_model(job: Job, spec: LoadSpec) -> Any:
-    """The recipe's base model: built-in tiny (from the seed), a run's ``final/``, a local folder
-    or a hub id."""
-    model = job.model
-    seed = job.recipe.train.seed
+def load_model(model: ModelRef, spec: LoadSpec) -> Any:
+    """A base model as training loads it: built-in tiny (from the reference's seed), a run's
+    ``final/`` (a LoRA adapter merged into its base), a local folder or a hub id."""
     if model.builtin:
         if spec.bnb is None:
-            return tiny.build_tiny_model(model.name, seed, spec.dtype, spec.attn_implementation)
-        return load_pretrained(str(materialize_builtin(model.name, seed)), spec)
+            return tiny.build_tiny_model(
+                model.name, model.seed, spec.dtype, spec.attn_implementation
+            )
+        return load_pretrained(str(materialize_builtin(model.name, model.seed)), spec)
     source = model.source  # a UserError for a local directory that is not there
     if model.is_adapter:
-        return load_merged(RunDir.open(Path(source).parent), spec)
+        return load_merged(Path(source).parent, spec)
     return load_pretrained(source, spec)
 
 
@@ -223,27 +353,27 @@ def materialize_builtin(name: str, seed: int) -> Path:
     return tiny.save_tiny(name, directory, seed)
 
 
-def load_merged(run: RunDir, spec: LoadSpec) -> Any:
+def load_merged(run_dir: Path, spec: LoadSpec) -> Any:
     """A run's LoRA ``final/`` merged into its base, loaded unquantized in ``spec.dtype``."""
-    return _with_adapter(run, replace(spec, bnb=None)).merge_and_unload()
+    return _with_adapter(run_dir, replace(spec, bnb=None)).merge_and_unload()
 
 
-def _with_adapter(run: RunDir, spec: LoadSpec) -> Any:
+def _with_adapter(run_dir: Path, spec: LoadSpec) -> Any:
     """``PeftModel`` of a run's adapter over its base: a built-in rebuilt from its seed, an
     earlier run's LoRA ``final/`` (merged the same way), or a local folder / hub id."""
     from peft import PeftModel
 
-    final = run.final
+    final = final_info(run_dir)
     base_ref = final.base_model
     if tiny.is_builtin(base_ref):
         base = tiny.build_tiny_model(base_ref, final.base_seed or 0, spec.dtype)
     elif (Path(base_ref) / "adapter_config.json").is_file():  # over an earlier LoRA run
-        base = load_merged(RunDir.open(Path(base_ref).parent), spec)
+        base = load_merged(Path(base_ref).parent, spec)
     else:
-        where = f"{run.path / 'manifest.json'}: final.base_model"
+        where = f"{run_dir / MANIFEST}: final.base_model"
         local = Path(base_ref).is_dir()
         base = load_pretrained(base_ref, replace(spec, revision=None) if local else spec, where)
-    final_dir = run.require_final()
+    final_dir = _require_final(run_dir)
     try:
         return PeftModel.from_pretrained(base, str(final_dir))
     except Exception as exc:  # a half-written or hand-edited adapter
@@ -253,19 +383,21 @@ def _with_adapter(run: RunDir, spec: LoadSpec) -> Any:
         ) from None
 
 
-def load_run_model(run: RunDir, spec: LoadSpec) -> Any:
+def load_run_model(run_dir: Path, spec: LoadSpec) -> Any:
     """A run's ``final/`` in eval mode on ``spec.device``: the adapter on its base (switch it
     off with ``model.disable_adapter()`` for the reference), or the full model."""
-    final_dir = run.require_final()
-    if run.final.kind == "adapter":
-        return placed(_with_adapter(run, spec), spec.device)
+    final_dir = _require_final(run_dir)
+    if final_info(run_dir).kind == "adapter":
+        return placed(_with_adapter(run_dir, spec), spec.device)
     spec = replace(spec, revision=None)  # a local folder has no hub revision
     return placed(load_pretrained(str(final_dir), spec, str(final_dir)), spec.device)
 
 
-def load_for_generation(job: Job, spec: LoadSpec) -> Any:
-    """The recipe's base model as training loads it, in eval mode on ``spec.device``."""
-    return placed(load_model(job, spec), spec.device)
+def _require_final(run_dir: Path) -> Path:
+    final_dir = run_dir / FINAL
+    if not final_dir.is_dir() or not any(final_dir.iterdir()):
+        raise UserError(f"{run_dir}: no {FINAL}/ model yet (the run has not finished)")
+    return final_dir
 
 
 def placed(model: Any, device: str) -> Any:
@@ -286,40 +418,6 @@ def pick_device(device: str = "auto") -> str:
     return device
 
 
-# ----------------------------------------------------------------------------- serving
-
-
-def job_for_model(name: str) -> Job:
-    """A job for a bare model name (a hub id, a local folder, ``builtin:…``), no recipe: its
-    family's chat template and default load settings, as a recipe naming only it would get."""
-    from llmscisci_cfg.recipe.resolve import resolve
-    from llmscisci_cfg.recipe.schema import Recipe
-
-    recipe = Recipe.model_validate(
-        {
-            "name": "serve",
-            "model": {"name_or_path": name},
-            "data": {"source": {"path": "builtin:sample"}},
-            "method": {"name": "sft"},
-        }
-    )
-    return resolve(recipe)
-
-
-def load_for_serving(ref: str, device: str) -> tuple[Any, Any, str]:
-    """``(model, tokenizer, description)`` for a run directory (its ``final/`` with the training
-    chat template) or a model name, in eval mode on ``device``."""
-    if (Path(ref) / "manifest.json").is_file():
-        run = RunDir.open(ref)
-        job = run.job()
-        spec = LoadSpec.for_generation(job, device)
-        model = load_run_model(run, spec)
-        return model, load_saved_tokenizer(run.final_dir, job), f"{run.final_dir}"
-    job = job_for_model(ref)
-    model = load_for_generation(job, LoadSpec.for_generation(job, device))
-    return model, for_generation(load_tokenizer(job)), ref
-
-
 def max_context(model: Any, tokenizer: Any) -> int:
     """The longest prompt + completion the model takes (its position table, else the tokenizer's)."""
     config = getattr(model, "config", None)
@@ -333,14 +431,23 @@ def max_context(model: Any, tokenizer: Any) -> int:
     return 4096
 
 
-def context_length(job: Job) -> int:
+def context_length(model: ModelRef) -> int:
     """The model's context from its config, without loading weights (built-in: the constant)."""
-    if job.model.builtin:
+    if model.builtin:
         return tiny.MAX_POSITIONS
     from transformers import AutoConfig
 
+    folder = model_folder(model)
+    if model.run_dir is not None and final_info(model.run_dir).kind == "adapter":
+        base = final_info(model.run_dir).base_model  # an adapter has no config: its base's
+        if tiny.is_builtin(base):
+            return tiny.MAX_POSITIONS
+        folder = Path(base) if Path(base).is_dir() else None
+        model = replace(model, name=base, local_dir=folder)
     try:
-        config = AutoConfig.from_pretrained(job.model.source, revision=job.model.revision)
+        config = AutoConfig.from_pretrained(
+            str(folder) if folder else model.source, revision=None if folder else model.revision
+        )
     except (OSError, ValueError):
         return 4096
     text = getattr(config, "get_text_config", lambda: config)()

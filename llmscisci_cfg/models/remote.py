@@ -3,11 +3,27 @@ Ollama, llama.cpp, hosted APIs, or ``llmscisci serve``) through the official ``o
 
 Requests run ``max_concurrency`` at a time; the client retries timeouts, 429 and 5xx with
 backoff (``max_retries``). The API key is read from the environment variable the recipe names
-(``api_key_env``) and is never written anywhere. Structured output becomes the server's
-``response_format: {type: json_schema}``; the task's ``<think>…</think><label>[…]</label>``
-answer is asked for as ``{"think": …, "label": […]}`` and written back in the task's format,
-so every backend's completions parse the same way. An unreachable server, a refused key or an
-unknown model is a `UserError` naming the URL.
+(``api_key_env``) and is never written anywhere.
+
+**One answer grammar, the strongest form the server takes** (``generation.server_grammar``):
+
+- ``llmscisci``: the task's grammar itself, as the ``answer_grammar`` request field
+  (`Constraint.to_wire`); `llmscisci serve` rebuilds exactly the grammar a local run decodes
+  with, so the same model, rows and greedy settings give byte-for-byte the same completions.
+- ``regex``: vLLM's ``structured_outputs: {regex: …}`` (vLLM ≥ 0.10): the same labels, the task's
+  label constraints included; the reasoning is not bounded (the server's ``max_tokens`` is).
+- ``json_schema``: ``response_format`` with the answer as JSON ``{"think": …, "label": …}``
+  (`Constraint.json_form`): the label's schema admits exactly the labels the grammar does
+  (an enumeration of the allowed one-hot lists, the category names, the dimensions' levels);
+  no length cap on the reasoning that the local grammar does not have.
+- ``none``: free text. ``auto`` asks the server's ``/v1/models`` once (llmscisci serve →
+  ``llmscisci``, vLLM → ``regex``, anything else → ``json_schema``).
+
+A completion's text is exactly what the server returned (``<aspect>_raw``); the task's readers
+parse both the tag form and the JSON form (`llmscisci_cfg.task.kinds.read_answer`).
+Log-probabilities are asked for when the sampling wants them and kept when the server returns
+them. An unreachable server, a refused key, an unknown model, or an answer that is not a chat
+completion (not JSON, an HTML page, no choices) is a `UserError` naming the URL.
 """
 
 from __future__ import annotations
@@ -16,14 +32,22 @@ import json
 import os
 import re
 import time
+import urllib.request
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
 from llmscisci_cfg.errors import UserError, first_line
-from llmscisci_cfg.models.generate import Completion, GenerationStats, Request, TokenCallback
+from llmscisci_cfg.models.generate import (
+    Completion,
+    GenerationStats,
+    Request,
+    TokenCallback,
+    TokenLogprob,
+)
 
 NO_KEY = "EMPTY"  # what local servers (vLLM, llama.cpp) accept when they check no key
+FORMS = ("llmscisci", "regex", "json_schema", "none")
 
 
 def api_key(env: str | None) -> str:
@@ -39,38 +63,40 @@ def api_key(env: str | None) -> str:
     return value
 
 
-def think_label_schema(n: int, max_new_tokens: int) -> dict[str, Any]:
-    """The task's answer as a JSON schema, for servers that constrain by JSON schema; the think
-    text is bounded so the whole answer fits ``max_new_tokens`` even at one token per byte
-    (about 20 tokens of JSON around it, 3 per label, a character at most 4 bytes). The task's
-    label constraints are not in it: readers check them after generation (`structured`)."""
-    max_think_chars = max(1, (max_new_tokens - 24 - 3 * n) // 4)
-    return {
-        "type": "object",
-        "properties": {
-            "think": {"type": "string", "maxLength": max_think_chars},
-            "label": {
-                "type": "array",
-                "items": {"type": "integer", "enum": [0, 1]},
-                "minItems": n,
-                "maxItems": n,
-            },
-        },
-        "required": ["think", "label"],
-        "additionalProperties": False,
-    }
-
-
-def think_label_text(content: str) -> str:
-    """``{"think": …, "label": […]}`` written as ``<think>…</think><label>[…]</label>`` (the
-    text unchanged when it is not such an object: the answer is then judged invalid)."""
+def detect_form(base_url: str, key: str, timeout: float = 10.0) -> str:
+    """``auto``: which grammar form the server at ``base_url`` takes, from its ``/v1/models``
+    (``owned_by``): llmscisci serve → llmscisci, vLLM → regex, else (or no answer) json_schema."""
+    request = urllib.request.Request(
+        base_url.rstrip("/") + "/models", headers={"Authorization": f"Bearer {key}"}
+    )
     try:
-        data = json.loads(content)
-        think, label = str(data["think"]), data["label"]
-        shown = "[" + ", ".join(str(int(v)) for v in label) + "]"
-    except (ValueError, KeyError, TypeError):
-        return content
-    return f"<think>\n{think.strip()}\n</think>\n<label>\n{shown}\n</label>"
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            data = json.loads(response.read(1_000_000))
+        owners = {str(m.get("owned_by", "")).lower() for m in data.get("data", [])}
+    except Exception:  # unreachable, not JSON, not a list: the first request will say why
+        return "json_schema"
+    if "llmscisci" in owners:
+        return "llmscisci"
+    if "vllm" in owners:
+        return "regex"
+    return "json_schema"
+
+
+def request_fields(constraint: Any, form: str) -> dict[str, Any]:
+    """The request fields that carry ``constraint`` in ``form`` (see the module doc)."""
+    if constraint is None or form == "none":
+        return {}
+    if form == "llmscisci":
+        return {"extra_body": {"answer_grammar": constraint.to_wire()}}
+    if form == "regex" and constraint.kind == "answer":
+        return {"extra_body": {"structured_outputs": {"regex": constraint.regex()}}}
+    schema = constraint.json_form()
+    return {
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "answer", "schema": schema, "strict": True},
+        }
+    }
 
 
 class OpenAIEngine:
@@ -85,17 +111,17 @@ class OpenAIEngine:
         max_concurrency: int = 8,
         timeout: float = 60.0,
         max_retries: int = 3,
+        grammar: str = "auto",
     ):
         from openai import OpenAI
 
         self.base_url, self.model = base_url, model
         self.max_concurrency = max_concurrency
+        key = api_key(api_key_env)
         self.client = OpenAI(
-            base_url=base_url,
-            api_key=api_key(api_key_env),
-            timeout=timeout,
-            max_retries=max_retries,
+            base_url=base_url, api_key=key, timeout=timeout, max_retries=max_retries
         )
+        self.form = detect_form(base_url, key, min(timeout, 10.0)) if grammar == "auto" else grammar
         self.stats = GenerationStats(f"openai {model} at {base_url}")
 
     def generate(
@@ -127,8 +153,6 @@ class OpenAIEngine:
         return out
 
     def _one(self, request: Request) -> list[Completion]:
-        import openai
-
         s = request.sampling
         kwargs: dict[str, Any] = {
             "model": self.model,
@@ -142,17 +166,19 @@ class OpenAIEngine:
             kwargs["seed"] = s.seed
         if s.stop:
             kwargs["stop"] = list(s.stop)
-        c = request.constraint
-        if c is not None:
-            schema = (
-                c.schema if c.kind == "json_schema" else think_label_schema(c.n, s.max_new_tokens)
-            )
-            kwargs["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {"name": "answer", "schema": schema, "strict": True},
-            }
+        if s.logprobs:
+            kwargs["logprobs"] = True
+            if s.top_logprobs:
+                kwargs["top_logprobs"] = s.top_logprobs
+        kwargs |= request_fields(request.constraint, self.form)
+        response = self._create(kwargs)
+        return self._completions(response)
+
+    def _create(self, kwargs: dict[str, Any]) -> Any:
+        import openai
+
         try:
-            response = self.client.chat.completions.create(**kwargs)
+            return self.client.chat.completions.create(**kwargs)
         except openai.APIConnectionError as exc:
             raise UserError(
                 f"generation.base_url: cannot reach the server at {self.base_url}: "
@@ -180,15 +206,51 @@ class OpenAIEngine:
                 f"the server at {self.base_url} refused the request ({exc.status_code}): "
                 f"{why}{hint}"
             ) from None
-        usage = response.usage
+        except (openai.APIResponseValidationError, ValueError, TypeError) as exc:
+            raise self._not_a_completion(first_line(exc)) from None
+
+    def _not_a_completion(self, why: str) -> UserError:
+        return UserError(
+            f"the server at {self.base_url} answered something that is not an OpenAI chat "
+            f"completion ({why}); is generation.base_url the server's /v1 address?"
+        )
+
+    def _completions(self, response: Any) -> list[Completion]:
+        choices = getattr(response, "choices", None)
+        if not isinstance(choices, list) or not choices:
+            shown = response if isinstance(response, str) else type(response).__name__
+            raise self._not_a_completion(f"no choices in {str(shown)[:80]!r}")
+        usage = getattr(response, "usage", None)
         prompt_tokens = getattr(usage, "prompt_tokens", 0) or 0
         completion_tokens = getattr(usage, "completion_tokens", 0) or 0
         out = []
-        for choice in sorted(response.choices, key=lambda ch: ch.index):
-            text = choice.message.content or ""
-            if c is not None and c.kind == "think_label":
-                text = think_label_text(text)
-            reason = "length" if choice.finish_reason == "length" else "stop"
-            share = completion_tokens // max(len(response.choices), 1)
-            out.append(Completion(text, prompt_tokens, share, reason))
+        for choice in sorted(choices, key=lambda ch: getattr(ch, "index", 0) or 0):
+            message = getattr(choice, "message", None)
+            text = getattr(message, "content", None)
+            if message is None or not (text is None or isinstance(text, str)):
+                raise self._not_a_completion("a choice without a message")
+            reason = "length" if getattr(choice, "finish_reason", None) == "length" else "stop"
+            share = completion_tokens // len(choices)
+            logprobs = _logprobs(getattr(choice, "logprobs", None))
+            out.append(Completion(text or "", prompt_tokens, share, reason, logprobs))
         return out
+
+
+def _logprobs(block: Any) -> tuple[TokenLogprob, ...] | None:
+    """A choice's ``logprobs.content`` as `TokenLogprob`\\s (token text from its ``bytes``
+    when given: a token may end inside a UTF-8 character), or None when the server sent none."""
+    content = getattr(block, "content", None) if block is not None else None
+    if not content:
+        return None
+    out = []
+    for item in content:
+        raw = getattr(item, "bytes", None)
+        data = bytes(raw) if raw else None
+        token = str(getattr(item, "token", "") or "")
+        top = tuple(
+            (str(getattr(t, "token", "")), float(getattr(t, "logprob", float("nan"))))
+            for t in getattr(item, "top_logprobs", None) or ()
+        )
+        logprob = float(getattr(item, "logprob", float("nan")))
+        out.append(TokenLogprob(token, logprob, top, data))
+    return tuple(out)

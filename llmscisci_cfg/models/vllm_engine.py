@@ -2,8 +2,10 @@
 
 Imported only when a recipe chooses ``generation.backend: vllm``; without the package the
 `UserError` says how to get it or which backend to use instead. Structured output uses vLLM's
-own JSON-schema guidance; the task's label answer is asked for as JSON and written back in the
-task's format, as the ``openai`` backend does. Not tested on this project's CPU machines.
+own guidance with the task's answer as a regular expression (`Constraint.regex`: the same labels
+as the local grammar, reasoning bounded by ``max_tokens``), or the task's JSON schema for
+extract and judge answers; the text is kept as vLLM returned it. Not tested on this project's
+CPU machines.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from typing import Any
 
 from llmscisci_cfg.errors import UserError
 from llmscisci_cfg.models.generate import Completion, GenerationStats, Request, TokenCallback
-from llmscisci_cfg.models.remote import think_label_schema, think_label_text
 
 
 def _vllm():
@@ -49,14 +50,12 @@ class VLLMEngine:
         }
         c = request.constraint
         if c is not None:
-            schema = (
-                c.schema if c.kind == "json_schema" else think_label_schema(c.n, s.max_new_tokens)
-            )
+            form = {"json": c.schema} if c.kind == "json_schema" else {"regex": c.regex()}
             params = getattr(vllm.sampling_params, "StructuredOutputsParams", None)
             if params is not None:
-                kwargs["structured_outputs"] = params(json=schema)
+                kwargs["structured_outputs"] = params(**form)
             else:  # older vLLM
-                kwargs["guided_decoding"] = vllm.sampling_params.GuidedDecodingParams(json=schema)
+                kwargs["guided_decoding"] = vllm.sampling_params.GuidedDecodingParams(**form)
         return vllm.SamplingParams(**kwargs)
 
     def generate(
@@ -72,12 +71,10 @@ class VLLMEngine:
             conversations, [self._params(r) for r in requests], use_tqdm=bool(desc)
         )
         out = []
-        for request, result in zip(requests, outputs, strict=True):
+        for result in outputs:
             samples = []
             for o in result.outputs:
                 text = o.text
-                if request.constraint is not None and request.constraint.kind == "think_label":
-                    text = think_label_text(text)
                 reason = "length" if o.finish_reason == "length" else "stop"
                 samples.append(
                     Completion(text, len(result.prompt_token_ids), len(o.token_ids), reason)

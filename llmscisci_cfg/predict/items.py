@@ -23,7 +23,7 @@ from typing import Any
 from llmscisci_cfg.data.truncate import TokenCount, fit, fit_text
 from llmscisci_cfg.models.generate import Completion, Request, Sampling
 from llmscisci_cfg.predict.shots import SHOT_TOKENS, Shot
-from llmscisci_cfg.task.answer import parse_completion, think_text
+from llmscisci_cfg.task.kinds import read_answer
 from llmscisci_cfg.task.labels import encode_onehot
 from llmscisci_cfg.task.spec import TaskSpec
 
@@ -68,7 +68,8 @@ class Builder:
                 shot.text, SHOT_TOKENS, "head", self.counter.split, self.counter.join
             )
             shown.append(self.task.messages(aspect, short)[1])
-            shown.append({"role": "assistant", "content": self.task.completion("", shot.label)})
+            answer = self.task.completion("", shot.label, aspect)
+            shown.append({"role": "assistant", "content": answer})
         return [*shown, user]
 
     def request(
@@ -110,8 +111,10 @@ def build_item(
         if gold is None:
             item.reason = NO_GOLD
             return item
-        names = [c for c, v in zip(builder.task.aspects[aspect].categories, gold, strict=True) if v]
-        extra = {"gold": encode_onehot(gold), "gold_categories": names}
+        label_kind = builder.task.label_kind(aspect)
+        counts = label_kind.counts(gold)
+        names = [c for c in label_kind.categories if counts[c]]
+        extra = {"gold": label_kind.render(gold), "gold_categories": names}
         request, item.truncated = builder.request(aspect, text, [], **extra)
         item.requests = [request]
     elif kind == "judge":
@@ -164,13 +167,16 @@ def read(task: TaskSpec, item: Item, completions: list[list[Completion]]) -> Out
     texts = [c[0].text for c in completions]
     kind = task.kind
     if kind in ("label", "rationale"):
-        n = len(task.aspects[item.aspect].categories)
-        _, label = parse_completion(texts[0], n, task.label_rule(item.aspect))
+        label_kind = task.label_kind(item.aspect)
+        answer = read_answer(texts[0], label_kind)
+        label = answer.value
         if kind == "label":
-            return Outcome(label, texts[0], label is not None)
-        if label != item.gold:
-            return Outcome(None, texts[0], False, "disagrees_with_gold" if label else "invalid")
-        return Outcome(think_text(texts[0]) or "", texts[0], True)
+            shown = label_kind.public(label) if label is not None else None
+            return Outcome(shown, texts[0], label is not None)
+        if label is None or _plain(label) != _plain(item.gold):
+            why = "disagrees_with_gold" if label is not None else "invalid"
+            return Outcome(None, texts[0], False, why)
+        return Outcome(answer.think or "", texts[0], True)
     answers = [_json(t) for t in texts]
     if kind == "extract":
         from llmscisci_cfg.task.grammar import Constraint, check
@@ -188,6 +194,10 @@ def read(task: TaskSpec, item: Item, completions: list[list[Completion]]) -> Out
     if verdicts[0] == flipped:
         return Outcome(verdicts[0], texts, True)
     return Outcome("tie", texts, True, "inconsistent")
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
 
 
 def _json(text: str) -> Any:

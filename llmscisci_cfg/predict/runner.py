@@ -23,11 +23,11 @@ from typing import Any
 
 from llmscisci_cfg.errors import UserError
 from llmscisci_cfg.predict import journal
+from llmscisci_cfg.predict.confidence import confidence
 from llmscisci_cfg.recipe.resolve import Job
 
 #: Sections generated per engine call (and journalled together).
 CHUNK = 64
-DEFAULT_MAX_NEW_TOKENS = {"label": 256, "rationale": 384, "extract": 256, "judge": 160}
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,7 @@ def settings(job: Job) -> dict[str, Any]:
     task, g, method = job.task, job.recipe.generation, job.recipe.method
     sampling = vars(_sampling(job)) | {"structured": g.structured}
     fields = {
+        "generation": job.generation.describe(),
         "task": f"{task.name} ({task.kind})",
         "aspects": list(job.aspects),
         "prompt_template_sha256": text_sha256(task.system_prompt + "\0" + task.user_prompt),
@@ -296,6 +297,10 @@ def _entry(item, outcome=None, completions=None) -> dict[str, Any]:
         }
         entry["prompt_tokens"] = sum(c[0].prompt_tokens for c in completions)
         entry["completion_tokens"] = sum(c[0].completion_tokens for c in completions)
+        if len(completions) == 1:  # one answer: its label's probability
+            value, why = confidence(completions[0][0]) if outcome.valid else (None, "invalid")
+            entry["confidence"] = None if value is None else round(value, 6)
+            entry["confidence_note"] = why
     return entry
 
 
@@ -334,7 +339,9 @@ def output_columns(job: Job) -> list[str]:
     """The columns a prediction adds to the table (none for rationales: they write traces)."""
     if job.task.kind == "rationale":
         return []
-    names = ["pred", "raw", "reason", "truncated"] + (["shots"] if job.recipe.method.shots else [])
+    names = ["pred", "raw", "reason", "truncated"]
+    names += ["confidence"] if job.task.kind == "label" else []
+    names += ["shots"] if job.recipe.method.shots else []
     prefix = job.recipe.method.output_prefix
     return [f"{prefix}{aspect}_{name}" for aspect in job.aspects for name in names]
 
@@ -349,13 +356,16 @@ class _Context:
     builders: dict[str, Any]
     pool: dict[str, list]
     tokenizer: Any
+    opened: Any  # `models.load.Opened`: tokenizer and chat template (weights on first use)
+    cleaning: Any = None  # `data.clean.CleanOptions` of the recipe's data.clean
     _engine: Any = None
 
     @classmethod
     def create(cls, job: Job, device: str, table) -> _Context:
         from llmscisci_cfg.predict.items import Builder
 
-        tokenizer = _tokenizer(job)
+        opened = _opened(job, device)
+        tokenizer = opened.tokenizer
         render = _renderer(tokenizer)
         sampling = _sampling(job)
         limit = _prompt_limit(job, sampling.max_new_tokens)
@@ -366,7 +376,7 @@ class _Context:
             aspect: Builder(
                 job.task,
                 sampling,
-                _constraint(job, aspect),
+                job.generation.constraint(aspect),
                 render,
                 counter,
                 limit,
@@ -374,7 +384,10 @@ class _Context:
             )
             for aspect in job.aspects
         }
-        return cls(job, device, builders, _pool(job, table), tokenizer)
+        from llmscisci_cfg.data.clean import options_of
+
+        cleaning = options_of(job.recipe.data.clean)
+        return cls(job, device, builders, _pool(job, table), tokenizer, opened, cleaning)
 
     def item(self, index: int, aspect: str, row: dict[str, Any]):
         from llmscisci_cfg.data.clean import section_text
@@ -384,7 +397,7 @@ class _Context:
 
         job, cols = self.job, self.job.columns
         doc = cell_text(row.get(cols.id))  # as training reads ids (0 stays "0")
-        text = section_text(row.get(cols.text[aspect]), job.clean)  # as training reads it
+        text = section_text(row.get(cols.text[aspect]), self.cleaning)  # as training reads it
         gold = _gold(job, aspect, row) if cols.label and job.task.kind == "rationale" else None
         method = job.recipe.method
         answers = [row.get(c) for c in (method.answers or {}).get(aspect, [])]
@@ -404,9 +417,13 @@ class _Context:
 
     def engine(self):
         if self._engine is None:
-            from llmscisci_cfg.models.engines import engine_for
+            from llmscisci_cfg.models.engines import open_engine
 
-            self._engine = engine_for(self.job, self.device, self.tokenizer)
+            job = self.job
+            self._engine, opened = open_engine(
+                job.generation, job.model, job.template, job.recipe.model, self.device, _quiet
+            )
+            self.opened = opened if opened.tokenizer is not None else self.opened
         return self._engine
 
     def engine_name(self) -> str:
@@ -416,19 +433,18 @@ class _Context:
         return f"{self.job.model.name} ({g.backend})"
 
 
-def _tokenizer(job: Job):
-    """The recipe's tokenizer (for the chat template and for counting tokens), or None when it
-    is not available here (a hosted model): then tokens are estimated from characters."""
-    from llmscisci_cfg.models.load import for_generation, load_tokenizer, tokenizer_available
+def _opened(job: Job, device: str):
+    """The tokenizer and chat template predict renders and counts with, before any weights
+    load: the model's own template for a run directory or a model folder (with a warning
+    when the recipe names another), else the recipe's; None for a hosted model whose
+    tokenizer is not here (tokens are then estimated from characters)."""
+    from llmscisci_cfg.models.engines import tokenizer_only
 
-    if job.recipe.generation.backend != "transformers" and not tokenizer_available(job):
-        return None  # a hosted model: no download just to count tokens
-    try:
-        return for_generation(load_tokenizer(job))
-    except UserError:
-        if job.recipe.generation.backend == "transformers":
-            raise
-        return None
+    return tokenizer_only(job.model, job.template, job.generation.backend == "transformers")
+
+
+def _quiet(message: str) -> None:
+    """The template warning, said once (`_opened` said it already)."""
 
 
 def _renderer(tokenizer):
@@ -440,17 +456,11 @@ def _renderer(tokenizer):
 
 
 def _sampling(job: Job):
-    from llmscisci_cfg.models.generate import Sampling
+    """The recipe's resolved sampling, with the log-probabilities confidence is read from."""
+    from dataclasses import replace
 
-    g = job.recipe.generation
-    return Sampling(
-        max_new_tokens=g.max_new_tokens or DEFAULT_MAX_NEW_TOKENS[job.task.kind],
-        temperature=g.temperature,
-        top_p=g.top_p,
-        seed=g.seed
-        if g.seed is not None
-        else (job.recipe.train.seed if g.temperature > 0 else None),
-    )
+    gen = job.generation
+    return replace(gen.sampling, logprobs=gen.logprobs and job.task.kind == "label")
 
 
 def _check_resumed_rows(job: Job, done: dict, rows: list[dict], output: Path) -> None:
@@ -497,35 +507,18 @@ def _prompt_limit(job: Job, max_new_tokens: int) -> int | None:
         return None
     from llmscisci_cfg.models.load import context_length
 
-    return context_length(job) - max_new_tokens
+    return context_length(job.model) - max_new_tokens
 
 
-def _constraint(job: Job, aspect: str):
-    if not job.recipe.generation.structured:
-        return None
-    from llmscisci_cfg.task.grammar import Constraint
+def _gold(job: Job, aspect: str, row: dict[str, Any]) -> Any:
+    from llmscisci_cfg.task.labels import LabelError
 
-    task = job.task
-    if task.kind in ("label", "rationale"):
-        n = len(task.aspects[aspect].categories)
-        return Constraint.think_label(n, rule=task.label_rule(aspect))  # constraints in grammar
-    return Constraint.json_schema(task.answer_schema(_sampling(job).max_new_tokens))
-
-
-def _gold(job: Job, aspect: str, row: dict[str, Any]) -> list[int] | None:
-    from llmscisci_cfg.task.labels import LabelError, decode_label
-
-    spec = job.task.aspects[aspect]
+    kind = job.task.label_kind(aspect)
     try:
-        label = decode_label(
-            row.get(job.columns.label[aspect]),
-            job.recipe.data.label_codec,
-            len(spec.categories),
-            spec.code_index(),
-        )
+        label = kind.decode_gold(row.get(job.columns.label[aspect]), job.recipe.data.label_codec)
     except LabelError:
         return None
-    rule = job.task.label_rule(aspect)  # a gold that breaks the task's constraints: unreadable
+    rule = getattr(kind, "rule", None)  # a gold that breaks the task's constraints: unreadable
     return label if rule is None or rule.allows(label) else None
 
 
@@ -539,7 +532,10 @@ def _pool(job: Job, table) -> dict[str, list]:
     rows = read_table(job.path(method.pool)).rows if method.pool else table.rows
     cols = job.columns
     codec = job.recipe.data.label_codec
-    return pool_shots(rows, job.task, cols.id, cols.text, cols.label, codec, job.clean)
+    from llmscisci_cfg.data.clean import options_of
+
+    cleaning = options_of(job.recipe.data.clean)
+    return pool_shots(rows, job.task, cols.id, cols.text, cols.label, codec, cleaning)
 
 
 # ----------------------------------------------------------------------------- several processes
@@ -621,6 +617,8 @@ def _finish(job: Job, table, rows: list, output: Path, opts: PredictOptions, ech
                     or ("" if entry["valid"] else "invalid_answer"),
                     f"{name}_truncated": entry["truncated"],
                 }
+                if job.task.kind == "label":
+                    out[f"{name}_confidence"] = entry.get("confidence")
                 if job.recipe.method.shots:
                     out[f"{name}_shots"] = entry["shots"]
             merged.append(out)
@@ -661,8 +659,12 @@ def build_report(job: Job, output: Path, rows: list, done: dict) -> dict[str, An
             "truncated": sum(e["truncated"] for e in mine),
         }
         if task.kind == "label":
-            names = task.aspects[aspect].categories
-            part["frequencies"] = {n: sum(e["pred"][k] for e in valid) for k, n in enumerate(names)}
+            kind = task.label_kind(aspect)
+            counts = Counter()
+            for e in valid:
+                counts.update(kind.counts(kind.decode_gold(e["pred"])))
+            part["frequencies"] = {n: counts[n] for n in kind.categories}
+            part["confidence"] = _confidence_summary(mine)
         elif task.kind == "judge":
             part["verdicts"] = dict(Counter(str(e["pred"]) for e in valid))
             part["inconsistent_pairs"] = sum(e["note"] == "inconsistent" for e in mine)
@@ -699,12 +701,26 @@ def build_report(job: Job, output: Path, rows: list, done: dict) -> dict[str, An
         },
         "seconds": stats.get("seconds"),
         "tokens_per_second": stats.get("tokens_per_second"),
+        "generation": job.generation.describe(_opened(job, "cpu").template),
         "settings": settings(job),
     }
     if task.kind == "extract":
         report["schema_valid_rate"] = report["valid_rate"]
     report["sampling"]["stop"] = list(report["sampling"]["stop"])
     return report
+
+
+def _confidence_summary(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """How many answers have a confidence, their mean, and why the others have none."""
+    values = [e["confidence"] for e in entries if e.get("confidence") is not None]
+    missing = Counter(
+        e.get("confidence_note") or "not recorded" for e in entries if e.get("confidence") is None
+    )
+    return {
+        "rows": len(values),
+        "mean": round(sum(values) / len(values), 4) if values else None,
+        "missing": dict(missing),
+    }
 
 
 def _remove_stats(output: Path) -> None:

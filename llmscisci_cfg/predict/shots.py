@@ -12,9 +12,10 @@ from __future__ import annotations
 import hashlib
 import random
 from dataclasses import dataclass
+from typing import Any
 
 from llmscisci_cfg.data.clean import CleanOptions, section_text
-from llmscisci_cfg.task.labels import LabelError, decode_label
+from llmscisci_cfg.task.labels import LabelError
 from llmscisci_cfg.task.spec import TaskSpec
 
 #: A shot's section is cut to this many tokens (its start): examples teach the format.
@@ -25,7 +26,7 @@ SHOT_TOKENS = 256
 class Shot:
     id: str
     text: str
-    label: list[int]
+    label: Any  # the aspect's label value (`task.kinds`)
 
 
 def pool_shots(
@@ -43,15 +44,23 @@ def pool_shots(
     for row in rows:
         doc = str(row.get(id_column) or "").strip()
         for aspect, column in label.items():
-            spec = task.aspects[aspect]
+            kind = task.label_kind(aspect)
             body = section_text(row.get(text[aspect]), clean)
             try:
-                gold = decode_label(row.get(column), codec, len(spec.categories), spec.code_index())
+                gold = kind.decode_gold(row.get(column), codec)
             except LabelError:
                 continue
             if doc and body:
                 out[aspect].append(Shot(doc, body, gold))
     return out
+
+
+def _indicators(label: Any) -> list[int]:
+    """Which categories a label names: a one-hot list or a level per dimension (absent 0)
+    as it is, a single category index as its position."""
+    if isinstance(label, int):
+        return [int(i == label) for i in range(label + 1)]
+    return [int(v > 0) for v in label]
 
 
 def choose(
@@ -64,7 +73,7 @@ def choose(
         return rng.sample(candidates, min(k, len(candidates)))
     by_category: dict[int, list[Shot]] = {}
     for shot in candidates:
-        for i, v in enumerate(shot.label):
+        for i, v in enumerate(_indicators(shot.label)):
             if v:
                 by_category.setdefault(i, []).append(shot)
     for shots in by_category.values():

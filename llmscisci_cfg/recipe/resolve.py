@@ -28,9 +28,10 @@ from typing import Any
 from pydantic import BaseModel
 
 from llmscisci_cfg import digest, files, resources
-from llmscisci_cfg.data.clean import CleanOptions
 from llmscisci_cfg.errors import UserError
-from llmscisci_cfg.models import chat
+from llmscisci_cfg.models import refs
+from llmscisci_cfg.models.genspec import GenSpec, resolve_generation
+from llmscisci_cfg.models.refs import ModelRef, TemplateRef
 from llmscisci_cfg.recipe.schema import Recipe, RecipePath, RewardSpec
 from llmscisci_cfg.task.spec import TaskSpec, load_task
 
@@ -64,59 +65,6 @@ class InputFile:
         if not path.is_dir():
             files.check_regular(path, self.key, files.DATA_LIMIT)
         return digest.content_sha256(path)
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    """``model.name_or_path`` resolved: a built-in, a local folder, or a hub id."""
-
-    name: str  # as written
-    family: str  # llama3, gemma3, qwen2, tiny or other
-    builtin: bool
-    local_dir: Path | None  # an existing local folder (absolute)
-    revision: str | None
-    trust_remote_code: bool
-    recipe_dir: Path
-
-    @property
-    def source(self) -> str:
-        """Where to load from: the local folder, else the name (a hub id or ``builtin:``).
-
-        A path-like name (``./x``, ``/x``, ``~/x``, ``a/b/c``) that is not a folder is a
-        `UserError` here, when a model is about to load: it cannot be a hub id (``org/name``).
-        """
-        if self.local_dir is not None:
-            return str(self.local_dir)
-        name = self.name
-        if not self.builtin and (
-            name.startswith((".", "/", "~")) or name.count("/") > 1 or name.endswith("/")
-        ):
-            raise UserError(
-                f"model.name_or_path: no such directory: {name} (looked in {Path.cwd()} and "
-                f"{self.recipe_dir})"
-            )
-        return name
-
-    @property
-    def is_adapter(self) -> bool:
-        """A local folder holding a LoRA adapter (an earlier run's ``final/``)."""
-        return self.local_dir is not None and (self.local_dir / "adapter_config.json").is_file()
-
-
-@dataclass(frozen=True)
-class TemplateRef:
-    """The chat template: ``name`` is a shipped one, ``file`` or ``tokenizer`` (the model's own).
-
-    ``text`` is None only for ``tokenizer``: that text comes with the tokenizer when it loads.
-    """
-
-    name: str
-    text: str | None
-    path: Path | None = None
-
-    @property
-    def sha256(self) -> str | None:
-        return digest.text_sha256(self.text) if self.text is not None else None
 
 
 @dataclass(frozen=True)
@@ -195,18 +143,24 @@ class Job:
     def source_dir(self) -> Path:
         return self.recipe.source_dir
 
+    def tokenizer(self) -> Any:
+        """The recipe's tokenizer with its chat template attached, as training loads it
+        (`llmscisci_cfg.models.load.load_tokenizer`)."""
+        from llmscisci_cfg.models.load import load_tokenizer
+
+        return load_tokenizer(self.model, self.template, self.assistant_only)
+
+    @property
+    def assistant_only(self) -> bool:
+        """Whether training reads the template's ``{% generation %}`` masks (SFT's
+        assistant-only loss): a tokenizer's own template is then checked for them."""
+        method = self.recipe.method
+        return method.name == "sft" and method.assistant_only_loss
+
     @cached_property
     def columns(self) -> ColumnMap:
         """The columns to read; a partial per-aspect map or an unknown aspect is a `UserError`."""
         return resolve_columns(self.recipe, self.task)
-
-    @cached_property
-    def clean(self) -> CleanOptions | None:
-        """``data.clean`` as the cleaner's options; None when the recipe reads text as written."""
-        spec = self.recipe.data.clean
-        if spec is None:
-            return None
-        return CleanOptions(**spec.model_dump() | {"extra_headings": tuple(spec.extra_headings)})
 
     @property
     def aspects(self) -> list[str]:
@@ -217,6 +171,19 @@ class Job:
     def categories(self) -> dict[str, list[str]]:
         """Ordered category names per aspect used."""
         return {a: list(self.task.aspects[a].categories) for a in self.aspects}
+
+    @cached_property
+    def generation(self) -> GenSpec:
+        """How this recipe generates, resolved once (`llmscisci_cfg.models.genspec`)."""
+        return resolve_generation(self.recipe, self.task, self.aspects, self.template)
+
+    @property
+    def label_kinds(self) -> Any:
+        """The answer kind of each aspect used (one kind when every aspect has the same):
+        what the rewards and the metrics read labels with."""
+        from llmscisci_cfg.rewards.compose import task_label_kinds
+
+        return task_label_kinds(self.task, self.aspects)
 
     @property
     def num_categories(self) -> int | dict[str, int]:
@@ -323,42 +290,13 @@ def input_file(key: str, ref: str, base: Path) -> InputFile:
 
 
 def model_ref(recipe: Recipe) -> ModelRef:
-    m = recipe.model
-    return ModelRef(
-        name=m.name_or_path,
-        family=m.family or chat.infer_family(m.name_or_path),
-        builtin=resources.is_builtin(m.name_or_path),
-        local_dir=resources.local_model_dir(m.name_or_path, recipe.source_dir),
-        revision=m.revision,
-        trust_remote_code=m.trust_remote_code,
-        recipe_dir=recipe.source_dir,
-    )
+    """The recipe's model (``builtin:`` weights from ``train.seed``)."""
+    return refs.model_ref(recipe.model, recipe.source_dir, recipe.train.seed)
 
 
 def template_ref(recipe: Recipe) -> TemplateRef:
-    """The template a recipe trains with: ``template.file``, ``template.name``, else the
-    family's default (``tokenizer`` when the family has none)."""
-    t = recipe.template
-    if t.file:
-        path = resources.ref_path(t.file, recipe.source_dir)
-        return TemplateRef("file", read_template_file(path), path)
-    family = recipe.model.family or chat.infer_family(recipe.model.name_or_path)
-    name = t.name or chat.FAMILY_TEMPLATE.get(family, chat.TOKENIZER)
-    if name == chat.TOKENIZER:
-        return TemplateRef(name, None)
-    return TemplateRef(name, chat.shipped_template(name))
-
-
-def read_template_file(path: Path) -> str:
-    if not path.exists():
-        raise UserError(f"template.file: file not found: {path}")
-    raw = files.read_bytes(path, "template.file")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise UserError(
-            f"template.file: {path} is not UTF-8 text ({exc.reason} at byte {exc.start})"
-        ) from None
+    """The template a recipe trains with (`llmscisci_cfg.models.refs.template_ref`)."""
+    return refs.template_ref(recipe.template, recipe.model, recipe.source_dir)
 
 
 def reward_source(spec: RewardSpec, base: Path) -> RewardSource:

@@ -151,6 +151,12 @@ class TemplateSpec(Section):
     file: FilePath | None = Field(
         None, description="A Jinja chat-template file, relative to the recipe."
     )
+    override: bool = Field(
+        False,
+        description="Generate with this template even when the model is a run directory or a "
+        "model folder saved with its own (eval, predict, serve use the model's own by default, "
+        "with a warning when the recipe names another).",
+    )
 
     @model_validator(mode="after")
     def _one_of(self):
@@ -608,8 +614,25 @@ class GenerationSpec(Section):
     max_retries: NonNegInt = Field(
         3, description="openai: retries (with backoff) of timeouts, 429 and 5xx answers."
     )
+    server_grammar: Literal["auto", "llmscisci", "regex", "json_schema", "none"] = Field(
+        "auto",
+        description="openai: how the task's answer grammar reaches the server. llmscisci: the "
+        "grammar itself (`llmscisci serve`: the same answers as a local run); regex: vLLM-style "
+        "`structured_outputs: {regex}` (the same labels, reasoning unbounded); json_schema: "
+        "`response_format` with an exact schema of the answer as JSON {think, label}; none: "
+        "free text. auto asks the server's /v1/models once: llmscisci serve → llmscisci, vLLM "
+        "→ regex, anything else → json_schema.",
+    )
+    logprobs: bool = Field(
+        True,
+        description="Ask for token log-probabilities, from which predict writes "
+        "<aspect>_confidence (the probability of the parsed answer); turn off for a server "
+        "that refuses them.",
+    )
     max_new_tokens: PosInt | None = Field(
-        None, description="Tokens per answer (default: the method's, or 256)."
+        None,
+        description="Tokens per answer (default: GRPO's max_completion_length, else by task "
+        "kind: label 256, rationale 384, extract 256, judge 160).",
     )
     temperature: Annotated[Float, Field(ge=0.0, le=2.0)] = Field(
         0.0, description="Sampling temperature; 0 is greedy (predict, eval)."
@@ -621,8 +644,9 @@ class GenerationSpec(Section):
     batch_size: PosInt = Field(16, description="transformers: prompts generated together.")
     structured: bool = Field(
         True,
-        description="Constrain answers to the task's format (or JSON schema), so they parse even "
-        "from an untrained model.",
+        description="Constrain answers to the task's answer grammar (format, label kind and "
+        "label constraints; or its JSON schema), so they parse even from an untrained model: "
+        "eval and predict alike (GRPO's rollouts always sample free text).",
     )
     compile: Literal["auto", "on", "off"] = Field(
         "auto",

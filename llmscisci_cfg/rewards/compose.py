@@ -1,6 +1,6 @@
 """The recipe's reward stack as TRL callables: parameters bound, weights and names in order.
 
->>> stack = build_rewards([RewardSpec(name="format", weight=2.0)], Path("."), num_categories=5)
+>>> stack = build_rewards([RewardSpec(name="format", weight=2.0)], Path("."), MultiLabel.plain(5))
 >>> stack.names, stack.weights, stack.funcs[0].__name__
 (['format'], [2.0], 'format')
 >>> stack.funcs[0](completions=["<think>a</think><label>[1]</label>"])
@@ -18,9 +18,8 @@ from typing import Any
 
 from llmscisci_cfg.errors import UserError, first_line, raise_problems
 from llmscisci_cfg.recipe.schema import RewardSpec
-from llmscisci_cfg.rewards.builtin import NumCategories
+from llmscisci_cfg.rewards.builtin import LabelKinds
 from llmscisci_cfg.rewards.registry import BASE_COLUMNS, check_callables, load_function
-from llmscisci_cfg.task.constraints import LabelRules
 
 
 class RewardError(UserError):
@@ -144,27 +143,30 @@ def needs_tokenizer(specs: Sequence[RewardSpec], recipe_dir: Path) -> bool:
 def build_rewards(
     specs: Sequence[RewardSpec],
     recipe_dir: Path,
-    num_categories: NumCategories,
+    label_kind: LabelKinds,
     tokenizer: Any = None,
     columns: Iterable[str] = BASE_COLUMNS,
-    label_constraints: LabelRules = None,
 ) -> RewardStack:
     """Check (`check_callables`) and bind every reward; raises `UserError` listing all problems.
 
-    ``num_categories`` and ``tokenizer`` go to each function that names them. A reward
-    that takes a tokenizer needs one here. ``label_constraints`` (the task's
-    `TaskSpec.label_rules`) goes to each function that names it, only when the task has some:
-    without them every reward is bound exactly as before.
+    ``label_kind`` (the task's answer kind, one or one per aspect) and ``tokenizer`` go to each
+    function that names them; so do ``num_categories`` and ``label_constraints`` (the kinds'
+    category counts and one-hot label rules) for plug-ins written against those. A reward that
+    takes a tokenizer needs one here.
     """
     raise_problems(check_callables(specs, recipe_dir, columns))
+    derived = {
+        "label_kind": label_kind,
+        "num_categories": _per_aspect(label_kind, lambda k: k.n),
+        "label_constraints": _per_aspect(label_kind, lambda k: getattr(k, "rule", None)),
+    }
     funcs = []
     for spec in specs:
         func = load_function(spec.name, recipe_dir)
         bound = dict(spec.params)
-        if accepts(func, "num_categories"):
-            bound["num_categories"] = num_categories
-        if label_constraints is not None and accepts(func, "label_constraints"):
-            bound["label_constraints"] = label_constraints
+        for key, value in derived.items():
+            if accepts(func, key):
+                bound[key] = value
         if accepts(func, "tokenizer"):
             if tokenizer is None:
                 raise ValueError(f"reward {spec.label!r} takes a tokenizer; pass tokenizer=")
@@ -176,6 +178,15 @@ def build_rewards(
     )
 
 
+def _per_aspect(label_kind: LabelKinds, get: Callable[[Any], Any]) -> Any:
+    """``get`` of one kind, or per aspect (one value when every aspect gives the same)."""
+    if not isinstance(label_kind, Mapping):
+        return get(label_kind)
+    values = {a: get(k) for a, k in label_kind.items()}
+    distinct = set(values.values())
+    return distinct.pop() if len(distinct) == 1 else values
+
+
 def _is_async(func: Callable) -> bool:
     while isinstance(func, functools.partial):
         func = func.func
@@ -183,14 +194,16 @@ def _is_async(func: Callable) -> bool:
     return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(call)
 
 
-def default_num_categories() -> NumCategories:
-    """The category count of the default task (``builtin:repro_effort``)."""
+def default_label_kinds() -> LabelKinds:
+    """The label kinds of the default task (``builtin:repro_effort``), one per aspect."""
     from llmscisci_cfg.task.spec import load_task
 
     task = load_task("builtin:repro_effort", Path.cwd())
-    return _collapse({a: len(s.categories) for a, s in task.aspects.items()})
+    return task_label_kinds(task, list(task.aspects))
 
 
-def _collapse(counts: dict[str, int]) -> NumCategories:
-    values = set(counts.values())
-    return values.pop() if len(values) == 1 else counts
+def task_label_kinds(task: Any, aspects: Sequence[str]) -> LabelKinds:
+    """The label kind of each aspect of ``task`` (one kind when they are all the same)."""
+    kinds = {a: task.label_kind(a) for a in aspects}
+    distinct = set(kinds.values())
+    return distinct.pop() if len(distinct) == 1 else kinds

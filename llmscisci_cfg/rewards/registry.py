@@ -48,7 +48,7 @@ BASE_COLUMNS = ("id", "aspect", "prompt", "gold")
 #: Dataset columns TRL does not forward to rewards (it passes prompts/completions instead).
 _NOT_FORWARDED = {"prompt", "completion", "completion_ids"}
 #: Arguments the compiler supplies, when a function names them: not user parameters.
-INJECTED = ("num_categories", "tokenizer", "label_constraints")
+INJECTED = ("label_kind", "num_categories", "tokenizer", "label_constraints")
 _PLUGIN_FORMS = "a plug-in is written package.module:function or path/to/file.py:function"
 
 
@@ -84,7 +84,7 @@ BUILTINS: dict[str, Builtin] = {
         Builtin(
             "label_valid",
             builtin.label_valid,
-            "0.5 when the format matches and the label is a valid one-hot",
+            "0.5 when the format matches and the label is valid (a one-hot list, a category, …)",
             "0 or 0.5",
         ),
         Builtin(
@@ -96,7 +96,15 @@ BUILTINS: dict[str, Builtin] = {
         Builtin(
             "hamming",
             builtin.hamming,
-            "1 − Hamming loss of a complete, valid label against gold",
+            "1 − Hamming loss of a complete, valid label against gold (the research's name "
+            "for correct)",
+            "0 to 1",
+        ),
+        Builtin(
+            "correct",
+            builtin.correct,
+            "a complete, valid label against gold: exact match (single), 1 − Hamming loss "
+            "(multi), per-dimension agreement (dimensions)",
             "0 to 1",
         ),
         Builtin(
@@ -234,6 +242,7 @@ def _check_builtin(i: int, spec: RewardSpec) -> list[Problem]:
 
 def _source(key: str) -> str:
     return {
+        "label_kind": "task (its answer kind and categories)",
         "num_categories": "task (its category count)",
         "label_constraints": "task file (its `constraints`)",
     }.get(key, "model (its tokenizer)")

@@ -17,10 +17,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llmscisci_cfg.errors import UserError
-from llmscisci_cfg.rewards.builtin import NumCategories
 from llmscisci_cfg.rewards.compose import RewardStack
 
 COMPLETION = "completion"
+
+#: A category count, or one per aspect (what `rewards test` shows).
+NumCategories = Any
 
 
 @dataclass(frozen=True)

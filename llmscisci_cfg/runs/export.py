@@ -49,7 +49,7 @@ def _export(run: RunDir, merge: bool, output: str | Path | None) -> Path:
             raise UserError(
                 f"{final_dir} holds a LoRA adapter; pass --merge to merge it into the base weights"
             )
-        model = load_merged(run, spec)
+        model = load_merged(run.path, spec)
     else:
         model = load_pretrained(str(final_dir), spec, str(final_dir))
     tokenizer = load_tokenizer_dir(final_dir)

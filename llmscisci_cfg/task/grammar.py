@@ -15,14 +15,14 @@ allows, so this worst case, not the canonical tokenization, is what is subtracte
   ``max_new_tokens`` minus the fixed parts (and at most ``max_think_tokens``); when it is spent
   the grammar forces ``</think>`` and the label.
 
-**Label constraints.** Given the task's `LabelRule` (``exclusive`` categories, ``min_positive``),
-the label list itself is a small grammar that admits exactly the labels the rule allows (an
-exclusive category set alone; otherwise the exclusive positions are 0 and the others count
-their ones up to ``min_positive``), so a constrained answer keeps the constraints by
-construction. The JSON-schema form that servers receive (`llmscisci_cfg.models.remote`) cannot
-say this in the bounded schema subset; there the label is checked after generation
-(`check`, and every reader's `parse_completion` with the rule), and one that breaks the rule is
-an invalid answer.
+**Label constraints and kinds.** The label part is the aspect's answer kind
+(`llmscisci_cfg.task.kinds`: one category name, a one-hot list that keeps the task's label
+constraints, or an object of dimensions and levels), so a constrained answer is valid by
+construction. The same constraint has a regex form (`Constraint.regex`) and a JSON form
+(`Constraint.json_form`, ``{"think": …, "label": …}`` with the label's schema enumerating what
+the grammar allows) for servers that take those instead of a grammar, and a wire form
+(`Constraint.to_wire`) that `llmscisci serve` turns back into this grammar.
+
 - ``json_schema``: JSON is compact (no free whitespace), arrays need ``maxItems``, integers
   bounds or an ``enum``; a string without ``maxLength`` gets ``maxLength = (max_new_tokens -
   fixed bytes) // (4 × number of such strings)``, 4 being the most bytes one character takes
@@ -32,6 +32,7 @@ an invalid answer.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
 import re
@@ -41,8 +42,8 @@ from typing import Any
 import llguidance
 
 from llmscisci_cfg.errors import UserError
-from llmscisci_cfg.task.answer import parse_completion
 from llmscisci_cfg.task.constraints import LabelRule
+from llmscisci_cfg.task.kinds import LabelKind, MultiLabel, from_wire, read_answer, wire
 
 THINK, THINK_END, LABEL, LABEL_END = "<think>", "</think>", "<label>", "</label>"
 #: Most bytes one JSON string character takes: 4-byte UTF-8, or a 2-byte escape (``\\u`` is off).
@@ -63,42 +64,48 @@ _SCALAR_BYTES = {"boolean": len("false"), "null": len("null")}
 
 @dataclass(frozen=True)
 class Constraint:
-    """What an answer must be. Build one with `think_label` or `json_schema`.
+    """What an answer must be. Build one with `answer` (the task's think + label answer),
+    `think_label` (``n`` anonymous one-hot categories) or `json_schema`.
 
     >>> Constraint.think_label(5).kind
-    'think_label'
+    'answer'
     """
 
-    kind: str  # "think_label" or "json_schema"
-    n: int = 0  # think_label: number of categories
-    max_think_tokens: int | None = None  # think_label: cap on the think block
+    kind: str  # "answer" or "json_schema"
+    label: LabelKind | None = None  # answer: the label's kind (single, multi, dimensions)
+    max_think_tokens: int | None = None  # answer: cap on the think block
     schema_text: str = ""  # json_schema: the schema as JSON text (hashable, property order kept)
-    rule: LabelRule | None = None  # think_label: the task's label constraints, if any
 
     def __post_init__(self) -> None:
-        if self.kind not in ("think_label", "json_schema"):
+        if self.kind not in ("answer", "json_schema"):
             raise ValueError(f"unknown constraint kind {self.kind!r}")
+
+    @classmethod
+    def answer(cls, label: LabelKind, max_think_tokens: int | None = None) -> Constraint:
+        """``<think>`` free text ``</think>`` then ``<label>`` the label ``</label>``.
+
+        One optional newline is allowed after ``</think>``, after ``<label>`` and before
+        ``</label>`` (the SFT template writes them). ``max_think_tokens`` caps the think block
+        below what ``max_new_tokens`` leaves.
+        """
+        if label.n < 1:
+            raise UserError("structured output: a label answer needs at least one category")
+        if max_think_tokens is not None and max_think_tokens < 0:
+            raise UserError(
+                f"structured output: max_think_tokens must be ≥ 0, not {max_think_tokens}"
+            )
+        return cls("answer", label=label, max_think_tokens=max_think_tokens)
 
     @classmethod
     def think_label(
         cls, n: int, max_think_tokens: int | None = None, rule: LabelRule | None = None
     ) -> Constraint:
-        """``<think>`` free text ``</think>`` then ``<label>[d, d, …]</label>``, ``n`` digits 0/1.
-
-        One optional newline is allowed after ``</think>``, after ``<label>`` and before
-        ``</label>`` (the SFT template writes them). ``max_think_tokens`` caps the think block
-        below what ``max_new_tokens`` leaves; ``rule`` (the task's label constraints) limits
-        the label to the ones it allows.
-        """
+        """A one-hot answer over ``n`` anonymous categories (``rule``: its label constraints)."""
         if n < 1:
             raise UserError(f"structured output: a label answer needs n ≥ 1 categories, not {n}")
-        if max_think_tokens is not None and max_think_tokens < 0:
-            raise UserError(
-                f"structured output: max_think_tokens must be ≥ 0, not {max_think_tokens}"
-            )
         if rule is not None and rule.n != n:
             raise ValueError(f"a label rule for {rule.n} categories given for {n}")
-        return cls("think_label", n=n, max_think_tokens=max_think_tokens, rule=rule)
+        return cls.answer(MultiLabel.plain(n, rule), max_think_tokens)
 
     @classmethod
     def json_schema(cls, schema: dict[str, Any]) -> Constraint:
@@ -110,13 +117,78 @@ class Constraint:
     def schema(self) -> dict[str, Any]:
         return json.loads(self.schema_text)
 
+    @property
+    def n(self) -> int:
+        return self.label.n if self.label is not None else 0
+
+    @property
+    def rule(self) -> LabelRule | None:
+        return getattr(self.label, "rule", None)
+
     def grammar(self, tokenizer: Any, max_new_tokens: int) -> str:
         """The llguidance grammar, with free text bounded so an answer fits ``max_new_tokens``."""
-        if self.kind == "think_label":
-            lark = think_label_lark(self, tokenizer, max_new_tokens)
-            return llguidance.LLMatcher.grammar_from_lark(lark)
+        if self.kind == "answer":
+            return llguidance.LLMatcher.grammar_from_lark(
+                answer_lark(self, tokenizer, max_new_tokens)
+            )
         schema = bounded_schema(self.schema, max_new_tokens)
         return llguidance.LLMatcher.grammar_from_json_schema(schema, overrides=_JSON_OPTIONS)
+
+    # ---- the forms other servers take
+
+    def regex(self) -> str:
+        """The answer as a regular expression (servers that constrain by regex): the same
+        labels as the grammar; the think block unbounded (a server's ``max_tokens`` ends it)."""
+        if self.kind != "answer":
+            raise ValueError("only an answer constraint has a regex form")
+        return (
+            re.escape(THINK) + "[^<]*" + re.escape(THINK_END) + r"\n?" + re.escape(LABEL)
+            + r"\n?" + self.label.regex() + r"\n?" + re.escape(LABEL_END)
+        )  # fmt: skip
+
+    def json_form(self) -> dict[str, Any]:
+        """The answer as a JSON object ``{"think": …, "label": …}`` (servers that constrain
+        only by JSON schema): the label's schema admits exactly the labels the grammar does;
+        the think text has no length cap the local grammar does not have."""
+        if self.kind != "answer":
+            return self.schema
+        return {
+            "type": "object",
+            "properties": {"think": {"type": "string"}, "label": self.label.json_schema()},
+            "required": ["think", "label"],
+            "additionalProperties": False,
+        }
+
+    def to_wire(self) -> dict[str, Any]:
+        """The constraint as the ``answer_grammar`` request field of `llmscisci serve`."""
+        if self.kind == "answer":
+            out: dict[str, Any] = {"answer": wire(self.label)}
+            if self.max_think_tokens is not None:
+                out["max_think_tokens"] = self.max_think_tokens
+            return out
+        return {"json_schema": self.schema}
+
+    @classmethod
+    def from_wire(cls, data: Any) -> Constraint:
+        """`to_wire`'s inverse; a `ValueError` saying what is wrong."""
+        if not isinstance(data, dict) or len(set(data) & {"answer", "json_schema"}) != 1:
+            raise ValueError("give exactly one of 'answer' or 'json_schema'")
+        extra = sorted(set(data) - {"answer", "json_schema", "max_think_tokens"})
+        if extra:
+            raise ValueError(f"unknown key(s): {', '.join(extra)}")
+        if "json_schema" in data:
+            try:
+                return cls.json_schema(data["json_schema"])
+            except UserError as exc:
+                raise ValueError(str(exc)) from None
+        cap = data.get("max_think_tokens")
+        if cap is not None and (type(cap) is not int or not 0 <= cap <= 1_000_000):
+            raise ValueError("max_think_tokens must be an integer ≥ 0")
+        try:
+            label = from_wire(data["answer"])
+        except ValueError as exc:
+            raise ValueError(f"answer: {exc}") from None
+        return cls.answer(label, cap)
 
 
 # --------------------------------------------------------------------------- think / label
@@ -129,97 +201,61 @@ def _tag(tokenizer: Any, tag: str) -> tuple[str, int]:
     tokenizer's ``<think>``), so forced text ``"<think>"`` would tokenize to a token whose
     bytes it then rejects; a token reference avoids that.
     """
-    token_id = tokenizer.get_added_vocab().get(tag)
+    token_id = tokenizer.get_added_vocab().get(tag) if tokenizer is not None else None
     if token_id is not None:
         return f"<[{token_id}]>", 1
     return json.dumps(tag), len(tag.encode())
 
 
-def think_label_lark(constraint: Constraint, tokenizer: Any, max_new_tokens: int) -> str:
-    """The lark grammar of a `Constraint.think_label` answer (see the module doc for the bound).
+def label_cost(label: LabelKind, tokenizer: Any) -> int:
+    """The most tokens a label may take under the grammar.
+
+    A single or multi label: its longest spelling in bytes (a token holds at least one byte),
+    so any answer fits. A dimensions label can be long (every dimension at its longest level),
+    and its byte count would leave no room for reasoning: there the tokenizer's own encoding of
+    that longest label, plus a quarter and 8 tokens, is what is reserved (an answer spelt in
+    far more tokens than the tokenizer's own spelling can run out of room: invalid, counted).
+    """
+    cost = label.max_bytes()
+    if label.kind == "dimensions" and tokenizer is not None:
+        text = label.render(label.longest())
+        canonical = len(tokenizer.encode(text, add_special_tokens=False))
+        cost = min(cost, math.ceil(1.25 * canonical) + 8)
+    return cost
+
+
+def answer_lark(constraint: Constraint, tokenizer: Any, max_new_tokens: int) -> str:
+    """The lark grammar of a `Constraint.answer` (see the module doc for the bound).
 
     The think text is ``[^<]*`` (a ``<`` would start ``</think>``).
     """
-    n = constraint.n
+    label = constraint.label
     tags = {tag: _tag(tokenizer, tag) for tag in (THINK, THINK_END, LABEL, LABEL_END)}
-    # optional newlines (3), "[" "]", n digits, n-1 ", " separators
-    fixed = sum(cost for _, cost in tags.values()) + 3 + 2 + n + 2 * (n - 1)
+    fixed = sum(cost for _, cost in tags.values()) + 3 + label_cost(label, tokenizer)  # 3 newlines
     budget = max_new_tokens - fixed
     if budget < 0:
         raise UserError(
-            f"structured output: max_new_tokens ({max_new_tokens}) is too small for a {n}-label "
-            f"answer, whose fixed parts may take {fixed} tokens; smallest fix: "
-            f"max_new_tokens: {fixed}"
+            f"structured output: max_new_tokens ({max_new_tokens}) is too small for a "
+            f"{label.kind} answer over {label.n} categories, whose fixed parts may take {fixed} "
+            f"tokens; smallest fix: max_new_tokens: {fixed}"
         )
     if constraint.max_think_tokens is not None:
         budget = min(budget, constraint.max_think_tokens)
     think = " think" if budget > 0 else ""  # no budget: an empty think block
-    bits = "BIT" + (f' (", " BIT){{{n - 1}}}' if n > 1 else "")
-    rules = []
-    if constraint.rule is not None:
-        bits, rules = "labels", label_rules_lark(constraint.rule)
     lines = [
         f"start: {tags[THINK][0]}{think} {tags[THINK_END][0]} NL? {tags[LABEL][0]} NL? "
-        f'"[" {bits} "]" NL? {tags[LABEL_END][0]}',
+        f"label_value NL? {tags[LABEL_END][0]}",
         'NL: "\\n"',
-        "BIT: /[01]/",
-        *rules,
+        *label.lark(),
     ]
     if budget > 0:
         lines.append(f"think[max_tokens={budget}]: /[^<]*/")
     return "\n".join(lines) + "\n"
 
 
-def label_rules_lark(rule: LabelRule) -> list[str]:
-    """Lark rules whose start, ``labels``, is exactly the label lists ``rule`` allows (without
-    the brackets): ``d, d, …, d``.
-
-    One alternative per exclusive category, set alone (when ``min_positive`` ≤ 1); then a
-    counter: ``p{i}_{c}`` writes positions i..n-1 having seen ``c`` ones (capped at
-    ``min_positive``), exclusive positions are 0, and only states that can still reach
-    ``min_positive`` ones are written. Single-character terminals, so no two overlap.
-
-    >>> label_rules_lark(LabelRule(2, (1,), 1))
-    ['labels: p0_0 | x1', 'x1: "0" ", " "1"', 'p0_0: "1" ", " p1_1', 'p1_1: "0"']
-    """
-    n, k = rule.n, rule.min_positive
-    excluded = set(rule.exclusive)
-    free_after = [sum(i not in excluded for i in range(j, n)) for j in range(n + 1)]
-
-    def live(i: int, c: int) -> bool:
-        return c + free_after[i] >= k
-
-    alternatives = ["p0_0"] if live(0, 0) else []
-    singles = []
-    if k <= 1:
-        for e in rule.exclusive:
-            bits = ' ", " '.join('"1"' if i == e else '"0"' for i in range(n))
-            alternatives.append(f"x{e}")
-            singles.append(f"x{e}: {bits}")
-    lines = [f"labels: {' | '.join(alternatives)}", *singles]
-    todo, seen = [(0, 0)] if live(0, 0) else [], set()
-    while todo:
-        i, c = todo.pop(0)
-        if (i, c) in seen:
-            continue
-        seen.add((i, c))
-        options = []
-        for bit in (0, 1) if i not in excluded else (0,):
-            after = min(c + bit, k)
-            if i == n - 1:
-                if after >= k:
-                    options.append(f'"{bit}"')
-            elif live(i + 1, after):
-                options.append(f'"{bit}" ", " p{i + 1}_{after}')
-                todo.append((i + 1, after))
-        lines.append(f"p{i}_{c}: {' | '.join(options)}")
-    return lines
-
-
-def _answer_re(n: int) -> re.Pattern[str]:
-    return re.compile(
-        r"<think>[^<]*</think>\n?<label>\n?\[[01]" + r"(?:, [01])" * (n - 1) + r"\]\n?</label>"
-    )
+def think_label_lark(constraint: Constraint, tokenizer: Any, max_new_tokens: int) -> str:
+    """`answer_lark` (the name the one-hot grammar had)."""
+    return answer_lark(constraint, tokenizer, max_new_tokens)
 
 
 # --------------------------------------------------------------------------- JSON schema
@@ -461,6 +497,11 @@ def _same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
+@functools.lru_cache(maxsize=64)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern, re.DOTALL)
+
+
 def check(constraint: Constraint, text: str) -> bool:
     """Whether ``text`` satisfies ``constraint`` (the grammar's language, without the length bound).
 
@@ -469,11 +510,10 @@ def check(constraint: Constraint, text: str) -> bool:
     >>> check(Constraint.json_schema({"type": "boolean"}), "1")
     False
     """
-    if constraint.kind == "think_label":
-        if not _answer_re(constraint.n).fullmatch(text):
+    if constraint.kind == "answer":
+        if not _compiled(constraint.regex()).fullmatch(text):
             return False
-        fmt, label = parse_completion(text, constraint.n, constraint.rule)
-        return fmt and label is not None
+        return read_answer(text, constraint.label).value is not None
     try:
         value = json.loads(text)
     except ValueError:

@@ -24,18 +24,36 @@ from typing import Any, Literal
 
 from jinja2 import TemplateError, TemplateSyntaxError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from llmscisci_cfg import sandbox
 from llmscisci_cfg.errors import UserError
 from llmscisci_cfg.recipe.schema import TaskOverride
 from llmscisci_cfg.recipe.yamlio import load_file
 from llmscisci_cfg.resources import task_file
-from llmscisci_cfg.task.answer import format_match, label_block, parse_label
 from llmscisci_cfg.task.constraints import LabelConstraints, LabelRule
+from llmscisci_cfg.task.grammar import Constraint, check_schema
+from llmscisci_cfg.task.kinds import (
+    DimensionLabel,
+    LabelKind,
+    MultiLabel,
+    SingleLabel,
+    norm,
+    read_answer,
+)
 from llmscisci_cfg.task.labels import encode_onehot
 
-PROMPT_VARIABLES = ("aspect", "title", "question", "categories", "n", "example_label", "text")
+PROMPT_VARIABLES = (
+    "aspect", "title", "question", "categories", "n", "example_label", "levels", "text",
+)  # fmt: skip
 #: Prompt variables a task kind adds (`TaskSpec.messages` takes them as ``extra``).
 KIND_VARIABLES = {
     "label": (),
@@ -44,6 +62,7 @@ KIND_VARIABLES = {
     "judge": ("answer", "answer_a", "answer_b"),
 }
 Kind = Literal["label", "extract", "judge", "rationale"]
+AnswerKind = Literal["single", "multi", "dimensions"]
 RESPONSE_VARIABLES = ("trace", "label")
 _SAMPLE_TEXT = "The code was public and the paper was clear."
 
@@ -78,6 +97,16 @@ class AspectSpec(_Strict):
         None,
         description="This aspect's label constraints, replacing the task's `constraints`.",
     )
+    aliases: dict[str, list[str]] | None = Field(
+        None,
+        description="Other spellings of a category (or dimension) that gold cells and answers "
+        "may use, e.g. {'Financial or material worry': ['financial/material worry']}; names "
+        "are matched case- and space-insensitively anyway.",
+    )
+    levels: list[str] | None = Field(
+        None,
+        description="dimensions answers: this aspect's ordered levels, replacing the task's.",
+    )
 
     @field_validator("categories")
     @classmethod
@@ -101,6 +130,31 @@ class AspectSpec(_Strict):
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise ValueError(f"code {code!r} names {name!r}, which is not a category{hint}")
         return self
+
+    @model_validator(mode="after")
+    def _aliases_name_categories(self) -> AspectSpec:
+        seen = {norm(c): c for c in self.categories}
+        if len(seen) != len(self.categories):
+            raise ValueError("categories repeat when case and spaces are ignored")
+        for name, spellings in (self.aliases or {}).items():
+            if name not in self.categories:
+                close = difflib.get_close_matches(name, self.categories, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ValueError(f"aliases: {name!r} is not a category{hint}")
+            for alias in spellings:
+                other = seen.get(norm(alias))
+                if other is not None and other != name:
+                    raise ValueError(f"aliases: {alias!r} is already the category {other!r}")
+                seen[norm(alias)] = name
+        return self
+
+    def alias_index(self) -> tuple[tuple[str, int], ...]:
+        """``(alias, category index)`` pairs, for the label kinds."""
+        return tuple(
+            (alias, self.categories.index(name))
+            for name, spellings in (self.aliases or {}).items()
+            for alias in spellings
+        )
 
     def code_index(self) -> dict[str, int]:
         """Human code -> 0-based category index (``{'1': 0, ...}``), for `labels.decode_label`."""
@@ -143,6 +197,17 @@ class TaskSpec(_Strict):
     name: str = Field(..., min_length=1, description="Task name, e.g. repro_effort.")
     description: str = Field("", description="One line saying what the task labels.")
     kind: Kind = Field("label", description="What an answer is: label, rationale, extract, judge.")
+    answer: AnswerKind = Field(
+        "multi",
+        description="How a label is answered (label and rationale tasks): single (one category "
+        "name), multi (a set of categories as a one-hot list), dimensions (an object of the "
+        "present dimensions, each at one of `levels`).",
+    )
+    levels: list[str] | None = Field(
+        None,
+        description="dimensions answers: the ordered levels of every dimension, e.g. "
+        "[low, medium, high] (absent is not a level).",
+    )
     fields: dict[str, Any] | None = Field(
         None,
         description="extract: the answer's JSON schema (an object; types, enums, required). "
@@ -164,6 +229,8 @@ class TaskSpec(_Strict):
     user_prompt: str = Field(
         ..., min_length=1, description="Jinja user prompt; must show {{ text }}."
     )
+    _kinds: dict[str, Any] = PrivateAttr(default_factory=dict)  # label kind per aspect
+
     response_template: str = Field(
         "<think>\n{{ trace }}\n</think>\n<label>\n{{ label }}\n</label>",
         description="Jinja SFT completion from {{ trace }} and {{ label }}; must match the "
@@ -184,7 +251,34 @@ class TaskSpec(_Strict):
             raise ValueError("an extract task needs `fields`: the JSON schema of its answer")
         if self.kind == "judge" and self.judge is None:
             raise ValueError("a judge task needs `judge: {style: pointwise | pairwise, …}`")
+        if self.answer == "dimensions" and self.kind in ("label", "rationale"):
+            missing = [a for a, s in self.aspects.items() if not (s.levels or self.levels)]
+            if missing:
+                raise ValueError(
+                    f"a dimensions answer needs `levels` (e.g. [low, medium, high]); "
+                    f"{', '.join(missing)} has none"
+                )
+            for where, levels in [("levels", self.levels)] + [
+                (f"aspects.{a}.levels", s.levels) for a, s in self.aspects.items()
+            ]:
+                if levels is not None and (
+                    not levels or len({norm(v) for v in levels}) != len(levels)
+                ):
+                    raise ValueError(f"{where}: give different, non-empty level names")
+        if self.answer != "multi" and self.constraints is not None:
+            raise ValueError("constraints apply to multi answers only (a one-hot list)")
         return self
+
+    def label_kind(self, aspect: str) -> LabelKind:
+        """How ``aspect``'s label is written and read (`llmscisci_cfg.task.kinds`)."""
+        return _label_kind(self, aspect)
+
+    def constraint(self, aspect: str, max_new_tokens: int | None = None) -> Constraint:
+        """What an answer to ``aspect`` must be: the think + label answer of a label or
+        rationale task, else the JSON schema of an extract or judge answer."""
+        if self.kind in ("label", "rationale"):
+            return Constraint.answer(self.label_kind(aspect))
+        return Constraint.json_schema(self.answer_schema(max_new_tokens))
 
     @property
     def variable_names(self) -> tuple[str, ...]:
@@ -194,16 +288,16 @@ class TaskSpec(_Strict):
         """The Jinja variables of ``aspect``'s prompts (without ``text``)."""
         spec = self.aspects[aspect]
         n = len(spec.categories)
-        example = [1 if i in (0, 2) and n > 3 else 0 for i in range(n)]
-        if n and not any(example):
-            example[0] = 1
+        labelled = n and self.kind in ("label", "rationale", "judge")
+        kind = self.label_kind(aspect) if labelled else None
         return {
             "aspect": aspect,
             "title": spec.title,
             "question": spec.question,
             "categories": list(spec.categories),
             "n": n,
-            "example_label": encode_onehot(example) if n else "",
+            "example_label": kind.render(kind.example()) if kind is not None else "",
+            "levels": list(spec.levels or self.levels or []),
         }
 
     def messages(self, aspect: str, text: str, **extra: Any) -> list[dict[str, str]]:
@@ -269,14 +363,35 @@ class TaskSpec(_Strict):
         rules = {a: self.label_rule(a) for a in self.aspects}
         return rules if any(r is not None for r in rules.values()) else None
 
-    def completion(self, trace: str, label: list[int]) -> str:
-        """The SFT answer text: think block with ``trace``, then the label block."""
+    def completion(self, trace: str, label: Any, aspect: str | None = None) -> str:
+        """The SFT answer text: think block with ``trace``, then the label block (``label``:
+        the aspect's label value, written by its kind; a one-hot list without an aspect)."""
+        text = self.label_kind(aspect).render(label) if aspect is not None else encode_onehot(label)
         return _render_checked(
             self.response_template,
-            {"trace": trace.strip(), "label": encode_onehot(label)},
+            {"trace": trace.strip(), "label": text},
             f"task {self.name!r}: response_template",
             RESPONSE_VARIABLES,
         )
+
+
+def _label_kind(task: TaskSpec, aspect: str) -> LabelKind:
+    cached = task._kinds.get(aspect)
+    if cached is None:
+        cached = task._kinds[aspect] = _build_kind(task, aspect)
+    return cached
+
+
+def _build_kind(task: TaskSpec, aspect: str) -> LabelKind:
+    spec = task.aspects[aspect]
+    names, aliases = tuple(spec.categories), spec.alias_index()
+    if task.answer == "single":
+        codes = tuple((c, i) for c, i in spec.code_index().items())
+        return SingleLabel(names, codes, aliases)
+    if task.answer == "dimensions":
+        return DimensionLabel(names, tuple(spec.levels or task.levels or ()), aliases)
+    codes = tuple((c, i) for c, i in spec.code_index().items()) if spec.codes else ()
+    return MultiLabel(names, codes, aliases, task.label_rule(aspect))
 
 
 def _render(source: str, variables: dict[str, Any]) -> str:
@@ -404,27 +519,30 @@ def _check_templates(task: TaskSpec, where) -> None:
                 f"{where(key)}: the user prompt never shows the section; add {{{{ text }}}}"
             )
     if task.kind in ("extract", "judge"):  # answers are JSON: the schema must be one we bound
-        from llmscisci_cfg.task.grammar import check_schema
-
         try:
             check_schema(task.answer_schema())
         except UserError as exc:
             raise UserError(f"{where('fields')}: {exc}") from None
         return
-    label = [1] + [0] * (len(next(iter(task.aspects.values())).categories) - 1)
+    aspect = next(iter(task.aspects))
+    kind = task.label_kind(aspect)
     out = _render_checked(
         task.response_template,
-        {"trace": "reasoning", "label": encode_onehot(label)},
+        {"trace": "reasoning", "label": kind.render(kind.example())},
         where("response_template"),
         RESPONSE_VARIABLES,
     )
-    text, closed = label_block(out)
-    if not (format_match(out) and closed and parse_label(text, len(label)) == label):
+    read = read_answer(out, kind)
+    if not (read.format_ok and _same(read.value, kind.example())):
         raise UserError(
             f"{where('response_template')}: renders {out!r}, which does not match the "
             "response format "
             "'<think>…</think>' then '<label>{{ label }}</label>' that the rewards parse"
         )
+
+
+def _same(a: Any, b: Any) -> bool:
+    return list(a) == list(b) if isinstance(a, (list, tuple)) else a == b
 
 
 def _render_checked(

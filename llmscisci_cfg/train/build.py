@@ -41,7 +41,7 @@ def build_trainer(job: Job, compiled: Compiled, tokenizer: Any, callbacks: list[
     if getattr(args, "use_transformers_continuous_batching", False):
         size_paged_cache(args, report, rollout_rows(job.recipe))
     spec = load_spec(compiled)
-    model = load_model(job, spec)
+    model = load_model(job.model, spec)
     columns = dataset["train"].column_names
     rewards = make_rewards(job, tokenizer, columns) if compiled.method == "grpo" else []
     kwargs: dict[str, Any] = {
@@ -56,7 +56,7 @@ def build_trainer(job: Job, compiled: Compiled, tokenizer: Any, callbacks: list[
     if compiled.method == "grpo":
         kwargs["reward_funcs"] = rewards
     if compiled.method == "dpo" and compiled.lora_kwargs is None:
-        kwargs["ref_model"] = load_model(job, spec)  # the frozen copy of the start weights
+        kwargs["ref_model"] = load_model(job.model, spec)  # the frozen copy of the start weights
     if compiled.method == "grpo" and compiled.lora_kwargs is None and args.beta > 0:
         _ensure_loadable(model, job)  # TRL reloads the reference from config._name_or_path
     trainer = trainer_class(compiled)(**kwargs)
@@ -129,10 +129,9 @@ def make_rewards(job: Job, tokenizer: Any, columns: list[str]) -> list[Any]:
     stack = build_rewards(
         job.recipe.rewards or [],
         job.source_dir,
-        job.num_categories,
+        job.label_kinds,
         tokenizer=tokenizer,
         columns=columns,
-        label_constraints=job.task.label_rules(),
     )
     return list(stack.funcs)
 

@@ -142,15 +142,9 @@ class Plan:
         return "\n\n".join(parts)
 
 
-def make_plan(recipe_ref: str, overrides: tuple[str, ...] = (), here: bool = False):
-    """What `run` would do with ``recipe_ref`` on this machine (its first half, `prepare`);
-    for a predict recipe, what `predict` would do. ``here``: compare the memory estimate with
-    this machine's GPU."""
-    job = load_job(recipe_ref, overrides)
-    if job.method == "predict":
-        from llmscisci_cfg.predict.runner import PredictPlan
-
-        return PredictPlan.of(recipe_ref, job)
+def make_plan(recipe_ref: str, overrides: tuple[str, ...] = (), here: bool = False) -> Plan:
+    """What `run` would do with a training recipe on this machine (its first half, `prepare`).
+    ``here``: compare the memory estimate with this machine's GPU."""
     prepared = prepare(recipe_ref, tuple(overrides))
     job = prepared.job
     return Plan(

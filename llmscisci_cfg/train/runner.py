@@ -197,7 +197,7 @@ def train(job: Job, compiled: Compiled, resume: bool) -> None:
     or a read-only file system while training is a `UserError` naming the path, with the
     manifest marked failed.
     """
-    from llmscisci_cfg.models.load import load_tokenizer, quiet_bitsandbytes
+    from llmscisci_cfg.models.load import quiet_bitsandbytes
 
     quiet_bitsandbytes()  # before anything imports bitsandbytes
     console.configure_libraries()
@@ -217,7 +217,7 @@ def train(job: Job, compiled: Compiled, resume: bool) -> None:
     checkpoint = rundir.last_checkpoint(run_dir) if resume else None
     world, resume_state, signal = WorldCallback(), ResumeStateCallback(checkpoint), SignalCallback()
     set_seed(job.recipe.train.seed)  # LoRA init happens before the Trainer seeds itself
-    tokenizer = load_tokenizer(job)
+    tokenizer = job.tokenizer()
     callbacks = [
         MetricsCallback(run_dir),
         world,

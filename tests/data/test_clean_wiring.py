@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
+from llmscisci_cfg.data.clean import options_of
 from llmscisci_cfg.data.preprocess import build_dataset, cache_key
-from llmscisci_cfg.models.load import load_tokenizer
 from tests.data_helpers import LABELS, make_job, reports, write_csv
 
 FOOTER = (
@@ -47,7 +47,8 @@ def test_off_unless_declared(tmp_path):
 def test_declared_clean_reaches_every_prompt_and_is_counted(tmp_path):
     _scraped_csv(tmp_path)
     job = make_job(tmp_path, "r.csv", clean={}, **NO_FILTER)
-    assert job.clean is not None and job.clean.cut_at_heading  # {} turns every step on
+    options = options_of(job.recipe.data.clean)
+    assert options is not None and options.cut_at_heading  # {} turns every step on
     dataset, report = build_dataset(job)
     texts = _user_texts(dataset)
     assert len(texts) == 6 and all(f"<text>\n{CLEANED}\n</text>" in t for t in texts)
@@ -64,7 +65,7 @@ def test_declared_clean_reaches_every_prompt_and_is_counted(tmp_path):
 
 def test_clean_options_are_in_the_cache_key(tmp_path):
     _scraped_csv(tmp_path)
-    tokenizer = load_tokenizer(make_job(tmp_path, "r.csv", **NO_FILTER))
+    tokenizer = make_job(tmp_path, "r.csv", **NO_FILTER).tokenizer()
     keys = {
         cache_key(make_job(tmp_path, "r.csv", clean=clean, **NO_FILTER), tokenizer)
         for clean in (None, {}, {"cut_at_heading": False}, {"extra_headings": ["Limitations"]})
@@ -83,7 +84,7 @@ def test_training_eval_and_predict_read_the_same_text(tmp_path):
 
     _scraped_csv(tmp_path)
     train = make_job(tmp_path, "r.csv", clean={}, **NO_FILTER)
-    tokenizer = load_tokenizer(train)
+    tokenizer = train.tokenizer()
     dataset, _ = build_dataset(train, tokenizer=tokenizer)
     built = {(r["id"], r["aspect"]): r["prompt"][1]["content"] for r in dataset["test"]}
     evaluated = eval_data(train, "test", None, tokenizer).rows

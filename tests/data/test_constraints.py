@@ -9,6 +9,7 @@ from llmscisci_cfg.data.examples import choose_pair, collect
 from llmscisci_cfg.data.sources import load_source
 from llmscisci_cfg.errors import UserError
 from llmscisci_cfg.task.constraints import LabelRule
+from llmscisci_cfg.task.kinds import MultiLabel
 from tests.data_helpers import LABELS, answer, constrained_task, make_job, reports, write_csv
 
 FIELDS = ["doi", "easy", "difficult", "y_easy_gpt4", "y_diff_gpt4"]
@@ -60,6 +61,6 @@ def test_with_drop_they_are_counted_as_bad_labels(tmp_path):
 def test_dpo_pairs_treat_an_answer_that_breaks_them_as_invalid():
     answers = (answer("[1, 0, 0, 0, 1]"), answer("[0, 1, 0, 0, 0]"))
     gold = [1, 0, 0, 0, 0]
-    assert choose_pair(answers, gold, 5, "hamming_to_gold") == answers  # 0.8 beats 0.6
-    rule = LabelRule(5, (4,), 1)
-    assert choose_pair(answers, gold, 5, "hamming_to_gold", rule) == answers[::-1]  # -1 now
+    plain, strict = MultiLabel.plain(5), MultiLabel.plain(5, LabelRule(5, (4,), 1))
+    assert choose_pair(answers, gold, plain, "hamming_to_gold") == answers  # 0.8 beats 0.6
+    assert choose_pair(answers, gold, strict, "hamming_to_gold") == answers[::-1]  # -1 now

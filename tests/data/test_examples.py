@@ -295,7 +295,9 @@ def test_dpo_pairs_from_answer_columns(tmp_path):
         assert row["chosen"][0]["content"] != row["rejected"][0]["content"]
     flipped = next(r for r in built if r["id"] == rows[1]["doi"] and r["aspect"] == "easy")
     assert "llama" in flipped["chosen"][0]["content"]
-    assert choose_pair(("", "x"), [1, 0], 2, "hamming_to_gold") == "empty_answer"
+    from llmscisci_cfg.task.kinds import MultiLabel
+
+    assert choose_pair(("", "x"), [1, 0], MultiLabel.plain(2), "hamming_to_gold") == "empty_answer"
 
 
 def test_pairs_and_chosen_columns_are_exclusive(tmp_path):

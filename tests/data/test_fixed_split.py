@@ -10,7 +10,6 @@ import pytest
 from llmscisci_cfg.data.lengthfilter import token_measure
 from llmscisci_cfg.data.preprocess import build_dataset
 from llmscisci_cfg.data.truncate import MARKER
-from llmscisci_cfg.models.load import load_tokenizer
 from tests.data_helpers import LABELS, make_job, reports, write_csv
 
 
@@ -40,7 +39,7 @@ def test_split_stays_put_under_any_tokenizer_and_limit(tmp_path, template):
             length_filter=length_filter,
             overrides=(f"template.name={template}",),
         )
-        tokenizer = load_tokenizer(job)
+        tokenizer = job.tokenizer()
         return (*build_dataset(job, tokenizer=tokenizer), tokenizer)
 
     unfiltered, _, tokenizer = build(None)
@@ -121,7 +120,7 @@ def test_mlrc_difficult_sections_truncated_not_dropped(tmp_path, mlrc_csv):
     limit = 2048
     spec = {"percentile": None, "max_prompt_tokens": limit, "strategy": "truncate"}
     job = make_job(tmp_path, str(mlrc_csv), length_filter=spec)
-    tokenizer = load_tokenizer(job)
+    tokenizer = job.tokenizer()
     dataset, report = build_dataset(job, tokenizer=tokenizer)
     assert "prompt_too_long" not in report.dropped and report.test_excluded == []
     difficult = [a for split in dataset.values() for a in split["aspect"] if a == "difficult"]

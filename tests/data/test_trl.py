@@ -12,10 +12,9 @@ pytestmark = pytest.mark.slow
 def _setup(tmp_path, method, **data):
     from llmscisci_cfg.data.preprocess import build_dataset
     from llmscisci_cfg.models import tiny
-    from llmscisci_cfg.models.load import load_tokenizer
 
     recipe = make_job(tmp_path, "builtin:sample", method=method, **data)
-    tokenizer = load_tokenizer(recipe)
+    tokenizer = recipe.tokenizer()
     dataset, _ = build_dataset(recipe, tokenizer=tokenizer)
     return tiny.build_tiny_model("builtin:tiny", 0), tokenizer, dataset["train"].select(range(8))
 

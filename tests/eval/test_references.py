@@ -16,6 +16,7 @@ from llmscisci_cfg.eval.evaluate import predictions_for
 from llmscisci_cfg.eval.references import chain_base, resolve_references
 from llmscisci_cfg.runs.rundir import FINAL, MANIFEST, RESOLVED, RUN_FORMAT
 from llmscisci_cfg.task.constraints import LabelRule
+from llmscisci_cfg.task.kinds import MultiLabel
 from tests.data_helpers import make_job
 
 
@@ -171,11 +172,11 @@ def test_a_prediction_that_breaks_the_constraints_is_invalid(tmp_path):
         {"id": "d1", "aspect": "difficult", "gold": [0, 0, 0, 0, 1]},
     ]
     texts = ["<think>x</think><label>[0, 0, 0, 0, 0]</label>"] * 2
-    n_of = {"easy": 5, "difficult": 5}
-    plain = predictions_for("policy", None, rows, texts, n_of)
+    plain_kinds = {"easy": MultiLabel.plain(5), "difficult": MultiLabel.plain(5)}
+    plain = predictions_for("policy", None, rows, texts, plain_kinds)
     assert [p.predicted for p in plain] == [[0, 0, 0, 0, 0]] * 2
-    rules = {"easy": LabelRule(5, (4,), 1), "difficult": None}
-    strict = predictions_for("policy", None, rows, texts, n_of, rules)
+    rules = {"easy": MultiLabel.plain(5, LabelRule(5, (4,), 1)), "difficult": MultiLabel.plain(5)}
+    strict = predictions_for("policy", None, rows, texts, rules)
     assert [p.predicted for p in strict] == [None, [0, 0, 0, 0, 0]]
     rep = eval_report.build_report(strict, {"easy": ["a"] * 5, "difficult": ["b"] * 5}, 10)
     assert rep["policy"]["easy"]["label_valid_rate"] == 0.0

@@ -13,7 +13,9 @@ from llmscisci_cfg.runs.rundir import FINAL, MANIFEST, RESOLVED
 from llmscisci_cfg.task.answer import parse_completion
 
 SFT = "builtin:quickstart/sft_tiny"
-FAST = ("--limit", "6", "--max-new-tokens", "12", "--batch-size", "4")
+# free decoding (structured output needs room for the whole answer): a few tokens suffice here
+FREE = ("--set", "generation.structured=false")
+FAST = ("--limit", "6", "--max-new-tokens", "12", "--batch-size", "4", *FREE)
 
 
 def _lines(path: Path) -> list[dict]:
@@ -72,7 +74,7 @@ def test_eval_run_with_reference_writes_every_file_and_recomputes(cli, sft_run, 
 
 
 def test_default_output_dir_is_run_eval(cli, sft_run):
-    result = cli("eval", sft_run, "--limit", "2", "--max-new-tokens", "4")
+    result = cli("eval", sft_run, "--limit", "2", "--max-new-tokens", "4", *FREE)
     assert result.exit_code == 0, result.output
     rows = _lines(sft_run / "eval" / eval_report.PREDICTIONS)
     assert [r["model"] for r in rows] == ["policy", "policy"]
@@ -84,7 +86,9 @@ def test_default_output_dir_is_run_eval(cli, sft_run):
 
 def test_an_output_dir_inside_the_run_named_another_way_updates_the_card(cli, sft_run):
     out = sft_run / ".." / sft_run.name / "eval_again"  # not the run's own spelling
-    result = cli("eval", sft_run, "--limit", "1", "--max-new-tokens", "4", "--output-dir", out)
+    result = cli(
+        "eval", sft_run, "--limit", "1", "--max-new-tokens", "4", *FREE, "--output-dir", out
+    )
     assert result.exit_code == 0, result.output
     assert "full report: `eval_again/report.md`" in (sft_run / "final" / "README.md").read_text()
 
@@ -93,7 +97,8 @@ def test_rebuilt_split_equals_training(sft_run, tmp_path, monkeypatch):
     """Eval rebuilds the test split from recipe.resolved.yaml, from scratch, identically."""
     from llmscisci_cfg.data.preprocess import build_dataset
     from llmscisci_cfg.eval.evaluate import eval_data
-    from llmscisci_cfg.models.load import load_saved_tokenizer
+    from llmscisci_cfg.models.load import open_tokenizer
+    from llmscisci_cfg.models.refs import named_model
     from llmscisci_cfg.recipe.loader import load_job
     from llmscisci_cfg.runs.rundir import RunDir
 
@@ -101,7 +106,8 @@ def test_rebuilt_split_equals_training(sft_run, tmp_path, monkeypatch):
     monkeypatch.setenv("LLMSCISCI_CACHE", str(tmp_path / "fresh"))  # force a real rebuild
     run = RunDir.open(sft_run)
     job = run.job()
-    data = eval_data(job, "test", None, load_saved_tokenizer(run.final_dir, job))
+    tokenizer, _ = open_tokenizer(named_model(str(run.path)), job.template)
+    data = eval_data(job, "test", None, tokenizer)
     assert data.cache_key == run.data_cache_key
     assert data.rows.to_list() == trained["test"].to_list()
     assert len(data.rows) > 0 and not {r["id"] for r in data.rows} & set(trained["train"]["id"])
@@ -186,7 +192,7 @@ def test_unknown_split_lists_the_existing_ones(cli, cache, tmp_path):
     [
         ((), "give either RUN_DIR or --recipe"),
         (("somewhere", "--recipe", SFT), "give either RUN_DIR or --recipe"),
-        (("somewhere", "--model", "builtin:tiny"), "--model and --set go with --recipe"),
+        (("somewhere", "--model", "builtin:tiny"), "--model goes with --recipe"),
         (("--recipe", "nope.yaml"), "nope.yaml"),
     ],
 )
@@ -203,7 +209,7 @@ def test_copied_run_without_training_files_still_evaluates(cli, sft_run, tmp_pat
     for name in (RESOLVED, MANIFEST):
         shutil.copy(sft_run / name, run / name)
     shutil.copytree(sft_run / FINAL, run / FINAL)
-    result = cli("eval", run, "--limit", "1", "--max-new-tokens", "2")
+    result = cli("eval", run, "--limit", "1", "--max-new-tokens", "2", *FREE)
     assert result.exit_code == 0, result.output
     assert (run / "eval" / eval_report.REPORT_JSON).is_file()
 
@@ -252,13 +258,13 @@ def test_score_rewards_as_trl_totals_them(tmp_path):
     rows = build_dataset(job)[0]["train"].select(range(2))
     specs = [RewardSpec(name="hamming", weight=2.0), RewardSpec(name="skip.py:skip_short")]
     columns = ["id", "aspect", "gold"]
-    stack = build_rewards(specs, tmp_path, job.num_categories, None, columns)
+    stack = build_rewards(specs, tmp_path, job.label_kinds, None, columns)
     label = "[1, 0, 0, 0, 0]" if rows[0]["aspect"] == "easy" else "[0, 0, 0, 0, 1]"
     good = f"<think>x</think><label>{label}</label>"
     totals, values = score_rewards(stack, rows, [good, "no"])
     assert values == {"hamming": [1.0, 0.0], "skip_short": [0.5, None]}
     assert totals == [2.5, 0.0]
-    alone = build_rewards(specs[1:], tmp_path, job.num_categories, None, columns)
+    alone = build_rewards(specs[1:], tmp_path, job.label_kinds, None, columns)
     assert score_rewards(alone, rows, [good, "no"]) == (
         [0.5, None],
         {"skip_short": [0.5, None]},

@@ -13,7 +13,6 @@ import pytest
 
 from llmscisci_cfg.errors import UserError
 from llmscisci_cfg.models import chat
-from llmscisci_cfg.models.load import load_tokenizer
 from llmscisci_cfg.models.tiny import load_tiny_tokenizer, tokenizer_dir
 from llmscisci_cfg.recipe.resolve import resolve, template_ref
 from llmscisci_cfg.recipe.schema import Recipe
@@ -64,7 +63,7 @@ def tokenizer_for(name: str):
 
 def tokenizer_of(recipe: Recipe):
     """The recipe's tokenizer, loaded as `run` loads it (resolved once, then `load_tokenizer`)."""
-    return load_tokenizer(resolve(recipe, cuda=False))
+    return resolve(recipe, cuda=False).tokenizer()
 
 
 def template_text(recipe: Recipe) -> str:

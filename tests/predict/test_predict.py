@@ -389,7 +389,7 @@ def test_limit_then_resume_asks_each_section_once(cli, tmp_path, five_rows, monk
     shrink = cli(*args, "--resume", "--limit", "2")
     assert shrink.exit_code == 2 and "holds 5 rows" in shrink.output
     other = cli(*args, "--resume", "--set", "generation.max_new_tokens=41")
-    assert other.exit_code == 2 and "with other settings (sampling:" in other.output
+    assert other.exit_code == 2 and "with other settings (generation:" in other.output
     assert len(asked) == done and out.read_bytes() == before
 
 
@@ -401,7 +401,7 @@ def test_resume_with_other_settings_is_refused(cli, tmp_path, five_rows):
         "--set", "generation.structured=false",
     )  # fmt: skip
     assert changed.exit_code == 2, changed.output
-    assert "labels.csv.partial.jsonl was written with other settings (sampling:" in changed.output
+    assert "labels.csv.partial.jsonl was written with other settings (generation:" in changed.output
     assert "start again with --overwrite" in changed.output
 
 

@@ -30,6 +30,7 @@ from llmscisci_cfg.task.answer import (
     parse_label,
     think_text,
 )
+from tests.rewards.conftest import kinds
 
 GOLD = [1, 0, 1, 0, 0]
 WS = WhitespaceTokenizer()
@@ -45,11 +46,11 @@ def score_all(text, gold=GOLD, n=5) -> tuple[float, ...]:
     c = [text]
     return (
         format_reward(c)[0],
-        label_valid(c, num_categories=n)[0],
-        stepwise_label(c, num_categories=n)[0],
-        hamming(c, gold=[gold], num_categories=n)[0],
+        label_valid(c, label_kind=kinds(n))[0],
+        stepwise_label(c, label_kind=kinds(n))[0],
+        hamming(c, gold=[gold], label_kind=kinds(n))[0],
         cot_length(c, tokenizer=WS)[0],
-        cond_cot_stepwise(c, tokenizer=WS, num_categories=n, alpha=0.1, threshold=1.0)[0],
+        cond_cot_stepwise(c, tokenizer=WS, label_kind=kinds(n), alpha=0.1, threshold=1.0)[0],
     )
 
 
@@ -232,41 +233,44 @@ GOLDS = [
 
 @pytest.mark.parametrize("case,gold,expected", GOLDS, ids=[row[0] for row in GOLDS])
 def test_hamming_gold_codecs(case, gold, expected):
-    assert hamming([w("[1, 0, 1, 0, 0]")], gold=[gold], num_categories=5) == [
+    assert hamming([w("[1, 0, 1, 0, 0]")], gold=[gold], label_kind=kinds(5)) == [
         pytest.approx(expected)
     ]
 
 
 def test_hamming_gold_shorter_than_batch_scores_zero():
-    assert hamming([w("[1, 0, 1, 0, 0]")] * 2, gold=[GOLD], num_categories=5) == [1.0, 0.0]
+    assert hamming([w("[1, 0, 1, 0, 0]")] * 2, gold=[GOLD], label_kind=kinds(5)) == [1.0, 0.0]
 
 
 def test_category_count_comes_from_the_task():
     three = w("[1, 0, 1]")
-    assert label_valid([three], num_categories=3) == [0.5]
-    assert label_valid([three], num_categories=5) == [0.0]
-    assert stepwise_label([three], num_categories=3) == [1.0]
-    assert hamming([three], gold=[[1, 1, 1]], num_categories=3) == [pytest.approx(2 / 3)]
+    assert label_valid([three], label_kind=kinds(3)) == [0.5]
+    assert label_valid([three], label_kind=kinds(5)) == [0.0]
+    assert stepwise_label([three], label_kind=kinds(3)) == [1.0]
+    assert hamming([three], gold=[[1, 1, 1]], label_kind=kinds(3)) == [pytest.approx(2 / 3)]
     per_aspect = {"easy": 3, "difficult": 5}
     texts = [three, three, w("[1, 0, 1, 0, 0]")]
     aspects = ["easy", "difficult", "difficult"]
-    assert label_valid(texts, num_categories=per_aspect, aspect=aspects) == [0.5, 0.0, 0.5]
-    assert stepwise_label(texts, num_categories=per_aspect, aspect=aspects) == [1.0, 0.375, 1.0]
+    assert label_valid(texts, label_kind=kinds(per_aspect), aspect=aspects) == [0.5, 0.0, 0.5]
+    assert stepwise_label(texts, label_kind=kinds(per_aspect), aspect=aspects) == [1.0, 0.375, 1.0]
     assert hamming(
-        texts, gold=[[1, 0, 1], GOLD, GOLD], num_categories=per_aspect, aspect=aspects
+        texts, gold=[[1, 0, 1], GOLD, GOLD], label_kind=kinds(per_aspect), aspect=aspects
     ) == [1.0, 0.0, 1.0]
 
 
 def test_cond_cot_stepwise_parameters():
     good, partial = w("[1, 0, 1, 0, 0]", "one two three four"), w("[1, 0]", "one two")
     texts = [good, partial]
-    assert cond_cot_stepwise(texts, tokenizer=WS, num_categories=5) == [pytest.approx(1.4), 0.375]
-    assert cond_cot_stepwise(texts, tokenizer=WS, num_categories=5, alpha=1.0) == [5.0, 0.375]
-    assert cond_cot_stepwise(texts, tokenizer=WS, num_categories=5, threshold=0.3) == [
+    assert cond_cot_stepwise(texts, tokenizer=WS, label_kind=kinds(5)) == [
+        pytest.approx(1.4),
+        0.375,
+    ]
+    assert cond_cot_stepwise(texts, tokenizer=WS, label_kind=kinds(5), alpha=1.0) == [5.0, 0.375]
+    assert cond_cot_stepwise(texts, tokenizer=WS, label_kind=kinds(5), threshold=0.3) == [
         pytest.approx(1.4),
         pytest.approx(0.575),
     ]
-    assert cond_cot_stepwise(texts, tokenizer=WS, num_categories=5, alpha=0.0) == [1.0, 0.375]
+    assert cond_cot_stepwise(texts, tokenizer=WS, label_kind=kinds(5), alpha=0.0) == [1.0, 0.375]
 
 
 class CountingTokenizer:
@@ -306,11 +310,11 @@ def test_rewards_return_one_float_per_completion():
     texts = [w("[1, 0, 1, 0, 0]"), "", w("[0, 1")]
     for out in (
         format_reward(texts),
-        label_valid(texts, num_categories=5),
-        stepwise_label(texts, num_categories=5),
-        hamming(texts, gold=[GOLD] * 3, num_categories=5),
+        label_valid(texts, label_kind=kinds(5)),
+        stepwise_label(texts, label_kind=kinds(5)),
+        hamming(texts, gold=[GOLD] * 3, label_kind=kinds(5)),
         cot_length(texts, tokenizer=WS),
-        cond_cot_stepwise(texts, tokenizer=WS, num_categories=5),
+        cond_cot_stepwise(texts, tokenizer=WS, label_kind=kinds(5)),
     ):
         assert len(out) == 3 and all(type(v) is float for v in out)
     assert format_reward([]) == [] and cot_length([], tokenizer=WS) == []
@@ -492,12 +496,12 @@ def test_fast_one_hot_parse_equals_literal_eval(label, n):
     )
 )
 def test_rewards_equal_the_reference(text):
-    assert stepwise_label([text], num_categories=5) == [ref_stepwise(text, 5)]
-    assert label_valid([text], num_categories=5) == [
+    assert stepwise_label([text], label_kind=kinds(5)) == [ref_stepwise(text, 5)]
+    assert label_valid([text], label_kind=kinds(5)) == [
         0.5 if FORMAT_RE.match(text) and ref_valid(ref_label_text(text), 5) else 0.0
     ]
     assert format_reward([text]) == [1.0 if FORMAT_RE.match(text) else 0.0]
-    assert hamming([text], gold=[GOLD], num_categories=5) == [ref_hamming(text, GOLD, 5)]
+    assert hamming([text], gold=[GOLD], label_kind=kinds(5)) == [ref_hamming(text, GOLD, 5)]
 
 
 @FAST

@@ -46,18 +46,21 @@ def test_rewards_list(invoke):
     result = invoke("rewards", "list")
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    names = [line.split()[0] for line in lines[0:12:2]]
+    names = [line.split()[0] for line in lines[0:14:2]]
     assert names == [
         "format",
         "label_valid",
         "stepwise_label",
         "hamming",
+        "correct",
         "cot_length",
         "cond_cot_stepwise",
     ]
     assert lines[0] == "format             1 when <think>…</think> <label>…</label> matches"
-    assert lines[7] == "                   range: 0 to 1; params: none; reads: gold"
-    assert lines[11] == "                   range: 0 or more; params: alpha=0.1, threshold=1.0"
+    assert lines[7] == ("                   range: 0 to 1; params: constrained=False; reads: gold")
+    assert lines[13] == (
+        "                   range: 0 or more; params: alpha=0.1, threshold=1.0, constrained=False"
+    )
 
 
 def test_rewards_test_json(invoke, tmp_path):
@@ -126,6 +129,7 @@ def test_rewards_test_all_builtins_by_default(invoke, tmp_path):
         "label_valid",
         "stepwise_label",
         "hamming",
+        "correct",
         "cot_length",
         "cond_cot_stepwise",
     ]

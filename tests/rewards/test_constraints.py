@@ -1,5 +1,6 @@
-"""Label constraints in the rewards: off by default (the research's values), and when a task
-declares them, a label that breaks them scores as an invalid label does."""
+"""Label constraints in the rewards: off by default, even when the task declares them (the
+research's values: they decode but never score), and with ``constrained: true`` a label that
+breaks them scores as an invalid label does."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from llmscisci_cfg.rewards.compose import build_rewards
 from llmscisci_cfg.rewards.registry import BUILTINS, check_callables, check_specs
 from llmscisci_cfg.task.constraints import LabelRule
 from tests.data_helpers import constrained_task
+from tests.rewards.conftest import kinds
 
 RULE = LabelRule(5, (4,), 1, ("5",))  # exclusive: [5], min_positive: 1
 GOLD = [1, 0, 1, 0, 0]
@@ -42,50 +44,44 @@ TABLE = [
 ]
 
 
-def _scores(completions, **kw):
+def _scores(completions, rule=RULE, **kw):
+    kind = kinds(5, rule) if not isinstance(rule, dict) else rule
     return (
-        builtin.label_valid(completions, num_categories=5, **kw),
-        builtin.stepwise_label(completions, num_categories=5, **kw),
-        builtin.hamming(completions, gold=[GOLD] * len(completions), num_categories=5, **kw),
+        builtin.label_valid(completions, label_kind=kind, **kw),
+        builtin.stepwise_label(completions, label_kind=kind, **kw),
+        builtin.hamming(completions, gold=[GOLD] * len(completions), label_kind=kind, **kw),
     )
 
 
 @pytest.mark.parametrize(("text", "plain", "strict"), TABLE)
 def test_table(text, plain, strict):
-    assert tuple(s[0] for s in _scores([text])) == pytest.approx(plain)
-    assert tuple(s[0] for s in _scores([text], label_constraints=None)) == pytest.approx(plain)
-    assert tuple(s[0] for s in _scores([text], label_constraints=RULE)) == pytest.approx(strict)
+    assert tuple(s[0] for s in _scores([text], rule=None)) == pytest.approx(plain)
+    assert tuple(s[0] for s in _scores([text])) == pytest.approx(plain)  # the research's
+    assert tuple(s[0] for s in _scores([text], constrained=True)) == pytest.approx(strict)
 
 
 def test_per_aspect_rules_follow_the_aspect_column():
     texts = [w("[0, 0, 0, 0, 0]")] * 2
-    rules = {"easy": RULE, "difficult": None}
-    out = _scores(texts, label_constraints=rules, aspect=["easy", "difficult"])
+    rules = {"easy": kinds(5, RULE), "difficult": kinds(5)}
+    out = _scores(texts, rules, constrained=True, aspect=["easy", "difficult"])
     assert out == ([0.0, 0.5], [0.375, 1.0], [0.0, 0.6])
 
 
 def test_cond_cot_stepwise_needs_a_label_that_keeps_the_rule():
     texts = [w("[0, 0, 0, 0, 0]"), w("[0, 0, 0, 0, 1]")]
-    kw = dict(tokenizer=WS, num_categories=5, alpha=0.1, threshold=1.0)
+    kw = dict(tokenizer=WS, label_kind=kinds(5, RULE), alpha=0.1, threshold=1.0)
     assert builtin.cond_cot_stepwise(texts, **kw) == pytest.approx([1.2, 1.2])
-    strict = builtin.cond_cot_stepwise(texts, label_constraints=RULE, **kw)
+    strict = builtin.cond_cot_stepwise(texts, constrained=True, **kw)
     assert strict == pytest.approx([0.375, 1.2])
 
 
-def test_the_compiler_binds_constraints_only_when_the_task_has_them():
-    specs = [RewardSpec(name=n) for n in ("format", "label_valid", "stepwise_label", "hamming")]
-    plain = build_rewards(specs, Path("."), 5)
-    assert all("label_constraints" not in f.bound for f in plain.funcs)
-    strict = build_rewards(specs, Path("."), 5, label_constraints={"easy": RULE})
-    bound = {f.__name__: f.bound.get("label_constraints") for f in strict.funcs}
-    assert bound == {
-        "format": None,
-        "label_valid": {"easy": RULE},
-        "stepwise_label": {"easy": RULE},
-        "hamming": {"easy": RULE},
-    }
+def test_the_task_constraints_score_only_when_a_reward_asks():
+    names = ("format", "label_valid", "stepwise_label", "hamming")
+    plain = build_rewards([RewardSpec(name=n) for n in names], Path("."), {"easy": kinds(5, RULE)})
+    strict_specs = [RewardSpec(name="label_valid", params={"constrained": True})]
+    strict = build_rewards(strict_specs, Path("."), {"easy": kinds(5, RULE)})
     text = [w("[0, 0, 0, 0, 0]")]
-    assert strict.funcs[1](completions=text, aspect=["easy"]) == [0.0]
+    assert strict.funcs[0](completions=text, aspect=["easy"]) == [0.0]
     assert plain.funcs[1](completions=text, aspect=["easy"]) == [0.5]
 
 
@@ -104,7 +100,7 @@ def test_constraints_are_supplied_never_a_parameter(tmp_path):
     )
     spec = RewardSpec(name="mine.py:strict")
     assert check_callables([spec], tmp_path) == []
-    stack = build_rewards([spec], tmp_path, 5, label_constraints=RULE)
+    stack = build_rewards([spec], tmp_path, kinds(5, RULE))
     assert stack.funcs[0](completions=["x"]) == [1.0]
 
 
@@ -120,7 +116,11 @@ def test_rewards_test_reads_the_recipe_task_constraints(tmp_path):
         },
         "method": {"name": "grpo", "num_generations": 2},
         "train": {"per_device_batch_size": 2},
-        "rewards": [{"name": "label_valid"}, {"name": "stepwise_label"}, {"name": "hamming"}],
+        "rewards": [
+            {"name": "label_valid", "params": {"constrained": True}},
+            {"name": "stepwise_label", "params": {"constrained": True}},
+            {"name": "hamming", "params": {"constrained": True}},
+        ],
     }
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
     rows = [

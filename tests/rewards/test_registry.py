@@ -23,6 +23,7 @@ from llmscisci_cfg.rewards.registry import (
     module_exists,
     parse_name,
 )
+from tests.rewards.conftest import kinds
 
 REPO = Path(__file__).resolve().parents[2]
 GOOD = "<think>a</think><label>[1, 0, 1, 0, 0]</label>"
@@ -97,18 +98,21 @@ def test_builtins_and_their_params():
         "label_valid",
         "stepwise_label",
         "hamming",
+        "correct",
         "cot_length",
         "cond_cot_stepwise",
     ]
+    strict = {"constrained": False}  # the task's label constraints: off, as the research scores
     assert {n: b.params for n, b in BUILTINS.items()} == {
         "format": {},
-        "label_valid": {},
-        "stepwise_label": {},
-        "hamming": {},
+        "label_valid": strict,
+        "stepwise_label": strict,
+        "hamming": strict,
+        "correct": strict,
         "cot_length": {},
-        "cond_cot_stepwise": {"alpha": 0.1, "threshold": 1.0},
+        "cond_cot_stepwise": {"alpha": 0.1, "threshold": 1.0} | strict,
     }
-    assert BUILTINS["hamming"].reads == ["gold"]
+    assert BUILTINS["hamming"].reads == BUILTINS["correct"].reads == ["gold"]
 
 
 # ----------------------------------------------------------------------------- validate time
@@ -128,7 +132,8 @@ VALIDATE = [
             (
                 ("rewards", 1, "name"),
                 "unknown reward 'formatt' (did you mean 'format'?); built-ins: format, label_valid, "
-                "stepwise_label, hamming, cot_length, cond_cot_stepwise; or a plug-in is written "
+                "stepwise_label, hamming, correct, cot_length, cond_cot_stepwise; or a plug-in is "
+                "written "
                 "package.module:function or path/to/file.py:function",
             )
         ],
@@ -139,13 +144,18 @@ VALIDATE = [
             (
                 ("rewards", 0, "params", "alpah"),
                 "cond_cot_stepwise has no parameter 'alpah' (did you mean 'alpha'?); "
-                "parameters: alpha, threshold",
+                "parameters: alpha, threshold, constrained",
             )
         ],
     ),
     (
         [{"name": "hamming", "params": {"beta": 1}}],
-        [(("rewards", 0, "params", "beta"), "hamming takes no parameters; remove 'beta'")],
+        [
+            (
+                ("rewards", 0, "params", "beta"),
+                "hamming has no parameter 'beta'; parameters: constrained",
+            )
+        ],
     ),
     (
         [{"name": "cond_cot_stepwise", "params": {"alpha": "big"}}],
@@ -241,7 +251,7 @@ def test_plugin_file_loads_and_binds(plugin_dir):
         }
     )
     assert check_callables(entries, plugin_dir) == []
-    stack = build_rewards(entries, plugin_dir, num_categories=5)
+    stack = build_rewards(entries, plugin_dir, label_kind=kinds(5))
     assert stack.names == ["short"] and stack.weights == [0.5]
     fn = stack.funcs[0]
     assert fn.__name__ == "short" and fn.bound == {"max_chars": 10}
@@ -254,12 +264,12 @@ def test_plugin_module_loads(tmp_path, monkeypatch):
     (pkg / "__init__.py").write_text("")
     (pkg / "scores.py").write_text(PLUGIN)
     monkeypatch.syspath_prepend(str(tmp_path))
-    stack = build_rewards(specs("good_pkg_rw.scores:brevity"), tmp_path, num_categories=5)
+    stack = build_rewards(specs("good_pkg_rw.scores:brevity"), tmp_path, label_kind=kinds(5))
     assert stack.funcs[0](completions=["x" * 101]) == [0.0]
 
 
 def test_injected_arguments_reach_plugins(plugin_dir):
-    stack = build_rewards(specs("my_rewards.py:by_doc"), plugin_dir, num_categories=7)
+    stack = build_rewards(specs("my_rewards.py:by_doc"), plugin_dir, label_kind=kinds(7))
     assert stack.funcs[0].bound == {"num_categories": 7}
     assert stack.funcs[0](completions=["a"], id=["doc"]) == [7.0]
 
@@ -329,7 +339,7 @@ def test_check_callables_problems(name, params, message, plugin_dir):
     key = ("rewards", 0, "params", next(iter(params))) if params else ("rewards", 0, "name")
     assert pairs(found) == [(key, message)]
     with pytest.raises(UserError) as err:
-        build_rewards(specs({"name": name, "params": params}), plugin_dir, num_categories=5)
+        build_rewards(specs({"name": name, "params": params}), plugin_dir, label_kind=kinds(5))
     assert message in str(err.value)
 
 
@@ -375,11 +385,12 @@ def test_stack_binds_params_weights_and_names():
     )
     tok = WhitespaceTokenizer()
     assert needs_tokenizer(entries, Path("."))
-    stack = build_rewards(entries, Path("."), num_categories=5, tokenizer=tok)
+    stack = build_rewards(entries, Path("."), label_kind=kinds(5), tokenizer=tok)
     assert stack.names == ["format", "cot1", "cot01", "hamming"]
     assert stack.weights == [0.5, 1.0, 1.0, 2.0]
     assert [f.__name__ for f in stack.funcs] == stack.names
-    assert stack.funcs[1].bound == {"alpha": 1.0, "tokenizer": tok, "num_categories": 5}
+    bound = stack.funcs[1].bound
+    assert bound == {"alpha": 1.0, "tokenizer": tok, "label_kind": kinds(5)}
     text = "<think>a b c</think><label>[1, 0, 1, 0, 0]</label>"
     kwargs = {
         "prompts": ["p"],
@@ -399,14 +410,14 @@ def test_stack_binds_params_weights_and_names():
 def test_tokenizer_is_required_when_a_reward_takes_one():
     assert not needs_tokenizer(specs("format", "hamming"), Path("."))
     with pytest.raises(ValueError, match="takes a tokenizer"):
-        build_rewards(specs("cot_length"), Path("."), num_categories=5)
+        build_rewards(specs("cot_length"), Path("."), label_kind=kinds(5))
 
 
 def test_async_plugin_gets_an_async_wrapper(plugin_dir):
     import asyncio
     import inspect
 
-    fn = build_rewards(specs("my_rewards.py:judge"), plugin_dir, num_categories=5).funcs[0]
+    fn = build_rewards(specs("my_rewards.py:judge"), plugin_dir, label_kind=kinds(5)).funcs[0]
     assert isinstance(fn, AsyncRewardFn) and inspect.iscoroutinefunction(fn.__call__)
     assert asyncio.run(fn(completions=["a", "b"])) == [0.5, 0.5]
 
@@ -415,7 +426,10 @@ def test_reward_fns_survive_pickling():
     import pickle
 
     fn = build_rewards(
-        specs({"name": "cond_cot_stepwise", "alias": "c"}), Path("."), 5, WhitespaceTokenizer()
+        specs({"name": "cond_cot_stepwise", "alias": "c"}),
+        Path("."),
+        kinds(5),
+        WhitespaceTokenizer(),
     ).funcs[0]
     again = pickle.loads(pickle.dumps(fn))
     assert again.__name__ == "c" and again(completions=[GOOD]) == fn(completions=[GOOD])
@@ -438,7 +452,7 @@ def test_trl_names_and_calls_the_stack(plugin_dir):
         {"name": "hamming", "weight": 2.0},
         {"name": "my_rewards.py:brevity", "params": {"max_chars": 60}},
     )
-    stack = build_rewards(entries, plugin_dir, num_categories=5)
+    stack = build_rewards(entries, plugin_dir, label_kind=kinds(5))
     names = [trl_utils.get_callable_name(f) for f in stack.funcs]
     assert names == ["fmt", "hamming", "brevity"]
     assert not any(trl_utils.is_async_callable(f) for f in stack.funcs)
@@ -518,9 +532,9 @@ def test_recipe_loader_reports_reward_problems(tmp_path):
 
 def test_category_counts_come_from_the_task(tmp_path):
     from llmscisci_cfg.recipe.loader import load_job
-    from llmscisci_cfg.rewards.compose import default_num_categories
+    from llmscisci_cfg.rewards.compose import default_label_kinds
 
-    assert default_num_categories() == 5
+    assert {k.n for k in default_label_kinds().values()} == {5}
     assert load_job(REPO / "recipes" / "quickstart" / "grpo_tiny.yaml").num_categories == 5
     source = (REPO / "recipes" / "quickstart" / "grpo_tiny.yaml").read_text()
     override = "  task_overrides:\n    categories:\n      easy: [Code, Data, Other]\n    codes:\n      easy: {}\n"

@@ -89,8 +89,8 @@ def test_every_recorded_input_is_compared(tmp_path, changed):
 
     from llmscisci_cfg.resources import root
     from llmscisci_cfg.runs import manifest
-    from llmscisci_cfg.train.reproduce import changed_inputs
     from llmscisci_cfg.runs.rundir import RUN_FORMAT, RunDir
+    from llmscisci_cfg.train.reproduce import changed_inputs
 
     traces, template, plugin = tmp_path / "t.jsonl", tmp_path / "chat.jinja", tmp_path / "p.py"
     shutil.copy(root("assets") / "sample" / "traces.jsonl", traces)

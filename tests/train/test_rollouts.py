@@ -176,8 +176,9 @@ def test_grpo_trains_with_merged_rollouts(tmp_path, seen):
     assert trainer._merged_copy is copy  # not rebuilt
 
 
-def test_grpo_rewards_apply_the_task_label_constraints(tmp_path):
-    """The trainer's reward stack is built with the task's constraints (as eval and predict)."""
+def test_grpo_rewards_apply_the_task_label_constraints_when_asked(tmp_path):
+    """The trainer's rewards score the research's way (every valid one-hot) unless a reward
+    asks for the task's constraints (``constrained: true``), which decoding always keeps."""
     from llmscisci_cfg.train.build import make_rewards
     from tests.data_helpers import constrained_task
 
@@ -185,14 +186,16 @@ def test_grpo_rewards_apply_the_task_label_constraints(tmp_path):
     text = recipe_text("grpo").replace(
         "  aspects: [easy]\n", f"  task: {task}\n  aspects: [easy]\n"
     )
-    job = job_of(text)
-    (format_reward, stepwise) = make_rewards(job, None, ["prompt", "gold", "aspect"])
+    strict = text.replace(
+        "  - name: stepwise_label\n", "  - name: stepwise_label\n    params: {constrained: true}\n"
+    )
     bad = [
         "<think>x</think><label>[1, 0, 0, 0, 1]</label>",
         "<think>x</think><label>[0, 0, 0, 0, 0]</label>",
     ]
     good = ["<think>x</think><label>[1, 0, 0, 0, 0]</label>"]
     gold = [[1, 0, 0, 0, 0]] * 3
-    scores = stepwise(completions=bad + good, gold=gold, aspect=["easy"] * 3)
-    assert scores[0] == scores[1] < scores[2] == 1.0
+    for recipe, expected in ((text, [1.0, 1.0, 1.0]), (strict, [0.375, 0.375, 1.0])):
+        (format_reward, stepwise) = make_rewards(job_of(recipe), None, ["prompt", "gold", "aspect"])
+        assert stepwise(completions=bad + good, gold=gold, aspect=["easy"] * 3) == expected
     assert format_reward(completions=bad + good) == [1.0, 1.0, 1.0]  # the format is still fine
