@@ -39,6 +39,20 @@ def register(group: click.Group) -> None:
     is_flag=True,
     help="Optional marker before the columns (`agree TABLE --columns A B`, as DESIGN.md writes it).",
 )
+@click.option(
+    "--alt-test",
+    "model",
+    metavar="MODEL_COLUMN",
+    help="Run the alternative annotator test instead: may the labels in MODEL_COLUMN replace a "
+    "human coder's? COLUMNS are then the human coders (at least 3).",
+)
+@click.option(
+    "--epsilon",
+    type=float,
+    help="The alt-test's margin for the model (default 0.2). The paper's rule of thumb: 0.2 "
+    "when the coders are experts, 0.15 skilled (trained students), 0.1 crowd workers; "
+    "smaller when the coders agree little.",
+)
 def agree(
     table: Path,
     columns: tuple[str, ...],
@@ -47,6 +61,8 @@ def agree(
     task_ref: str | None,
     aspect: str | None,
     as_json: bool,
+    model: str | None,
+    epsilon: float | None,
 ) -> None:
     """Agreement between the label COLUMNS (two or more) of TABLE (.csv, .jsonl, .json, .parquet).
 
@@ -56,13 +72,32 @@ def agree(
     Rows missing a label, or with an invalid one, are counted and left out, never guessed.
     A kappa that is undefined (both raters constant and equal) is null.
 
+    With --alt-test MODEL_COLUMN: the alternative annotator test of Calderon, Reichart and
+    Dror (ACL 2025). Each human coder is left out in turn; on the items they labelled, is the
+    model at least as close to the other coders as they are, by a one-sided t-test with margin
+    epsilon, corrected by Benjamini-Yekutieli (q = 0.05)? The model passes when it wins
+    against at least half of the coders. Each coder needs 30 items or more. Labels may also be
+    plain category names (single label: accuracy); one-hot lists use 1 - Hamming distance,
+    lists of levels the share of dimensions that agree.
+
     Example: llmscisci agree labels.csv coder_a coder_b model --task builtin:repro_effort --aspect easy
+
+    Example: llmscisci agree labels.csv --alt-test gpt4 --columns coder_a coder_b coder_c
     """
     from llmscisci_cfg.data.table import read_table
-    from llmscisci_cfg.eval.agree import agree as compute
 
+    if epsilon is not None and model is None:
+        raise click.UsageError("--epsilon needs --alt-test")
     names, codes = _categories(categories, task_ref, aspect)
-    result = compute(read_table(table), columns, names, codes)
+    if model is not None:
+        from llmscisci_cfg.eval.alttest import DEFAULT_EPSILON, alt_test_table
+
+        eps = DEFAULT_EPSILON if epsilon is None else epsilon
+        result = alt_test_table(read_table(table), model, columns, names, codes, eps)
+    else:
+        from llmscisci_cfg.eval.agree import agree as compute
+
+        result = compute(read_table(table), columns, names, codes)
     if as_json:
         click.echo(json.dumps(result.as_json()))
         for note in result.notes:

@@ -150,7 +150,7 @@ def agree(
     first valid one-hot value and the categories are named ``1``..``n``. ``codes`` maps a
     human code to a 0-based category index (default ``1``..``n`` in order).
     """
-    columns = _check_columns(table, columns)
+    columns = check_columns(table, columns)
     n = len(categories) if categories else _infer_size(table, columns, codes)
     names = list(categories) if categories else [str(i + 1) for i in range(n)]
     if len(set(names)) != len(names):
@@ -182,7 +182,8 @@ def agree(
 # ----------------------------------------------------------------------------- decoding
 
 
-def _check_columns(table: Table, columns: Sequence[str]) -> list[str]:
+def check_columns(table: Table, columns: Sequence[str]) -> list[str]:
+    """``columns`` as a list: two or more, none twice, each in ``table`` (else `UserError`)."""
     columns = list(columns)
     if len(columns) < 2:
         raise UserError("agreement needs at least two label columns")
