@@ -3,8 +3,9 @@
 Written atomically at the start (``status: running``) and again at the end
 (``completed`` or ``failed``). It records the recipe (sha256 and resolved form), library
 versions, the git commit of the recipe's repository, sha256 of the data source, chat
-template and reward sources, seed, device, processes, times, and what ``final/`` holds.
-Every hash comes from the `Job` (computed once per run); `RunDir` reads the file back.
+template and reward sources, seed, device, processes, times, what ``final/`` holds, and the
+inventory of what the run wrote (`rundir.run_inventory`). Every hash comes from the `Job`
+(computed once per run); `RunDir` reads the file back.
 """
 
 from __future__ import annotations
@@ -21,11 +22,14 @@ import yaml
 from llmscisci_cfg.digest import content_sha256, text_sha256
 from llmscisci_cfg.recipe.resolve import Job, absolute_recipe
 from llmscisci_cfg.runs.rundir import (
+    INVENTORY,
     MANIFEST,
     RESOLVED,
     RUN_FORMAT,
     FinalInfo,
     RunDir,
+    inventory,
+    run_inventory,
     write_atomic,
     write_json,
 )
@@ -144,9 +148,14 @@ def start(
     template_text: str,
     resumed_from: str | None,
 ) -> dict[str, Any]:
-    """Write ``recipe.resolved.yaml`` and the first ``manifest.json``; return the manifest."""
+    """Write ``recipe.resolved.yaml`` and the first ``manifest.json``; return the manifest.
+
+    A resumed run keeps what eval and export added to the old manifest's inventory."""
     run_dir = job.run_dir
-    history = _history(run_dir) if resumed_from else []
+    before = (
+        RunDir.open(run_dir).manifest if resumed_from and (run_dir / MANIFEST).is_file() else {}
+    )
+    history = _history(before) if resumed_from else []
     text = resolved_yaml(job)
     write_atomic(run_dir / RESOLVED, text)
     source = job.recipe_file
@@ -177,16 +186,16 @@ def start(
         "history": history,  # earlier sessions of a resumed run
         "start_time": now(),
         "end_time": None,
+        INVENTORY: run_inventory(inventory(before) or []),
     }
     write_json(run_dir / MANIFEST, manifest)
     return manifest
 
 
-def _history(run_dir: Path) -> list[dict[str, Any]]:
+def _history(old: dict[str, Any]) -> list[dict[str, Any]]:
     """The previous manifest's sessions plus the previous session itself."""
-    if not (run_dir / MANIFEST).is_file():
+    if not old:
         return []
-    old = RunDir.open(run_dir).manifest
     keys = ("status", "start_time", "end_time", "resumed_from")
     history = old.get("history")
     return [*(history if isinstance(history, list) else []), {k: old.get(k) for k in keys}]
