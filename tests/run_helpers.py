@@ -92,3 +92,25 @@ def job_of(text: str, cuda: bool = False, run_dir=None, file: str = "<recipe>"):
     from llmscisci_cfg.recipe.resolve import resolve
 
     return resolve(load_recipe_text(text, file), cuda=cuda, run_dir=run_dir)
+
+
+def sound_checkpoint(run_dir: Path, step: int) -> Path:
+    """``checkpoints/checkpoint-STEP`` holding the two states a resume needs (no weights)."""
+    path = run_dir / "checkpoints" / f"checkpoint-{step}"
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    state = {
+        "total_loss_scalar": 1.0,
+        "tr_loss": 0.0,
+        "globalstep_last_logged": step,
+        "total_train_tokens": None,
+    }
+    (path / "llmscisci_state.json").write_text(json.dumps(state))
+    return path
+
+
+def our_manifest(**fields) -> str:
+    """A manifest.json text of ours: the format marker and a run's inventory."""
+    from llmscisci_cfg.runs.rundir import RUN_FORMAT, run_inventory
+
+    return json.dumps({"format": RUN_FORMAT, "inventory": run_inventory()} | fields)

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from llmscisci_cfg.digest import content_sha256
 from llmscisci_cfg.errors import UserError
 from llmscisci_cfg.eval import report as eval_report
 from llmscisci_cfg.eval.references import (
@@ -44,7 +45,7 @@ from llmscisci_cfg.eval.references import (
 from llmscisci_cfg.eval.report import EvalMeta, Prediction
 from llmscisci_cfg.recipe.resolve import Job
 from llmscisci_cfg.recipe.schema import Recipe
-from llmscisci_cfg.runs.rundir import RunDir, RunLock
+from llmscisci_cfg.runs.rundir import RunDir, RunLock, claim, write_json
 from llmscisci_cfg.task.kinds import LabelKind, read_answer
 
 if TYPE_CHECKING:
@@ -78,6 +79,7 @@ class EvalResult:
     report: dict[str, Any]
     meta: EvalMeta
     files: list[Path] = field(default_factory=list)
+    written: list[str] = field(default_factory=list)  # names written into output_dir
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -320,7 +322,9 @@ class _Context:
             chat_templates=self.templates,
         )
         report = eval_report.write_all(out, self.predictions, meta)
-        return EvalResult(output_dir=out, report=report, meta=meta, files=eval_report.files(out))
+        written = mark_output_dir(out, str(run_dir) if run_dir else self.job.name)
+        files = eval_report.files(out)
+        return EvalResult(out, report, meta, files=files, written=written)
 
 
 def _context(job: Job, opts: EvalOptions, tokenizer, trained_key: str | None = None) -> _Context:
@@ -358,32 +362,92 @@ def _require_local_references(job: Job, refs: list[Reference]) -> None:
 # ----------------------------------------------------------------------------- entry points
 
 
+#: Written by eval beside its files: which evaluation they are and their sha256, so that a
+#: later eval replaces exactly what an eval wrote (`check_output_dir`).
+EVAL_MARKER = ".llmscisci-eval.json"
+_MARKER_FORMAT = "llmscisci.eval/1"
+
+
 def check_output_dir(out: Path, source: str, overwrite: bool) -> None:
     """Refuse (before anything is generated) to write into a folder holding another
-    evaluation's files (``source``: the run directory or recipe evaluated) or files that are
-    not an evaluation's, unless ``overwrite``; never write into a file or a symbolic link."""
+    evaluation's files (``source``: the run directory or recipe evaluated), files an eval did
+    not write (files with our names included: another tool's or a person's, or ours edited
+    since, as `EVAL_MARKER` records them) or files that are not an evaluation's, unless
+    ``overwrite``; never write into a file, a folder or a symbolic link."""
     if out.is_symlink() or (out.exists() and not out.is_dir()):
         raise UserError(f"{out}: not a directory; choose another --output-dir")
-    if not out.is_dir() or not any(out.iterdir()) or overwrite:
+    if not out.is_dir():
         return
-    ours = {p.name for p in eval_report.files(out)}
-    foreign = sorted(p.name for p in out.iterdir() if p.name not in ours)
-    meta_file = out / eval_report.META
-    try:
-        before = json.loads(meta_file.read_text(encoding="utf-8")) if meta_file.is_file() else {}
-    except (OSError, ValueError):
-        before = {}
-    earlier = before.get("run_dir") or before.get("recipe") if isinstance(before, dict) else None
+    targets = [p for p in eval_report.files(out) if p.is_symlink() or p.exists()]
+    odd = [p.name for p in targets if p.is_symlink() or not p.is_file()]
+    if odd:
+        raise UserError(
+            f"{out}: {', '.join(odd)} is a symbolic link or a folder, which eval does not write "
+            "through; choose another --output-dir"
+        )
+    if not any(out.iterdir()) or overwrite:
+        return
+    marker = _read_marker(out)
+    ours = {EVAL_MARKER} if marker else set()
+    for name, sha in (marker or {}).get("files", {}).items():
+        path = out / name
+        if path.is_file() and not path.is_symlink() and content_sha256(path) == sha:
+            ours.add(name)
+    names = {p.name for p in eval_report.files(out)}
+    theirs = sorted(p.name for p in out.iterdir() if p.name not in ours)
+    foreign = [n for n in theirs if n not in names]
     if foreign:
         raise UserError(
             f"{out}: holds files that are not an evaluation's ({', '.join(foreign[:5])}); choose "
             "another --output-dir"
         )
-    if earlier is not None and str(earlier) != source:
+    if marker and not _same_source(marker["source"], source):
         raise UserError(
-            f"{out}: holds the evaluation of {earlier}, not of {source}; pass --overwrite to "
-            "replace it, or choose another --output-dir"
+            f"{out}: holds the evaluation of {marker['source']}, not of {source}; pass "
+            "--overwrite to replace it, or choose another --output-dir"
         )
+    if theirs:
+        raise UserError(
+            f"{out}: holds {', '.join(theirs)}, which llmscisci eval did not write there (or "
+            "which changed since); pass --overwrite to replace them, or choose another "
+            "--output-dir"
+        )
+
+
+def _read_marker(out: Path) -> dict[str, Any] | None:
+    """`EVAL_MARKER` of ``out`` when it is valid: a format, a source, file name -> sha256."""
+    path = out / EVAL_MARKER
+    try:
+        data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    files = data.get("files")
+    if (
+        data.get("format") != _MARKER_FORMAT
+        or not isinstance(data.get("source"), str)
+        or not isinstance(files, dict)
+        or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items())
+    ):
+        return None
+    return data
+
+
+def _same_source(before: str, now: str) -> bool:
+    """The same run directory (however spelled) or the same recipe name."""
+    if before == now:
+        return True
+    a, b = Path(before), Path(now)
+    return a.is_dir() and b.is_dir() and a.resolve() == b.resolve()
+
+
+def mark_output_dir(out: Path, source: str) -> list[str]:
+    """Record the files eval just wrote into ``out`` (`EVAL_MARKER`); return their names,
+    the marker's included."""
+    files = {p.name: content_sha256(p) for p in eval_report.files(out) if p.is_file()}
+    write_json(out / EVAL_MARKER, {"format": _MARKER_FORMAT, "source": source, "files": files})
+    return [*files, EVAL_MARKER]
 
 
 def evaluate_run(run_dir: str | Path, opts: EvalOptions) -> EvalResult:
@@ -397,7 +461,9 @@ def evaluate_run(run_dir: str | Path, opts: EvalOptions) -> EvalResult:
     inside = out.resolve().is_relative_to(run.path.resolve())
     with RunLock(run.path) if inside else contextlib.nullcontext():
         result = _evaluate_run(run, opts, out)
-        if inside:  # the run's own evaluation: its model card gets the summary
+        if inside:  # the run's own evaluation: in the run's inventory; the card gets the summary
+            rel = out.resolve().relative_to(run.path.resolve()).as_posix()
+            claim(run.path, [f"{rel}/{name}" for name in result.written])
             _update_card(run, result, out)
         return result
 

@@ -2,6 +2,8 @@
 
 A LoRA run's ``final/`` is merged into its base (rebuilt or reloaded unquantized, per the
 manifest); a full fine-tune is re-saved. The tokenizer carries the training chat template.
+The files get the mode a plain ``open`` gives under the umask; an output folder inside the
+run directory joins the run's inventory (``run --overwrite`` may then remove it).
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from llmscisci_cfg.errors import UserError
-from llmscisci_cfg.runs.rundir import RunDir, RunLock
+from llmscisci_cfg.runs.rundir import RunDir, RunLock, claim, plain_modes
 
 DEFAULT_DIR = "exported"
 
@@ -54,6 +56,10 @@ def _export(run: RunDir, merge: bool, output: str | Path | None) -> Path:
         model = load_pretrained(str(final_dir), spec, str(final_dir))
     tokenizer = load_tokenizer_dir(final_dir)
     out.mkdir(parents=True, exist_ok=True)
+    inside = out.resolve().is_relative_to(run.path.resolve())
+    if inside:  # claimed before writing: a failed export can be removed with the run
+        claim(run.path, [out.resolve().relative_to(run.path.resolve()).as_posix() + "/"])
     model.save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))  # writes chat_template.jinja: the one trained with
+    plain_modes(out)  # safetensors writes its weights 0600
     return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from llmscisci_cfg.runs.rundir import PLOTS, read_metrics
+from llmscisci_cfg.runs.rundir import PLOT_FILES, PLOTS, read_metrics
 
 LOSS_KEYS = ("loss", "eval_loss")
 
@@ -33,9 +33,10 @@ def write_plots(run_dir: Path) -> list[Path]:
     rows = read_metrics(run_dir)
     out = run_dir / PLOTS
     written = []
+    loss, rewards = PLOT_FILES  # the names the run's inventory lists
     for name, keys, ylabel in (
-        ("loss.png", [k for k in LOSS_KEYS if series(rows, k)[0]], "loss"),
-        ("rewards.png", reward_keys(rows), "mean reward"),
+        (loss, [k for k in LOSS_KEYS if series(rows, k)[0]], "loss"),
+        (rewards, reward_keys(rows), "mean reward"),
     ):
         if keys:
             written.append(_plot(rows, keys, ylabel, out / name))

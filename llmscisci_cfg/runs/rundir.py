@@ -4,30 +4,38 @@ it, and atomic file writes.
 Layout (rank 0 writes all of it)::
 
     runs/<name>/
-      manifest.json          provenance; written atomically at start and at the end
+      manifest.json          provenance; written atomically at start and at the end; its
+                             ``inventory`` lists every path the run (or eval/export) wrote there
       recipe.resolved.yaml   the recipe with defaults filled and paths made absolute
       metrics.jsonl          one JSON object per logged step
       accelerate_config.yaml only for multi-process runs
-      checkpoints/           TRL checkpoints (+ llmscisci_state.json; resume reads the last one)
+      checkpoints/           TRL checkpoints (+ llmscisci_state.json; resume reads the newest
+                             sound one, `checkpoint_damage`)
       final/                 adapter or full model + tokenizer with the training chat template
       plots/                 loss and reward curves (PNG)
     runs/.<name>.lock        held by the process that writes into the run (`RunLock`)
     runs/.<name>.previous    the run an ``--overwrite`` replaced, until the new one saves
                              (the launcher that set it aside settles it)
+
+``--overwrite`` removes exactly what the inventory lists and refuses a run directory holding
+anything else (`check_replaceable`). Everything a run writes gets the mode a plain ``open``
+gives under the umask (`plain_modes`; safetensors writes 0600).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import posixpath
 import re
 import shutil
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llmscisci_cfg.errors import UserError
+from llmscisci_cfg.errors import UserError, first_line
 from llmscisci_cfg.files import plain_mode
 
 if TYPE_CHECKING:
@@ -40,6 +48,11 @@ CHECKPOINTS = "checkpoints"
 FINAL = "final"
 PLOTS = "plots"
 ACCELERATE_CONFIG = "accelerate_config.yaml"
+
+#: Saved beside TRL's files in each checkpoint: the run-level counters resume restores.
+RESUME_STATE = "llmscisci_state.json"
+#: The plots `runs.plots.write_plots` may draw.
+PLOT_FILES = ("loss.png", "rewards.png")
 
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
@@ -163,19 +176,35 @@ def read_manifest(path: Path) -> dict[str, Any]:
 
 #: Written into every manifest: how a run directory is recognised as ours.
 RUN_FORMAT = "llmscisci.run/1"
-#: What a run (and eval/export into it) writes; nothing else in a run directory is ours.
-OURS = {
-    MANIFEST,
-    RESOLVED,
-    METRICS,
-    ACCELERATE_CONFIG,
-    CHECKPOINTS,
-    FINAL,
-    PLOTS,
-    "eval",
-    "exported",
-}
 _LEGACY_KEYS = {"status", "recipe", "versions", "compiled", "final"}
+#: The manifest key listing what was written into the run directory (`run_inventory`).
+INVENTORY = "inventory"
+
+
+def run_inventory(claimed: list[str] = ()) -> list[str]:
+    """What a run writes, relative to its directory (``x/``: a folder the run makes and fills,
+    all of it), plus ``claimed`` (what eval and export wrote there, kept across a resume)."""
+    own = [MANIFEST, RESOLVED, METRICS, ACCELERATE_CONFIG, f"{CHECKPOINTS}/", f"{FINAL}/"]
+    own += [f"{PLOTS}/{name}" for name in PLOT_FILES]
+    return list(dict.fromkeys([*own, *claimed]))
+
+
+def inventory(manifest: dict[str, Any]) -> list[str] | None:
+    """The manifest's inventory, or None when it has no valid one (then nothing in the
+    directory may be deleted): a list of plain relative paths that includes the manifest."""
+    entries = manifest.get(INVENTORY)
+    if not isinstance(entries, list) or MANIFEST not in entries:
+        return None
+    for entry in entries:
+        if not isinstance(entry, str) or not _plain_relative(entry.removesuffix("/")):
+            return None
+    return entries
+
+
+def _plain_relative(path: str) -> bool:
+    """``a/b.txt`` yes; ``""``, ``/a``, ``a/../b``, ``./a``, ``a//b`` no."""
+    parts = path.split("/")
+    return bool(path) and "\\" not in path and all(p not in ("", ".", "..") for p in parts)
 
 
 def prepare(run_dir: Path, resume: bool, overwrite: bool) -> bool:
@@ -184,7 +213,8 @@ def prepare(run_dir: Path, resume: bool, overwrite: bool) -> bool:
 
     A non-empty directory is refused unless it is one of our runs and ``resume`` or
     ``overwrite`` says what to do with it; ``--overwrite`` also refuses a run directory holding
-    files we did not write. Nothing is created or deleted here.
+    anything its manifest's inventory does not list (`check_replaceable`). ``--resume`` needs a
+    checkpoint that is sound (`resume_checkpoint`). Nothing is created or deleted here.
     """
     if resume and overwrite:
         raise UserError("--resume and --overwrite contradict each other; pick one")
@@ -197,44 +227,125 @@ def prepare(run_dir: Path, resume: bool, overwrite: bool) -> bool:
     check_writable(run_dir)
     busy = run_dir.is_dir() and any(run_dir.iterdir())
     if resume:
-        if last_checkpoint(run_dir) is None:
+        if not checkpoints(run_dir):
             raise UserError(f"{run_dir}: --resume found no checkpoint in {run_dir / CHECKPOINTS}")
         if not is_run_dir(run_dir):
             raise UserError(
                 f"{run_dir}: not a run directory (no valid {MANIFEST}); nothing to resume"
             )
+        resume_checkpoint(run_dir)  # a UserError when none is sound
         return False
     if busy and not overwrite:
         raise UserError(
             f"{run_dir}: run directory is not empty; pass --overwrite to replace it, "
             "--resume to continue it, or --output-dir for a new one"
         )
-    if busy and not is_run_dir(run_dir):
+    if busy:
+        check_replaceable(run_dir)
+    return busy
+
+
+def check_replaceable(run_dir: Path) -> None:
+    """`UserError` unless everything in ``run_dir`` is listed in its manifest's inventory (or
+    it holds nothing but empty folders): what ``--overwrite`` may remove."""
+    if not _has_files(run_dir):
+        return
+    if not is_run_dir(run_dir):
         raise UserError(
             f"{run_dir}: not empty and not a run directory (no valid {MANIFEST} of ours); "
             "--overwrite only replaces run directories; choose another --output-dir"
         )
-    foreign = foreign_entries(run_dir) if busy else []
+    entries = inventory(read_manifest(run_dir / MANIFEST))
+    if entries is None:
+        raise UserError(
+            f"{run_dir / MANIFEST}: lists no inventory of the files the run wrote (a manifest "
+            "from an older llmscisci, or not ours), so --overwrite cannot tell them from yours "
+            "and deletes nothing; move the folder away or choose another --output-dir"
+        )
+    foreign = foreign_entries(run_dir, entries)
     if foreign:
         shown = ", ".join(foreign[:5]) + (
             f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
         )
         raise UserError(
-            f"{run_dir}: holds files llmscisci did not write ({shown}); --overwrite deletes only "
-            "run directories, so move them out or choose another --output-dir"
+            f"{run_dir}: holds files llmscisci did not write ({shown}); --overwrite removes only "
+            "what the run recorded writing, so move them out or choose another --output-dir"
         )
-    return busy
+
+
+def foreign_entries(run_dir: Path, entries: list[str]) -> list[str]:
+    """Paths under ``run_dir`` (relative; a folder as ``x/``) that ``entries`` (an inventory)
+    does not account for. Our own interrupted atomic writes (``.NAME.*.tmp`` beside a listed
+    NAME) count as ours; symbolic links never do; a folder no entry lies in is named, not
+    walked."""
+    listed = {e for e in entries if not e.endswith("/")}
+    folders = tuple(e for e in entries if e.endswith("/"))
+    ancestors = {"/".join(e.split("/")[:i]) for e in entries for i in range(1, e.count("/") + 1)}
+    found: list[str] = []
+    for top, dirs, names in os.walk(run_dir):
+        base = Path(top).relative_to(run_dir).as_posix()
+        prefix = "" if base == "." else base + "/"
+        for name in list(dirs):
+            rel = prefix + name
+            if (Path(top) / name).is_symlink():
+                names.append(name)  # a link to a folder: judged as a file, never followed
+                dirs.remove(name)
+            elif (rel + "/").startswith(folders):
+                dirs.remove(name)  # a folder the run made: all of it is the run's
+            elif rel not in ancestors:
+                found.append(rel + "/")
+                dirs.remove(name)
+        for name in names:
+            rel = prefix + name
+            if rel.startswith(folders) or (rel in listed and not (Path(top) / name).is_symlink()):
+                continue
+            if not _our_temp(prefix, name, listed):
+                found.append(rel)
+    return sorted(found)
+
+
+_TEMP = re.compile(r"^\.(.+)\.[A-Za-z0-9_]{8}\.tmp$")
+
+
+def _our_temp(prefix: str, name: str, listed: set[str]) -> bool:
+    """A temporary file `write_atomic` left (``.NAME.xxxxxxxx.tmp``) beside a listed NAME."""
+    m = _TEMP.match(name)
+    return m is not None and prefix + m.group(1) in listed
+
+
+def _has_files(path: Path) -> bool:
+    """Whether anything but (empty) folders lies under ``path``."""
+    return any(p.is_symlink() or not p.is_dir() for p in path.rglob("*"))
+
+
+def claim(run_dir: Path, entries: list[str]) -> None:
+    """Add ``entries`` (paths relative to ``run_dir``, ``x/`` for a folder) to the run's
+    inventory, so that ``--overwrite`` may remove them: eval and export call it for what they
+    wrote into the run (holding its lock). A manifest without a valid inventory is left as it
+    is (nothing in such a run is deleted)."""
+    manifest = read_manifest(run_dir / MANIFEST)
+    listed = inventory(manifest)
+    if listed is None:
+        return
+    tidy = [posixpath.normpath(e) + ("/" if e.endswith("/") else "") for e in entries]
+    tidy = [e for e in tidy if _plain_relative(e.removesuffix("/"))]
+    manifest[INVENTORY] = list(dict.fromkeys([*listed, *tidy]))
+    if manifest[INVENTORY] != listed:
+        write_json(run_dir / MANIFEST, manifest)
 
 
 def replace(run_dir: Path) -> Path | None:
     """Make ``run_dir`` an empty directory for a new run (the caller holds its lock). An old
-    run there (already checked by `prepare`: ours, nothing foreign in it) is moved aside to
-    `previous_run` and its path returned: the caller owns it until `settle_previous`.
+    run there (already checked by `prepare`: nothing in it outside its inventory) is moved
+    aside to `previous_run` and its path returned: the caller owns it until `settle_previous`.
 
     An aside left by a launcher that was killed is the older run: it is kept when what is in
-    ``run_dir`` (the killed run's start) saved nothing, else it is dropped."""
+    ``run_dir`` (the killed run's start) saved nothing, else it is dropped. Whatever would be
+    deleted is checked again first (`check_replaceable`)."""
     aside = previous_run(run_dir)
     if aside.is_dir():
+        if run_dir.is_dir():
+            check_replaceable(run_dir)
         if not saved_something(run_dir):
             shutil.rmtree(run_dir, ignore_errors=True)
             run_dir.mkdir(parents=True)
@@ -243,7 +354,8 @@ def replace(run_dir: Path) -> Path | None:
     if not (run_dir.is_dir() and any(run_dir.iterdir())):
         run_dir.mkdir(parents=True, exist_ok=True)
         return None
-    if not is_run_dir(run_dir):  # not a run: only what a trainer made before (checkpoints/)
+    check_replaceable(run_dir)
+    if not _has_files(run_dir):  # only folders a trainer made before (an empty checkpoints/)
         shutil.rmtree(run_dir)
         run_dir.mkdir()
         return None
@@ -264,8 +376,8 @@ def discard_previous(run_dir: Path) -> None:
 
 
 def saved_something(run_dir: Path) -> bool:
-    """Whether the run in ``run_dir`` has something to keep: a checkpoint that reads back, or
-    a manifest that says it completed (a ``final/`` alone may be half written)."""
+    """Whether the run in ``run_dir`` has something to keep: a sound checkpoint, or a manifest
+    that says it completed (a ``final/`` alone may be half written)."""
     if last_checkpoint(run_dir) is not None:
         return True
     try:
@@ -280,16 +392,18 @@ def settle_previous(run_dir: Path, aside: Path | None, failed: bool) -> str | No
     user should be told, or None. The new run is moved away before the old one moves in, so an
     interruption in between leaves one of them in place, never neither."""
     if aside is None or not aside.is_dir():
-        if failed and run_dir.is_dir() and not any(p.is_file() for p in run_dir.rglob("*")):
+        if failed and run_dir.is_dir() and not _has_files(run_dir):
             shutil.rmtree(run_dir, ignore_errors=True)  # made for this run, which wrote nothing
         return None
     if not failed or saved_something(run_dir):
         shutil.rmtree(aside, ignore_errors=True)
         return None
-    failed_dir = run_dir.with_name(f".{run_dir.name}.failed")
+    failed_dir = None
     try:
-        shutil.rmtree(failed_dir, ignore_errors=True)
-        if run_dir.exists():
+        if run_dir.exists():  # a fresh name: a folder of the user's beside the run stays
+            failed_dir = Path(
+                tempfile.mkdtemp(prefix=f".{run_dir.name}.failed-", dir=run_dir.parent)
+            )
             os.rename(run_dir, failed_dir)
         os.rename(aside, run_dir)
     except OSError as exc:
@@ -297,7 +411,8 @@ def settle_previous(run_dir: Path, aside: Path | None, failed: bool) -> str | No
             f"{run_dir}: the new run saved nothing, and the run it replaced could not be put "
             f"back ({exc.strerror or exc}); it is in {aside}"
         )
-    shutil.rmtree(failed_dir, ignore_errors=True)
+    if failed_dir is not None:
+        shutil.rmtree(failed_dir, ignore_errors=True)
     return f"{run_dir}: the new run saved nothing; the run it replaced is back in its place"
 
 
@@ -319,7 +434,8 @@ def check_writable(run_dir: Path) -> None:
 
 
 def is_run_dir(path: Path) -> bool:
-    """Whether ``path`` holds a manifest we wrote (what ``--overwrite`` may replace)."""
+    """Whether ``path`` holds a manifest we wrote (a run that commands may read; what
+    ``--overwrite`` may remove is `check_replaceable`'s question)."""
     file = path / MANIFEST
     if not file.is_file() or file.stat().st_size > 16 * 1024 * 1024:
         return False
@@ -333,15 +449,6 @@ def is_run_dir(path: Path) -> bool:
 def _ours(manifest: dict[str, Any]) -> bool:
     """Our format marker, or (runs from before it) the keys every manifest of ours has."""
     return manifest.get("format") == RUN_FORMAT or _LEGACY_KEYS <= set(manifest)
-
-
-def foreign_entries(run_dir: Path) -> list[str]:
-    """Names in ``run_dir`` that no run writes (our own temporary files excepted)."""
-    return sorted(
-        p.name
-        for p in run_dir.iterdir()
-        if p.name not in OURS and not (p.name.startswith(".") and p.name.endswith(".tmp"))
-    )
 
 
 class RunLock:
@@ -416,21 +523,54 @@ def _pid(lock_fd: int) -> str:
     return os.pread(lock_fd, 64, 0).decode(errors="replace").strip() or "another process"
 
 
-def last_checkpoint(run_dir: Path) -> Path | None:
-    """The checkpoint with the highest step under ``run_dir/checkpoints`` whose trainer state
-    reads back (a checkpoint torn by a kill is passed over for the one before it)."""
+def checkpoints(run_dir: Path) -> list[Path]:
+    """The ``checkpoint-N`` folders under ``run_dir/checkpoints``, newest (highest N) first."""
     root = run_dir / CHECKPOINTS
     if not root.is_dir():
-        return None
+        return []
     found = [
         (int(m.group(1)), p)
         for p in root.iterdir()
-        if (m := _CHECKPOINT.match(p.name)) and p.is_dir()
+        if (m := _CHECKPOINT.match(p.name)) and p.is_dir() and not p.is_symlink()
     ]
-    for _, path in sorted(found, reverse=True):
-        if checkpoint_step(path) is not None:
-            return path
-    return None
+    return [p for _, p in sorted(found, reverse=True)]
+
+
+def last_checkpoint(run_dir: Path) -> Path | None:
+    """The newest checkpoint under ``run_dir/checkpoints`` that is sound (`checkpoint_damage`):
+    one torn by a kill or a full disk is passed over for the one before it."""
+    return next((p for p in checkpoints(run_dir) if checkpoint_damage(p) is None), None)
+
+
+def resume_checkpoint(run_dir: Path) -> tuple[Path, list[str]]:
+    """The checkpoint a resume starts from, and one line per newer damaged checkpoint passed
+    over; a `UserError` naming the damaged files when no checkpoint is sound."""
+    damaged = []
+    for path in checkpoints(run_dir):
+        problem = checkpoint_damage(path)
+        if problem is None:
+            return path, damaged
+        damaged.append(f"{path.name}: {problem}")
+    found = "; ".join(damaged) or f"no checkpoint in {run_dir / CHECKPOINTS}"
+    raise UserError(
+        f"{run_dir}: no checkpoint can be resumed from ({found}); start again with --overwrite"
+    )
+
+
+def set_aside_damaged(run_dir: Path, start: Path) -> list[Path]:
+    """Rename the damaged checkpoints newer than ``start`` to ``damaged-checkpoint-N`` (out of
+    the trainer's way: the resumed run saves those steps again); return their new paths."""
+    moved = []
+    for path in checkpoints(run_dir):
+        if path == start:
+            break
+        target = path.with_name(f"damaged-{path.name}")
+        n = 1
+        while target.exists():
+            target, n = path.with_name(f"damaged-{path.name}.{n}"), n + 1
+        os.rename(path, target)
+        moved.append(target)
+    return moved
 
 
 def checkpoint_step(checkpoint: Path) -> int | None:
@@ -441,6 +581,109 @@ def checkpoint_step(checkpoint: Path) -> int | None:
         return None
     step = state.get("global_step") if isinstance(state, dict) else None
     return step if isinstance(step, int) and not isinstance(step, bool) and step >= 0 else None
+
+
+#: `ResumeStateCallback`'s keys and the types they must have.
+_RESUME_KEYS = {
+    "total_loss_scalar": (int, float),
+    "tr_loss": (int, float),
+    "globalstep_last_logged": (int,),
+    "total_train_tokens": (int, float, type(None)),
+}
+#: Files a resume loads with ``torch.load`` (zip archives since torch 1.6).
+_TORCH_SUFFIXES = (".pt", ".pth", ".bin")
+#: JSON files a resume reads besides the trainer state: model/adapter/generation configs and
+#: the index of sharded weights.
+_JSON_READ = {"config.json", "adapter_config.json", "generation_config.json"}
+
+
+def checkpoint_damage(checkpoint: Path) -> str | None:
+    """Why a resume cannot start from ``checkpoint`` (naming the damaged file), or None.
+
+    Cheap checks of every file a resume reads: the trainer state and our resume state parse,
+    each ``*.safetensors`` header covers its file (safetensors' own header read, no tensor is
+    loaded), each ``torch.save`` archive has its zip directory, each JSON config parses.
+    """
+    if checkpoint_step(checkpoint) is None:
+        return "trainer_state.json is missing or unreadable"
+    problem = _resume_state_problem(checkpoint / RESUME_STATE)
+    if problem:
+        return f"{RESUME_STATE} {problem}"
+    for path in sorted(checkpoint.rglob("*")):
+        if not path.is_file():
+            continue
+        if path.suffix == ".safetensors":
+            problem = _safetensors_problem(path)
+        elif path.suffix in _TORCH_SUFFIXES:
+            problem = _zip_problem(path)
+        elif path.name in _JSON_READ or path.name.endswith(".index.json"):
+            problem = _json_problem(path)
+        if problem:
+            return f"{path.relative_to(checkpoint).as_posix()} {problem}"
+    return None
+
+
+def _resume_state_problem(path: Path) -> str | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return "is missing (the checkpoint was not finished)"
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        return f"does not read ({exc})"
+    if not isinstance(data, dict) or any(
+        not isinstance(data.get(k, ()), types) or isinstance(data.get(k), bool)
+        for k, types in _RESUME_KEYS.items()
+    ):
+        return "is not a resume state (keys or values wrong)"
+    return None
+
+
+def _safetensors_problem(path: Path) -> str | None:
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="numpy"):
+            return None
+    except Exception as exc:  # SafetensorError, OSError: a torn or foreign file
+        return f"does not read ({first_line(exc)})"
+
+
+def _zip_problem(path: Path) -> str | None:
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path):
+            return None
+    except (OSError, zipfile.BadZipFile) as exc:
+        return f"does not read ({first_line(exc)})"
+
+
+def _json_problem(path: Path) -> str | None:
+    try:
+        json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        return f"does not read ({first_line(exc)})"
+    return None
+
+
+def plain_modes(folder: Path) -> None:
+    """Give every file under ``folder`` the mode a plain ``open`` would (0666 less the umask)
+    and every folder 0777 less the umask, where a library chose a private one (safetensors
+    writes 0600): colleagues read the model too. Files that are not ours are left alone."""
+    mask = os.umask(0)
+    os.umask(mask)
+    if not folder.is_dir() or folder.is_symlink():
+        return
+    for top, dirs, names in os.walk(folder):
+        for name, mode in [(n, 0o777) for n in dirs] + [(n, 0o666) for n in names]:
+            path = Path(top) / name
+            try:
+                info = path.lstat()
+                want = (mode | (0o111 if info.st_mode & 0o100 else 0)) & ~mask
+                if not stat.S_ISLNK(info.st_mode) and info.st_mode & 0o777 != want:
+                    os.chmod(path, want)
+            except OSError:
+                pass  # not ours, or gone: leave it
 
 
 def write_atomic(path: Path, text: str) -> None:

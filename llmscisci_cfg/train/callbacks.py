@@ -1,6 +1,7 @@
 """Trainer callbacks: every logged step into ``metrics.jsonl``; one progress line per logged
 step on stderr (instead of transformers' bar and log dict); which processes took part; GRPO
-signal warnings; resume state; the replaced run dropped at the first checkpoint.
+signal warnings; resume state; checkpoint files readable per the umask; the replaced run
+dropped at the first checkpoint.
 
 Imported only when training (they subclass transformers' TrainerCallback).
 """
@@ -18,7 +19,13 @@ from typing import Any
 from transformers import TrainerCallback
 
 from llmscisci_cfg import console
-from llmscisci_cfg.runs.rundir import METRICS, discard_previous
+from llmscisci_cfg.runs.rundir import (
+    METRICS,
+    RESUME_STATE,
+    discard_previous,
+    plain_modes,
+    write_json,
+)
 
 
 def _clean(value: Any) -> Any:
@@ -180,7 +187,14 @@ class SignalCallback(TrainerCallback):
         )
 
 
-RESUME_STATE = "llmscisci_state.json"
+class PlainModesCallback(TrainerCallback):
+    """Each checkpoint's files get the mode a plain ``open`` gives under the umask (0644 under
+    022), not safetensors' private 0600: colleagues resume or read them too. Rank 0, after
+    the other callbacks' ``on_save`` (it comes after them in the list)."""
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            plain_modes(Path(args.output_dir) / f"checkpoint-{state.global_step}")
 
 
 class PreviousRunCallback(TrainerCallback):
@@ -220,7 +234,7 @@ class ResumeStateCallback(TrainerCallback):
         }
         path = Path(args.output_dir) / f"checkpoint-{state.global_step}" / RESUME_STATE
         if path.parent.is_dir():
-            path.write_text(json.dumps(data), encoding="utf-8")
+            write_json(path, data)  # atomic: a kill leaves the whole file or none
 
     def on_train_begin(self, args, state, control, **kwargs):
         t = self.trainer

@@ -66,7 +66,10 @@ def compare_metrics(original: list[dict[str, Any]], rerun: list[dict[str, Any]])
 
 def changed_inputs(run: RunDir) -> list[str]:
     """The inputs whose content differs from what the manifest recorded: data source, traces,
-    chat template, reward sources (one line each, both digests)."""
+    task file and prompts, chat template, reward sources, a local parent model's weights (one
+    line each, both digests)."""
+    from llmscisci_cfg.runs.manifest import task_info, weights_sha256
+
     job = run.job()
     recorded = run.manifest
     now: dict[str, tuple[str | None, str | None]] = {}
@@ -82,6 +85,21 @@ def changed_inputs(run: RunDir) -> list[str]:
     template = recorded.get("template") if isinstance(recorded.get("template"), dict) else {}
     if job.template.sha256 is not None:  # a tokenizer's own template is known once it loads
         now[f"chat template ({job.template.name})"] = (template.get("sha256"), job.template.sha256)
+    task = recorded.get("task") if isinstance(recorded.get("task"), dict) else {}
+    if task:
+        current = task_info(job)
+        for key, what in (
+            ("sha256", f"task file ({current['file']})"),
+            ("system_prompt_sha256", "system prompt"),
+            ("user_prompt_sha256", "user prompt"),
+        ):
+            now[what] = (task.get(key), current[key])
+    parent = recorded.get("parent_model") if isinstance(recorded.get("parent_model"), dict) else {}
+    weights = parent.get("weights_sha256")
+    if isinstance(weights, dict) and job.model.local_dir is not None:
+        found = weights_sha256(job.model.local_dir)
+        for name, sha in weights.items():
+            now[f"base model weights {job.model.local_dir / name}"] = (sha, found.get(name))
     rewards = recorded.get("rewards") if isinstance(recorded.get("rewards"), list) else []
     for entry, source in zip(rewards, job.rewards, strict=False):
         if isinstance(entry, dict) and entry.get("sha256") is not None:
@@ -96,8 +114,9 @@ def changed_inputs(run: RunDir) -> list[str]:
 def reproduce_run(run_dir: str | Path, keep: bool = False, echo=print) -> Comparison:
     """Re-run ``run_dir``'s resolved recipe in a temporary directory and compare the metrics.
 
-    First the inputs' digests are compared with the manifest's: when the data, traces, chat
-    template or a reward's code changed, the differences say which, and nothing is trained.
+    First the inputs' digests are compared with the manifest's: when the data, traces, task
+    file or prompts, chat template, a reward's code or a local base model's weights changed,
+    the differences say which, and nothing is trained.
     """
     from llmscisci_cfg.train.runner import run
 

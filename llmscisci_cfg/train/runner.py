@@ -7,6 +7,7 @@ point through ``accelerate launch`` (the command is printed); each worker then r
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmscisci_cfg import console
-from llmscisci_cfg.errors import STORAGE_ERRORS, Problem, UserError
+from llmscisci_cfg.errors import STORAGE_ERRORS, Problem, UserError, first_line
 from llmscisci_cfg.recipe.resolve import Job
 from llmscisci_cfg.runs import manifest, rundir
 from llmscisci_cfg.train import launch
@@ -75,6 +76,7 @@ def run(
         rundir.prepare(job.run_dir, resume, overwrite)
         if resume:
             check_resumable(job)
+            pass_over_damaged(job.run_dir)
         aside = None if resume else rundir.replace(job.run_dir)
         try:
             if prepared.launch.in_process or in_process:
@@ -111,7 +113,8 @@ def refuse_machine_problems(found: list[Problem], recipe_ref: str) -> None:
 
 
 def check_resumable(job: Job) -> None:
-    """`UserError` unless the run directory is an unfinished run of this same recipe."""
+    """`UserError` unless the run directory is an unfinished run of this same recipe (its
+    ``recipe.resolved.yaml`` unreadable or damaged is one too, naming the file)."""
     import yaml
 
     run_dir = job.run_dir
@@ -120,7 +123,15 @@ def check_resumable(job: Job) -> None:
         if rundir.RunDir.open(run_dir).status == "completed":
             raise UserError(f"{run_dir}: the run already completed; nothing to resume")
     if resolved.is_file():
-        before = yaml.safe_load(resolved.read_text(encoding="utf-8"))
+        try:
+            before = yaml.safe_load(resolved.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            before = f"{type(exc).__name__}: {first_line(exc)}"
+        if not isinstance(before, dict):
+            raise UserError(
+                f"{resolved}: damaged, not the run's resolved recipe ({str(before)[:200]}); "
+                "nothing to compare the recipe with, so the run cannot be resumed"
+            )
         now = yaml.safe_load(manifest.resolved_yaml(job))
         changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
         if changed:
@@ -128,6 +139,18 @@ def check_resumable(job: Job) -> None:
                 f"{run_dir}: the recipe differs from the run's {rundir.RESOLVED} (sections: "
                 f"{', '.join(changed)}); resume with the same recipe and --set values"
             )
+
+
+def pass_over_damaged(run_dir: Path) -> None:
+    """Before a resume: warn about each damaged checkpoint newer than the one it starts from
+    and move it out of the trainer's way (`rundir.set_aside_damaged`)."""
+    start, damaged = rundir.resume_checkpoint(run_dir)
+    moved = rundir.set_aside_damaged(run_dir, start)
+    for line, path in zip(damaged, moved, strict=True):
+        console.warn(
+            f"warning: {run_dir / rundir.CHECKPOINTS}/{line}; resuming from {start.name} "
+            f"instead (the damaged one is kept as {path.relative_to(run_dir)})"
+        )
 
 
 def world_size() -> int:
@@ -138,12 +161,18 @@ def is_rank0() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
+#: What `launch_workers` writes into the staging folder (and all it removes from it).
+STAGED = (rundir.RESOLVED, rundir.ACCELERATE_CONFIG)
+
+
 def launch_workers(plan: launch.LaunchPlan, job: Job, echo=console.info) -> None:
     """Write the workers' inputs (resolved recipe, accelerate config) into the staging folder
-    beside the run directory, print the command, run it; `RunFailed` on a non-zero exit."""
-    import shutil
+    beside the run directory, print the command, run it; `RunFailed` on a non-zero exit.
 
+    The staging folder is ours alone: one left by a killed launcher holds only `STAGED` files,
+    and a folder of that name holding anything else is refused, never emptied."""
     staging = launch.staging_dir(job.run_dir)
+    _clear_staging(staging)
     staging.mkdir(parents=True, exist_ok=True)
     try:
         rundir.write_atomic(staging / rundir.RESOLVED, manifest.resolved_yaml(job))
@@ -157,9 +186,28 @@ def launch_workers(plan: launch.LaunchPlan, job: Job, echo=console.info) -> None
             _stop(proc)
             raise
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        _clear_staging(staging, strict=False)
     if returncode != 0:
         raise RunFailed(returncode, plan.shell())
+
+
+def _clear_staging(staging: Path, strict: bool = True) -> None:
+    """Remove our `STAGED` files (and interrupted atomic writes of them) and the folder once
+    empty; ``strict``: a `UserError` when the folder holds anything else."""
+    if not staging.exists() and not staging.is_symlink():
+        return
+    entries = [] if staging.is_symlink() else rundir.foreign_entries(staging, list(STAGED))
+    if staging.is_symlink() or not staging.is_dir() or entries:
+        if strict:
+            raise UserError(
+                f"{staging}: llmscisci stages the workers' inputs there, but it holds other "
+                f"things ({', '.join(entries[:5]) or 'not a folder of ours'}); move it away"
+            )
+        return
+    with contextlib.suppress(OSError):  # all ours: foreign_entries found nothing else
+        for entry in staging.iterdir():
+            entry.unlink()
+        staging.rmdir()
 
 
 def _stop(proc: subprocess.Popen, grace: float = 120.0) -> None:
@@ -206,6 +254,7 @@ def train(job: Job, compiled: Compiled, resume: bool) -> None:
     from llmscisci_cfg.train.build import build_trainer
     from llmscisci_cfg.train.callbacks import (
         MetricsCallback,
+        PlainModesCallback,
         PreviousRunCallback,
         ResumeStateCallback,
         SignalCallback,
@@ -223,6 +272,7 @@ def train(job: Job, compiled: Compiled, resume: bool) -> None:
         world,
         resume_state,
         signal,
+        PlainModesCallback(),
         PreviousRunCallback(run_dir),
     ]
     built = build_trainer(job, compiled, tokenizer, callbacks)
@@ -289,12 +339,14 @@ def _start_record(
 def _finish_record(
     run_dir: Path, record: dict[str, Any], built: Built, processes: list, train_seconds: float
 ) -> None:
-    """Rank 0, after training: tokenizer (with its chat template) into final/, plots, manifest,
-    then the model card (``final/README.md``) in place of TRL's draft in checkpoints/."""
+    """Rank 0, after training: tokenizer (with its chat template) into final/, the modes of
+    final/'s files, plots, manifest, then the model card (``final/README.md``) in place of
+    TRL's draft in checkpoints/."""
     from llmscisci_cfg.runs.card import write_card
     from llmscisci_cfg.runs.plots import write_plots
 
     built.tokenizer.save_pretrained(str(run_dir / rundir.FINAL))
+    rundir.plain_modes(run_dir / rundir.FINAL)  # safetensors writes its weights 0600
     write_plots(run_dir)
     manifest.update(
         run_dir,

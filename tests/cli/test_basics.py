@@ -170,6 +170,21 @@ def test_installed_package_loads_builtin_recipe(tmp_path):
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "ok: builtin:quickstart/sft_tiny" in out.stdout
+    # the source commit setup.py embedded, which run manifests record (no checkout here)
+    probe = "import json; from llmscisci_cfg.runs.manifest import tool_info; print(json.dumps(tool_info()))"
+    tool = json.loads(
+        subprocess.run(
+            [sys.executable, "-c", probe], cwd=elsewhere, env=env, capture_output=True, text=True
+        ).stdout
+    )
+    head = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True
+    )
+    if head.returncode == 0:
+        assert tool["commit"] == head.stdout.strip(), tool
+        assert tool["commit_from"] == "embedded at build time"
+    else:  # built without git: said so, not null
+        assert tool["commit"] == "unknown" and tool["commit_from"].startswith("unknown: ")
 
 
 def test_ctrl_c_in_any_command_is_exit_130(cli, tmp_path, monkeypatch):

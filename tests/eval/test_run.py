@@ -16,6 +16,7 @@ SFT = "builtin:quickstart/sft_tiny"
 # free decoding (structured output needs room for the whole answer): a few tokens suffice here
 FREE = ("--set", "generation.structured=false")
 FAST = ("--limit", "6", "--max-new-tokens", "12", "--batch-size", "4", *FREE)
+TINY = ("--limit", "2", "--max-new-tokens", "2", *FREE)  # when only the files matter
 
 
 def _lines(path: Path) -> list[dict]:
@@ -272,9 +273,15 @@ def test_score_rewards_as_trl_totals_them(tmp_path):
 
 
 def test_output_dir_holding_another_evaluation_is_refused(cli, sft_run, tmp_path):
+    from llmscisci_cfg.digest import content_sha256
+    from llmscisci_cfg.eval.evaluate import EVAL_MARKER
+
     out = tmp_path / "reports"
     out.mkdir()
     (out / eval_report.META).write_text(json.dumps({"run_dir": "/elsewhere/run"}))
+    files = {eval_report.META: content_sha256(out / eval_report.META)}
+    marker = {"format": "llmscisci.eval/1", "source": "/elsewhere/run", "files": files}
+    (out / EVAL_MARKER).write_text(json.dumps(marker))
     result = cli("eval", sft_run, "--output-dir", out, *FAST)
     assert result.exit_code == 2
     assert "holds the evaluation of /elsewhere/run" in result.output
@@ -350,3 +357,53 @@ def test_two_references_each_get_metrics_intervals_and_a_paired_comparison(cli, 
         line.split()[0] for line in table if line.split()[:1] in (["base"], ["quickstart_sft"])
     ]
     assert names == ["base", "quickstart_sft"]
+
+
+def test_output_dir_files_eval_did_not_write_are_never_replaced(cli, sft_run, tmp_path):
+    """Issue 21: `eval --output-dir userout` replaced the user's userout/report.md without
+    --overwrite. A file with one of eval's names is replaced only when eval's marker says eval
+    wrote exactly that content."""
+    from llmscisci_cfg.eval.evaluate import EVAL_MARKER
+
+    out = tmp_path / "userout"
+    out.mkdir()
+    (out / eval_report.REPORT_MD).write_text("# my report")
+    result = cli("eval", sft_run, "--output-dir", out, *TINY)
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert "holds report.md, which llmscisci eval did not write there" in result.output
+    assert (out / eval_report.REPORT_MD).read_text() == "# my report"
+    forged = {"format": "llmscisci.eval/1", "source": str(sft_run), "files": {"report.md": "0"}}
+    (out / EVAL_MARKER).write_text(json.dumps(forged))  # a marker must match the content too
+    assert cli("eval", sft_run, "--output-dir", out, *TINY).exit_code == 2
+    assert (out / eval_report.REPORT_MD).read_text() == "# my report"
+    result = cli("eval", sft_run, "--output-dir", out, "--overwrite", *TINY)
+    assert result.exit_code == 0, result.output
+    marker = json.loads((out / EVAL_MARKER).read_text())
+    assert sorted(marker["files"]) == sorted(p.name for p in eval_report.files(out))
+    result = cli("eval", sft_run, "--output-dir", out, *TINY)  # its own files: replaced
+    assert result.exit_code == 0, result.output
+    with (out / eval_report.REPORT_MD).open("a") as fh:
+        fh.write("my edit\n")
+    result = cli("eval", sft_run, "--output-dir", out, *TINY)
+    assert (
+        result.exit_code == 2 and "report.md, which llmscisci eval did not write" in result.output
+    )
+    assert (out / eval_report.REPORT_MD).read_text().endswith("my edit\n")
+
+
+def test_output_dir_inside_the_run_joins_its_inventory(cli, sft_run, tmp_path):
+    """What eval writes into the run directory is the run's (`run --overwrite` may remove it);
+    a file the user adds beside it is not."""
+    from llmscisci_cfg.errors import UserError
+    from llmscisci_cfg.runs import rundir
+
+    run = tmp_path / "copy"
+    shutil.copytree(sft_run, run, ignore=shutil.ignore_patterns("eval*"))
+    result = cli("eval", run, "--limit", "1", "--max-new-tokens", "2")
+    assert result.exit_code == 0, result.output
+    listed = json.loads((run / MANIFEST).read_text())["inventory"]
+    assert {f"eval/{p.name}" for p in eval_report.files(run / "eval")} <= set(listed)
+    assert rundir.prepare(run, resume=False, overwrite=True) is True
+    (run / "eval" / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match=r"did not write \(eval/notes.txt\)"):
+        rundir.prepare(run, resume=False, overwrite=True)

@@ -124,3 +124,92 @@ def test_write_card_replaces_trls_draft_and_takes_an_eval_summary(tmp_path):
     assert again.startswith(first) and again.endswith(
         "## Evaluation\n\n| model | micro_f1 |\n|---|---|\n| policy | 0.5 |\n"
     )
+
+
+# ----------------------------------------------------------------------------- issue 24
+
+HUB = {
+    "kind": "hub",
+    "id": "google/gemma-3-1b-it",
+    "revision": "main",
+    "commit": "dcc83ea841ab6100d6b47a070329e1ba4cf78752",
+}
+PROVENANCE = {
+    "tool": {"name": "llmscisci_cfg", "version": "0.1.0", "commit": "a6d1590", "dirty": False},
+    "task": {
+        "ref": "builtin:repro_effort",
+        "file": "/x/repro_effort.yaml",
+        "sha256": "7a5c" + "3" * 60,
+        "overrides": ["user_prompt"],
+        "system_prompt_sha256": "e887" + "4" * 60,
+        "user_prompt_sha256": "1c66" + "5" * 60,
+    },
+    "template": {"name": "gemma3", "file": None, "sha256": "27ea" + "6" * 60},
+    "data_report": {
+        "splits": {"train": 185, "test": 48},
+        "dropped": {"empty_text": 7, "bad_label": 0},
+        "cleaning": {
+            "easy": {
+                "sections": 233,
+                "changed": 12,
+                "chars_in": 9,
+                "hyphens_joined": 5,
+                "cut_chars": 0,
+            }
+        },
+        "length": {
+            "strategy": "truncate",
+            "splits": {"train": {"easy": {"truncated": 3}}, "test": {"easy": {"truncated": 0}}},
+        },
+    },
+}
+
+
+def test_card_names_a_hub_base_by_id_and_revision(tmp_path):
+    manifest = copy.deepcopy(MANIFEST) | PROVENANCE | {"parent_model": HUB}
+    manifest["final"]["base_model"] = "/home/me/models/gemma"  # what the loader read
+    text = card_text(tmp_path / "g", manifest)
+    assert _front_matter(text)["base_model"] == "google/gemma-3-1b-it"
+    rows = _rows(text)
+    assert rows["base model"] == (
+        "`google/gemma-3-1b-it` (revision `main`, commit `dcc83ea841ab6100d6b47a070329e1ba4cf78752`)"
+    )
+    assert "/home/me" not in text
+
+
+def test_card_names_local_weights_by_sha256_and_the_path_only_as_a_note(tmp_path):
+    parent = {
+        "kind": "run",
+        "name_or_path": "runs/sft/final",
+        "path": "/x/runs/sft/final",
+        "weights_sha256": {"model.safetensors": "0b23" + "7" * 60},
+        "run": {"dir": "/x/runs/sft", "recipe_sha256": "42bc" + "8" * 60},
+        "root": HUB,
+    }
+    manifest = copy.deepcopy(MANIFEST) | PROVENANCE | {"parent_model": parent}
+    text = card_text(tmp_path / "g", manifest)
+    front = _front_matter(text)
+    assert front["base_model"] == "google/gemma-3-1b-it"  # the chain's root, never a path
+    rows = _rows(text)
+    assert rows["base model `model.safetensors` sha256"] == f"`0b23{'7' * 60}`"
+    assert rows["base model's recipe sha256"] == f"`42bc{'8' * 60}`"
+    assert rows["base model's chain starts at"].startswith("`google/gemma-3-1b-it` (revision")
+    assert rows["base model folder"] == "`/x/runs/sft/final` (a local path: a note only)"
+    local = {k: v for k, v in parent.items() if k not in ("run", "root")} | {"kind": "local"}
+    text = card_text(tmp_path / "g", copy.deepcopy(MANIFEST) | {"parent_model": local})
+    assert "base_model" not in _front_matter(text)
+    assert "fine-tune of a local model" in text
+
+
+def test_card_lists_prompts_template_tool_and_preprocessing(tmp_path):
+    rows = _rows(card_text(tmp_path / "g", copy.deepcopy(MANIFEST) | PROVENANCE))
+    assert rows["task"] == "`builtin:repro_effort` (/x/repro_effort.yaml)"
+    assert rows["task sha256"] == f"`7a5c{'3' * 60}`"
+    assert rows["task overrides"] == "user_prompt"
+    assert rows["system prompt sha256"] == f"`e887{'4' * 60}`"
+    assert rows["user prompt sha256"] == f"`1c66{'5' * 60}`"
+    assert rows["chat template (gemma3) sha256"] == f"`27ea{'6' * 60}`"
+    assert rows["llmscisci"] == "0.1.0, commit `a6d1590`"
+    assert rows["dropped"] == "empty_text 7"
+    assert rows["cleaning (easy)"] == "12 of 233 sections changed (hyphens_joined 5)"
+    assert rows["length filter (truncate)"] == "train easy: truncated 3"

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+
 import pytest
 
+from llmscisci_cfg.runs import rundir
 from llmscisci_cfg.train.runner import run
 from tests.run_helpers import write_recipe
 
@@ -25,9 +29,15 @@ def test_export_merge_round_trip(lora_run, tmp_path, cli, monkeypatch):
     from llmscisci_cfg.models import tiny
 
     out = tmp_path / "merged"
-    result = cli("export", lora_run, "--merge", "-o", out)
+    umask = os.umask(0o022)
+    try:
+        result = cli("export", lora_run, "--merge", "-o", out)
+    finally:
+        os.umask(umask)
     assert result.exit_code == 0, result.output
     assert f"exported: {out}" in result.output
+    modes = {p.name: p.stat().st_mode & 0o777 for p in out.iterdir()}
+    assert modes["model.safetensors"] == 0o644 and set(modes.values()) == {0o644}  # not 0600
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     merged = AutoModelForCausalLM.from_pretrained(out)
     tokenizer = AutoTokenizer.from_pretrained(out)
@@ -55,6 +65,10 @@ def test_export_refuses_adapter_without_merge_and_busy_output(lora_run, cli):
     busy = lora_run / "checkpoints"
     result = cli("export", lora_run, "--merge", "-o", busy)
     assert result.exit_code == 2 and "not empty" in result.output
+    result = cli("export", lora_run, "--merge")  # into the run: it joins the run's inventory
+    assert result.exit_code == 0, result.output
+    assert "exported/" in json.loads((lora_run / "manifest.json").read_text())["inventory"]
+    assert rundir.prepare(lora_run, resume=False, overwrite=True) is True
 
 
 def test_export_of_a_run_whose_base_model_is_gone_is_a_user_error(lora_run, cli, tmp_path):

@@ -25,7 +25,11 @@ def finished(tmp_path_factory):
         "LLMSCISCI_CACHE", str(tmp_path_factory.getbasetemp() / "llmscisci-cache")
     )
     recipe = write_recipe(base, "sft")
-    return recipe, run(str(recipe), (), base / "run")
+    umask = os.umask(0o022)  # what most machines have: the modes test reads them
+    try:
+        return recipe, run(str(recipe), (), base / "run")
+    finally:
+        os.umask(umask)
 
 
 def copy_run(finished, tmp_path):
@@ -216,3 +220,123 @@ def test_the_first_checkpoint_drops_the_replaced_run(tmp_path):
     assert aside.is_dir()  # only rank 0 touches the files
     callback.on_save(None, SimpleNamespace(is_world_process_zero=True), None)
     assert not aside.exists() and run.is_dir()
+
+
+# ----------------------------------------------------------------------------- issue 21
+
+
+def test_everything_the_run_wrote_is_readable_per_the_umask(finished):
+    """Issue 21: final/model.safetensors and every checkpoint's weights were 0600 under umask
+    022 (safetensors' own mode) while every other file was 0644."""
+    _, run_dir = finished
+    modes = {
+        p.relative_to(run_dir).as_posix(): p.stat().st_mode & 0o777 for p in run_dir.rglob("*")
+    }
+    assert modes["final/model.safetensors"] == modes["checkpoints/checkpoint-1/model.safetensors"]
+    odd = {p: m for p, m in modes.items() if m != (0o755 if (run_dir / p).is_dir() else 0o644)}
+    assert odd == {}
+
+
+def test_overwrite_keeps_the_users_files_in_eval_and_plots(cli, finished, tmp_path):
+    """Issue 21: a finished run with the user's eval/notes.txt and plots/thesis.tex is refused
+    (exit 2, naming them), and so is a folder whose manifest merely looks like ours."""
+    recipe, run_dir = copy_run(finished, tmp_path)
+    (run_dir / "eval").mkdir()
+    (run_dir / "eval" / "notes.txt").write_text("my notes")
+    (run_dir / "plots" / "thesis.tex").write_text("thesis")
+    result = cli("run", recipe, "--output-dir", run_dir, "--overwrite")
+    assert result.exit_code == 2, result.output
+    assert "did not write (eval/, plots/thesis.tex)" in result.output
+    assert "--output-dir" in result.output
+    forged = tmp_path / "forged"
+    shutil.copytree(run_dir, forged)
+    record = json.loads((forged / "manifest.json").read_text())
+    del record["inventory"]  # our keys and our format marker, but no inventory
+    (forged / "manifest.json").write_text(json.dumps(record))
+    result = cli("run", recipe, "--output-dir", forged, "--overwrite")
+    assert result.exit_code == 2 and "lists no inventory" in result.output, result.output
+    for folder in (run_dir, forged):
+        assert (folder / "eval" / "notes.txt").read_text() == "my notes"
+        assert (folder / "plots" / "thesis.tex").read_text() == "thesis"
+        assert (folder / "final" / "model.safetensors").is_file()
+
+
+def _interrupted_copy(finished, tmp_path):
+    """A copy of the finished run as if killed after checkpoint-2 (final/ not yet written)."""
+    recipe, run_dir = copy_run(finished, tmp_path)
+    record = json.loads((run_dir / "manifest.json").read_text())
+    (run_dir / "manifest.json").write_text(json.dumps(record | {"status": "interrupted"}))
+    shutil.rmtree(run_dir / "final")
+    return recipe, run_dir
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+RESUME_DAMAGE = {
+    "truncated weights": ("model.safetensors", _truncate),
+    "corrupt resume state": ("llmscisci_state.json", lambda p: p.write_text('{"tr_loss": 1.')),
+}
+
+
+@pytest.mark.parametrize("damage", list(RESUME_DAMAGE))
+def test_resume_falls_back_from_a_damaged_checkpoint(cli, finished, tmp_path, damage):
+    """Issue 21: a truncated checkpoint (SafetensorError) or a corrupt llmscisci_state.json
+    (JSONDecodeError) was a traceback; the resume now starts from the checkpoint before it."""
+    recipe, run_dir = _interrupted_copy(finished, tmp_path)
+    name, damage_it = RESUME_DAMAGE[damage]
+    damage_it(run_dir / "checkpoints" / "checkpoint-2" / name)
+    result = cli("run", recipe, "--output-dir", run_dir, "--resume")
+    assert result.exit_code == 0, result.output
+    assert (
+        f"checkpoint-2: {name} " in result.output and "resuming from checkpoint-1" in result.output
+    )
+    assert "damaged-checkpoint-2" in result.output
+    m = json.loads((run_dir / "manifest.json").read_text())
+    assert m["status"] == "completed" and m["resumed_from"].endswith("checkpoint-1")
+    assert (run_dir / "checkpoints" / "damaged-checkpoint-2" / name).exists()
+    assert (run_dir / "checkpoints" / "checkpoint-2" / "model.safetensors").is_file()
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "loss" in r] == [1, 2]
+
+
+def test_resume_without_a_sound_checkpoint_is_exit_2_naming_the_files(cli, finished, tmp_path):
+    recipe, run_dir = _interrupted_copy(finished, tmp_path)
+    _truncate(run_dir / "checkpoints" / "checkpoint-2" / "model.safetensors")
+    (run_dir / "checkpoints" / "checkpoint-1" / "llmscisci_state.json").write_text("{")
+    result = cli("run", recipe, "--output-dir", run_dir, "--resume")
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert "no checkpoint can be resumed from" in result.output
+    assert "checkpoint-2: model.safetensors does not read" in result.output
+    assert "checkpoint-1: llmscisci_state.json does not read" in result.output
+    assert (run_dir / "checkpoints" / "checkpoint-2").is_dir()  # nothing moved
+
+
+def test_resume_with_a_damaged_resolved_recipe_is_exit_2_naming_it(cli, finished, tmp_path):
+    recipe, run_dir = _interrupted_copy(finished, tmp_path)
+    (run_dir / "recipe.resolved.yaml").write_text("name: [unclosed\n")
+    result = cli("run", recipe, "--output-dir", run_dir, "--resume")
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert f"{run_dir / 'recipe.resolved.yaml'}: damaged" in result.output
+
+
+def test_the_launch_staging_folder_is_emptied_only_of_what_we_staged(tmp_path):
+    """The workers' inputs are staged in .NAME.launch beside the run: a leftover of ours goes,
+    a user's folder of that name is refused, never emptied."""
+    from llmscisci_cfg.errors import UserError
+    from llmscisci_cfg.train.runner import _clear_staging
+
+    staging = tmp_path / ".run.launch"
+    staging.mkdir()
+    (staging / "recipe.resolved.yaml").write_text("name: x\n")
+    (staging / ".accelerate_config.yaml.ab12cd34.tmp").write_text("")
+    _clear_staging(staging)
+    assert not staging.exists()
+    staging.mkdir()
+    (staging / "recipe.resolved.yaml").write_text("name: x\n")
+    (staging / "mine.txt").write_text("mine")
+    with pytest.raises(UserError, match=r"holds other things \(mine.txt\)"):
+        _clear_staging(staging)
+    _clear_staging(staging, strict=False)  # after a run: left as it is
+    assert sorted(p.name for p in staging.iterdir()) == ["mine.txt", "recipe.resolved.yaml"]

@@ -81,10 +81,10 @@ def test_reproduce_says_which_input_changed_before_training(tmp_path, cli):
 PLUGIN = "def shout(completions, **kwargs):\n    return [1.0 for _ in completions]\n"
 
 
-@pytest.mark.parametrize("changed", ["traces", "template", "reward"])
+@pytest.mark.parametrize("changed", ["traces", "template", "reward", "task", "prompt"])
 def test_every_recorded_input_is_compared(tmp_path, changed):
-    """Traces, chat template and reward code are checked like the data source (no training:
-    a run directory holding what the runner records)."""
+    """Traces, chat template, reward code, the task file and its prompts are checked like the
+    data source (no training: a run directory holding what the runner records)."""
     import shutil
 
     from llmscisci_cfg.resources import root
@@ -93,8 +93,10 @@ def test_every_recorded_input_is_compared(tmp_path, changed):
     from llmscisci_cfg.train.reproduce import changed_inputs
 
     traces, template, plugin = tmp_path / "t.jsonl", tmp_path / "chat.jinja", tmp_path / "p.py"
+    task = tmp_path / "task.yaml"
     shutil.copy(root("assets") / "sample" / "traces.jsonl", traces)
     shutil.copy(REPO / "templates" / "tiny.jinja", template)
+    shutil.copy(root("assets") / "tasks" / "repro_effort.yaml", task)
     plugin.write_text(PLUGIN)
     if changed == "reward":
         text = recipe_text("grpo").replace(
@@ -104,6 +106,7 @@ def test_every_recorded_input_is_compared(tmp_path, changed):
         text = recipe_text("sft", extra=f"template: {{file: {template}}}\n").replace(
             "  length_filter: null\n", f"  length_filter: null\n  traces: {{path: {traces}}}\n"
         )
+    text = text.replace("data:\n", f"data:\n  task: {task}\n")
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "recipe.resolved.yaml").write_text(text)
@@ -115,12 +118,20 @@ def test_every_recorded_input_is_compared(tmp_path, changed):
         "data": manifest.data_info(job),
         "template": {"sha256": job.template.sha256},
         "rewards": manifest.reward_info(job),
+        "task": manifest.task_info(job),
     }
     (run_dir / "manifest.json").write_text(json.dumps(recorded))
     assert changed_inputs(RunDir.open(run_dir)) == []
-    file = {"traces": traces, "template": template, "reward": plugin}[changed]
-    with file.open("a") as f:
-        f.write("\n")
-    (line,) = changed_inputs(RunDir.open(run_dir))
-    what = {"traces": "data traces", "template": "chat template", "reward": "reward "}[changed]
-    assert line.startswith(f"input changed: {what}"), line
+    file = {"traces": traces, "template": template, "reward": plugin}.get(changed, task)
+    if changed == "prompt":  # the user prompt's wording changes: the file and the prompt
+        file.write_text(file.read_text().replace("Below is the", "Here is the"))
+    else:
+        with file.open("a") as f:
+            f.write("\n")
+    lines = changed_inputs(RunDir.open(run_dir))
+    what = {"traces": "data traces", "template": "chat template", "reward": "reward "}
+    what |= {"task": "task file", "prompt": "task file"}
+    assert lines[0].startswith(f"input changed: {what[changed]}"), lines
+    assert len(lines) == (2 if changed == "prompt" else 1), lines
+    if changed == "prompt":
+        assert lines[1].startswith("input changed: user prompt: sha256 ")

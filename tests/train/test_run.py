@@ -121,7 +121,23 @@ def test_manifest_contents(sft_run):
     assert [p["world_size"] for p in m["processes"]] == [1]
     assert m["compiled"]["config_class"] == "trl.SFTConfig"
     assert m["data_report"]["splits"]["train"] > 0
-    assert "git" in m  # null outside a repository with commits
+    assert m["git"] == {"sha": None, "note": f"{recipe_path} is not in a git repository"}
+    from llmscisci_cfg.runs.manifest import tool_info
+
+    assert m["tool"] == tool_info() and m["tool"]["version"] == "0.1.0"
+    assert m["tool"]["commit"] != "unknown"  # an editable install: the checkout's HEAD
+    task_file = Path(m["task"]["file"])
+    assert m["task"]["sha256"] == hashlib.sha256(task_file.read_bytes()).hexdigest()
+    prompt_sha = hashlib.sha256(job.task.user_prompt.encode()).hexdigest()
+    assert m["task"]["user_prompt_sha256"] == prompt_sha
+    assert m["parent_model"] == {
+        "name_or_path": "builtin:tiny",
+        "kind": "builtin",
+        "id": "builtin:tiny",
+        "seed": 3,
+    }
+    assert m["inventory"][:2] == ["manifest.json", "recipe.resolved.yaml"]
+    assert {"checkpoints/", "final/", "plots/loss.png"} <= set(m["inventory"])
 
 
 def test_resolved_recipe_reloads_to_the_same_recipe(sft_run):
