@@ -399,7 +399,7 @@ def test_output_dir_inside_the_run_joins_its_inventory(cli, sft_run, tmp_path):
 
     run = tmp_path / "copy"
     shutil.copytree(sft_run, run, ignore=shutil.ignore_patterns("eval*"))
-    result = cli("eval", run, "--limit", "1", "--max-new-tokens", "2")
+    result = cli("eval", run, *TINY)
     assert result.exit_code == 0, result.output
     listed = json.loads((run / MANIFEST).read_text())["inventory"]
     assert {f"eval/{p.name}" for p in eval_report.files(run / "eval")} <= set(listed)
