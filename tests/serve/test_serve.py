@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.serve.conftest import start, stop
+from tests.serve_helpers import start, stop
 
 LABELS = {
     "type": "object",
