@@ -8,8 +8,10 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
+from typing import IO
 
 from tests.conftest import REPO
 
@@ -18,6 +20,11 @@ from tests.conftest import REPO
 class Server:
     url: str
     process: subprocess.Popen
+    log: IO[str]  # the server's stderr (a file: a pipe nobody reads would fill and block it)
+
+    def stderr(self) -> str:
+        self.log.seek(0)
+        return self.log.read()
 
     def client(self, api_key: str = "EMPTY", **kwargs):
         from openai import OpenAI
@@ -31,11 +38,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+#: Every server `start` has started in this session (the suite means to start one).
+STARTED: list[Server] = []
+
+
 def start(*extra: str, env: dict[str, str] | None = None) -> Server:
     """`llmscisci serve builtin:tiny` on a free port; waits until /v1/models answers."""
     import httpx
 
     port = free_port()
+    log = tempfile.TemporaryFile("w+", encoding="utf-8")
     process = subprocess.Popen(
         [
             sys.executable,
@@ -50,19 +62,19 @@ def start(*extra: str, env: dict[str, str] | None = None) -> Server:
         cwd=REPO,
         env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+        stderr=log,
     )
     url = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"serve exited: {process.stderr.read()[-2000:]}")
+            raise RuntimeError(f"serve exited: {Server(url, process, log).stderr()[-2000:]}")
         try:
             if httpx.get(
                 f"{url}/models", timeout=1, headers={"authorization": "Bearer secret"}
             ).status_code in (200, 401):
-                return Server(url, process)
+                STARTED.append(Server(url, process, log))
+                return STARTED[-1]
         except httpx.HTTPError:
             time.sleep(0.3)
     process.kill()
@@ -75,3 +87,4 @@ def stop(server: Server) -> None:
         server.process.wait(timeout=10)
     except subprocess.TimeoutExpired:
         server.process.kill()
+    server.log.close()
