@@ -65,7 +65,8 @@ def serve(
 
     Requests must be application/json and at most --max-body-bytes; every mistake in one is a
     4xx JSON error that costs no other request its answer; a client that disconnects stops its
-    generation. With --api-key-env, every path needs the key.
+    generation. With --api-key-env, every path needs the key. On loopback (the default) only
+    loopback Host names are answered, so a web page cannot reach it by DNS rebinding.
     """
     import uvicorn
 
@@ -77,7 +78,7 @@ def serve(
         quiet_bitsandbytes,
     )
     from llmscisci_cfg.models.remote import api_key
-    from llmscisci_cfg.serve.app import DEFAULT_MAX_BODY_BYTES, create_app
+    from llmscisci_cfg.serve.app import DEFAULT_MAX_BODY_BYTES, create_app, is_loopback
     from llmscisci_cfg.serve.batcher import Batcher
 
     key = api_key(api_key_env) if api_key_env else None
@@ -98,6 +99,7 @@ def serve(
         max_context=max_context(model, tokenizer),
         api_key=key,
         max_body_bytes=max_body_bytes or DEFAULT_MAX_BODY_BYTES,
+        loopback_only=is_loopback(host),
     )
     click.echo(f"serving {what} as {model_or_run!r} on http://{host}:{port}/v1", err=True)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))

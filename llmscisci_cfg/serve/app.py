@@ -10,13 +10,15 @@ template.
 A request passes these gates in order, and every answer, error or not, is JSON in OpenAI's
 shape ``{"error": {"message", "type", "param", "code"}}``:
 
-1. the API key, when one is set, on every path (401);
-2. the route (404, 405);
-3. ``Content-Type: application/json`` (415): a web page can send a ``text/plain`` POST to a
+1. on a loopback server, a ``Host`` header naming loopback (403): a web page that has its own
+   domain name resolve to 127.0.0.1 (DNS rebinding) sends that name;
+2. the API key, when one is set, on every path (401);
+3. the route (404, 405);
+4. ``Content-Type: application/json`` (415): a web page can send a ``text/plain`` POST to a
    loopback server without asking, but not a JSON one (that needs a CORS preflight, which this
    server never grants);
-4. the body's size, read incrementally up to ``max_body_bytes`` (413);
-5. the request itself (`protocol.parse_request`: 400), the model name (404), and the prompt
+5. the body's size, read incrementally up to ``max_body_bytes`` (413);
+6. the request itself (`protocol.parse_request`: 400), the model name (404), and the prompt
    against the context (400), rendered and tokenized in a worker thread, never on the event
    loop, so a large prompt does not hold up other clients.
 
@@ -70,8 +72,10 @@ def create_app(
     max_context: int,
     api_key: str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    loopback_only: bool = False,
 ):
-    """The FastAPI application serving ``batcher``'s engine as ``model_name``."""
+    """The FastAPI application serving ``batcher``'s engine as ``model_name``;
+    ``loopback_only`` (a server bound to loopback) refuses other ``Host`` names."""
     from fastapi import FastAPI
     from fastapi.responses import JSONResponse, StreamingResponse
 
@@ -80,6 +84,8 @@ def create_app(
     created = int(time.time())
     if api_key is not None:
         app.add_middleware(RequireKey, key=api_key)
+    if loopback_only:  # added last, so it runs first
+        app.add_middleware(LoopbackHost)
 
     @app.exception_handler(APIError)
     async def _api_error(_request: HTTPRequest, exc: APIError):
@@ -129,6 +135,45 @@ def create_app(
         return _response(completions, response_id, model_name, prepared.prompt_tokens)
 
     return app
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``--host`` binds loopback only (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class LoopbackHost:
+    """ASGI middleware for a server bound to loopback: a request whose ``Host`` header names
+    anything but loopback is refused (403). A browser sends the page's own host name, so a page
+    that made its name resolve to 127.0.0.1 (DNS rebinding) cannot use the server."""
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            host = Headers(scope=scope).get("host", "localhost").lower()
+            name = host if host.endswith("]") else host.rsplit(":", 1)[0]  # without the port
+            if not is_loopback(name.removeprefix("[").removesuffix("]")):
+                from fastapi.responses import JSONResponse
+
+                error = APIError(
+                    403,
+                    f"this server listens on loopback and answers only Host names of loopback, "
+                    f"not {name[:100]!r} (serve --host to listen elsewhere)",
+                    "host",
+                    kind="permission_error",
+                )
+                await JSONResponse(error.body(), status_code=403)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class RequireKey:

@@ -300,6 +300,35 @@ def test_only_json_is_accepted(server, content_type, status):
         assert response.json()["error"]["code"] == "unsupported_media_type"
 
 
+@pytest.mark.parametrize(
+    ("host", "status"),
+    [
+        ("evil.example:8000", 403),  # a page's own name, resolved to 127.0.0.1 (DNS rebinding)
+        ("127.evil.example", 403),
+        ("localhost:8000", 200),
+        ("127.0.0.1", 200),
+        ("[::1]:8000", 200),
+    ],
+)
+def test_a_loopback_server_answers_loopback_host_names_only(server, host, status):
+    response = httpx.post(
+        f"{server.url}/chat/completions", content=_body(), headers={**JSON, "host": host}
+    )
+    assert response.status_code == status, response.text
+    if status == 403:
+        assert response.json()["error"]["param"] == "host"
+
+
+def test_no_cors_preflight_is_granted(server):
+    """A page on another origin must ask before it POSTs JSON; the answer is no."""
+    preflight = httpx.options(
+        f"{server.url}/chat/completions",
+        headers={"origin": "http://evil.example", "access-control-request-method": "POST"},
+    )
+    assert preflight.status_code == 405
+    assert not any(h.startswith("access-control-") for h in preflight.headers)
+
+
 def test_a_body_over_the_limit_is_a_413_before_it_is_read(server):
     """Issue 21: a 50 MB body got no answer in 120 s. Declared or chunked, it stops at 4 MiB."""
     big = _body(messages=[{"role": "user", "content": "word " * 10_000_000}])
