@@ -36,7 +36,8 @@ def register(group: click.Group) -> None:
     "--max-body-bytes",
     type=click.IntRange(min=1024),
     default=None,
-    help="Largest request body read (a larger one is a 413)  [default: 4 MiB].",
+    show_default="4 MiB",
+    help="Largest request body read; a larger one is refused (413).",
 )
 @device_option("the model runs")
 @click.option(
