@@ -19,7 +19,7 @@ from pathlib import Path
 from llmscisci_cfg.data.preprocess import build_dataset
 from llmscisci_cfg.recipe.loader import load_job
 
-RECIPE = "builtin:repro_effort/grpo_gemma3"
+RECIPE = "builtin:grpo_gemma"
 OFFLINE = ["model.name_or_path=builtin:tiny", "template.name=tiny"]
 MLRC = (
     Path(__file__).resolve().parents[2]

@@ -40,7 +40,7 @@ def _round(url: str, concurrent: bool, n: int = 8) -> float:
 
 
 def run(repeats: int = 5) -> dict[str, float]:
-    from tests.serve.conftest import start, stop
+    from tests.serve_helpers import start, stop
 
     server = start()
     try:

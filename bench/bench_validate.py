@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-RECIPE = REPO / "recipes" / "repro_effort" / "grpo_gemma3.yaml"
+RECIPE = REPO / "recipes" / "grpo_gemma.yaml"
 VALIDATE = [sys.executable, "-m", "llmscisci_cfg", "validate", str(RECIPE)]
 TRL_IMPORT = [sys.executable, "-c", "from trl import GRPOTrainer"]
 

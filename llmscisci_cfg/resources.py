@@ -10,6 +10,7 @@ PosixPath('/work/recipes/data/r.csv')
 
 from __future__ import annotations
 
+import difflib
 from importlib import resources
 from pathlib import Path
 
@@ -52,8 +53,10 @@ def shipped(kind: str, name: str) -> Path:
             for p in root(kind).rglob("*")
             if p.is_file() and p.suffix != ".py" and "__pycache__" not in p.parts
         )
+        close = difflib.get_close_matches(name, have, n=1, cutoff=0.6)
+        hint = f" (did you mean {BUILTIN}{close[0]}?)" if close else ""
         raise UserError(
-            f"{BUILTIN}{name}: no such built-in {kind[:-1]}; available: {', '.join(have)}"
+            f"{BUILTIN}{name}: no such built-in {kind[:-1]}{hint}; available: {', '.join(have)}"
         )
     return path
 
@@ -70,11 +73,38 @@ def ref_path(ref: str, base: Path) -> Path:
 
 
 def recipe_file(ref: str) -> Path:
-    """``builtin:quickstart/sft_tiny`` → the shipped file; anything else is a plain path."""
+    """``builtin:quickstart/sft_tiny`` → the shipped file; anything else is a plain path, which
+    must exist (a `UserError` naming the nearest shipped recipes otherwise)."""
     if is_builtin(ref):
         name = ref[len(BUILTIN) :]
         return shipped("recipes", name if name.endswith(".yaml") else name + ".yaml")
-    return Path(ref)
+    path = Path(ref)
+    if not path.exists() and not path.is_symlink():  # a dangling link is read, and explained
+        raise UserError(f"{ref}: no such file (a recipe){nearest_recipes(ref)}")
+    return path
+
+
+def nearest_recipes(ref: str, most: int = 3) -> str:
+    """`` (did you mean builtin:grpo_gemma?)`` for a recipe path that does not exist: the shipped
+    recipes whose name (``repro_effort/grpo_qwen2.5``) or file name is closest, best first.
+
+    >>> nearest_recipes("recipes/grpo_gemma3.yaml")
+    ' (did you mean builtin:grpo_gemma?)'
+    """
+    names = [p.relative_to(root("recipes")).with_suffix("").as_posix() for p in builtin_recipes()]
+    wanted = Path(ref).with_suffix("") if Path(ref).suffix in (".yaml", ".yml") else Path(ref)
+    tail = wanted.as_posix().rsplit("recipes/", 1)[-1]  # recipes/x/y → x/y
+    scores: dict[str, float] = {}
+    for name in names:
+        for a, b in ((tail, name), (wanted.name, Path(name).name)):
+            ratio = difflib.SequenceMatcher(None, a, b).ratio()
+            scores[name] = max(scores.get(name, 0.0), ratio)
+    top = max(scores.values(), default=0.0)
+    best = sorted((n for n in names if scores[n] >= max(0.6, top - 0.1)), key=lambda n: -scores[n])
+    best = best[:most]
+    if not best:
+        return f"; shipped recipes: {', '.join(BUILTIN + n for n in names)}"
+    return f" (did you mean {' or '.join(BUILTIN + n for n in best)}?)"
 
 
 def task_file(ref: str, base: Path) -> Path:
@@ -84,17 +114,25 @@ def task_file(ref: str, base: Path) -> Path:
     return ref_path(ref, base)
 
 
+def unknown_builtin_data(ref: str) -> str | None:
+    """Why ``ref`` is not a shipped data name (``builtin:nope``), or None when it is one or is
+    not a ``builtin:`` name at all. `validate` and the data stage both ask this."""
+    if not is_builtin(ref) or ref[len(BUILTIN) :] in BUILTIN_DATA:
+        return None
+    close = difflib.get_close_matches(ref[len(BUILTIN) :], list(BUILTIN_DATA), n=1, cutoff=0.6)
+    hint = f" (did you mean {BUILTIN}{close[0]}?)" if close else ""
+    names = ", ".join(BUILTIN + n for n in BUILTIN_DATA)
+    return f"{ref}: no such built-in data{hint}; available: {names}"
+
+
 def data_file(ref: str, base: Path, key: str) -> Path:
     """A data reference (``builtin:sample``, ``builtin:sample_traces`` or recipe-relative) as an
     existing path; ``key`` names the recipe key in messages."""
     if is_builtin(ref):
-        name = ref[len(BUILTIN) :]
-        if name not in BUILTIN_DATA:
-            raise UserError(
-                f"{key}: {ref}: no such built-in data; available: "
-                + ", ".join(BUILTIN + n for n in BUILTIN_DATA)
-            )
-        return shipped("assets", BUILTIN_DATA[name])
+        problem = unknown_builtin_data(ref)
+        if problem:
+            raise UserError(f"{key}: {problem}")
+        return shipped("assets", BUILTIN_DATA[ref[len(BUILTIN) :]])
     path = ref_path(ref, base)
     if not path.exists():
         raise UserError(f"{path}: no such file or directory ({key}: {ref})")

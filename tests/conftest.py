@@ -51,8 +51,8 @@ def all_recipes() -> list[Path]:
 
 @pytest.fixture(scope="session")
 def server():
-    """A real `llmscisci serve builtin:tiny` on a free loopback port (see tests/serve)."""
-    from tests.serve.conftest import start, stop
+    """The suite's one real `llmscisci serve builtin:tiny`, on a free loopback port."""
+    from tests.serve_helpers import start, stop
 
     running = start()
     yield running

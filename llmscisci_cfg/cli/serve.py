@@ -32,6 +32,13 @@ def register(group: click.Group) -> None:
     show_default=True,
     help="Most requests generated together (requests arriving within 10 ms share a batch).",
 )
+@click.option(
+    "--max-body-bytes",
+    type=click.IntRange(min=1024),
+    default=None,
+    show_default="4 MiB",
+    help="Largest request body read; a larger one is refused (413).",
+)
 @device_option("the model runs")
 @click.option(
     "--compile",
@@ -49,12 +56,18 @@ def serve(
     port: int,
     api_key_env: str | None,
     batch_size: int,
+    max_body_bytes: int | None,
     device: str,
     compile_mode: str,
 ) -> None:
     """Serve MODEL_OR_RUN (a run directory, a local model folder, a hub id or builtin:tiny) at
     http://HOST:PORT/v1 for any OpenAI client: GET /v1/models, POST /v1/chat/completions
     (streaming, response_format json_schema). A run is served with its training chat template.
+
+    Requests must be application/json and at most --max-body-bytes; every mistake in one is a
+    4xx JSON error that costs no other request its answer; a client that disconnects stops its
+    generation. With --api-key-env, every path needs the key. On loopback (the default) only
+    loopback Host names are answered, so a web page cannot reach it by DNS rebinding.
     """
     import uvicorn
 
@@ -64,7 +77,7 @@ def serve(
     from llmscisci_cfg.models.load import open_model, pick_device, quiet_bitsandbytes
     from llmscisci_cfg.models.refs import family_template, named_model
     from llmscisci_cfg.models.remote import api_key
-    from llmscisci_cfg.serve.app import create_app
+    from llmscisci_cfg.serve.app import DEFAULT_MAX_BODY_BYTES, create_app, is_loopback
     from llmscisci_cfg.serve.batcher import Batcher
 
     key = api_key(api_key_env) if api_key_env else None
@@ -86,6 +99,8 @@ def serve(
         model_name=model_or_run,
         max_context=opened.context,
         api_key=key,
+        max_body_bytes=max_body_bytes or DEFAULT_MAX_BODY_BYTES,
+        loopback_only=is_loopback(host),
     )
     click.echo(f"serving {what} as {model_or_run!r} on http://{host}:{port}/v1", err=True)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))

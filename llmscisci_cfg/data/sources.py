@@ -152,9 +152,19 @@ def parse_csv(text: str, path: Path) -> tuple[list[str], list[list[str]], list[i
     dup = sorted({c for c in header if header.count(c) > 1})
     if dup:
         raise UserError(f"{path}:1: the header repeats column(s) {', '.join(map(repr, dup))}")
+    check_column_names(header, f"{path}:1: the header")
     if not records:
         raise UserError(f"{path}: has no data rows")
     return header, records, lines
+
+
+def check_column_names(names: list[str], where: str) -> None:
+    """Refuse a column name Arrow cannot hold: a NUL character ends a name there, so
+    ``"a\\x00b"`` would become ``"a"`` (and a traceback when the table is built)."""
+    bad = [n for n in names if "\x00" in n]
+    if bad:
+        shown = column_list(bad, most=3)
+        raise UserError(f"{where} has a NUL character in column name(s) {shown!r}; remove it")
 
 
 def jsonl_or_none(text: str, path: Path) -> list[tuple[int, dict]] | None:
@@ -191,6 +201,7 @@ def jsonl_records(text: str, path: Path) -> list[tuple[int, dict]]:
             raise UserError(f"{path}:{i}: not valid JSON ({exc.msg}, column {exc.colno})") from None
         if not isinstance(record, dict):
             raise UserError(f"{path}:{i}: expected a JSON object, got {type(record).__name__}")
+        check_column_names(list(record), f"{path}:{i}: the object")
         out.append((i, record))
     return out
 

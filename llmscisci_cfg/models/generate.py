@@ -15,7 +15,8 @@ A caller builds `Request`\\s (chat messages, `Sampling`, optionally a structured
   ms per step on Python and kernel launches (88 ms measured, ../shared/bench); only a captured
   graph removes that per-step overhead. Structured output masks logits with llguidance
   (`llmscisci_cfg.models.structured`); tokens can be streamed per row (`on_token`); a batch
-  stops decoding once every row has reached one of its stop strings (`StopStrings`).
+  stops decoding once every row has reached one of its stop strings (`StopStrings`) or
+  belongs to a request nobody waits for any more (`Abandoned`: a server's client has gone).
 - `llmscisci_cfg.models.remote.OpenAIEngine`: any OpenAI-compatible server.
 - `llmscisci_cfg.models.vllm_engine.VLLMEngine`: vLLM in-process, where installed.
 
@@ -27,7 +28,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from llmscisci_cfg import console
@@ -38,6 +39,8 @@ Messages = list[dict[str, Any]]
 CACHE_STEP = 512
 #: ``on_token(request_index, sample_index, text_so_far)`` while generating (streaming).
 TokenCallback = Callable[[int, int, str], None]
+#: ``cancelled(request_index)``: True once nobody waits for that request's completions.
+CancelCheck = Callable[[int], bool]
 
 
 @dataclass(frozen=True)
@@ -95,7 +98,7 @@ class Completion:
     text: str
     prompt_tokens: int
     completion_tokens: int
-    finish_reason: str  # "stop" (a stop token or string) or "length"
+    finish_reason: str  # "stop" (stop token or string), "length", "cancelled" (nobody waits)
     logprobs: tuple[TokenLogprob, ...] | None = None  # when the sampling asked for them
 
 
@@ -224,8 +227,14 @@ class TransformersEngine:
         *,
         desc: str | None = None,
         on_token: TokenCallback | None = None,
+        cancelled: CancelCheck | None = None,
     ) -> list[list[Completion]]:
-        """Completions of ``requests``, in input order (``n`` per request)."""
+        """Completions of ``requests``, in input order (``n`` per request).
+
+        ``cancelled(i)`` turning True stops request ``i``'s rows at the next decode step
+        (`Abandoned`) and skips it if its batch has not started; what it gets back is then
+        cut short (or empty) and meant for nobody.
+        """
         from tqdm.auto import tqdm
 
         texts = [self.render(r) for r in requests]
@@ -249,7 +258,11 @@ class TransformersEngine:
                 order = sorted(members, key=lambda i: -len(ids[i]))
                 for start in range(0, len(order), self.batch_size):
                     batch = order[start : start + self.batch_size]
-                    done = self._batch(batch, requests, ids, on_token)
+                    if cancelled is not None:  # nobody waits for these: no batch for them
+                        batch = [i for i in batch if not cancelled(i)]
+                        if not batch:
+                            continue
+                    done = self._batch(batch, requests, ids, on_token, cancelled)
                     for i, completions in zip(batch, done, strict=True):
                         out[i] = completions
                     bar.update(len(batch))
@@ -286,28 +299,43 @@ class TransformersEngine:
         requests: Sequence[Request],
         ids: list[list[int]],
         on_token: TokenCallback | None,
+        cancelled: CancelCheck | None = None,
     ) -> list[list[Completion]]:
         sampling = requests[batch[0]].sampling
-        streamer = _RowStreamer(self, batch, sampling.n, on_token) if on_token else None
+        # greedy samples are one answer n times (and transformers refuses n > 1 without sampling)
+        copies = sampling.n if sampling.greedy else 1
+        decoded = replace(sampling, n=1) if copies > 1 else sampling
+        if on_token is not None and copies > 1:
+            on_token = _copied(on_token, copies)
+        streamer = _RowStreamer(self, batch, decoded.n, on_token) if on_token else None
         constraints = [requests[i].constraint for i in batch]
+        gone = Abandoned(batch, decoded.n, cancelled) if cancelled is not None else None
         recorder = LogprobRecorder(sampling.top_logprobs) if sampling.logprobs else None
         with _inference_mode():
-            new = self._decode([ids[i] for i in batch], sampling, constraints, streamer, recorder)
+            new = self._decode(
+                [ids[i] for i in batch], decoded, constraints, streamer, gone, recorder
+            )
+        new = [row for row in new for _ in range(copies)]
         out = []
         for k, i in enumerate(batch):
             samples = []
             for j in range(sampling.n):
-                row = k * sampling.n + j
-                tokens, stopped = until_stop(new[row], self.stops)
+                index = k * sampling.n + j
+                row = new[index]
+                if gone is not None and k in gone.ended:  # what it decoded before it was padded
+                    row = until_stop(row, [self.tokenizer.pad_token_id])[0]
+                tokens, stopped = until_stop(row, self.stops)
                 text = self.tokenizer.decode(tokens, skip_special_tokens=False)
                 text, cut = cut_at_strings(text, sampling.stop)
                 reason = "stop" if stopped or cut else "length"
+                if gone is not None and k in gone.ended:
+                    reason = "cancelled"
                 used = len(tokens)
                 if cut:  # the answer ends at the stop string: count its tokens, not those past it
                     used = min(used, len(self.tokenizer.encode(text, add_special_tokens=False)))
                 logprobs = None
                 if recorder is not None:
-                    logprobs = recorder.completion(self.tokenizer, row, tokens[:used])
+                    logprobs = recorder.completion(self.tokenizer, index // copies, tokens[:used])
                 samples.append(Completion(text, len(ids[i]), used, reason, logprobs))
             out.append(samples)
         return out
@@ -318,6 +346,7 @@ class TransformersEngine:
         sampling: Sampling,
         constraints: list[Any],
         streamer: Any,
+        gone: Abandoned | None = None,
         recorder: LogprobRecorder | None = None,
     ) -> list[list[int]]:
         """New token ids of ``len(rows) × sampling.n`` sequences (row-major), stops included.
@@ -357,11 +386,14 @@ class TransformersEngine:
             max_cache_len=self.max_cache_len if self.compiled else None,
         )
         kwargs: dict[str, Any] = {}
+        stopping = StoppingCriteriaList([gone] if gone is not None else [])
         if sampling.stop:
             criteria = StopStrings(self.tokenizer, sampling.stop, prompt_width=width)
-            kwargs["stopping_criteria"] = StoppingCriteriaList([criteria])
+            stopping.append(criteria)
             if streamer is not None:
                 streamer.stopped = criteria.ended  # generate pads them from the next step
+        if stopping:
+            kwargs["stopping_criteria"] = stopping
         processors = [recorder.processor()] if recorder is not None else []
         if any(c is not None for c in constraints):
             from llmscisci_cfg.models.structured import processor_for
@@ -424,6 +456,44 @@ class StopStrings:
         hits = [any(s in tail for s in self.stop) for tail in tails]
         self.ended.update(row for row, hit in enumerate(hits) if hit)
         return torch.tensor(hits, dtype=torch.bool, device=input_ids.device)
+
+
+def _copied(on_token: TokenCallback, copies: int) -> TokenCallback:
+    """``on_token`` for one decoded sample that stands for ``copies`` identical ones."""
+
+    def each(request: int, sample: int, text: str) -> None:
+        for copy in range(copies):
+            on_token(request, copy, text)
+
+    return each
+
+
+class Abandoned:
+    """A transformers stopping criterion: ends the rows of the requests nobody waits for any
+    more (``cancelled(request_index)``, e.g. a server's client that disconnected), so their
+    decoding stops at the next step and a batch whose requests have all gone stops at once.
+    Ended rows are padded, as with `StopStrings`.
+
+    ``batch`` holds the request index of each of the batch's rows, ``n`` samples each; rows
+    past them (a compiled batch's padding) copy the last row and end with it. The answer is
+    rebuilt only when the set of abandoned requests changes.
+    """
+
+    def __init__(self, batch: list[int], n: int, cancelled: CancelCheck):
+        self.batch, self.n, self.cancelled = batch, n, cancelled
+        self.ended: frozenset[int] = frozenset()
+        self._answer: Any = None
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        ended = frozenset(k for k, i in enumerate(self.batch) if self.cancelled(i))
+        if self._answer is None or ended != self.ended:
+            self.ended = ended
+            last = len(self.batch) - 1
+            rows = [min(r // self.n, last) in ended for r in range(input_ids.shape[0])]
+            self._answer = torch.tensor(rows, dtype=torch.bool, device=input_ids.device)
+        return self._answer
 
 
 class LogprobRecorder:

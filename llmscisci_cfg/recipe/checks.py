@@ -17,7 +17,7 @@ from pathlib import Path
 from llmscisci_cfg import files
 from llmscisci_cfg.errors import Problem, UserError
 from llmscisci_cfg.recipe.schema import GRPOMethod, Recipe
-from llmscisci_cfg.resources import ref_path
+from llmscisci_cfg.resources import is_builtin, ref_path, unknown_builtin_data
 from llmscisci_cfg.task.spec import TaskSpec
 
 
@@ -34,6 +34,7 @@ def recipe_problems(recipe: Recipe, task: TaskSpec | None) -> list[Problem]:
         _launch,
         _template,
         _builtin_model,
+        _builtin_data,
         _files,
         _generation,
         _speed,
@@ -341,6 +342,26 @@ def _builtin_model(recipe: Recipe) -> Iterator[Problem]:
         yield Problem(
             ("model", "name_or_path"),
             f"unknown built-in model {name!r}{hint}; available: {', '.join(tiny.builtin_names())}",
+        )
+
+
+def _builtin_data(recipe: Recipe) -> Iterator[Problem]:
+    """A ``builtin:`` data name must be one the package ships (the files themselves are read
+    later, by the data stage); a field that takes only a path takes no ``builtin:`` name."""
+    data = recipe.data
+    for key, value in (
+        (("data", "source", "path"), data.source.path),
+        (("data", "traces", "path"), data.traces.path if data.traces else None),
+    ):
+        problem = unknown_builtin_data(value) if value is not None else None
+        if problem:
+            yield Problem(key, problem)
+    pool = getattr(recipe.method, "pool", None)
+    if pool is not None and is_builtin(pool):
+        yield Problem(
+            ("method", "pool"),
+            f"{pool}: method.pool takes a table path (recipe-relative), not a builtin: name; "
+            "null uses this table's labelled rows",
         )
 
 

@@ -28,6 +28,8 @@ from llmscisci_cfg.task.spec import load_task
 
 _METHODS = typing.get_args(Recipe.model_fields["method"].annotation)
 _METHOD_NAMES = [typing.get_args(m.model_fields["name"].annotation)[0] for m in _METHODS]
+#: Every key some method takes: a key none takes is unknown whatever the method turns out to be.
+_METHOD_KEYS = list(dict.fromkeys(k for m in _METHODS for k in m.model_fields))
 
 
 def load_job(
@@ -176,6 +178,8 @@ def _pydantic_problems(exc: ValidationError, located: Located, set_at) -> list[P
         merged.setdefault((path, err["type"] == "extra_forbidden" and "key" or "value"), []).append(
             message
         )
+        for key_path, unknown in _unknown_method_keys(err, path):
+            merged.setdefault((key_path, "key"), []).append(unknown)
     problems = []
     for (path, kind), messages in merged.items():
         message = " or ".join(dict.fromkeys(messages))
@@ -221,6 +225,22 @@ def _describe(err: dict, data: Any) -> tuple[Path_, str]:
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]
     return tuple(path), message
+
+
+def _unknown_method_keys(err: dict, path: Path_) -> list[tuple[Path_, str]]:
+    """When the method's ``name`` is missing or unknown, pydantic checks no other key of the
+    section; name the keys no method takes (``naem`` → did you mean 'name'?) as well."""
+    if err["type"] not in ("union_tag_not_found", "union_tag_invalid"):
+        return []
+    section = err.get("input")
+    if not isinstance(section, dict):
+        return []
+    base = path[:-1]  # `_describe` points these errors at (..., "name")
+    return [
+        (base + (key,), "unknown key" + (_did_you_mean(str(key), _METHOD_KEYS) or ""))
+        for key in section
+        if key not in _METHOD_KEYS
+    ]
 
 
 def _short(value: Any) -> str:

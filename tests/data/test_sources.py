@@ -98,6 +98,16 @@ def test_sha256_tracks_content(tmp_path):
         ("r.jsonl", b'{"doi": "a"}\n{"doi": "\xff"}\n', "r.jsonl:2:10: not valid UTF-8"),
         ("r.csv", b"doi,easy\na,b,c\n", "r.csv:2: 3 fields, but the header has 2"),
         ("r.csv", b"doi,doi\na,b\n", "the header repeats column(s) 'doi'"),
+        (  # Arrow cuts a name at NUL: it was a datasets CastError traceback
+            "r.csv",
+            b"doi,ea\x00sy\na,b\n",
+            "r.csv:1: the header has a NUL character in column name(s) 'ea\\x00sy'",
+        ),
+        (
+            "r.jsonl",
+            b'{"doi": "a"}\n{"doi": "b", "e\\u0000": 1}\n',
+            "r.jsonl:2: the object has a NUL character in column name(s) 'e\\x00'",
+        ),
         ("r.jsonl", b'{"doi": "a"}\n\n{"doi":\n', "r.jsonl:3: not valid JSON (Expecting value"),
         ("r.jsonl", b'{"doi": "a"}\n["b"]\n', "r.jsonl:2: expected a JSON object, got list"),
         ("r.json", b'[{"doi": "a"}, {"doi": 1}', "r.json: cannot read as json"),

@@ -100,6 +100,22 @@ def test_good_recipe_parses_exponent_as_float(tmp_path):
             "  num_generatons: 4",
             ["r.yaml:10:3: method.num_generatons: unknown key (did you mean 'num_generations'?)"],
         ),
+        (  # the misspelt tag: both the missing name and the key that was meant to be it
+            "  name: grpo",
+            "  naem: grpo",
+            [
+                "method.name: required key is missing",
+                "r.yaml:9:3: method.naem: unknown key (did you mean 'name'?)",
+            ],
+        ),
+        (
+            "  name: grpo\n  num_generations: 4",
+            "  name: gpro\n  num_generatons: 4",
+            [
+                "method.name: unknown method 'gpro'",
+                "r.yaml:10:3: method.num_generatons: unknown key (did you mean 'num_generations'?)",
+            ],
+        ),
     ],
     ids=[
         "top-typo",
@@ -110,6 +126,8 @@ def test_good_recipe_parses_exponent_as_float(tmp_path):
         "negative-lr",
         "missing-section",
         "method-typo",
+        "method-name-typo",
+        "bad-method-and-typo",
     ],
 )
 def test_bad_values_are_located(cli, tmp_path, old, new, needles):
@@ -172,6 +190,73 @@ def test_unknown_builtin_recipe_lists_available(cli):
     assert_clean_failure(
         cli("validate", "builtin:nope"), "no such built-in recipe", "quickstart/sft_tiny.yaml"
     )
+    assert_clean_failure(
+        cli("validate", "builtin:quickstart/sft_tyni"),
+        "(did you mean builtin:quickstart/sft_tiny.yaml?)",
+    )
+
+
+def test_the_flagship_recipe_is_where_the_readme_says():
+    """`llmscisci run recipes/grpo_gemma.yaml` (the README's headline) is GRPO on Gemma 3 1B for
+    the reproducibility-effort task, and it is the only copy of that recipe."""
+    from llmscisci_cfg.recipe.loader import load_recipe
+
+    readme = (RECIPES.parent / "README.md").read_text(encoding="utf-8")
+    assert "llmscisci run recipes/grpo_gemma.yaml" in readme
+    recipe = load_recipe(RECIPES / "grpo_gemma.yaml")
+    assert (recipe.method.name, recipe.model.name_or_path) == ("grpo", "google/gemma-3-1b-it")
+    assert recipe.data.task == "builtin:repro_effort"
+    gemma_grpo = [
+        p
+        for p in all_recipes()
+        if "gemma-3" in p.read_text(encoding="utf-8") and "name: grpo" in p.read_text("utf-8")
+    ]
+    assert gemma_grpo == [RECIPES / "grpo_gemma.yaml"]
+
+
+@pytest.mark.parametrize(
+    ("command", "ref", "suggestion"),
+    [
+        ("validate", "recipes/grpo_gemma3.yaml", "(did you mean builtin:grpo_gemma?)"),
+        ("run", "recipes/repro_effort/grpo_gemma3.yaml", "(did you mean builtin:grpo_gemma?)"),
+        ("plan", "quickstart/sft_tny.yaml", "(did you mean builtin:quickstart/sft_tiny?)"),
+        ("validate", "zzz.yaml", "shipped recipes: builtin:grpo_gemma, builtin:quickstart"),
+    ],
+)
+def test_a_missing_recipe_names_the_nearest_shipped_ones(cli, tmp_path, command, ref, suggestion):
+    missing = str(tmp_path / ref)
+    assert_clean_failure(cli(command, missing), f"{missing}: no such file (a recipe)", suggestion)
+
+
+@pytest.mark.parametrize("key", ["data.source.path", "data.traces.path"])
+@pytest.mark.parametrize(
+    "ref", ["builtin:nope", "builtin:../../../etc/passwd", "builtin:sample.csv"]
+)
+def test_validate_refuses_unknown_builtin_data(cli, tmp_path, key, ref):
+    """The data stage refused these; `validate` said ok."""
+    result = cli("validate", write(tmp_path, GOOD), "--set", f"{key}={ref}")
+    assert_clean_failure(
+        result, f"{key}: {ref}: no such built-in data", "available: builtin:sample"
+    )
+
+
+def test_validate_suggests_the_builtin_data_meant(cli, tmp_path):
+    text = GOOD.replace("{path: builtin:sample}", "{path: builtin:sampel}")
+    assert_clean_failure(
+        cli("validate", write(tmp_path, text)),
+        "r.yaml:5:18: data.source.path: builtin:sampel: no such built-in data "
+        "(did you mean builtin:sample?)",
+    )
+
+
+def test_a_builtin_name_is_refused_where_only_a_path_is_read(cli):
+    result = cli(
+        "validate",
+        RECIPES / "repro_effort" / "label_few_shot.yaml",
+        "--set",
+        "method.pool=builtin:sample",
+    )
+    assert_clean_failure(result, "method.pool: builtin:sample: method.pool takes a table path")
 
 
 @pytest.mark.parametrize(
@@ -308,7 +393,7 @@ def test_machine_checks_with_here(cli, tmp_path, monkeypatch):
     from llmscisci_cfg.recipe import checks
 
     monkeypatch.setattr(checks, "cuda_present", lambda: False)
-    gemma = RECIPES / "repro_effort" / "grpo_gemma3.yaml"
+    gemma = RECIPES / "grpo_gemma.yaml"
     assert cli("validate", gemma).exit_code == 0
     assert_clean_failure(cli("validate", "--here", gemma), "no CUDA device is visible")
 

@@ -1,85 +1,90 @@
-"""Fixtures for the server tests (`llmscisci_cfg.serve`): a real `llmscisci serve builtin:tiny`
-on a free loopback port, driven by the official `openai` client and by raw HTTP."""
+"""Fixtures for the server tests (`llmscisci_cfg.serve`).
+
+The session's one `llmscisci serve builtin:tiny` subprocess is ``server`` in tests/conftest.py
+(helpers in tests/serve_helpers.py): most tests go through it, with the official `openai` client
+and raw HTTP. Tests that must see inside the server (the engine's forward passes after a client
+drops, the threads prompts are tokenized on, an engine that fails, an API key) use ``tiny`` (the
+tiny model and an engine built in-process, once) and ``live`` (uvicorn serving that engine in a
+thread, on a real loopback socket); an app with an API key is driven in-process by `app_client`.
+"""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
+import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
+import httpx
 import pytest
 
-from tests.conftest import REPO
+HI = [{"role": "user", "content": "Classify: the code was public."}]
 
 
 @dataclass
-class Server:
+class Tiny:
+    model: Any
+    tokenizer: Any
+    engine: Any
+    max_context: int
+
+
+@dataclass
+class Live:
     url: str
-    process: subprocess.Popen
-
-    def client(self, api_key: str = "EMPTY", **kwargs):
-        from openai import OpenAI
-
-        return OpenAI(base_url=self.url, api_key=api_key, max_retries=0, timeout=60, **kwargs)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start(*extra: str, env: dict[str, str] | None = None) -> Server:
-    """`llmscisci serve builtin:tiny` on a free port; waits until /v1/models answers."""
-    import httpx
-
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "llmscisci_cfg",
-            "serve",
-            "builtin:tiny",
-            "--port",
-            str(port),
-            *extra,
-        ],
-        cwd=REPO,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"serve exited: {process.stderr.read()[-2000:]}")
-        try:
-            if httpx.get(
-                f"{url}/models", timeout=1, headers={"authorization": "Bearer secret"}
-            ).status_code in (200, 401):
-                return Server(url, process)
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    process.kill()
-    raise RuntimeError("serve did not start within 90 s")
-
-
-def stop(server: Server) -> None:
-    server.process.terminate()
-    try:
-        server.process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
+    tiny: Tiny
+    batcher: Any
 
 
 @pytest.fixture(scope="session")
-def server():
-    running = start()
-    yield running
-    stop(running)
+def tiny() -> Tiny:
+    from llmscisci_cfg.models.generate import TransformersEngine
+    from llmscisci_cfg.models.load import for_generation, job_for_model, load_tokenizer, max_context
+    from llmscisci_cfg.models.tiny import build_tiny_model
+
+    tokenizer = for_generation(load_tokenizer(job_for_model("builtin:tiny")))
+    model = build_tiny_model("builtin:tiny", 0)
+    engine = TransformersEngine(model, tokenizer, batch_size=8)
+    return Tiny(model, tokenizer, engine, max_context(model, tokenizer))
+
+
+@pytest.fixture(scope="session")
+def live(tiny):
+    """uvicorn serving the in-process tiny engine on a loopback port, as `llmscisci serve` does."""
+    import uvicorn
+
+    from llmscisci_cfg.cli.serve import listening_socket
+    from llmscisci_cfg.serve.app import create_app
+    from llmscisci_cfg.serve.batcher import Batcher
+
+    batcher = Batcher(tiny.engine, max_batch=8)
+    app = create_app(
+        batcher, tiny.tokenizer, model_name="builtin:tiny", max_context=tiny.max_context
+    )
+    sock = listening_socket("127.0.0.1", 0)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "the in-process server did not start"
+    yield Live(f"http://127.0.0.1:{sock.getsockname()[1]}/v1", tiny, batcher)
+    server.should_exit = True
+    thread.join(timeout=10)
+    batcher.close()
+    sock.close()
+
+
+@pytest.fixture
+def forward_passes(tiny):
+    """A list that grows by one with each forward pass of the tiny model."""
+    calls: list[int] = []
+    handle = tiny.model.register_forward_hook(lambda *args: calls.append(1))
+    yield calls
+    handle.remove()
+
+
+def app_client(app) -> httpx.AsyncClient:
+    """An async HTTP client that calls ``app`` in-process."""
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")

@@ -472,7 +472,7 @@ def test_every_shipped_recipe_has_an_estimate(recipe, tmp_path, monkeypatch):
 
 
 def test_settings_follow_the_recipe():
-    r = load_recipe(RECIPES / "repro_effort" / "grpo_gemma3.yaml")
+    r = load_recipe(RECIPES / "grpo_gemma.yaml")
     s = settings_for(r, "cuda")
     assert (s.method, s.quant_bits, s.lora_r, s.batch) == (
         "grpo",
