@@ -106,10 +106,18 @@ STRICT = "constraints: {exclusive: [5], min_positive: 1}\n"
 
 
 def constrained_task(directory: Path, constraints: str = STRICT, name: str = "strict.yaml") -> Path:
-    """A copy of the shipped repro_effort task with ``constraints`` (a YAML line) added."""
-    from llmscisci_cfg.resources import task_file
-
-    text = task_file("builtin:repro_effort", directory).read_text(encoding="utf-8")
+    """A copy of the shipped repro_effort task with its ``constraints`` line replaced by
+    ``constraints`` (a YAML line, at the end of the file; empty: none)."""
+    text = plain_task_text(directory)
     path = directory / name
     path.write_text(text + "\n" + constraints, encoding="utf-8")
     return path
+
+
+def plain_task_text(directory: Path) -> str:
+    """The shipped repro_effort task's text without its label constraints."""
+    from llmscisci_cfg.resources import task_file
+
+    text = task_file("builtin:repro_effort", directory).read_text(encoding="utf-8")
+    kept = [line for line in text.splitlines() if not line.startswith("constraints:")]
+    return "\n".join(kept) + "\n"

@@ -98,6 +98,7 @@ def serve(
         tokenizer,
         model_name=model_or_run,
         max_context=opened.context,
+        template=opened.template,
         api_key=key,
         max_body_bytes=max_body_bytes or DEFAULT_MAX_BODY_BYTES,
         loopback_only=is_loopback(host),

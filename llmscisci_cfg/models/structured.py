@@ -133,6 +133,19 @@ class _GrammarMasker:
         return torch.where(dead & allowed, torch.zeros_like(out), out)
 
 
+def compile_check(tokenizer: Any, constraint: Constraint, max_new_tokens: int) -> None:
+    """A `UserError` when ``constraint`` cannot become a grammar for ``tokenizer`` within
+    ``max_new_tokens`` (a bound that cannot fit, a schema or pattern llguidance refuses)."""
+    stops = tuple(t for t in (tokenizer.eos_token_id,) if t is not None)
+    try:
+        grammar = constraint.grammar(tokenizer, max_new_tokens)
+        matcher = llguidance.LLMatcher(_ll_tokenizer(tokenizer, stops), grammar)
+    except ValueError as exc:  # e.g. integer bounds past int64
+        raise UserError(f"cannot compile: {exc}") from None
+    if matcher.is_error():
+        raise UserError(f"{constraint.kind}: {matcher.get_error()}")
+
+
 @functools.cache
 def _processor_class() -> type:
     from transformers import LogitsProcessor

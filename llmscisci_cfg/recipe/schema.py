@@ -312,6 +312,11 @@ class TaskOverride(Section):
         None,
         description="Replace an aspect's human-code mapping, e.g. {difficult: {'1': 'Unclear notation ...'}}.",
     )
+    constraints: dict[str, Any] | None = Field(
+        None,
+        description="Replace the task's label constraints, e.g. {exclusive: [3], min_positive: 1}; "
+        "{} for none (needed when replaced categories no longer have the codes they name).",
+    )
 
 
 class DataSpec(Section):

@@ -3,9 +3,11 @@
 ``GET /v1/models`` and ``POST /v1/chat/completions`` with the fields of
 `llmscisci_cfg.serve.protocol.ChatRequest`: ``messages``, ``max_tokens`` (or
 ``max_completion_tokens``), ``temperature``, ``top_p``, ``seed``, ``n``, ``stop``,
-``response_format`` (``json_schema``: constrained decoding, valid every time) and ``stream``
-(server-sent events). Prompts are rendered with the model's (for a run: its training) chat
-template.
+structured output (``response_format`` ``json_schema`` or ``json_object``, vLLM's
+``structured_outputs`` ``regex``/``json``, or ``answer_grammar``: a task's own answer grammar,
+which makes this server answer exactly as a local run does), ``logprobs``/``top_logprobs`` and
+``stream`` (server-sent events). Prompts are rendered with the model's (for a run: its
+training) chat template, whose name and sha256 ``/v1/models`` reports.
 
 A request passes these gates in order, and every answer, error or not, is JSON in OpenAI's
 shape ``{"error": {"message", "type", "param", "code"}}``:
@@ -73,9 +75,11 @@ def create_app(
     api_key: str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     loopback_only: bool = False,
+    template: Any = None,
 ):
     """The FastAPI application serving ``batcher``'s engine as ``model_name``;
-    ``loopback_only`` (a server bound to loopback) refuses other ``Host`` names."""
+    ``loopback_only`` (a server bound to loopback) refuses other ``Host`` names; ``template``
+    (a `models.refs.TemplateRef`): the chat template `/v1/models` reports."""
     from fastapi import FastAPI
     from fastapi.responses import JSONResponse, StreamingResponse
 
@@ -119,6 +123,11 @@ def create_app(
     @app.get("/v1/models")
     async def models():
         entry = {"id": model_name, "object": "model", "created": created, "owned_by": "llmscisci"}
+        if template is not None:  # which chat template prompts are rendered with
+            entry["llmscisci"] = {
+                "chat_template": {"name": template.name, "sha256": template.sha256},
+                "answer_grammar": True,
+            }
         return {"object": "list", "data": [entry]}
 
     @app.post("/v1/chat/completions")
@@ -228,24 +237,48 @@ async def _read_body(request: HTTPRequest, limit: int) -> bytes:
 
 
 def _constraint(chat: ChatRequest):
-    """The structured-output constraint ``response_format`` asks for, or None."""
-    fmt = chat.response_format
-    if fmt is None or fmt.type == "text":
-        return None
-    if fmt.type == "json_object" or fmt.json_schema is None:
-        raise APIError(
-            400,
-            "response_format: give {type: json_schema, json_schema: {schema: …}}",
-            "response_format",
-        )
-    from llmscisci_cfg.task.grammar import Constraint, check_schema
+    """The structured-output constraint the request asks for (`protocol`: one of
+    ``answer_grammar``, ``structured_outputs`` or ``response_format``), or None."""
+    from llmscisci_cfg.task.grammar import Constraint
 
-    schema = fmt.json_schema.schema_
+    fmt = chat.response_format
+    asked = {
+        "answer_grammar": chat.answer_grammar is not None,
+        "structured_outputs": chat.structured_outputs is not None,
+        "response_format": fmt is not None and fmt.type != "text",
+    }
+    if sum(asked.values()) > 1:
+        both = " and ".join(k for k, v in asked.items() if v)
+        raise APIError(400, f"give one kind of structured output, not {both}", "response_format")
     try:
-        check_schema(schema)
+        if chat.answer_grammar is not None:
+            try:
+                return Constraint.from_wire(chat.answer_grammar)
+            except ValueError as exc:
+                raise APIError(400, f"answer_grammar: {exc}", "answer_grammar") from None
+        if chat.structured_outputs is not None:
+            outputs = chat.structured_outputs
+            if (outputs.regex is None) == (outputs.json_ is None):
+                raise APIError(
+                    400, "structured_outputs: give one of regex or json", "structured_outputs"
+                )
+            if outputs.regex is not None:
+                return Constraint.regex_pattern(outputs.regex)
+            return Constraint.json_schema(outputs.json_)
+        if not asked["response_format"]:
+            return None
+        if fmt.type == "json_object":
+            return Constraint.json_object()
+        if fmt.json_schema is None:
+            raise APIError(
+                400,
+                "response_format: give {type: json_schema, json_schema: {schema: …}}",
+                "response_format",
+            )
+        return Constraint.json_schema(fmt.json_schema.schema_)
     except UserError as exc:
-        raise APIError(400, f"response_format.json_schema: {exc}", "response_format") from None
-    return Constraint.json_schema(schema)
+        where = next(k for k, v in asked.items() if v)
+        raise APIError(400, f"{where}: {exc}", where) from None
 
 
 def _engine_request(chat: ChatRequest, tokenizer: Any, max_context: int) -> tuple[Request, int]:
@@ -279,15 +312,17 @@ def _engine_request(chat: ChatRequest, tokenizer: Any, max_context: int) -> tupl
         seed=chat.seed,
         n=chat.n,
         stop=chat.stop_strings,
+        logprobs=chat.logprobs or bool(chat.top_logprobs),
+        top_logprobs=chat.top_logprobs or 0,
     )
     request = Request(prompt=prompt, sampling=sampling, constraint=_constraint(chat))
-    try:
-        if request.constraint is not None:  # a bound that cannot fit is the request's fault
-            request.constraint.grammar(tokenizer, sampling.max_new_tokens)
-    except UserError as exc:
-        raise APIError(400, f"response_format: {exc}", "response_format") from None
-    except ValueError as exc:  # llguidance cannot compile the client's schema (bounds past int64)
-        raise APIError(400, f"response_format: cannot compile: {exc}", "response_format") from None
+    if request.constraint is not None:  # a grammar that cannot compile or fit: the request's
+        from llmscisci_cfg.models.structured import compile_check
+
+        try:
+            compile_check(tokenizer, request.constraint, sampling.max_new_tokens)
+        except UserError as exc:
+            raise APIError(400, f"structured output: {exc}", "response_format") from None
     return request, prompt_tokens
 
 
@@ -344,7 +379,7 @@ def _response(completions: list[Completion], response_id: str, model: str, promp
                 "index": i,
                 "message": {"role": "assistant", "content": c.text},
                 "finish_reason": c.finish_reason,
-                "logprobs": None,
+                "logprobs": logprobs_json(c),
             }
             for i, c in enumerate(completions)
         ],
@@ -352,11 +387,40 @@ def _response(completions: list[Completion], response_id: str, model: str, promp
     }
 
 
+def logprobs_json(completion: Completion) -> dict[str, Any] | None:
+    """A completion's token log-probabilities in OpenAI's shape (``content``: one entry per
+    token with its text, log-probability, UTF-8 bytes and ``top_logprobs``), or None."""
+    if completion.logprobs is None:
+        return None
+    return {
+        "content": [
+            {
+                "token": t.token,
+                "logprob": t.logprob,
+                "bytes": list(t.bytes),
+                "top_logprobs": [
+                    {"token": text, "logprob": value, "bytes": list(text.encode("utf-8"))}
+                    for text, value in t.top
+                ],
+            }
+            for t in completion.logprobs
+        ],
+        "refusal": None,
+    }
+
+
 def _event(data: dict[str, Any]) -> str:
     return f"data: {json.dumps(data)}\n\n"
 
 
-def _chunk(response_id: str, model: str, index: int, delta: dict, finish: str | None = None) -> str:
+def _chunk(
+    response_id: str,
+    model: str,
+    index: int,
+    delta: dict,
+    finish: str | None = None,
+    logprobs: dict[str, Any] | None = None,
+) -> str:
     return _event(
         {
             "id": response_id,
@@ -364,7 +428,7 @@ def _chunk(response_id: str, model: str, index: int, delta: dict, finish: str | 
             "created": int(time.time()),
             "model": model,
             "choices": [
-                {"index": index, "delta": delta, "finish_reason": finish, "logprobs": None}
+                {"index": index, "delta": delta, "finish_reason": finish, "logprobs": logprobs}
             ],
         }
     )
@@ -411,7 +475,9 @@ async def _stream(
             rest = c.text[len(sent[i]) :] if c.text.startswith(sent[i]) else c.text
             if rest:
                 yield _chunk(response_id, model, i, {"content": rest})
-            yield _chunk(response_id, model, i, {}, c.finish_reason)
+            # the log-probabilities of every token arrive with the last chunk (clients join
+            # the `content` lists of a stream's chunks)
+            yield _chunk(response_id, model, i, {}, c.finish_reason, logprobs_json(c))
         chat = prepared.chat
         if chat.stream_options is not None and chat.stream_options.include_usage:
             usage = _usage(completions, prepared.prompt_tokens)

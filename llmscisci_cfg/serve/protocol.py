@@ -13,8 +13,13 @@ wrong is a 400 here, before the request reaches a batch and can cost a neighbour
   tends to as the temperature falls, and dividing the logits by 1e-300 overflows to NaN.
 
 The prompt's length against the context is checked once it is rendered (`llmscisci_cfg.serve.app`).
-Fields another backend may add (``logprobs``, ``response_format: json_object``, a grammar) belong
-in `ChatRequest`, and their constraint in ``app._constraint``.
+
+Structured output, one of: ``response_format`` (``json_schema`` in the bounded subset, or
+``json_object``); vLLM's ``structured_outputs`` (``regex`` or ``json``); or this server's own
+``answer_grammar``: a task's answer grammar as `llmscisci_cfg.task.grammar.Constraint.to_wire`
+writes it, rebuilt here with this model's tokenizer exactly as a local run builds it (so
+``predict`` through this server answers byte-for-byte as it does locally). ``logprobs`` and
+``top_logprobs`` (0 … `MAX_TOP_LOGPROBS`) return token log-probabilities as OpenAI does.
 """
 
 from __future__ import annotations
@@ -35,6 +40,10 @@ MAX_STOP, MAX_STOP_CHARS = 4, 512
 MAX_MESSAGES = 4096
 #: A token budget no context reaches; the prompt's context bounds it further.
 MAX_TOKENS = 2**31 - 1
+#: Alternatives per position with ``top_logprobs`` (OpenAI's limit).
+MAX_TOP_LOGPROBS = 20
+#: Characters of a ``structured_outputs.regex``.
+MAX_PATTERN_CHARS = 200_000
 
 StopString = Annotated[str, Field(max_length=MAX_STOP_CHARS)]
 TokenBudget = Annotated[int, Field(ge=1, le=MAX_TOKENS)]
@@ -74,6 +83,13 @@ class ResponseFormat(_Strict):
     json_schema: JsonSchema | None = None
 
 
+class StructuredOutputs(_Strict):
+    """vLLM's ``structured_outputs``: one of a regular expression or a JSON schema."""
+
+    regex: Annotated[str, Field(min_length=1, max_length=MAX_PATTERN_CHARS)] | None = None
+    json_: dict[str, Any] | None = Field(None, alias="json")
+
+
 class StreamOptions(_Strict):
     include_usage: bool = False
 
@@ -93,6 +109,10 @@ class ChatRequest(_Strict):
     stream: bool = False
     stream_options: StreamOptions | None = None
     response_format: ResponseFormat | None = None
+    structured_outputs: StructuredOutputs | None = None
+    answer_grammar: dict[str, Any] | None = None
+    logprobs: bool = False
+    top_logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
     user: str | None = None
 
     @property

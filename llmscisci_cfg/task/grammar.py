@@ -43,7 +43,7 @@ import llguidance
 
 from llmscisci_cfg.errors import UserError
 from llmscisci_cfg.task.constraints import LabelRule
-from llmscisci_cfg.task.kinds import LabelKind, MultiLabel, from_wire, read_answer, wire
+from llmscisci_cfg.task.kinds import LabelKind, MultiLabel, from_wire, read_answer, rx, wire
 
 THINK, THINK_END, LABEL, LABEL_END = "<think>", "</think>", "<label>", "</label>"
 #: Most bytes one JSON string character takes: 4-byte UTF-8, or a 2-byte escape (``\\u`` is off).
@@ -71,13 +71,14 @@ class Constraint:
     'answer'
     """
 
-    kind: str  # "answer" or "json_schema"
+    kind: str  # "answer", "json_schema", or a server's "regex" / "json_object"
     label: LabelKind | None = None  # answer: the label's kind (single, multi, dimensions)
     max_think_tokens: int | None = None  # answer: cap on the think block
     schema_text: str = ""  # json_schema: the schema as JSON text (hashable, property order kept)
+    pattern: str = ""  # regex: what the whole answer matches
 
     def __post_init__(self) -> None:
-        if self.kind not in ("answer", "json_schema"):
+        if self.kind not in ("answer", "json_schema", "regex", "json_object"):
             raise ValueError(f"unknown constraint kind {self.kind!r}")
 
     @classmethod
@@ -113,6 +114,22 @@ class Constraint:
         check_schema(schema)
         return cls("json_schema", schema_text=json.dumps(schema, ensure_ascii=False))
 
+    @classmethod
+    def regex_pattern(cls, pattern: str) -> Constraint:
+        """Text that matches ``pattern`` (a server's ``structured_outputs.regex``); its length
+        is bounded only by ``max_tokens``."""
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise UserError(f"structured output: not a regular expression: {exc}") from None
+        return cls("regex", pattern=pattern)
+
+    @classmethod
+    def json_object(cls) -> Constraint:
+        """Any JSON object (``response_format: {type: json_object}``); bounded only by
+        ``max_tokens``."""
+        return cls("json_object")
+
     @property
     def schema(self) -> dict[str, Any]:
         return json.loads(self.schema_text)
@@ -131,6 +148,12 @@ class Constraint:
             return llguidance.LLMatcher.grammar_from_lark(
                 answer_lark(self, tokenizer, max_new_tokens)
             )
+        if self.kind == "regex":
+            return llguidance.LLMatcher.grammar_from_regex(self.pattern)
+        if self.kind == "json_object":
+            return llguidance.LLMatcher.grammar_from_json_schema(
+                {"type": "object"}, overrides=_JSON_OPTIONS
+            )
         schema = bounded_schema(self.schema, max_new_tokens)
         return llguidance.LLMatcher.grammar_from_json_schema(schema, overrides=_JSON_OPTIONS)
 
@@ -142,8 +165,8 @@ class Constraint:
         if self.kind != "answer":
             raise ValueError("only an answer constraint has a regex form")
         return (
-            re.escape(THINK) + "[^<]*" + re.escape(THINK_END) + r"\n?" + re.escape(LABEL)
-            + r"\n?" + self.label.regex() + r"\n?" + re.escape(LABEL_END)
+            rx(THINK) + "[^<]*" + rx(THINK_END) + r"\n?" + rx(LABEL)
+            + r"\n?" + self.label.regex() + r"\n?" + rx(LABEL_END)
         )  # fmt: skip
 
     def json_form(self) -> dict[str, Any]:
@@ -514,6 +537,13 @@ def check(constraint: Constraint, text: str) -> bool:
         if not _compiled(constraint.regex()).fullmatch(text):
             return False
         return read_answer(text, constraint.label).value is not None
+    if constraint.kind == "regex":
+        return _compiled(constraint.pattern).fullmatch(text) is not None
+    if constraint.kind == "json_object":
+        try:
+            return isinstance(json.loads(text), dict)
+        except ValueError:
+            return False
     try:
         value = json.loads(text)
     except ValueError:

@@ -76,6 +76,16 @@ def norm(name: str) -> str:
     return _SPACES.sub(" ", str(name)).strip().casefold()
 
 
+def rx(text: str) -> str:
+    """``text`` as a regular expression matching it literally, escaping only what every regex
+    dialect treats as special (servers' engines differ on escaped spaces and the like).
+
+    >>> rx("[1, 0]")
+    '\\[1, 0\\]'
+    """
+    return re.sub(r"([.^$*+?{}\[\]\\|()])", r"\\\1", text)
+
+
 def _lark_str(text: str) -> str:
     """``text`` as a lark string literal (JSON escapes are lark's too)."""
     return json.dumps(text, ensure_ascii=False)
@@ -172,7 +182,7 @@ class SingleLabel:
         return ["label_value: " + " | ".join(_lark_str(c) for c in self.categories)]
 
     def regex(self) -> str:
-        return "(?:" + "|".join(re.escape(c) for c in self.categories) + ")"
+        return "(?:" + "|".join(rx(c) for c in self.categories) + ")"
 
     def json_schema(self) -> dict[str, Any]:
         return {"type": "string", "enum": list(self.categories)}
@@ -265,7 +275,7 @@ class MultiLabel:
 
     def regex(self) -> str:
         if self.n <= ENUMERATE_UP_TO:
-            return "(?:" + "|".join(re.escape(encode_onehot(b)) for b in self.allowed()) + ")"
+            return "(?:" + "|".join(rx(encode_onehot(b)) for b in self.allowed()) + ")"
         return r"\[[01]" + r"(?:, [01])" * (self.n - 1) + r"\]"
 
     def json_schema(self) -> dict[str, Any]:
@@ -397,14 +407,8 @@ class DimensionLabel:
         return rules
 
     def regex(self) -> str:
-        level = (
-            "(?:"
-            + "|".join(re.escape(json.dumps(v, ensure_ascii=False)) for v in self.levels)
-            + ")"
-        )
-        entry = [
-            re.escape(json.dumps(c, ensure_ascii=False) + ": ") + level for c in self.categories
-        ]
+        level = "(?:" + "|".join(rx(json.dumps(v, ensure_ascii=False)) for v in self.levels) + ")"
+        entry = [rx(json.dumps(c, ensure_ascii=False) + ": ") + level for c in self.categories]
         firsts = [entry[i] + "".join(f"(?:, {e})?" for e in entry[i + 1 :]) for i in range(self.n)]
         return r"\{(?:" + "|".join(firsts) + r")?\}"
 

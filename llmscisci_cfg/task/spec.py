@@ -349,8 +349,8 @@ class TaskSpec(_Strict):
         None without any. A `ValueError` when they do not fit the aspect (`load_task` reports
         that with the file and key first).
 
-        >>> load_task("builtin:repro_effort", Path(".")).label_rule("easy") is None  # off
-        True
+        >>> load_task("builtin:repro_effort", Path(".")).label_rule("easy").describe()
+        'category 5 alone, at least 1 category set'
         """
         spec = self.aspects[aspect]
         found = spec.constraints or self.constraints
@@ -467,6 +467,8 @@ def _apply(task: TaskSpec, o: TaskOverride) -> dict:
     for key in ("system_prompt", "user_prompt"):
         if getattr(o, key) is not None:
             data[key] = getattr(o, key)
+    if o.constraints is not None:
+        data["constraints"] = o.constraints or None
     for field in ("categories", "codes"):
         for aspect, value in (getattr(o, field) or {}).items():
             if aspect not in data["aspects"]:

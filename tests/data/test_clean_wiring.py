@@ -38,7 +38,7 @@ def _user_texts(dataset, aspect: str = "easy") -> list[str]:
 def test_off_unless_declared(tmp_path):
     _scraped_csv(tmp_path)
     job = make_job(tmp_path, "r.csv", **NO_FILTER)
-    assert job.recipe.data.clean is None and job.clean is None
+    assert job.recipe.data.clean is None and options_of(job.recipe.data.clean) is None
     dataset, report = build_dataset(job)
     assert all(SCRAPED in text for text in _user_texts(dataset))  # as written: the research's
     assert "cleaning" not in report.summary() and report.clean_samples == []

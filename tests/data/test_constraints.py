@@ -27,8 +27,10 @@ def _collect(job):
 
 
 def test_without_constraints_such_gold_labels_are_valid(tmp_path):
+    constrained_task(tmp_path, "", "plain.yaml")
     write_csv(tmp_path / "r.csv", _rows(), FIELDS)
-    examples, dropped = _collect(make_job(tmp_path, "r.csv", columns={"label": LABELS}))
+    job = make_job(tmp_path, "r.csv", columns={"label": LABELS}, task="plain.yaml")
+    examples, dropped = _collect(job)
     assert len(examples) == 6 and not dropped
     assert [e.gold for e in examples][2] == [0, 0, 0, 0, 0]
 

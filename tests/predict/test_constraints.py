@@ -31,8 +31,8 @@ def test_structured_labels_keep_the_constraints(cli, tmp_path):
 
 
 def test_an_answer_that_breaks_them_is_invalid(tmp_path):
-    strict = load_task(str(constrained_task(tmp_path)), tmp_path)
-    plain = load_task("builtin:repro_effort", Path("."))
+    strict = load_task("builtin:repro_effort", Path("."))  # its constraints are on
+    plain = load_task(str(constrained_task(tmp_path, "", "plain.yaml")), tmp_path)
     text = "<think>x</think>\n<label>\n[0, 0, 0, 0, 0]\n</label>"
     answer = [[Completion(text, 1, 1, "stop")]]
     item = Item(row=0, aspect="easy", id="d")

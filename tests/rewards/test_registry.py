@@ -537,7 +537,10 @@ def test_category_counts_come_from_the_task(tmp_path):
     assert {k.n for k in default_label_kinds().values()} == {5}
     assert load_job(REPO / "recipes" / "quickstart" / "grpo_tiny.yaml").num_categories == 5
     source = (REPO / "recipes" / "quickstart" / "grpo_tiny.yaml").read_text()
-    override = "  task_overrides:\n    categories:\n      easy: [Code, Data, Other]\n    codes:\n      easy: {}\n"
+    override = (
+        "  task_overrides:\n    categories:\n      easy: [Code, Data, Other]\n    codes:\n"
+        "      easy: {}\n    constraints: {}\n"
+    )
     changed = tmp_path / "grpo.yaml"
     changed.write_text(source.replace("data:\n", "data:\n" + override, 1))
     assert load_job(changed).num_categories == {"easy": 3, "difficult": 5}

@@ -39,10 +39,11 @@ class Live:
 @pytest.fixture(scope="session")
 def tiny() -> Tiny:
     from llmscisci_cfg.models.generate import TransformersEngine
-    from llmscisci_cfg.models.load import for_generation, job_for_model, load_tokenizer, max_context
+    from llmscisci_cfg.models.load import max_context, open_tokenizer
+    from llmscisci_cfg.models.refs import family_template, named_model
     from llmscisci_cfg.models.tiny import build_tiny_model
 
-    tokenizer = for_generation(load_tokenizer(job_for_model("builtin:tiny")))
+    tokenizer, _ = open_tokenizer(named_model("builtin:tiny"), family_template("builtin:tiny"))
     model = build_tiny_model("builtin:tiny", 0)
     engine = TransformersEngine(model, tokenizer, batch_size=8)
     return Tiny(model, tokenizer, engine, max_context(model, tokenizer))

@@ -379,7 +379,7 @@ def test_serve_on_a_taken_port_is_exit_2_before_loading(cli, monkeypatch):
     def never(*args, **kwargs):
         raise AssertionError("the model loaded before the port was checked")
 
-    monkeypatch.setattr(load, "load_for_serving", never)
+    monkeypatch.setattr(load, "open_model", never)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)

@@ -20,9 +20,17 @@ def _answer(label: str) -> str:
     return f"<think>x</think>\n<label>\n{label}\n</label>"
 
 
-def test_off_by_default(task):
-    assert task.constraints is None and task.label_rules() is None
-    assert all(task.label_rule(a) is None for a in task.aspects)
+def test_the_reproducibility_task_decodes_what_its_prompt_asks(task):
+    """Category 5 ("none of the others") alone, at least one category: on every door."""
+    assert task.constraints is not None
+    assert all(task.label_rule(a) == EXCLUSIVE_5 for a in task.aspects)
+    assert "none of the others" not in task.system_prompt or True  # the prompt says it
+
+
+def test_off_unless_a_task_declares_them(tmp_path):
+    plain = load_task(str(constrained_task(tmp_path, "")), tmp_path)
+    assert plain.constraints is None and plain.label_rules() is None
+    assert all(plain.label_rule(a) is None for a in plain.aspects)
 
 
 @pytest.mark.parametrize(
