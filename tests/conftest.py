@@ -57,3 +57,34 @@ def server():
     running = start()
     yield running
     stop(running)
+
+
+#: The tiny run each method trains once per session (`trained`): the quickstart recipe, cut short.
+TRAINED = {
+    "sft": ("builtin:quickstart/sft_tiny", ("train.max_steps=2", "train.save_steps=2")),
+}
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """``trained(method)``: a run directory trained once per session (with its own dataset
+    cache); read it freely, copy it (`shutil.copytree`) to change it."""
+    from click.testing import CliRunner
+
+    from llmscisci_cfg.cli import main
+
+    made: dict[str, Path] = {}
+
+    def get(method: str) -> Path:
+        if method not in made:
+            recipe, sets = TRAINED[method]
+            run_dir = tmp_path_factory.mktemp("trained") / method
+            args = ["run", recipe, *[f"--set={s}" for s in sets], "--output-dir", str(run_dir)]
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setenv("LLMSCISCI_CACHE", str(tmp_path_factory.mktemp("trained-cache")))
+                result = CliRunner().invoke(main, args, catch_exceptions=False)
+            assert result.exit_code == 0, result.output
+            made[method] = run_dir
+        return made[method]
+
+    return get

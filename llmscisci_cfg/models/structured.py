@@ -137,6 +137,8 @@ def compile_check(tokenizer: Any, constraint: Constraint, max_new_tokens: int) -
     """A `UserError` when ``constraint`` cannot become a grammar for ``tokenizer`` within
     ``max_new_tokens`` (a bound that cannot fit, a schema or pattern llguidance refuses)."""
     stops = tuple(t for t in (tokenizer.eos_token_id,) if t is not None)
+    if constraint.kind == "regex":
+        _refuse_added_tokens(tokenizer, constraint.pattern)
     try:
         grammar = constraint.grammar(tokenizer, max_new_tokens)
         matcher = llguidance.LLMatcher(_ll_tokenizer(tokenizer, stops), grammar)
@@ -144,6 +146,22 @@ def compile_check(tokenizer: Any, constraint: Constraint, max_new_tokens: int) -
         raise UserError(f"cannot compile: {exc}") from None
     if matcher.is_error():
         raise UserError(f"{constraint.kind}: {matcher.get_error()}")
+
+
+def _refuse_added_tokens(tokenizer: Any, pattern: str) -> None:
+    """A regular expression that spells out one of the tokenizer's added tokens (``<think>``
+    where it is one token) cannot be decoded: llguidance lets the model write that text only
+    as the added token, which a regex never matches. Said before generating, with the way
+    out (the task's own grammar references such tokens by id)."""
+    from llmscisci_cfg.task.kinds import rx
+
+    found = [text for text in tokenizer.get_added_vocab() if len(text) > 1 and rx(text) in pattern]
+    if found:
+        raise UserError(
+            f"this regex spells {found[0]!r}, which this model's tokenizer writes as one added "
+            "token that a regex cannot match; send the task's answer grammar instead "
+            "(answer_grammar; `predict` does with generation.server_grammar: llmscisci)"
+        )
 
 
 @functools.cache

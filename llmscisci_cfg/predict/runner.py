@@ -299,7 +299,7 @@ def _entry(item, outcome=None, completions=None) -> dict[str, Any]:
         entry["completion_tokens"] = sum(c[0].completion_tokens for c in completions)
         if len(completions) == 1:  # one answer: its label's probability
             value, why = confidence(completions[0][0]) if outcome.valid else (None, "invalid")
-            entry["confidence"] = None if value is None else round(value, 6)
+            entry["confidence"] = value
             entry["confidence_note"] = why
     return entry
 

@@ -77,16 +77,23 @@ def with_engine_rollouts(trainer_cls: type, merged: bool = False) -> type:
             return self._merged_copy.model
 
         def _engine(self, model: Any, rows: int) -> Any:
-            from llmscisci_cfg.models.generate import TransformersEngine
+            from llmscisci_cfg.models.engines import make_engine
+            from llmscisci_cfg.models.generate import Sampling
+            from llmscisci_cfg.models.genspec import GenSpec
+            from llmscisci_cfg.models.load import Opened
+            from llmscisci_cfg.models.refs import TemplateRef
 
             if self._rollout_engine is None or self._rollout_engine.model is not model:
-                self._rollout_engine = TransformersEngine(
-                    model,
-                    getattr(self, "_tokenizer", self.processing_class),
-                    batch_size=rows,
-                    compile="on",
+                tokenizer = getattr(self, "_tokenizer", self.processing_class)
+                template = TemplateRef("training", getattr(tokenizer, "chat_template", None))
+                opened = Opened(model, tokenizer, template, "the GRPO policy")
+                self._rollout_engine = make_engine(
+                    GenSpec("transformers", Sampling()),
+                    opened,
                     description="GRPO rollouts",
                     manage_model=False,
+                    compile="on",  # fixed shapes: the captured decode step is reused every step
+                    batch_size=rows,
                 )
                 self._rollout_engine.stops = list(self.eos_token_ids)
             return self._rollout_engine

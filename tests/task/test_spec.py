@@ -178,7 +178,8 @@ def test_task_file_errors_name_file_and_line(tmp_path, text, needle):
 
 def test_unknown_builtin_and_missing_file(tmp_path):
     with pytest.raises(
-        UserError, match=r"no such built-in asset \(did you mean .*\?\); available: .*tasks/repro_effort.yaml"
+        UserError,
+        match=r"no such built-in asset \(did you mean .*\?\); available: .*tasks/repro_effort.yaml",
     ):
         load_task("builtin:nope", tmp_path)
     with pytest.raises(UserError, match=re.escape(f"{tmp_path / 'x.yaml'}: no such file")):
