@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from bench import (
+    bench_doors,
     bench_generate,
     bench_memory,
     bench_preprocess,
@@ -59,6 +60,11 @@ GOALS = {
         "GRPO rollouts from the merged copy ≥ 1.0× from the LoRA policy, identical greedy ids",
         lambda v: v >= 1.0,
     ),
+    "predict_served_vs_local": (
+        "`predict` through `llmscisci serve` answers byte for byte as local; ≥ 0.5× its "
+        "sections/s",
+        lambda v: v >= 0.5,
+    ),
     "serve_concurrent_vs_sequential": (
         "8 concurrent clients ≥ 2× the requests/s of 8 sequential ones",
         lambda v: v >= 2.0,
@@ -90,6 +96,7 @@ SUITES = {
     "generate": bench_generate.run,
     "rollouts": bench_rollouts.run,
     "serve": bench_serve.run,
+    "doors": bench_doors.run,
     "memory": bench_memory.run,
 }
 
