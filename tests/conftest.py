@@ -38,6 +38,15 @@ def isolated_cache(tmp_path_factory, monkeypatch) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """A private dataset cache for the module (the user's ~/.cache is left alone)."""
+    path = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LLMSCISCI_CACHE", str(path))
+        yield path
+
+
 @pytest.fixture
 def mlrc_csv() -> Path:
     if not MLRC_CSV.is_file():

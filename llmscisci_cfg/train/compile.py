@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 from llmscisci_cfg.errors import UserError
+from llmscisci_cfg.models.load import bnb_kwargs, model_kwargs
 from llmscisci_cfg.recipe.resolve import Job
 from llmscisci_cfg.recipe.schema import DPOMethod, GRPOLoss, GRPOMethod, Recipe, SFTMethod
 
@@ -166,9 +167,9 @@ def compile_sft(recipe: Recipe, device: str, run_dir: Path) -> Compiled:
         config_class="trl.SFTConfig",
         trainer_class="trl.SFTTrainer",
         config_kwargs=kwargs,
-        model_kwargs=model_kwargs(recipe, device),
+        model_kwargs=model_kwargs(recipe.model, device),
         lora_kwargs=lora_kwargs(recipe),
-        bnb_kwargs=bnb_kwargs(recipe),
+        bnb_kwargs=bnb_kwargs(recipe.model),
     )
 
 
@@ -189,9 +190,9 @@ def compile_dpo(recipe: Recipe, device: str, run_dir: Path) -> Compiled:
         config_class="trl.DPOConfig",
         trainer_class="trl.DPOTrainer",
         config_kwargs=kwargs,
-        model_kwargs=model_kwargs(recipe, device),
+        model_kwargs=model_kwargs(recipe.model, device),
         lora_kwargs=lora_kwargs(recipe),
-        bnb_kwargs=bnb_kwargs(recipe),
+        bnb_kwargs=bnb_kwargs(recipe.model),
     )
 
 
@@ -238,9 +239,9 @@ def compile_grpo(recipe: Recipe, device: str, run_dir: Path) -> Compiled:
         config_class="trl.GRPOConfig",
         trainer_class="trl.GRPOTrainer",
         config_kwargs=kwargs,
-        model_kwargs=model_kwargs(recipe, device),
+        model_kwargs=model_kwargs(recipe.model, device),
         lora_kwargs=lora_kwargs(recipe),
-        bnb_kwargs=bnb_kwargs(recipe),
+        bnb_kwargs=bnb_kwargs(recipe.model),
         reward_names=[r.label for r in rewards],
         reward_weights=weights,
         derived={
@@ -411,18 +412,6 @@ def training_kwargs(recipe: Recipe, device: str, run_dir: Path) -> dict[str, Any
     }
 
 
-def model_kwargs(recipe: Recipe, device: str) -> dict[str, Any]:
-    """`from_pretrained` kwargs; dtype 'auto' is bfloat16 on CUDA and float32 on CPU."""
-    m = recipe.model
-    dtype = m.dtype if m.dtype != "auto" else ("bfloat16" if device == "cuda" else "float32")
-    return {
-        "dtype": dtype,
-        "attn_implementation": m.attn_implementation,
-        "trust_remote_code": m.trust_remote_code,
-        "revision": m.revision,
-    }
-
-
 def lora_kwargs(recipe: Recipe) -> dict[str, Any] | None:
     """`peft.LoraConfig` kwargs, or None for full fine-tuning."""
     lora = recipe.model.lora
@@ -435,19 +424,4 @@ def lora_kwargs(recipe: Recipe) -> dict[str, Any] | None:
         "lora_dropout": lora.dropout,
         "target_modules": lora.target_modules,
         "bias": lora.bias,
-    }
-
-
-def bnb_kwargs(recipe: Recipe) -> dict[str, Any] | None:
-    """`transformers.BitsAndBytesConfig` kwargs, or None without quantization."""
-    q = recipe.model.quantization
-    if q is None:
-        return None
-    if q.bits == 8:
-        return {"load_in_8bit": True}
-    return {
-        "load_in_4bit": True,
-        "bnb_4bit_quant_type": q.quant_type,
-        "bnb_4bit_use_double_quant": q.double_quant,
-        "bnb_4bit_compute_dtype": q.compute_dtype,
     }

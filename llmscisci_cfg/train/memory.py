@@ -367,12 +367,8 @@ def settings_for(
     (``BuildReport.length_limits``: ``prompt``, ``total``; ``prompt_any``: GRPO's longest
     prompt of either split, for the rollouts); without them SFT/DPO use ``method.max_length``
     and GRPO assumes `DEFAULT_PROMPT_LEN` prompt tokens."""
-    from llmscisci_cfg.train.compile import (
-        engine_rollouts,
-        mixed_precision,
-        model_kwargs,
-        rollout_rows,
-    )
+    from llmscisci_cfg.models.load import model_kwargs
+    from llmscisci_cfg.train.compile import engine_rollouts, mixed_precision, rollout_rows
 
     m, t, q, lora = recipe.method, recipe.train, recipe.model.quantization, recipe.model.lora
     lengths = lengths or {}
@@ -395,7 +391,7 @@ def settings_for(
         method=m.name,
         quant_bits=q.bits if q else None,
         double_quant=q.double_quant if q else True,
-        dtype_bytes=_DTYPE_BYTES[model_kwargs(recipe, device)["dtype"]],
+        dtype_bytes=_DTYPE_BYTES[model_kwargs(recipe.model, device)["dtype"]],
         mixed_precision=mixed_precision(recipe, device) in ("bf16", "fp16"),
         lora_r=lora.r if lora else None,
         lora_targets=targets if isinstance(targets, str) else tuple(targets),

@@ -12,15 +12,6 @@ SFT = "builtin:quickstart/sft_tiny"
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    """A private dataset cache for the module (the user's ~/.cache is left alone)."""
-    path = tmp_path_factory.mktemp("cache")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("LLMSCISCI_CACHE", str(path))
-        yield path
-
-
-@pytest.fixture(scope="module")
 def sft_run(tmp_path_factory, cache) -> Path:
     """A 2-step quickstart SFT run (full model, builtin:tiny base)."""
     from click.testing import CliRunner
