@@ -74,9 +74,9 @@ def test_output_formats_and_refusals(cli, tmp_path):
 def test_resume_does_not_ask_again(cli, tmp_path, monkeypatch):
     """An interrupted prediction continues from its journal; finished sections are not regenerated."""
     from llmscisci_cfg.models import generate
-    from llmscisci_cfg.predict import runner
+    from llmscisci_cfg.predict import share
 
-    monkeypatch.setattr(runner, "CHUNK", 4)
+    monkeypatch.setattr(share, "CHUNK", 4)
     calls = {"n": 0}
     real = generate.TransformersEngine.generate
 
@@ -128,9 +128,9 @@ def test_resume_refuses_a_table_that_changed_since(cli, tmp_path, monkeypatch):
     monkeypatch.setattr(generate.TransformersEngine, "generate", _interrupt_second_call())
     out = tmp_path / "labels.csv"
     sets = (*FAST, "--set", f"data.source.path={data}")
-    from llmscisci_cfg.predict import runner
+    from llmscisci_cfg.predict import share
 
-    monkeypatch.setattr(runner, "CHUNK", 4)
+    monkeypatch.setattr(share, "CHUNK", 4)
     assert cli("predict", LABEL, "--output", out, *sets).exit_code == 130
     write(list(reversed(rows[:6])))  # the same rows, re-sorted
     resumed = cli("predict", LABEL, "--output", out, "--resume", *sets)
@@ -323,15 +323,15 @@ def test_auto_compile_is_decided_over_the_whole_job():
     from types import SimpleNamespace
 
     from llmscisci_cfg.models.generate import Request, Sampling
-    from llmscisci_cfg.predict.runner import _decide_compile
+    from llmscisci_cfg.predict.share import decide_compile
 
     def engine():
         return SimpleNamespace(may_compile=True, compiled=False, batch_size=16)
 
     one = [Request(prompt="x", sampling=Sampling(max_new_tokens=256))]
     long, short = engine(), engine()
-    _decide_compile(long, one * 10_000)  # 625 batches x 256 steps
-    _decide_compile(short, one * 48)  # 3 batches x 256 steps: compiling would not pay
+    decide_compile(long, one * 10_000)  # 625 batches x 256 steps
+    decide_compile(short, one * 48)  # 3 batches x 256 steps: compiling would not pay
     assert long.compiled and not short.compiled
 
 
