@@ -56,5 +56,6 @@ def launch(
         shutil.rmtree(staging, ignore_errors=True)
     if result.returncode != 0:
         raise UserError(
-            f"the prediction processes exited with code {result.returncode}; rerun with --resume"
+            f"the prediction processes exited with code {result.returncode} (their messages "
+            "are above); once that is fixed, rerun with --resume: finished rows are kept"
         )

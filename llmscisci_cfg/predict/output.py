@@ -34,6 +34,45 @@ def check_output(job: Job, output: Path) -> None:
             f"--output {output}: rationales are written as traces JSONL; end it in .jsonl"
         )
     table_format(output)  # a UserError for an unknown extension
+    inputs = {"data.source.path": job.data.require()}
+    if job.recipe.method.pool:
+        inputs["method.pool"] = job.path(job.recipe.method.pool)
+    for key, source in inputs.items():
+        what = _written_as(output, source)
+        if what:
+            raise UserError(
+                f"--output {output}: {what} would replace the input table {source} ({key}); "
+                "predictions never overwrite their input: choose another --output"
+            )
+
+
+def _written_as(output: Path, source: Path) -> str:
+    """Which file of a prediction into ``output`` would be ``source`` ("" for none): the
+    output itself, its report, a journal or a process's figures."""
+    try:
+        if output.exists() and output.samefile(source):  # a case-insensitive disk, a link
+            return "the output"
+    except OSError:
+        pass
+    if not _same_folder(output.parent, source.parent):
+        return ""
+    name, mine = source.name, output.name
+    if name == mine:
+        return "the output"
+    if name == mine + ".report.json":
+        return f"its report {name}"
+    if name.startswith(mine + journal.SUFFIX) and name.endswith(".jsonl"):
+        return f"its journal {name}"
+    if name.startswith(mine + ".stats.rank") and name.endswith(".json"):
+        return f"its figures {name}"
+    return ""
+
+
+def _same_folder(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.is_dir() and b.is_dir() and a.samefile(b))
+    except OSError:
+        return False
 
 
 def prepare(output: Path, opts: PredictOptions) -> None:
@@ -88,7 +127,8 @@ def finished(job: Job, output: Path, opts: PredictOptions, rows: list) -> Predic
             f"--resume: {output} was predicted with other settings "
             f"({differences(report['settings'], now)}); pass --overwrite to predict it again"
         )
-    before = (report.get("source") or {}).get("sha256")
+    source = report.get("source")
+    before = source.get("sha256") if isinstance(source, dict) else None
     if before != job.data.sha256:
         raise UserError(
             f"--resume: {output} was predicted from another version of {job.data.ref} "

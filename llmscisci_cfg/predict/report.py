@@ -5,48 +5,56 @@ tokens and speed (from each process's ``OUTPUT.stats.rankN.json``); and its one-
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from llmscisci_cfg.predict.journal import Entry
 from llmscisci_cfg.predict.sections import open_tokenizer
 from llmscisci_cfg.predict.settings import sampling, settings
 from llmscisci_cfg.recipe.resolve import Job
+from llmscisci_cfg.task.labels import LabelError
 
 
-def build_report(job: Job, output: Path, rows: list, done: dict) -> dict[str, Any]:
+def build_report(
+    job: Job, output: Path, rows: list, done: dict[tuple[int, str], Entry]
+) -> dict[str, Any]:
     """``OUTPUT.report.json``: what was predicted, skipped, truncated, valid; the model, the
     prompt templates' sha256, sampling, tokens and seconds."""
     from llmscisci_cfg.digest import text_sha256
 
     task, g = job.task, job.recipe.generation
     entries = [done[(i, a)] for i in range(len(rows)) for a in job.aspects]
-    skipped = Counter(e["reason"] for e in entries if e["reason"])
+    skipped = Counter(e.reason for e in entries if e.reason)
     per_aspect: dict[str, Any] = {}
     for aspect in job.aspects:
-        mine = [e for e in entries if e["aspect"] == aspect and not e["reason"]]
-        valid = [e for e in mine if e["valid"]]
+        mine = [e for e in entries if e.aspect == aspect and not e.reason]
+        valid = [e for e in mine if e.valid]
         part: dict[str, Any] = {
             "sections": len(mine),
             "valid": len(valid),
             "valid_rate": round(len(valid) / len(mine), 4) if mine else None,
-            "truncated": sum(e["truncated"] for e in mine),
+            "truncated": sum(e.truncated for e in mine),
         }
         if task.kind == "label":
             kind = task.label_kind(aspect)
             counts = Counter()
             for e in valid:
-                counts.update(kind.counts(kind.decode_gold(e["pred"])))
+                try:
+                    counts.update(kind.counts(kind.decode_gold(e.pred)))
+                except LabelError:  # an edited journal: counted nowhere
+                    pass
             part["frequencies"] = {n: counts[n] for n in kind.categories}
             part["confidence"] = _confidence_summary(mine)
         elif task.kind == "judge":
-            part["verdicts"] = dict(Counter(str(e["pred"]) for e in valid))
-            part["inconsistent_pairs"] = sum(e["note"] == "inconsistent" for e in mine)
+            part["verdicts"] = dict(Counter(str(e.pred) for e in valid))
+            part["inconsistent_pairs"] = sum(e.note == "inconsistent" for e in mine)
         elif task.kind == "rationale":
-            part["dropped"] = dict(Counter(e["note"] for e in mine if not e["valid"]))
+            part["dropped"] = dict(Counter(e.note for e in mine if not e.valid))
         per_aspect[aspect] = part
     figures = stats(output)
-    predicted = [e for e in entries if not e["reason"]]
+    predicted = [e for e in entries if not e.reason]
     report: dict[str, Any] = {
         "task": {"name": task.name, "kind": task.kind},
         "source": {"file": str(job.data.require()), "sha256": job.data.sha256},
@@ -55,8 +63,8 @@ def build_report(job: Job, output: Path, rows: list, done: dict) -> dict[str, An
         "sections": len(entries),
         "predicted": len(predicted),
         "skipped": dict(skipped),
-        "truncated": sum(e["truncated"] for e in predicted),
-        "valid_rate": round(sum(e["valid"] for e in predicted) / len(predicted), 4)
+        "truncated": sum(e.truncated for e in predicted),
+        "valid_rate": round(sum(e.valid for e in predicted) / len(predicted), 4)
         if predicted
         else None,
         "aspects": per_aspect,
@@ -70,8 +78,8 @@ def build_report(job: Job, output: Path, rows: list, done: dict) -> dict[str, An
         if job.recipe.method.shots
         else None,
         "tokens": {
-            "prompt": sum(e.get("prompt_tokens", 0) for e in entries),
-            "completion": sum(e.get("completion_tokens", 0) for e in entries),
+            "prompt": sum(e.prompt_tokens for e in entries),
+            "completion": sum(e.completion_tokens for e in entries),
         },
         "seconds": figures.get("seconds"),
         "tokens_per_second": figures.get("tokens_per_second"),
@@ -84,12 +92,10 @@ def build_report(job: Job, output: Path, rows: list, done: dict) -> dict[str, An
     return report
 
 
-def _confidence_summary(entries: list[dict[str, Any]]) -> dict[str, Any]:
+def _confidence_summary(entries: list[Entry]) -> dict[str, Any]:
     """How many answers have a confidence, their mean, and why the others have none."""
-    values = [e["confidence"] for e in entries if e.get("confidence") is not None]
-    missing = Counter(
-        e.get("confidence_note") or "not recorded" for e in entries if e.get("confidence") is None
-    )
+    values = [e.confidence for e in entries if e.confidence is not None]
+    missing = Counter(e.confidence_note or "not recorded" for e in entries if e.confidence is None)
     return {
         "rows": len(values),
         "mean": round(sum(values) / len(values), 4) if values else None,
@@ -97,21 +103,43 @@ def _confidence_summary(entries: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _stats_paths(output: Path) -> list[Path]:
+    return sorted(output.parent.glob(f"{output.name}.stats.rank*.json"))
+
+
+def write_stats(output: Path, rank: int, figures: dict[str, Any]) -> None:
+    """This process's seconds and tokens (`GenerationStats.as_dict`), beside the output."""
+    from llmscisci_cfg.runs.rundir import write_json
+
+    write_json(output.with_name(f"{output.name}.stats.rank{rank}.json"), figures)
+
+
 def remove_stats(output: Path) -> None:
-    for path in output.parent.glob(f"{output.name}.stats.rank*.json"):
+    for path in _stats_paths(output):
         path.unlink(missing_ok=True)
 
 
 def stats(output: Path) -> dict[str, Any]:
+    """Seconds (the slowest process) and tokens per second (all of them); a figures file that
+    cannot be read (a crash while writing it) counts for nothing."""
     seconds = completion = 0.0
-    for path in output.parent.glob(f"{output.name}.stats.rank*.json"):
-        data = json.loads(path.read_text(encoding="utf-8"))
-        seconds = max(seconds, data.get("seconds", 0.0))
-        completion += data.get("completion_tokens", 0)
+    for path in _stats_paths(output):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        figures = data if isinstance(data, dict) else {}
+        seconds = max(seconds, _number(figures.get("seconds")))
+        completion += _number(figures.get("completion_tokens"))
     return {
         "seconds": round(seconds, 2),
         "tokens_per_second": round(completion / seconds, 1) if seconds else None,
     }
+
+
+def _number(value: Any) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return float(value) if ok and math.isfinite(value) and value >= 0 else 0.0
 
 
 def summary(report: dict[str, Any]) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from llmscisci_cfg.errors import UserError
 from llmscisci_cfg.predict.settings import sampling
 from llmscisci_cfg.recipe.resolve import Job
 
@@ -151,16 +152,67 @@ def _gold(job: Job, aspect: str, row: dict[str, Any]) -> Any:
 
 
 def _pool(job: Job, table) -> dict[str, list]:
+    """The few-shot examples per aspect (`predict.shots`), from ``method.pool`` or this table;
+    a pool without the columns, or without a usable example for an aspect, is a `UserError`."""
     method = job.recipe.method
     if not method.shots or job.task.kind != "label" or not job.columns.label:
         return {}
+    from llmscisci_cfg.data.clean import options_of
     from llmscisci_cfg.data.table import read_table
     from llmscisci_cfg.predict.shots import pool_shots
 
-    rows = read_table(job.path(method.pool)).rows if method.pool else table.rows
     cols = job.columns
+    if method.pool:
+        table = read_table(job.path(method.pool))
+        _check_pool_columns(job, table)
     codec = job.recipe.data.label_codec
-    from llmscisci_cfg.data.clean import options_of
-
     cleaning = options_of(job.recipe.data.clean)
-    return pool_shots(rows, job.task, cols.id, cols.text, cols.label, codec, cleaning)
+    pool = pool_shots(table.rows, job.task, cols.id, cols.text, cols.label, codec, cleaning)
+    for aspect, shots in pool.shots.items():
+        if not shots:
+            why = ", ".join(f"{n} with {r}" for r, n in pool.skipped[aspect].most_common())
+            raise UserError(
+                f"method.shots {method.shots}: {_pool_name(job, table)} has no usable example "
+                f"for {aspect} (column {cols.label[aspect]!r}; {len(table.rows)} rows: "
+                f"{why or 'none'}); give labelled rows, or method.shots: 0 for zero-shot"
+            )
+    return pool.shots
+
+
+def _pool_name(job: Job, table) -> str:
+    return f"method.pool {table.path}" if job.recipe.method.pool else f"this table ({table.path})"
+
+
+def _check_pool_columns(job: Job, table) -> None:
+    from llmscisci_cfg.data.sources import column_list
+
+    cols = job.columns
+    wanted = {"data.columns.id": cols.id}
+    wanted |= {f"data.columns.text.{a}": c for a, c in cols.text.items()}
+    wanted |= {f"data.columns.label.{a}": c for a, c in cols.label.items()}
+    missing = [f"column {c!r} ({key})" for key, c in wanted.items() if c not in table.columns]
+    if missing:
+        raise UserError(
+            f"method.pool {table.path}: {', '.join(missing)} not found; the few-shot pool "
+            f"needs the same columns as the table; its columns: {column_list(table.columns)}"
+        )
+
+
+def check_shots(job: Job, sections: Sections, items: list) -> None:
+    """`UserError` when a section would get fewer worked examples than ``method.shots``: its
+    pool holds too few besides the row's own document."""
+    k = job.recipe.method.shots
+    if not sections.pool:
+        return
+    from llmscisci_cfg.predict.shots import shortfall
+
+    short = [i for i in items if i.requests and shortfall(sections.pool.get(i.aspect, []), k, i.id)]
+    if short:
+        sizes = ", ".join(f"{a} {len(p)}" for a, p in sections.pool.items())
+        shown = ", ".join(f"row {i.row + 1} ({i.aspect}, id {i.id!r})" for i in short[:5])
+        more = f" and {len(short) - 5} more" if len(short) > 5 else ""
+        raise UserError(
+            f"method.shots {k}: {len(short)} section(s) would be shown fewer examples: the pool "
+            f"holds too few besides the row's own document ({shown}{more}); usable examples "
+            f"per aspect: {sizes}; give a larger pool (method.pool) or fewer shots"
+        )

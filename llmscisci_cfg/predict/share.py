@@ -6,7 +6,6 @@ loses at most one chunk and ``--resume`` asks nothing twice.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -28,18 +27,17 @@ def predict_share(
     journal that holds nothing generated when this fails (a server that cannot be reached, a
     missing API key) is removed: there is nothing to resume."""
     from llmscisci_cfg.predict.items import read
-    from llmscisci_cfg.predict.sections import Sections
+    from llmscisci_cfg.predict.report import write_stats
+    from llmscisci_cfg.predict.sections import Sections, check_shots
 
     done = journal.read(output)
     check_resumed_rows(job, done, rows, output)
     context = Sections.create(job, opts.device, table)
-    items = []
-    for index, row in enumerate(rows):
-        if index % world != rank:
-            continue
-        for aspect in job.aspects:
-            if (index, aspect) not in done:
-                items.append(context.item(index, aspect, row))
+    mine = [(i, row) for i, row in enumerate(rows) if i % world == rank]
+    items = [context.item(i, aspect, row) for i, row in mine for aspect in job.aspects]
+    check_unchanged(job, done, items, output)
+    items = [item for item in items if (item.row, item.aspect) not in done]
+    check_shots(job, context, items)
     todo = [item for item in items if item.requests]
     engine = context.engine() if todo else None
     log = journal.Journal(journal.path_for(output, rank, world), settings(job))
@@ -58,16 +56,15 @@ def predict_share(
                 completions = engine.generate(requests)
                 k, entries = 0, []
                 for item in chunk:
-                    mine = completions[k : k + len(item.requests)]
+                    answers = completions[k : k + len(item.requests)]
                     k += len(item.requests)
-                    entries.append(entry(item, read(job.task, item, mine), mine))
+                    entries.append(entry(item, read(job.task, item, answers), answers))
                 generated += len(entries)  # before writing: an interrupted write keeps the journal
                 log.write(entries)
                 bar.update(len(chunk))
                 bar.set_postfix_str(f"{engine.stats.tokens_per_second:.0f} tok/s")
         if engine is not None:
-            stats_path = output.with_name(f"{output.name}.stats.rank{rank}.json")
-            stats_path.write_text(json.dumps(engine.stats.as_dict()), encoding="utf-8")
+            write_stats(output, rank, engine.stats.as_dict())
     except BaseException:
         log.close()
         if not done and not generated:
@@ -83,36 +80,30 @@ def _progress(total: int, world: int):
     return tqdm(total=total, desc="predict", unit="section", disable=world > 1 or total == 0)
 
 
-def entry(item, outcome=None, completions=None) -> dict[str, Any]:
-    entry: dict[str, Any] = {
-        "row": item.row,
-        "aspect": item.aspect,
-        "id": item.id,
-        "reason": item.reason,
-        "truncated": item.truncated,
-        "shots": item.shots,
-        "pred": None,
-        "raw": None,
-        "valid": False,
-        "note": "",
-    }
-    if outcome is not None:
-        entry |= {
-            "pred": outcome.pred,
-            "raw": outcome.raw,
-            "valid": outcome.valid,
-            "note": outcome.note,
-        }
-        entry["prompt_tokens"] = sum(c[0].prompt_tokens for c in completions)
-        entry["completion_tokens"] = sum(c[0].completion_tokens for c in completions)
-        if len(completions) == 1:  # one answer: its label's probability
-            value, why = confidence(completions[0][0]) if outcome.valid else (None, "invalid")
-            entry["confidence"] = None if value is None else round(value, 6)
-            entry["confidence_note"] = why
-    return entry
+def entry(item, outcome=None, completions=None) -> journal.Entry:
+    """The journal entry of ``item``: its answer read from ``completions`` (``outcome``), or
+    the reason it was not asked."""
+    if outcome is None:
+        return journal.Entry(
+            item.row, item.aspect, item.id, item.fingerprint(), item.reason, item.truncated,
+            list(item.shots),
+        )  # fmt: skip
+    value, why = None, ""
+    if len(completions) == 1:  # one answer: its label's probability
+        value, why = confidence(completions[0][0]) if outcome.valid else (None, "invalid")
+    return journal.Entry(
+        item.row, item.aspect, item.id, item.fingerprint(), item.reason, item.truncated,
+        list(item.shots), outcome.pred, outcome.raw, outcome.valid, outcome.note,
+        prompt_tokens=sum(c[0].prompt_tokens for c in completions),
+        completion_tokens=sum(c[0].completion_tokens for c in completions),
+        confidence=None if value is None else round(value, 6),
+        confidence_note=why,
+    )  # fmt: skip
 
 
-def check_resumed_rows(job: Job, done: dict, rows: list[dict], output: Path) -> None:
+def check_resumed_rows(
+    job: Job, done: dict[tuple[int, str], journal.Entry], rows: list[dict], output: Path
+) -> None:
     """`UserError` when a journal entry's document id is not the table's at that row: the
     input was re-sorted or edited since the interrupted run, and its answers would land on
     other rows."""
@@ -120,17 +111,47 @@ def check_resumed_rows(job: Job, done: dict, rows: list[dict], output: Path) -> 
         return
     from llmscisci_cfg.data.examples import cell_text
 
-    for (index, aspect), entry in sorted(done.items()):
+    for (index, aspect), before in sorted(done.items()):
         if index >= len(rows):
             continue
         now = cell_text(rows[index].get(job.columns.id))
-        if str(entry.get("id", "")) != now:
+        if before.id != now:
             raise UserError(
                 f"--resume: row {index + 1} ({aspect}) of the interrupted run was id "
-                f"{entry.get('id')!r}, the table's row {index + 1} is now id {now!r}: "
+                f"{before.id!r}, the table's row {index + 1} is now id {now!r}: "
                 f"{job.data.ref} changed since; start again with --overwrite (journal next "
                 f"to {output})"
             )
+
+
+def check_unchanged(
+    job: Job, done: dict[tuple[int, str], journal.Entry], items: list, output: Path
+) -> None:
+    """`UserError` when a finished section no longer asks what its journalled answer answers
+    (`Item.fingerprint`): its text, gold label, judged answers or worked examples changed since
+    the interrupted run (the same id, other content)."""
+    changed = [
+        (item, done[(item.row, item.aspect)])
+        for item in items
+        if (item.row, item.aspect) in done
+        and done[(item.row, item.aspect)].input != item.fingerprint()
+    ]
+    if not changed:
+        return
+    shown = ", ".join(f"row {i.row + 1} ({i.aspect}, id {i.id!r})" for i, _ in changed[:5])
+    more = f" and {len(changed) - 5} more" if len(changed) > 5 else ""
+    old = any(not before.input for _, before in changed)
+    why = (
+        "the journal was written by an older llmscisci that did not record what it asked"
+        if old
+        else f"their text, gold label, judged answers or worked examples in {job.data.ref} "
+        "changed since"
+    )
+    raise UserError(
+        f"--resume: {len(changed)} finished section(s) no longer ask what the interrupted run "
+        f"asked: {shown}{more}; {why}, and their answers would not be this table's: put the "
+        f"table back as it was, or start again with --overwrite (journal next to {output})"
+    )
 
 
 def decide_compile(engine: Any, requests: list[Any]) -> None:
