@@ -4,6 +4,7 @@ order plus the prediction's columns, or a rationale task's traces) and the repor
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 from llmscisci_cfg.errors import UserError
@@ -12,15 +13,18 @@ from llmscisci_cfg.predict.journal import Entry
 from llmscisci_cfg.predict.options import PredictOptions, PredictResult
 from llmscisci_cfg.predict.output import report_path
 from llmscisci_cfg.predict.report import build_report, remove_stats, summary
-from llmscisci_cfg.predict.table import output_columns
+from llmscisci_cfg.predict.table import Inputs, output_columns
 from llmscisci_cfg.recipe.resolve import Job
 
 
-def finish(job: Job, table, rows: list, output: Path, opts: PredictOptions, echo) -> PredictResult:
+def finish(
+    job: Job, inputs: Inputs, output: Path, opts: PredictOptions, echo: Callable[[str], None]
+) -> PredictResult:
     """Merge the journals into the output (input order) and the report; remove the journals,
     unless ``--limit`` left rows of the table unpredicted (a later ``--resume`` uses them)."""
     from llmscisci_cfg.data.table import write_table
 
+    table, rows = inputs.table, inputs.rows
     done = journal.read(output)
     missing = [(i, a) for i in range(len(rows)) for a in job.aspects if (i, a) not in done]
     if missing:
@@ -59,7 +63,7 @@ def finish(job: Job, table, rows: list, output: Path, opts: PredictOptions, echo
     from llmscisci_cfg.runs.rundir import write_json
 
     write_json(path, report)
-    if len(rows) < len(table.rows):  # what --limit left out may follow with --resume
+    if inputs.limited:  # what --limit left out may follow with --resume
         echo(
             f"--limit {opts.limit} of {len(table.rows)} rows: the journal stays beside "
             f"{output.name} for a later --resume (answers already paid for are not asked again)"

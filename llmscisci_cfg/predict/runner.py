@@ -16,6 +16,7 @@ process's sections into its journal), `launch` (several processes), `merge` and 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from llmscisci_cfg.errors import UserError
@@ -31,7 +32,10 @@ __all__ = ["PredictOptions", "PredictResult", "predict"]
 
 
 def predict(
-    recipe_ref: str, overrides: tuple[str, ...], opts: PredictOptions, echo=print
+    recipe_ref: str,
+    overrides: tuple[str, ...],
+    opts: PredictOptions,
+    echo: Callable[[str], None] = print,
 ) -> PredictResult | None:
     """Predict, or (a worker of a sharded run) predict this process's share; see the module."""
     from llmscisci_cfg.recipe.loader import load_job
@@ -46,10 +50,10 @@ def predict(
     policy.check_output(job, output)
     rank, world = rank_and_world()
     worker = opts.in_process and world > 1
-    table, rows = read_input(job, opts.limit)
+    inputs = read_input(job, opts.limit)
     if not worker:
         policy.prepare(output, opts)
-        finished = policy.finished(job, output, opts, rows)
+        finished = policy.finished(job, output, opts, inputs.rows)
         if finished is not None:
             echo(f"{output}: already complete ({finished.report['rows']} rows); nothing to do")
             return finished
@@ -57,7 +61,7 @@ def predict(
     if job.recipe.launch.num_processes > 1 and not opts.in_process:
         launch(job, recipe_ref, overrides, output, opts, echo)
     else:
-        predict_share(job, table, rows, output, opts, rank, world, echo)
+        predict_share(job, inputs, output, opts, rank, world, echo)
         if worker:
             return None
-    return finish(job, table, rows, output, opts, echo)
+    return finish(job, inputs, output, opts, echo)

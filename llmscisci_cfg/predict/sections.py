@@ -10,8 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from llmscisci_cfg.data.table import Table
 from llmscisci_cfg.errors import UserError
+from llmscisci_cfg.predict.items import Builder, Item, build_item
 from llmscisci_cfg.predict.settings import sampling
+from llmscisci_cfg.predict.shots import Shot, choose
 from llmscisci_cfg.recipe.resolve import Job
 
 
@@ -22,17 +25,15 @@ class Sections:
 
     job: Job
     device: str
-    builders: dict[str, Any]
-    pool: dict[str, list]
+    builders: dict[str, Builder]
+    pool: dict[str, list[Shot]]
     tokenizer: Any
     opened: Any  # `models.load.Opened`: tokenizer and chat template (weights on first use)
     cleaning: Any = None  # `data.clean.CleanOptions` of the recipe's data.clean
     _engine: Any = None
 
     @classmethod
-    def create(cls, job: Job, device: str, table) -> Sections:
-        from llmscisci_cfg.predict.items import Builder
-
+    def create(cls, job: Job, device: str, table: Table) -> Sections:
         opened = open_tokenizer(job, device)
         tokenizer = opened.tokenizer
         render = _renderer(tokenizer)
@@ -58,11 +59,10 @@ class Sections:
         cleaning = options_of(job.recipe.data.clean)
         return cls(job, device, builders, _pool(job, table), tokenizer, opened, cleaning)
 
-    def item(self, index: int, aspect: str, row: dict[str, Any]):
+    def item(self, index: int, aspect: str, row: dict[str, Any]) -> Item:
+        """The `Item` of row ``index``'s section ``aspect``, read as training reads it."""
         from llmscisci_cfg.data.clean import section_text
         from llmscisci_cfg.data.examples import cell_text
-        from llmscisci_cfg.predict.items import build_item
-        from llmscisci_cfg.predict.shots import choose
 
         job, cols = self.job, self.job.columns
         doc = cell_text(row.get(cols.id))  # as training reads ids (0 stays "0")
@@ -151,7 +151,7 @@ def _gold(job: Job, aspect: str, row: dict[str, Any]) -> Any:
     return label if rule is None or rule.allows(label) else None
 
 
-def _pool(job: Job, table) -> dict[str, list]:
+def _pool(job: Job, table: Table) -> dict[str, list[Shot]]:
     """The few-shot examples per aspect (`predict.shots`), from ``method.pool`` or this table;
     a pool without the columns, or without a usable example for an aspect, is a `UserError`."""
     method = job.recipe.method
@@ -179,11 +179,11 @@ def _pool(job: Job, table) -> dict[str, list]:
     return pool.shots
 
 
-def _pool_name(job: Job, table) -> str:
+def _pool_name(job: Job, table: Table) -> str:
     return f"method.pool {table.path}" if job.recipe.method.pool else f"this table ({table.path})"
 
 
-def _check_pool_columns(job: Job, table) -> None:
+def _check_pool_columns(job: Job, table: Table) -> None:
     from llmscisci_cfg.data.sources import column_list
 
     cols = job.columns
@@ -198,7 +198,7 @@ def _check_pool_columns(job: Job, table) -> None:
         )
 
 
-def check_shots(job: Job, sections: Sections, items: list) -> None:
+def check_shots(job: Job, sections: Sections, items: list[Item]) -> None:
     """`UserError` when a section would get fewer worked examples than ``method.shots``: its
     pool holds too few besides the row's own document."""
     k = job.recipe.method.shots

@@ -6,14 +6,17 @@ loses at most one chunk and ``--resume`` asks nothing twice.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from llmscisci_cfg.errors import UserError
 from llmscisci_cfg.predict import journal
 from llmscisci_cfg.predict.confidence import confidence
+from llmscisci_cfg.predict.items import Item, Outcome
 from llmscisci_cfg.predict.options import PredictOptions
 from llmscisci_cfg.predict.settings import settings
+from llmscisci_cfg.predict.table import Inputs
 from llmscisci_cfg.recipe.resolve import Job
 
 #: Sections generated per engine call (and journalled together).
@@ -21,7 +24,13 @@ CHUNK = 64
 
 
 def predict_share(
-    job: Job, table, rows: list, output: Path, opts: PredictOptions, rank: int, world: int, echo
+    job: Job,
+    inputs: Inputs,
+    output: Path,
+    opts: PredictOptions,
+    rank: int,
+    world: int,
+    echo: Callable[[str], None],
 ) -> None:
     """Generate this process's rows (``row % world == rank``) not yet in any journal. A
     journal that holds nothing generated when this fails (a server that cannot be reached, a
@@ -31,9 +40,9 @@ def predict_share(
     from llmscisci_cfg.predict.sections import Sections, check_shots
 
     done = journal.read(output)
-    check_resumed_rows(job, done, rows, output)
-    context = Sections.create(job, opts.device, table)
-    mine = [(i, row) for i, row in enumerate(rows) if i % world == rank]
+    check_resumed_rows(job, done, inputs.rows, output)
+    context = Sections.create(job, opts.device, inputs.table)
+    mine = [(i, row) for i, row in enumerate(inputs.rows) if i % world == rank]
     items = [context.item(i, aspect, row) for i, row in mine for aspect in job.aspects]
     check_unchanged(job, done, items, output)
     items = [item for item in items if (item.row, item.aspect) not in done]
@@ -80,7 +89,9 @@ def _progress(total: int, world: int):
     return tqdm(total=total, desc="predict", unit="section", disable=world > 1 or total == 0)
 
 
-def entry(item, outcome=None, completions=None) -> journal.Entry:
+def entry(
+    item: Item, outcome: Outcome | None = None, completions: list | None = None
+) -> journal.Entry:
     """The journal entry of ``item``: its answer read from ``completions`` (``outcome``), or
     the reason it was not asked."""
     if outcome is None:
@@ -125,7 +136,7 @@ def check_resumed_rows(
 
 
 def check_unchanged(
-    job: Job, done: dict[tuple[int, str], journal.Entry], items: list, output: Path
+    job: Job, done: dict[tuple[int, str], journal.Entry], items: list[Item], output: Path
 ) -> None:
     """`UserError` when a finished section no longer asks what its journalled answer answers
     (`Item.fingerprint`): its text, gold label, judged answers or worked examples changed since

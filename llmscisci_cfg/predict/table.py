@@ -2,13 +2,31 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
+from llmscisci_cfg.data.table import Table
 from llmscisci_cfg.errors import UserError
 from llmscisci_cfg.recipe.resolve import Job
 
 
-def read_input(job: Job, limit: int | None):
-    """The source table (every row and column) and its first ``limit`` rows; missing columns
-    are a `UserError` naming the file and the recipe key."""
+@dataclass(frozen=True)
+class Inputs:
+    """The input table (every row and column, in file order) and the rows this run predicts:
+    all of them, or the first ``--limit``."""
+
+    table: Table
+    rows: list[dict[str, Any]]
+
+    @property
+    def limited(self) -> bool:
+        """Whether ``--limit`` left rows out (a later ``--resume`` may predict them)."""
+        return len(self.rows) < len(self.table.rows)
+
+
+def read_input(job: Job, limit: int | None) -> Inputs:
+    """The source table and its first ``limit`` rows; missing columns are a `UserError` naming
+    the file and the recipe key, and so are columns this prediction would write."""
     from llmscisci_cfg.data.sources import column_list
     from llmscisci_cfg.data.table import read_table
 
@@ -34,7 +52,7 @@ def read_input(job: Job, limit: int | None):
             "writes (the output of an earlier predict?); name this run's columns with "
             "--set method.output_prefix=PREFIX_ (e.g. judge_) so nothing is overwritten"
         )
-    return table, table.rows[:limit] if limit else table.rows
+    return Inputs(table, table.rows[:limit] if limit else table.rows)
 
 
 def output_columns(job: Job) -> list[str]:
