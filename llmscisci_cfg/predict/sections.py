@@ -14,7 +14,7 @@ from llmscisci_cfg.data.table import Table
 from llmscisci_cfg.errors import UserError
 from llmscisci_cfg.predict.items import Builder, Item, build_item
 from llmscisci_cfg.predict.settings import sampling
-from llmscisci_cfg.predict.shots import Shot, choose
+from llmscisci_cfg.predict.shots import Shot, choose, pool_shots, shortfall
 from llmscisci_cfg.recipe.resolve import Job
 
 
@@ -159,7 +159,6 @@ def _pool(job: Job, table: Table) -> dict[str, list[Shot]]:
         return {}
     from llmscisci_cfg.data.clean import options_of
     from llmscisci_cfg.data.table import read_table
-    from llmscisci_cfg.predict.shots import pool_shots
 
     cols = job.columns
     if method.pool:
@@ -204,8 +203,6 @@ def check_shots(job: Job, sections: Sections, items: list[Item]) -> None:
     k = job.recipe.method.shots
     if not sections.pool:
         return
-    from llmscisci_cfg.predict.shots import shortfall
-
     short = [i for i in items if i.requests and shortfall(sections.pool.get(i.aspect, []), k, i.id)]
     if short:
         sizes = ", ".join(f"{a} {len(p)}" for a, p in sections.pool.items())
