@@ -38,7 +38,7 @@ def make_plan(recipe: str, overrides: list[str] | tuple[str, ...] = (), here: bo
     `llmscisci plan`; loads no model."""
     job = load_job(recipe, tuple(overrides))
     if job.method == "predict":
-        from llmscisci_cfg.predict.runner import PredictPlan
+        from llmscisci_cfg.predict.plan import PredictPlan
 
         return PredictPlan.of(recipe, job)
     from llmscisci_cfg.train.plan import make_plan as _make_plan

@@ -27,7 +27,8 @@ def register(group: click.Group) -> None:
 @click.option(
     "--resume",
     is_flag=True,
-    help="Continue an interrupted prediction; finished rows are not asked again.",
+    help="Continue an interrupted prediction; finished rows are not asked again (refused when "
+    "the settings, or what a finished row asks, changed since).",
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing output (or its journal).")
 @device_option("a local model runs")

@@ -218,13 +218,13 @@ class OpenAIEngine:
     def _completions(self, response: Any) -> list[Completion]:
         choices = getattr(response, "choices", None)
         if not isinstance(choices, list) or not choices:
-            shown = response if isinstance(response, str) else type(response).__name__
-            raise self._not_a_completion(f"no choices in {str(shown)[:80]!r}")
+            shown = f" in {response[:80]!r}" if isinstance(response, str) else ""
+            raise self._not_a_completion(f"no choices{shown}")
         usage = getattr(response, "usage", None)
-        prompt_tokens = getattr(usage, "prompt_tokens", 0) or 0
-        completion_tokens = getattr(usage, "completion_tokens", 0) or 0
+        prompt_tokens = _count(getattr(usage, "prompt_tokens", 0))
+        completion_tokens = _count(getattr(usage, "completion_tokens", 0))
         out = []
-        for choice in sorted(choices, key=lambda ch: getattr(ch, "index", 0) or 0):
+        for choice in sorted(choices, key=lambda ch: _count(getattr(ch, "index", 0))):
             message = getattr(choice, "message", None)
             text = getattr(message, "content", None)
             if message is None or not (text is None or isinstance(text, str)):
@@ -236,21 +236,40 @@ class OpenAIEngine:
         return out
 
 
+def _count(value: Any) -> int:
+    """A token count or index as the server sent it; anything but a whole number is 0."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
 def _logprobs(block: Any) -> tuple[TokenLogprob, ...] | None:
     """A choice's ``logprobs.content`` as `TokenLogprob`\\s (token text from its ``bytes``
-    when given: a token may end inside a UTF-8 character), or None when the server sent none."""
+    when given: a token may end inside a UTF-8 character), or None when the server sent none
+    or sent something else (log-probabilities are an extra: the answer stays)."""
     content = getattr(block, "content", None) if block is not None else None
-    if not content:
+    if not content or not isinstance(content, list):
         return None
+    try:
+        return _tokens(content)
+    except (TypeError, ValueError):
+        return None
+
+
+def _tokens(content: list[Any]) -> tuple[TokenLogprob, ...]:
     out = []
     for item in content:
         raw = getattr(item, "bytes", None)
         data = bytes(raw) if raw else None
         token = str(getattr(item, "token", "") or "")
         top = tuple(
-            (str(getattr(t, "token", "")), float(getattr(t, "logprob", float("nan"))))
+            (str(getattr(t, "token", "")), _logprob(getattr(t, "logprob", None)))
             for t in getattr(item, "top_logprobs", None) or ()
         )
-        logprob = float(getattr(item, "logprob", float("nan")))
-        out.append(TokenLogprob(token, logprob, top, data))
+        out.append(TokenLogprob(token, _logprob(getattr(item, "logprob", None)), top, data))
     return tuple(out)
+
+
+def _logprob(value: Any) -> float:
+    """A log-probability: a number ≤ 0 (``-inf`` included), else `ValueError`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value <= 0:
+        raise ValueError(f"not a log-probability: {value!r}")
+    return float(value)

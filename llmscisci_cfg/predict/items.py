@@ -46,6 +46,15 @@ class Item:
     shots: list[str] = field(default_factory=list)
     gold: list[int] | None = None
 
+    def fingerprint(self) -> str:
+        """sha256 of what this section asks: its id, the messages of each request (the text as
+        cut, the gold shown, the answers judged, the worked examples) or why none is asked. A
+        resumed run keeps an earlier answer only while the row still asks exactly this."""
+        from llmscisci_cfg.digest import text_sha256
+
+        asked = [r.messages if r.messages is not None else r.prompt for r in self.requests]
+        return text_sha256(json.dumps([self.id, self.reason, asked], ensure_ascii=False))
+
 
 @dataclass(frozen=True)
 class Builder:

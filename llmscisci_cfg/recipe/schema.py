@@ -606,6 +606,37 @@ class GenerationSpec(Section):
     base_url: str | None = Field(
         None, description="openai: the server's URL, e.g. http://127.0.0.1:8000/v1."
     )
+
+    @field_validator("base_url")
+    @classmethod
+    def _a_usable_url(cls, value: str | None) -> str | None:
+        """Refuse what an HTTP client cannot open, when the recipe loads (not at the first
+        request): ``http://[::1``, no scheme, another scheme, no host, a bad port, spaces."""
+        if value is None:
+            return value
+        from urllib.parse import urlsplit
+
+        example = "write it as http://HOST:PORT/v1, e.g. http://127.0.0.1:8000/v1"
+        if any(c.isspace() or not c.isprintable() for c in value):
+            raise ValueError(f"spaces or control characters in the URL; {example}")
+        try:
+            parts = urlsplit(value)
+            port = parts.port
+        except ValueError as exc:
+            raise ValueError(f"not a URL ({exc}); {example}") from None
+        if parts.scheme not in ("http", "https"):
+            raise ValueError(f"not an http:// or https:// URL; {example}")
+        if not parts.hostname:
+            raise ValueError(f"no host in the URL; {example}")
+        if port == 0:
+            raise ValueError(f"port 0 is no server's; {example}")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError(
+                "a user or password in the URL would be written wherever the recipe goes; put "
+                "the key in an environment variable and name it with api_key_env"
+            )
+        return value
+
     model: str | None = Field(
         None, description="openai: the served model's name (default: model.name_or_path)."
     )

@@ -80,7 +80,7 @@ def test_training_eval_and_predict_read_the_same_text(tmp_path):
     """The predict request and the eval row carry exactly the training prompt's section."""
     from llmscisci_cfg.data.table import read_table
     from llmscisci_cfg.eval.evaluate import eval_data
-    from llmscisci_cfg.predict.runner import _Context
+    from llmscisci_cfg.predict.sections import Sections
 
     _scraped_csv(tmp_path)
     train = make_job(tmp_path, "r.csv", clean={}, **NO_FILTER)
@@ -92,7 +92,7 @@ def test_training_eval_and_predict_read_the_same_text(tmp_path):
 
     predict = make_job(tmp_path, "r.csv", method="predict", clean={}, columns={"id": "doi"})
     table = read_table(predict.data.require())
-    context = _Context.create(predict, "cpu", table)
+    context = Sections.create(predict, "cpu", table)
     for i, row in enumerate(table.rows):
         for aspect in ("easy", "difficult"):
             if (row["doi"], aspect) in built:

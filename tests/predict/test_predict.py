@@ -57,26 +57,27 @@ def test_zero_shot_labels_keep_every_row_and_column(cli, tmp_path):
     assert "the journal stays beside labels.csv for a later --resume" in result.output
 
 
-def test_output_formats_and_refusals(cli, tmp_path):
+def test_output_formats_and_refusals(cli, tmp_path, fake_server):
+    served = (*FAST, *fake_server.sets())
     out = tmp_path / "labels.jsonl"
-    assert cli("predict", LABEL, "--output", out, "--limit", "2", *FAST).exit_code == 0
+    assert cli("predict", LABEL, "--output", out, "--limit", "2", *served).exit_code == 0
     first = json.loads(out.read_text().splitlines()[0])
     assert isinstance(first["easy_pred"], list)  # JSON keeps the list
-    again = cli("predict", LABEL, "--output", out, "--limit", "2", *FAST)
+    again = cli("predict", LABEL, "--output", out, "--limit", "2", *served)
     assert again.exit_code == 2 and "(interrupted, or with --limit)" in again.output
     assert "pass --resume" in again.output and "--overwrite" in again.output
-    bad = cli("predict", LABEL, "--output", tmp_path / "labels.txt", *FAST)
+    bad = cli("predict", LABEL, "--output", tmp_path / "labels.txt", *served)
     assert bad.exit_code == 2 and ".txt" in bad.output
     parquet = tmp_path / "labels.parquet"
-    assert cli("predict", LABEL, "--output", parquet, "--limit", "2", *FAST).exit_code == 0
+    assert cli("predict", LABEL, "--output", parquet, "--limit", "2", *served).exit_code == 0
 
 
 def test_resume_does_not_ask_again(cli, tmp_path, monkeypatch):
     """An interrupted prediction continues from its journal; finished sections are not regenerated."""
     from llmscisci_cfg.models import generate
-    from llmscisci_cfg.predict import runner
+    from llmscisci_cfg.predict import share
 
-    monkeypatch.setattr(runner, "CHUNK", 4)
+    monkeypatch.setattr(share, "CHUNK", 4)
     calls = {"n": 0}
     real = generate.TransformersEngine.generate
 
@@ -128,9 +129,9 @@ def test_resume_refuses_a_table_that_changed_since(cli, tmp_path, monkeypatch):
     monkeypatch.setattr(generate.TransformersEngine, "generate", _interrupt_second_call())
     out = tmp_path / "labels.csv"
     sets = (*FAST, "--set", f"data.source.path={data}")
-    from llmscisci_cfg.predict import runner
+    from llmscisci_cfg.predict import share
 
-    monkeypatch.setattr(runner, "CHUNK", 4)
+    monkeypatch.setattr(share, "CHUNK", 4)
     assert cli("predict", LABEL, "--output", out, *sets).exit_code == 130
     write(list(reversed(rows[:6])))  # the same rows, re-sorted
     resumed = cli("predict", LABEL, "--output", out, "--resume", *sets)
@@ -210,27 +211,32 @@ def test_judging(cli, tmp_path, task, answers, values):
     assert report["valid_rate"] == 1.0 and report["task"]["kind"] == "judge"
 
 
-def test_rationales_become_traces_and_disagreements_are_dropped(cli, tmp_path):
+def test_rationales_become_traces_and_disagreements_are_dropped(cli, tmp_path, fake_server):
+    """A teacher that answers [0, 0, 1, 0, 0] everywhere (a server: the untrained tiny model
+    agrees with no gold label, and a prediction that keeps nothing is refused, test_output.py):
+    sample row 1's easy trace is kept, the disagreements are dropped and counted."""
+    fake_server.reply("<think>the text is clear</think>\n<label>[0, 0, 1, 0, 0]</label>")
     out = tmp_path / "traces.jsonl"
     result = cli(
         "predict", LABEL, "--output", out, "--limit", "6",
         "--set", "data.task=builtin:repro_rationale",
         "--set", "data.columns.label={easy: y_easy_gpt4, difficult: y_diff_gpt4}",
-        "--set", "generation.max_new_tokens=48",
+        *fake_server.sets(),
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     report = report_of(out)
-    kept = [json.loads(line) for line in out.read_text().splitlines()] if out.stat().st_size else []
+    kept = [json.loads(line) for line in out.read_text().splitlines()]
     assert all(set(t) == {"id", "aspect", "trace"} for t in kept)
+    assert {"id": "10.0000/llmscisci.sample.001", "aspect": "easy",
+            "trace": "the text is clear"} in kept  # fmt: skip
     dropped = sum(sum(a["dropped"].values()) for a in report["aspects"].values())
-    assert len(kept) + dropped == report["predicted"]
+    assert len(kept) + dropped == report["predicted"] and dropped > 0
     # the traces file is what data.traces reads
-    if kept:
-        from llmscisci_cfg.data.examples import load_traces
-        from tests.data_helpers import make_job
+    from llmscisci_cfg.data.examples import load_traces
+    from tests.data_helpers import make_job
 
-        job = make_job(tmp_path, "builtin:sample", method="sft", traces={"path": str(out)})
-        assert len(load_traces(job)) == len(kept)
+    job = make_job(tmp_path, "builtin:sample", method="sft", traces={"path": str(out)})
+    assert len(load_traces(job)) == len(kept)
 
 
 @pytest.mark.parametrize(
@@ -246,6 +252,8 @@ def test_rationales_become_traces_and_disagreements_are_dropped(cli, tmp_path):
                 "generation.backend=openai",
                 "--set",
                 "generation.base_url=http://127.0.0.1:9/v1",
+                "--set",
+                "generation.max_retries=0",
             ),
             ["cannot reach the server at http://127.0.0.1:9/v1"],
         ),
@@ -323,25 +331,24 @@ def test_auto_compile_is_decided_over_the_whole_job():
     from types import SimpleNamespace
 
     from llmscisci_cfg.models.generate import Request, Sampling
-    from llmscisci_cfg.predict.runner import _decide_compile
+    from llmscisci_cfg.predict.share import decide_compile
 
     def engine():
         return SimpleNamespace(may_compile=True, compiled=False, batch_size=16)
 
     one = [Request(prompt="x", sampling=Sampling(max_new_tokens=256))]
     long, short = engine(), engine()
-    _decide_compile(long, one * 10_000)  # 625 batches x 256 steps
-    _decide_compile(short, one * 48)  # 3 batches x 256 steps: compiling would not pay
+    decide_compile(long, one * 10_000)  # 625 batches x 256 steps
+    decide_compile(short, one * 48)  # 3 batches x 256 steps: compiling would not pay
     assert long.compiled and not short.compiled
 
 
-def test_overwrite_forgets_the_figures_of_an_earlier_sharded_run(cli, tmp_path):
+def test_overwrite_forgets_the_figures_of_an_earlier_sharded_run(cli, tmp_path, fake_server):
     out = tmp_path / "labels.csv"
     stale = tmp_path / "labels.csv.stats.rank1.json"  # left by a crashed 2-process run
     stale.write_text(json.dumps({"rows": 10**6, "completion_tokens": 10**9, "seconds": 1.0}))
-    assert (
-        cli("predict", LABEL, "--output", out, "--limit", "2", "--overwrite", *FAST).exit_code == 0
-    )
+    args = ("predict", LABEL, "--output", out, "--limit", "2", "--overwrite", *FAST)
+    assert cli(*args, *fake_server.sets()).exit_code == 0
     assert report_of(out)["tokens_per_second"] < 10**6 and not stale.exists()
 
 
@@ -355,61 +362,47 @@ def five_rows(tmp_path):
     return write_table(tmp_path / "five.csv", source.rows[:5], source.columns)
 
 
-def _asked(monkeypatch) -> list:
-    """Every request the engine generates, from now on."""
-    from llmscisci_cfg.models import generate
-
-    asked, real = [], generate.TransformersEngine.generate
-
-    def counting(self, requests, **kwargs):
-        asked.extend(requests)
-        return real(self, requests, **kwargs)
-
-    monkeypatch.setattr(generate.TransformersEngine, "generate", counting)
-    return asked
-
-
-def test_limit_then_resume_asks_each_section_once(cli, tmp_path, five_rows, monkeypatch):
-    asked = _asked(monkeypatch)
+def test_limit_then_resume_asks_each_section_once(cli, tmp_path, five_rows, fake_server):
     out, data = tmp_path / "labels.csv", ("--set", f"data.source.path={five_rows}")
-    args = ("predict", LABEL, "--output", out, *FAST, *data)
+    args = ("predict", LABEL, "--output", out, *FAST, *fake_server.sets(), *data)
     assert cli(*args, "--limit", "2").exit_code == 0
-    first = len(asked)
+    first = fake_server.asked
     result = cli(*args, "--limit", "4", "--resume")
     assert result.exit_code == 0, result.output
-    assert len(rows_of(out)) == 4 and 0 < len(asked) - first <= 4  # rows 3 and 4 only
-    done = len(asked)
+    assert len(rows_of(out)) == 4 and 0 < fake_server.asked - first <= 4  # rows 3 and 4 only
+    done = fake_server.asked
     result = cli(*args, "--resume")
-    assert result.exit_code == 0 and len(rows_of(out)) == 5 and len(asked) - done <= 2
+    assert result.exit_code == 0 and len(rows_of(out)) == 5 and fake_server.asked - done <= 2
     assert not list(tmp_path.glob("labels.csv.partial*"))  # the whole table: journal gone
-    done, before = len(asked), out.read_bytes()
+    done, before = fake_server.asked, out.read_bytes()
     result = cli(*args, "--resume")
     assert result.exit_code == 0 and "already complete (5 rows); nothing to do" in result.output
-    assert len(asked) == done and out.read_bytes() == before
+    assert fake_server.asked == done and out.read_bytes() == before
     shrink = cli(*args, "--resume", "--limit", "2")
     assert shrink.exit_code == 2 and "holds 5 rows" in shrink.output
     other = cli(*args, "--resume", "--set", "generation.max_new_tokens=41")
     assert other.exit_code == 2 and "with other settings (generation:" in other.output
-    assert len(asked) == done and out.read_bytes() == before
+    assert fake_server.asked == done and out.read_bytes() == before
 
 
-def test_resume_with_other_settings_is_refused(cli, tmp_path, five_rows):
+def test_resume_with_other_settings_is_refused(cli, tmp_path, five_rows, fake_server):
     out, data = tmp_path / "labels.csv", ("--set", f"data.source.path={five_rows}")
-    assert cli("predict", LABEL, "--output", out, *FAST, *data, "--limit", "1").exit_code == 0
-    changed = cli(
-        "predict", LABEL, "--output", out, *FAST, *data, "--resume",
-        "--set", "generation.structured=false",
-    )  # fmt: skip
+    args = ("predict", LABEL, "--output", out, *FAST, *fake_server.sets(), *data)
+    assert cli(*args, "--limit", "1").exit_code == 0
+    changed = cli(*args, "--resume", "--set", "generation.structured=false")
     assert changed.exit_code == 2, changed.output
     assert "labels.csv.partial.jsonl was written with other settings (generation:" in changed.output
     assert "start again with --overwrite" in changed.output
 
 
-def test_predicting_on_a_predicted_table_never_overwrites_its_columns(cli, tmp_path, five_rows):
+def test_predicting_on_a_predicted_table_never_overwrites_its_columns(
+    cli, tmp_path, five_rows, fake_server
+):
     first = tmp_path / "first.csv"
+    served = (*FAST, *fake_server.sets())
     data = ("--set", f"data.source.path={five_rows}")
-    assert cli("predict", LABEL, "--output", first, *FAST, *data).exit_code == 0
-    again = ("predict", LABEL, *FAST, "--set", f"data.source.path={first}")
+    assert cli("predict", LABEL, "--output", first, *served, *data).exit_code == 0
+    again = ("predict", LABEL, *served, "--set", f"data.source.path={first}")
     clash = cli(*again, "--output", tmp_path / "second.csv")
     assert clash.exit_code == 2, clash.output
     assert "already has the column(s) easy_pred, easy_raw" in clash.output
@@ -452,9 +445,11 @@ def test_long_sections_are_truncated_behind_a_server_too(cli, tmp_path, five_row
     assert report_of(out)["truncated"] >= 1 and rows_of(out)[0]["easy_truncated"] in (True, "True")
 
 
-def test_resume_of_a_finished_output_from_another_table_is_refused(cli, tmp_path, five_rows):
+def test_resume_of_a_finished_output_from_another_table_is_refused(
+    cli, tmp_path, five_rows, fake_server
+):
     out = tmp_path / "labels.csv"
-    args = ("predict", LABEL, "--output", out, *FAST)
+    args = ("predict", LABEL, "--output", out, *FAST, *fake_server.sets())
     assert cli(*args, "--set", f"data.source.path={five_rows}").exit_code == 0
     edited = tmp_path / "edited.csv"
     edited.write_text(five_rows.read_text().replace("clearly", "plainly", 1))
