@@ -143,7 +143,14 @@ def test_eval_and_predict_give_the_same_completions(cli, tmp_path, cache):
 def test_eval_through_a_server_answers_as_local_eval(cli, tmp_path, cache, server):
     """`eval` honours `generation.backend: openai`: a model behind a server is evaluated with
     the same spec, and answers as the same model evaluated locally."""
-    gen = ("--set", "generation.max_new_tokens=48", "--limit", "6")
+    gen = (
+        "--set",
+        "generation.max_new_tokens=48",
+        "--set",
+        "generation.structured=true",
+        "--limit",
+        "6",
+    )
     outs = {}
     for name, extra in (("local", ()), ("served", served(server))):
         out = tmp_path / name
