@@ -20,6 +20,20 @@ from tests.studies.conftest import STUDIES, sample_rows
 STUDY_RECIPES = sorted(p for s in STUDIES.values() for p in s.recipes.glob("*.yaml"))
 TINY = [p for p in STUDY_RECIPES if p.stem.endswith("_tiny")]
 HUB = [p for p in STUDY_RECIPES if not p.stem.endswith("_tiny")]
+
+
+def _tiny_label_recipes() -> list[Path]:
+    """Every shipped recipe on a built-in tiny model whose task answers with labels (any
+    study, a new one included)."""
+    out = []
+    for path in sorted(RECIPES.rglob("*.yaml")):
+        recipe = load_recipe(path)
+        if recipe.model.name_or_path.startswith("builtin:tiny"):
+            task = load_task(recipe.data.task, recipe.source_dir)
+            out += [path] if task.kind == "label" else []
+    return out
+
+
 TAGS = 4 + 3  # <think> </think> <label> </label> (added tokens of the tiny tokenizer) + 3 newlines
 
 
@@ -39,6 +53,21 @@ def _prompt_tokens(tokenizer, messages) -> int:
         messages, add_generation_prompt=True, tokenize=True, return_dict=False
     )
     return len(ids)
+
+
+@pytest.mark.parametrize("path", _tiny_label_recipes(), ids=lambda p: str(p.relative_to(RECIPES)))
+def test_the_grammar_and_the_fixed_prompt_fit_the_tiny_context(tokenizer, path):
+    """On every tiny label recipe: the grammar compiles at the recipe's budget, and the prompt
+    without its text (what truncation cannot cut) leaves room for that budget."""
+    from llmscisci_cfg.models.structured import compile_check
+
+    job = _job(path)
+    budget = job.generation.sampling.max_new_tokens
+    for aspect in job.aspects:
+        kind = job.task.label_kind(aspect)
+        compile_check(tokenizer, Constraint.answer(kind), budget)
+        fixed = _prompt_tokens(tokenizer, job.task.messages(aspect, ""))
+        assert fixed + budget <= MAX_POSITIONS, (aspect, fixed, budget)
 
 
 @pytest.mark.parametrize("path", TINY, ids=lambda p: str(p.relative_to(RECIPES)))

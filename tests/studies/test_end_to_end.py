@@ -6,7 +6,7 @@ with a trained run as the model.
 One single-label study (citation intent) and the dimensions study (flourishing) run in the
 default suite; the second single-label study (citation function) runs its zero-shot recipe
 there and the rest under ``-m slow``; few-shot runs the dimensions study by default. Runs are
-tiny (2 SFT steps of 2 examples, 1 GRPO step of 2 completions, 2 or 3 rows).
+tiny (2 SFT steps of 2 examples, 1 GRPO step of 2 completions, 2 rows).
 """
 
 from __future__ import annotations
@@ -58,15 +58,15 @@ def assert_answers_keep_the_grammar(study: Study, rows: list[dict], limit: int) 
         assert value is not None and pred == kind.public(value), (raw, pred)
         assert row[f"{study.aspect}_reason"] == ""
         answered += 1
-    assert answered >= limit - 1
+    assert answered == sum(bool(r[study.text_column].strip()) for r in source) > 0
 
 
 @pytest.mark.parametrize("study", [*DEFAULT, FUNCTION], ids=lambda s: s.task)
 def test_zero_shot_predict_answers_every_row_in_the_grammar(invoke, tmp_path, study):
     out = tmp_path / "labels.jsonl"
-    result = invoke("predict", study.recipe("label_tiny"), "--output", out, "--limit", 3)
+    result = invoke("predict", study.recipe("label_tiny"), "--output", out, "--limit", 2)
     assert result.exit_code == 0, result.output
-    assert_answers_keep_the_grammar(study, _jsonl(out), 3)
+    assert_answers_keep_the_grammar(study, _jsonl(out), 2)
     report = json.loads(Path(f"{out}.report.json").read_text())
     assert report["valid_rate"] == 1.0 and report["task"]["name"] == study.task
 
@@ -74,10 +74,10 @@ def test_zero_shot_predict_answers_every_row_in_the_grammar(invoke, tmp_path, st
 @pytest.mark.parametrize("study", FEW_SHOT, ids=lambda s: s.task)
 def test_few_shot_predict_shows_other_rows_and_keeps_the_grammar(invoke, tmp_path, study):
     out = tmp_path / "labels.jsonl"
-    result = invoke("predict", study.recipe("label_few_shot_tiny"), "--output", out, "--limit", 3)
+    result = invoke("predict", study.recipe("label_few_shot_tiny"), "--output", out, "--limit", 2)
     assert result.exit_code == 0, result.output
     rows = _jsonl(out)
-    assert_answers_keep_the_grammar(study, rows, 3)
+    assert_answers_keep_the_grammar(study, rows, 2)
     labelled = {r[study.id_column] for r in sample_rows(study) if r[study.text_column].strip()}
     from llmscisci_cfg.recipe.loader import load_recipe
 
@@ -92,14 +92,14 @@ def test_few_shot_predict_shows_other_rows_and_keeps_the_grammar(invoke, tmp_pat
 @pytest.mark.parametrize("study", EVERY, ids=lambda s: s.task)
 def test_sft_then_eval_answers_in_the_grammar(invoke, trained, tmp_path, study):
     run_dir = trained(study)
-    result = invoke("eval", run_dir, "--limit", 3, "--output-dir", tmp_path / "eval")
+    result = invoke("eval", run_dir, "--limit", 2, "--output-dir", tmp_path / "eval")
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "eval" / "report.json").read_text())
     overall = report["policy"]["overall"]
-    assert overall["n"] == 3 and overall["format_valid_rate"] == overall["label_valid_rate"] == 1.0
+    assert overall["n"] == 2 and overall["format_valid_rate"] == overall["label_valid_rate"] == 1.0
     kind = _kind(study)
     predictions = _jsonl(tmp_path / "eval" / "predictions.jsonl")
-    assert len(predictions) == 3
+    assert len(predictions) == 2
     for p in predictions:
         assert p["aspect"] == study.aspect and check(Constraint.answer(kind), p["completion"])
         assert read_answer(p["completion"], kind).value is not None

@@ -152,3 +152,40 @@ def test_the_study_recipes_build_their_datasets_from_the_real_files(
     summary = json.loads(result.output[result.output.index("{") :])
     assert (summary["rows"], summary["examples"], summary["dropped"]) == (ROWS, ROWS, {})
     assert summary["group_overlap"] == 0 and summary["splits"]["test"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("study", "source", "label"),
+    [
+        ("citation_intent", ("scicite", "train.csv"), "data.columns.label.intent=citation_class_label"),
+        ("citation_function", ("acl-arc", "train.csv"), "data.columns.label.function=citation_class_label"),
+        ("flourishing", None, "data.columns.label.flourishing=answer"),
+    ],
+)  # fmt: skip
+def test_tiny_recipes_train_and_label_on_real_rows(invoke, tmp_path, study, source, label):
+    """The tiny SFT recipe for one step on real rows, then its model labels two of them:
+    every answer in the grammar."""
+    path = _head(_rows(shared_file(*source)), tmp_path / "rows.csv") if source else _coded(tmp_path / "coded.csv")  # fmt: skip
+    run_dir = tmp_path / "sft"
+    result = invoke(
+        "run", f"builtin:{study}/sft_tiny", "--output-dir", run_dir,
+        "--set", f"data.source.path={path}", "--set", label,
+        "--set", "train.max_steps=1", "--set", "train.save_steps=1",
+        "--set", "train.per_device_batch_size=2",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "labels.jsonl"
+    result = invoke(
+        "predict", f"builtin:{study}/label_tiny", "--set", f"data.source.path={path}",
+        "--set", f"model.name_or_path={run_dir}", "--output", out, "--limit", 2,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    task = load_task(f"builtin:{study}", Path("."))
+    aspect = next(iter(task.aspects))
+    kind = task.label_kind(aspect)
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == 2
+    for row in rows:
+        assert check(Constraint.answer(kind), row[f"{aspect}_raw"])
+        assert row[f"{aspect}_pred"] == kind.public(read_answer(row[f"{aspect}_raw"], kind).value)
