@@ -19,7 +19,12 @@ from llmscisci_cfg.errors import UserError
 BUILTIN = "builtin:"
 _KINDS = {"recipes", "templates", "schemas", "assets"}
 #: Shipped data files, by ``builtin:`` name.
-BUILTIN_DATA = {"sample": "sample/reports.csv", "sample_traces": "sample/traces.jsonl"}
+BUILTIN_DATA = {
+    "sample": "sample/reports.csv",
+    "sample_traces": "sample/traces.jsonl",
+    "sample_citations": "sample/citations.csv",
+    "sample_tweets": "sample/tweets.csv",
+}
 
 
 def is_builtin(ref: str) -> bool:
@@ -86,21 +91,32 @@ def recipe_file(ref: str) -> Path:
 
 def nearest_recipes(ref: str, most: int = 3) -> str:
     """`` (did you mean builtin:grpo_gemma?)`` for a recipe path that does not exist: the shipped
-    recipes whose name (``repro_effort/grpo_qwen2.5``) or file name is closest, best first.
+    recipes whose name (``repro_effort/grpo_qwen2.5``, also against as many trailing parts of
+    the path) or file name is closest, best first; of several recipes with one file name
+    (``quickstart/sft_tiny``, ``flourishing/sft_tiny``), only the one in the closest folder.
 
     >>> nearest_recipes("recipes/grpo_gemma3.yaml")
     ' (did you mean builtin:grpo_gemma?)'
+    >>> nearest_recipes("/somewhere/quickstart/sft_tny.yaml")
+    ' (did you mean builtin:quickstart/sft_tiny?)'
     """
     names = [p.relative_to(root("recipes")).with_suffix("").as_posix() for p in builtin_recipes()]
     wanted = Path(ref).with_suffix("") if Path(ref).suffix in (".yaml", ".yml") else Path(ref)
     tail = wanted.as_posix().rsplit("recipes/", 1)[-1]  # recipes/x/y → x/y
     scores: dict[str, float] = {}
+    paths: dict[str, float] = {}  # the name against the path alone (which folder is closer)
     for name in names:
-        for a, b in ((tail, name), (wanted.name, Path(name).name)):
-            ratio = difflib.SequenceMatcher(None, a, b).ratio()
-            scores[name] = max(scores.get(name, 0.0), ratio)
+        end = "/".join(wanted.parts[-len(Path(name).parts) :])  # /a/quickstart/x → quickstart/x
+        paths[name] = max(difflib.SequenceMatcher(None, a, name).ratio() for a in (tail, end))
+        file = difflib.SequenceMatcher(None, wanted.name, Path(name).name).ratio()
+        scores[name] = max(paths[name], file)
     top = max(scores.values(), default=0.0)
-    best = sorted((n for n in names if scores[n] >= max(0.6, top - 0.1)), key=lambda n: -scores[n])
+    close = [n for n in names if scores[n] >= max(0.6, top - 0.1)]
+    best, files = [], set()
+    for name in sorted(close, key=lambda n: (-scores[n], -paths[n])):
+        if Path(name).name not in files:  # the same file name in a closer folder came first
+            files.add(Path(name).name)
+            best.append(name)
     best = best[:most]
     if not best:
         return f"; shipped recipes: {', '.join(BUILTIN + n for n in names)}"

@@ -117,7 +117,7 @@ def _build(job: Job, tokenizer) -> tuple[DatasetDict, BuildReport]:
     if job.method == "grpo":  # rollouts of the test split too (eval): what sizes a KV cache
         test = longest(splits["test"], job.method, tokenizer)["prompt"]
         report.token_lengths["prompt_any"] = max(report.token_lengths["prompt"] or 0, test or 0)
-    dataset = _to_datasetdict(splits, job.method)
+    dataset = _to_datasetdict(splits, job.method, job.task.answer)
     _fill_report(report, splits, dropped)
     report.test_set_sha256 = held_out_sha256(splits["test"])
     if job.recipe.data.clean is not None:
@@ -191,7 +191,11 @@ def _fill_report(report: BuildReport, splits: dict[str, list[Row]], dropped: Cou
     report.documents = {name: len(ids) for name, ids in docs.items()}
 
 
-def _to_datasetdict(splits: dict[str, list[Row]], method: str) -> DatasetDict:
+def _to_datasetdict(
+    splits: dict[str, list[Row]], method: str, answer: str = "multi"
+) -> DatasetDict:
+    """``answer``: the task's answer kind; a ``single`` gold is a category index, the others
+    a list of ints (a one-hot list, or one level per dimension)."""
     from datasets import Dataset, DatasetDict, Features, List, Value
 
     messages = List({"role": Value("string"), "content": Value("string")})
@@ -199,7 +203,7 @@ def _to_datasetdict(splits: dict[str, list[Row]], method: str) -> DatasetDict:
         "id": Value("string"),
         "aspect": Value("string"),
         "prompt": messages,
-        "gold": List(Value("int64")),
+        "gold": Value("int64") if answer == "single" else List(Value("int64")),
     }
     for name in {"sft": ("completion",), "dpo": ("chosen", "rejected"), "grpo": ()}[method]:
         columns[name] = messages

@@ -98,19 +98,41 @@ def _lookup(names: Sequence[str], aliases: Sequence[tuple[str, int]]) -> dict[st
     return table
 
 
-def _literal(text: str) -> Any:
-    """A JSON value, else a Python literal (``{'a': 'b'}``), else None; never ``eval``."""
+def _literal(text: str, unique: bool = True) -> Any:
+    """A JSON value, else a Python literal (``{'a': 'b'}``), else None; never ``eval``. With
+    ``unique``, an object that names a key twice is None (JSON and Python would keep the last
+    value silently: ``{"Happiness": "high", "Happiness": "low"}`` codes one dimension twice).
+    """
     text = text.strip()
     if len(text) > 100_000:
         return None
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_unique_keys if unique else None)
     except ValueError:
         pass
     try:
-        return ast.literal_eval(text)
+        tree = ast.parse(text, mode="eval")
+        if unique and any(isinstance(n, ast.Dict) and _repeats(n) for n in ast.walk(tree)):
+            return None
+        return ast.literal_eval(tree)
     except Exception:  # SyntaxError, ValueError, MemoryError, RecursionError
         return None
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads``'s object hook: a repeated key is an error, not a silent overwrite."""
+    if len({key for key, _ in pairs}) != len(pairs):
+        raise ValueError("a key repeats")
+    return dict(pairs)
+
+
+def _repeats(node: ast.Dict) -> bool:
+    """Whether a Python dict literal names one constant key twice."""
+    keys = [k.value for k in node.keys if isinstance(k, ast.Constant)]
+    try:
+        return len(set(keys)) != len(keys)
+    except TypeError:  # an unhashable key: literal_eval refuses it anyway
+        return False
 
 
 @dataclass(frozen=True)
@@ -374,6 +396,8 @@ class DimensionLabel:
             if not cell.strip():
                 return (0,) * self.n
             value = _literal(cell)
+            if value is None and isinstance(_literal(cell, unique=False), Mapping):
+                raise LabelError(f"a dimension is coded twice in {shown(cell)}")
         if not isinstance(value, Mapping):
             raise LabelError(f"expected a dict of dimension: level, got {shown(cell)}")
         found = self._read(value)

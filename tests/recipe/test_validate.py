@@ -220,7 +220,7 @@ def test_the_flagship_recipe_is_where_the_readme_says():
         ("validate", "recipes/grpo_gemma3.yaml", "(did you mean builtin:grpo_gemma?)"),
         ("run", "recipes/repro_effort/grpo_gemma3.yaml", "(did you mean builtin:grpo_gemma?)"),
         ("plan", "quickstart/sft_tny.yaml", "(did you mean builtin:quickstart/sft_tiny?)"),
-        ("validate", "zzz.yaml", "shipped recipes: builtin:grpo_gemma, builtin:quickstart"),
+        ("validate", "zzz.yaml", "; shipped recipes: builtin:"),
     ],
 )
 def test_a_missing_recipe_names_the_nearest_shipped_ones(cli, tmp_path, command, ref, suggestion):
