@@ -42,7 +42,7 @@ from llmscisci_cfg.eval.references import (
     resolve_references,
     with_model,
 )
-from llmscisci_cfg.eval.report import EvalMeta, Prediction
+from llmscisci_cfg.eval.report import EvalMeta, Prediction, json_value, kinds_meta
 from llmscisci_cfg.recipe.resolve import Job
 from llmscisci_cfg.recipe.schema import Recipe
 from llmscisci_cfg.runs.rundir import RunDir, RunLock, claim, write_json
@@ -216,41 +216,31 @@ def predictions_for(
     completions: list[str],
     kinds: Mapping[str, LabelKind],
 ) -> list[Prediction]:
-    """One `Prediction` per row: the parsed label and the rewards of each completion.
+    """One `Prediction` per row: the answer read by the aspect's kind and the rewards of each
+    completion.
 
-    ``kinds``: each aspect's answer kind (`TaskSpec.label_kind`): a label that breaks the
-    task's label constraints is invalid (``predicted`` None), as one that does not parse."""
+    ``kinds``: each aspect's answer kind (`TaskSpec.label_kind`). ``gold`` and ``predicted``
+    are values of that kind (single: the category's index; multi: the one-hot list;
+    dimensions: a level per dimension), scored by `eval.metrics` kind by kind; a label that
+    does not parse, or breaks the task's label constraints, is None (invalid)."""
     totals, values = score_rewards(stack, rows, completions)
     out = []
     for i, (row, text) in enumerate(zip(rows, completions, strict=True)):
         kind = kinds[row["aspect"]]
-        predicted = read_answer(text, kind).value
         rewards = {k: float(v[i]) for k, v in (values or {}).items() if v[i] is not None}
         out.append(
             Prediction(
                 id=row["id"],
                 aspect=row["aspect"],
                 model=label,
-                gold=as_indicators(kind, row["gold"]),
+                gold=json_value(row["gold"]),
                 completion=text,
-                predicted=as_indicators(kind, predicted),
+                predicted=json_value(read_answer(text, kind).value),
                 reward=totals[i] if totals is not None else None,
                 rewards=rewards,
             )
         )
     return out
-
-
-def as_indicators(kind: LabelKind, value: Any) -> list[int] | None:
-    """A label value as the one-hot vector the metrics score: a single category as its
-    one-hot, a set of categories as it is, dimensions as which are present."""
-    if value is None:
-        return None
-    if isinstance(value, int):
-        return [int(i == value) for i in range(kind.n)]
-    if kind.kind == "dimensions":
-        return [int(v > 0) for v in value]
-    return list(value)
 
 
 @dataclass
@@ -320,6 +310,7 @@ class _Context:
             or None,
             decoding=gen.describe(),
             chat_templates=self.templates,
+            kinds=kinds_meta({a: self.job.task.label_kind(a) for a in self.job.aspects}),
         )
         report = eval_report.write_all(out, self.predictions, meta)
         written = mark_output_dir(out, str(run_dir) if run_dir else self.job.name)

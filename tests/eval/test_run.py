@@ -47,7 +47,7 @@ def test_eval_run_with_reference_writes_every_file_and_recomputes(cli, sft_run, 
     for model in (report[m] for m in eval_report.models(report)):
         assert set(model) <= {"overall", "easy", "difficult"} and "overall" in model
         assert model["overall"]["n"] == 6
-        assert len(model["overall"]["per_category"]) == 5 * (len(model) - 1)
+        assert len(model["overall"]["per_class"]) == 5 * (len(model) - 1)
         assert model["overall"]["mean_reward"] is None  # SFT recipe: no reward stack
 
     meta = json.loads((out / eval_report.META).read_text())
@@ -69,9 +69,10 @@ def test_eval_run_with_reference_writes_every_file_and_recomputes(cli, sft_run, 
 
     lines = result.output.strip().splitlines()
     assert lines[-1] == f"report: {out / eval_report.REPORT_MD}"
-    assert lines[-4].split()[:2] == ["model", "format_valid"]
+    assert lines[-4].split()[:4] == ["model", "n", "format_valid", "label_valid"]
     assert lines[-3].split()[0] == "policy" and lines[-2].split()[0] == "reference"
-    assert float(lines[-3].split()[1]) == round(report["policy"]["overall"]["format_valid_rate"], 3)
+    assert float(lines[-3].split()[2]) == round(report["policy"]["overall"]["format_valid_rate"], 3)
+    assert "multi answers" in result.output and "BCa bootstrap intervals" in result.output
 
 
 def test_default_output_dir_is_run_eval(cli, sft_run):
@@ -338,7 +339,11 @@ def test_two_references_each_get_metrics_intervals_and_a_paired_comparison(cli, 
     assert eval_report.models(report) == ["policy", "base", "quickstart_sft"]
     for model in ("base", "quickstart_sft"):
         overall = report[model]["overall"]
-        assert overall["n"] == 6 and set(overall["intervals"]) >= {"micro_f1", "exact_match"}
+        assert overall["n"] == 6 and set(overall["intervals"]) >= {
+            "micro_f1",
+            "accuracy",
+            "jaccard",
+        }
     comparisons = {c["reference"]: c for c in report["comparisons"]}
     assert list(comparisons) == ["base", "quickstart_sft"]
     assert all(c["policy"] == "policy" and c["examples"] == 6 for c in comparisons.values())
@@ -346,7 +351,7 @@ def test_two_references_each_get_metrics_intervals_and_a_paired_comparison(cli, 
     assert {k: d["difference"] for k, d in same["metric"].items()} == {
         k: (None if report["policy"]["overall"][k] is None else 0.0) for k in same["metric"]
     }
-    assert same["mcnemar_exact_match"]["b"] == same["mcnemar_exact_match"]["c"] == 0
+    assert same["mcnemar"]["b"] == same["mcnemar"]["c"] == 0
     meta = json.loads((out / eval_report.META).read_text())
     assert "builtin:tiny (weights from seed" in meta["models"]["base"]
     assert meta["models"]["quickstart_sft"] == f"{sft_run / FINAL} (run quickstart_sft)"
