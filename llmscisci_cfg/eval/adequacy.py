@@ -49,18 +49,18 @@ def detectable_difference(n: int, discordant: int | None = None) -> dict[str, An
 def _power_b(d: int) -> int | None:
     """The expected b (of ``d`` discordant examples) at which the exact two-sided test at
     `ALPHA` rejects with probability ≥ `POWER`, or None when no b does."""
-    from scipy.stats import binom
+    from scipy.special import bdtr, bdtrc
 
-    # rejection region: b >= d - k_lo (the upper side; the lower side is symmetric)
+    # rejection region: b <= k_lo or b >= d - k_lo
     k_lo = -1
-    while k_lo + 1 < d and 2 * binom.cdf(k_lo + 1, d, 0.5) <= ALPHA:
+    while k_lo + 1 < d and 2 * bdtr(k_lo + 1, d, 0.5) <= ALPHA:
         k_lo += 1
     if k_lo < 0:
         return None
     upper = d - k_lo
     for b in range(math.ceil(d / 2), d + 1):
         p = b / d
-        power = binom.sf(upper - 1, d, p) + binom.cdf(k_lo, d, p)
+        power = (bdtrc(upper - 1, d, p) if p < 1 else 1.0) + bdtr(k_lo, d, p)
         if power >= POWER:
             return b
     return None

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -59,17 +60,23 @@ class Part:
     rows: list[Scored]
     layout: counts.Layout
 
-    @property
+    @cached_property
     def labelled(self) -> list[Scored]:
         return [r for r in self.rows if r.gold is not None]
 
-    def table(self, rows: Sequence[Scored] | None = None) -> np.ndarray:
-        """Counts of ``rows`` (default: the part's labelled rows), one row each."""
-        rows = self.labelled if rows is None else rows
+    @cached_property
+    def count_table(self) -> np.ndarray:
+        """Counts of the labelled rows, one row each (`counts.table`); computed once."""
+        rows = self.labelled
         return counts.table(
             self.layout, [r.aspect for r in rows], [r.gold for r in rows],
             [r.predicted for r in rows],
         )  # fmt: skip
+
+    @cached_property
+    def valid(self) -> np.ndarray:
+        """Whether each row (labelled or not) has a valid answer."""
+        return np.array([_valid(self, r) for r in self.rows], dtype=bool)
 
 
 def kind_name(kinds: Mapping[str, LabelKind]) -> str:
@@ -107,15 +114,15 @@ def part_metrics(part: Part) -> dict[str, Any]:
     if not rows:
         raise ValueError("no examples to score")
     labelled = part.labelled
+    lay = part.layout
+    totals = part.count_table.sum(axis=0) if labelled else np.zeros(lay.width)
     out: dict[str, Any] = {
         "n": len(rows),
         "n_labelled": len(labelled),
-        "invalid": sum(not _valid(part, r) for r in labelled),
+        "invalid": int(totals[lay.col("invalid")]),
         "format_valid_rate": sum(r.format_valid for r in rows) / len(rows),
-        "label_valid_rate": sum(_valid(part, r) for r in rows) / len(rows),
+        "label_valid_rate": float(part.valid.mean()),
     }
-    lay = part.layout
-    totals = part.table().sum(axis=0) if labelled else np.zeros(lay.width)
     mask = counts.support_mask(lay, totals)
     values, per_class = counts.metrics(lay, totals, mask)
     out |= {k: number(v[0]) for k, v in values.items()}

@@ -217,10 +217,10 @@ def build_report(
     kind = kind_name(kinds)
     rep: dict[str, Any] = report(by_model, kinds)
     index = stats.units(r.doc for rows in by_model.values() for r in rows)
-    for model, rows in by_model.items():
-        ivs = stats.model_intervals(parts(rows, kinds), index, resamples, seed, method)
-        for part, found in ivs.items():
-            rep[model][part] |= found
+    found = {model: parts(rows, kinds) for model, rows in by_model.items()}
+    for model, ivs in stats.model_intervals(found, index, resamples, seed, method).items():
+        for part, values in ivs.items():
+            rep[model][part] |= values
     degenerate = _degenerate_shares(by_model, predictions, kind)
     policy = POLICY if POLICY in by_model else next(iter(by_model))
 
@@ -726,18 +726,26 @@ def plot(rep: dict[str, Any], kinds: Mapping[str, LabelKind], path: Path) -> Pat
         ax.set_xlim(0, 1.15)
         ax.set_title(part if part == OVERALL else f"{part}: F1 per category (95% CI)")
         ax.grid(axis="x", alpha=0.3)
-        if shown and not any(shown):
-            ax.text(0.5, 0.5, "every value is 0", transform=ax.transAxes, ha="center",
-                    va="center", fontsize=12, color="0.3")  # fmt: skip
-        elif not shown:
-            ax.text(0.5, 0.5, "no labelled example", transform=ax.transAxes, ha="center",
-                    va="center", fontsize=12, color="0.3")  # fmt: skip
+        note = panel_note(shown)
+        if note:
+            ax.text(0.5, 0.5, note, transform=ax.transAxes, ha="center", va="center",
+                    fontsize=12, color="0.3")  # fmt: skip
     axes[0].legend(loc="lower right")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def panel_note(values: list[float]) -> str | None:
+    """What a plot panel says when its bars alone would say nothing: every value 0, or none
+    defined."""
+    if not values:
+        return "no value defined (no labelled example)"
+    if not any(values):
+        return "every value is 0"
+    return None
 
 
 def _bar(part: dict[str, Any] | None, kind: str, name: str) -> tuple[float | None, Any, Any]:

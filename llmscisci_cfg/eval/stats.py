@@ -89,13 +89,15 @@ def per_unit(rows_table: np.ndarray, unit_of_row: Sequence[int], n_units: int) -
     return out
 
 
-def common_table(rows: Sequence[Scored], part: Part) -> np.ndarray:
+def common_table(part: Part) -> np.ndarray:
     """`COMMON` counts of each example (validity and rewards: every example, labelled or not)."""
+    rows = part.rows
     out = np.zeros((len(rows), len(COMMON)))
-    for i, r in enumerate(rows):
-        kind = part.layout.kinds[r.aspect]
-        valid = r.predicted is not None and kind.valid(counts.as_value(kind, r.predicted))
-        out[i] = (1, r.format_valid, valid, r.reward is not None, r.reward or 0.0)
+    out[:, 0] = 1
+    out[:, 1] = [r.format_valid for r in rows]
+    out[:, 2] = part.valid
+    out[:, 3] = [r.reward is not None for r in rows]
+    out[:, 4] = [r.reward or 0.0 for r in rows]
     return out
 
 
@@ -111,9 +113,9 @@ class PartTables:
     @classmethod
     def build(cls, part: Part, unit_index: Mapping[str, int], mask=None) -> PartTables:
         n = len(unit_index)
-        common = per_unit(common_table(part.rows, part), [unit_index[r.doc] for r in part.rows], n)
+        common = per_unit(common_table(part), [unit_index[r.doc] for r in part.rows], n)
         labelled = part.labelled
-        labels = per_unit(part.table(labelled), [unit_index[r.doc] for r in labelled], n)
+        labels = per_unit(part.count_table, [unit_index[r.doc] for r in labelled], n)
         if mask is None:
             mask = counts.support_mask(part.layout, labels.sum(axis=0))
         return cls(part, common, labels, mask)
@@ -154,9 +156,11 @@ def resample_weights(
     done = 0
     while done < resamples:
         k = min(chunk, resamples - done)
-        drawn = rng.integers(0, n_units, size=(k, n_units))
-        flat = drawn + n_units * np.arange(k)[:, None]
-        yield np.bincount(flat.ravel(), minlength=k * n_units).reshape(k, n_units).astype(float)
+        drawn = rng.integers(0, n_units, size=(k, n_units), dtype=np.int32)
+        out = np.empty((k, n_units))
+        for i in range(k):
+            out[i] = np.bincount(drawn[i], minlength=n_units)
+        yield out
         done += k
 
 
@@ -256,28 +260,61 @@ def intervals_of(
 # ----------------------------------------------------------------------------- eval parts
 
 
+def bootstrap_parts(
+    tables: Mapping[Any, PartTables], resamples: int = RESAMPLES, seed: int = 0
+) -> dict[Any, Bootstrap]:
+    """One bootstrap of several parts over the same units (one set of draws for all, so
+    models and columns are resampled together): ``{name: Bootstrap}``."""
+    names = list(tables)
+
+    def statistic(sums: list[np.ndarray]) -> dict[Any, np.ndarray]:
+        out = {}
+        for j, name in enumerate(names):
+            for k, v in tables[name].values(sums[2 * j : 2 * j + 2]).items():
+                out[(name, k)] = v
+        return out
+
+    flat = [t for name in names for t in tables[name].tables]
+    boot = bootstrap(flat, statistic, resamples, seed)
+    return {
+        name: Bootstrap(
+            {k: v for (n, k), v in boot.point.items() if n == name},
+            {k: v for (n, k), v in boot.resampled.items() if n == name},
+            {k: v for (n, k), v in boot.jackknife.items() if n == name},
+        )
+        for name in names
+    }
+
+
+def part_intervals(boot: Bootstrap, part: Part, method: str = DEFAULT_METHOD) -> dict[str, Any]:
+    """``{"intervals": {metric: [lo, hi]}, "per_class_intervals": {class: {metric: [lo,
+    hi]}}}`` of one part's bootstrap."""
+    return {
+        "intervals": intervals_of(boot, headline(part.layout.kind), method),
+        "per_class_intervals": {
+            key: {m: boot.interval((m, key), method) for m in counts.PER_CLASS}
+            for key in part.layout.keys
+        },
+    }
+
+
 def model_intervals(
-    parts: Mapping[str, Part],
+    parts_by_model: Mapping[str, Mapping[str, Part]],
     unit_index: Mapping[str, int],
     resamples: int = RESAMPLES,
     seed: int = 0,
     method: str = DEFAULT_METHOD,
-) -> dict[str, dict[str, Any]]:
-    """``{part: {"intervals": {metric: [lo, hi]}, "per_class_intervals": {class: {metric:
-    [lo, hi]}}}}`` for one model's parts; every part and model uses the same resamples (the
-    same ``seed`` over the same units)."""
-    out = {}
-    for name, part in parts.items():
-        t = PartTables.build(part, unit_index)
-        boot = bootstrap(t.tables, t.values, resamples, seed)
-        kind = part.layout.kind
-        out[name] = {
-            "intervals": intervals_of(boot, headline(kind), method),
-            "per_class_intervals": {
-                key: {m: boot.interval((m, key), method) for m in counts.PER_CLASS}
-                for key in part.layout.keys
-            },
-        }
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{model: {part: part_intervals}}``: every model and part resampled together."""
+    tables = {
+        (model, name): PartTables.build(part, unit_index)
+        for model, found in parts_by_model.items()
+        for name, part in found.items()
+    }
+    boots = bootstrap_parts(tables, resamples, seed)
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for (model, name), boot in boots.items():
+        out.setdefault(model, {})[name] = part_intervals(boot, tables[(model, name)].part, method)
     return out
 
 
@@ -285,11 +322,14 @@ def model_intervals(
 
 
 def mcnemar_exact(b: int, c: int) -> dict[str, float | int]:
-    """McNemar's exact test from the discordant counts (statsmodels: min(b, c), binomial p)."""
-    from statsmodels.stats.contingency_tables import mcnemar
+    """McNemar's exact test from the discordant counts: statistic min(b, c), two-sided
+    p = min(1, 2 · P(Binomial(b + c, 1/2) ≤ min(b, c))), as statsmodels' ``mcnemar(exact=True)``
+    (scipy's binomial CDF without importing statsmodels, which costs seconds)."""
+    from scipy.special import bdtr
 
-    result = mcnemar([[0, b], [c, 0]], exact=True)
-    return {"statistic": float(result.statistic), "p_value": float(result.pvalue), "b": b, "c": c}
+    n = b + c
+    p = 1.0 if n == 0 else min(1.0, 2.0 * float(bdtr(min(b, c), n, 0.5)))
+    return {"statistic": float(min(b, c)), "p_value": p, "b": b, "c": c}
 
 
 def sign_flip_pvalue(diffs: np.ndarray, permutations: int = PERMUTATIONS, seed: int = 0) -> float:
@@ -372,8 +412,8 @@ def paired_tests(
 ) -> dict[str, Any]:
     """McNemar on entirely-right labelled examples; the permutation test where the kind has
     partial credit (``None`` otherwise). ``a`` and ``b`` hold the same examples in order."""
-    la, lb = a.labelled, b.labelled
-    ta, tb = a.table(la), b.table(lb)
+    la = a.labelled
+    ta, tb = a.count_table, b.count_table
     col = a.layout.col("correct")
     right_a, right_b = ta[:, col] > 0, tb[:, col] > 0
     out: dict[str, Any] = {

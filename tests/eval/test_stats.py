@@ -134,7 +134,7 @@ def test_a_resample_keeps_the_category_set_of_the_full_set():
 def test_intervals_hold_their_point_estimates(method):
     rows = _rows(MULTI, 1, docs=40, skill=0.8)
     p = parts(rows, MULTI)
-    ivs = stats.model_intervals(p, stats.units(r.doc for r in rows), 400, 3, method)
+    ivs = stats.model_intervals({"m": p}, stats.units(r.doc for r in rows), 400, 3, method)["m"]
     points = report({"m": rows}, MULTI)["m"]
     widths = []
     for part, found in ivs.items():
@@ -203,7 +203,7 @@ def test_speed_of_the_bootstrap_is_reasonable():
     rows_r = _rows(MULTI, 2, docs=300, skill=0.6)
     started = time.perf_counter()
     index = stats.units(r.doc for r in rows_p)
-    stats.model_intervals(parts(rows_p, MULTI), index, 1000, 0)
+    stats.model_intervals({"p": parts(rows_p, MULTI)}, index, 1000, 0)
     stats.compare(rows_p, rows_r, lambda rows: parts(rows, MULTI)[OVERALL], 1000)
     assert time.perf_counter() - started < 10.0  # about 1 s here
 
