@@ -307,3 +307,26 @@ def test_degenerate_flags_when_policy_share_rises():
     assert stats.degenerate_flags({"all_zero": None, "all_one": None, "constant": 0.9}, ref) == [
         "constant"
     ]
+
+
+def test_macro_f1_resamples_are_not_pushed_up_by_categories_a_resample_lacks():
+    # issue 24: a category with no gold and no answer in a resample scored F1 = 1.0, so 79% of
+    # resamples sat above the point. Six categories, two of them with one gold example each
+    # that the model misses: resamples that lack them keep them in the average, at 0.
+    kind = {"f": SingleLabel(("bg", "uses", "compares", "motivation", "extends", "future"))}
+    rng = random.Random(7)
+    rows = []
+    for d in range(40):
+        gold = 4 if d == 0 else 5 if d == 1 else rng.choice([0, 0, 0, 1, 1, 2, 3])
+        pred = 0 if gold in (4, 5) else (gold if rng.random() < 0.6 else rng.randrange(4))
+        rows.append(Scored("f", gold, pred, True, doc=f"d{d}"))
+    _, boot, _ = _boot(rows, kind, resamples=2000)
+    point, values = boot.point["macro_f1"], boot.resampled["macro_f1"]
+    gold = [r.gold for r in rows]
+    labels = sorted(set(gold))
+    assert point == pytest.approx(
+        skm.f1_score(gold, [r.predicted for r in rows], labels=labels, average="macro")
+    )
+    assert np.mean(values > point) < 0.6 and abs(np.median(values) - point) < 0.03
+    lo, hi = boot.interval("macro_f1")
+    assert lo < point < hi and hi - point < 2 * (point - lo)  # not stretched upward
