@@ -338,3 +338,63 @@ def test_different_test_sets_are_refused_side_by_side():
         require_same_test_set("run runs/grpo", a, "reference run runs/sft", b)
     message = str(caught.value)
     assert "runs/grpo" in message and "runs/sft" in message and a in message and b in message
+
+
+def test_the_plot_has_error_bars_and_says_when_there_is_nothing_to_see(tmp_path):
+    assert eval_report.panel_note([0.0, 0.0]) == "every value is 0"
+    assert eval_report.panel_note([]) == "no value defined (no labelled example)"
+    assert eval_report.panel_note([0.0, 0.2]) is None
+    rep = eval_report.write_all(tmp_path, _many(), _meta())
+    part = rep["policy"]["easy"]
+    value, lo, hi = eval_report._bar(part, "easy", "code")
+    assert (value, [lo, hi]) == (
+        part["per_class"]["code"]["f1"],
+        part["per_class_intervals"]["code"]["f1"],
+    )
+    value, lo, hi = eval_report._bar(rep["reference"]["overall"], "overall", "micro_f1")
+    assert lo <= value <= hi and [lo, hi] == rep["reference"]["overall"]["intervals"]["micro_f1"]
+    wrong = [p for p in _predictions() if p.model == "reference"]  # every answer invalid
+    eval_report.write_all(tmp_path / "zero", wrong, _meta(models={"reference": "r"}))
+    assert (tmp_path / "zero" / "per_category_f1.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_report_with_methods_facts_opens_with_the_paragraph_and_ends_with_the_prompts(tmp_path):
+    facts = {
+        "task": {"name": "t", "description": "", "ref": "t.yaml", "sha256": "ab" * 32,
+                 "answer": "multi", "aspects": {a: {"categories": c} for a, c in CATS.items()},
+                 "overrides": []},
+        "prompts": {"system_template": "Be brief.", "user_template": "{{ text }}",
+                    "system_sha256": "cd" * 32, "user_sha256": "ef" * 32,
+                    "rendered": {"easy": [{"role": "system", "content": "Be brief."},
+                                          {"role": "user", "content": "[section text]"}]}},
+        "models": {"policy": {"what": "m", "chat_template": {"name": "tiny", "sha256": "12" * 32},
+                              "identity": {"kind": "hub", "id": "org/model", "revision": "main",
+                                           "commit": "34" * 20}}},
+        "decoding": {"backend": "transformers", "temperature": 0.0, "max_new_tokens": 8,
+                     "batch_size": 4, "structured": False},
+        "data": {"file": "d.csv", "sha256": "56" * 32, "rows": 10, "examples": 20,
+                 "splits": {"train": 16, "test": 4}, "documents": {"train": 8, "test": 2},
+                 "dropped": {}, "cleaning": {}, "length_filter": {}, "evaluated_split": "test",
+                 "limit": None, "test_set_sha256": None},
+        "split": {"rule": "by document", "settings": {"test_fraction": 0.2}, "seed": 3,
+                  "seed_from": "train.seed"},
+        "training": None,
+        "tool": {"version": "0.1.0", "commit": "78" * 20, "dirty": False},
+        "versions": {"python": "3.11"},
+    }  # fmt: skip
+    meta = _meta(models={"policy": "m"}, methods=facts)
+    preds = [p for p in _predictions() if p.model == "policy"]
+    rep = eval_report.write_all(tmp_path, preds, meta)
+    assert rep["methods"] == facts and eval_report.recompute(tmp_path / "predictions.jsonl") == rep
+    md = (tmp_path / "report.md").read_text()
+    lines = md.splitlines()
+    assert lines[2] == "## Methods"
+    for fact in ("Task: t (task file t.yaml, sha256 abababababab)", "policy: org/model (revision main, commit 343434343434)",
+                 "0.2 of the documents held out, seed 3 (train.seed)", "free text (no constrained decoding)",
+                 "llmscisci 0.1.0 (commit 787878787878)"):  # fmt: skip
+        assert fact in lines[4], fact
+    assert (
+        md.rstrip().endswith("```")
+        and "## Appendix: prompts" in md
+        and "As rendered for easy" in md
+    )
