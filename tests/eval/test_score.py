@@ -357,3 +357,94 @@ def test_real_dimensions_data(tmp_path):
     assert (
         col["dimension_accuracy"] > 0.9 and col["intensity_accuracy"] == col["dimension_accuracy"]
     )
+
+
+# ----------------------------------------------------------------------------- shipped tasks
+
+
+def _shipped_label_tasks() -> list[str]:
+    """Every shipped task whose answers are labels (more land as the task files do)."""
+    from llmscisci_cfg.resources import shipped
+    from llmscisci_cfg.task.spec import load_task
+
+    folder = shipped("assets", "tasks/repro_effort.yaml").parent
+    names = []
+    for path in sorted(folder.glob("*.yaml")):
+        if load_task(f"builtin:{path.stem}", folder).kind == "label":
+            names.append(f"builtin:{path.stem}")
+    return names
+
+
+@pytest.mark.parametrize("ref", _shipped_label_tasks())
+def test_every_shipped_label_task_end_to_end_through_score_and_agree(tmp_path, ref):
+    """Gold and two answer columns written in each kind's public form, every aspect at once:
+    `score` and `agree` read them back through the task's codecs."""
+    from llmscisci_cfg.eval.columns import task_kinds
+
+    _, kinds = task_kinds(ref, None, tmp_path)
+    rng = random.Random(0)
+    rows = []
+    for i in range(40):
+        row = {"id": f"d{i}"}
+        for aspect, kind in kinds.items():
+            if kind.kind == "single":
+                gold = rng.randrange(kind.n)
+                guess = gold if rng.random() < 0.7 else rng.randrange(kind.n)
+            elif kind.kind == "multi":
+                allowed = kind.allowed() if kind.n <= 10 else [kind.example()]
+                gold = allowed[i % len(allowed)]
+                guess = gold if rng.random() < 0.7 else allowed[rng.randrange(len(allowed))]
+            else:
+                gold = tuple(rng.choice([0, 0, 0, 1, len(kind.levels)]) for _ in range(kind.n))
+                guess = tuple(g if rng.random() < 0.9 else 0 for g in gold)
+
+            def public(v, k=kind):
+                return json.dumps(k.public(v)) if k.kind != "single" else k.public(v)
+
+            row[f"{aspect}_gold"] = public(gold)
+            row[f"{aspect}_a"] = public(guess)
+            row[f"{aspect}_b"] = public(gold) if i % 5 else ""
+        rows.append(row)
+    table = write_table(tmp_path / "t.jsonl", rows)
+    runner = CliRunner()
+    result = runner.invoke(main, ["score", str(table), "--task", ref, "--gold", "{aspect}_gold",
+                                  "--columns", "{aspect}_a", "{aspect}_b", "--json",
+                                  "--resamples", "100"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    b = out["columns"]["{aspect}_b"]
+    assert out["examples"] == 40 * len(kinds) and b["invalid"] == 8 * len(kinds)
+    assert b["accuracy"] == pytest.approx(32 / 40)  # right wherever it answered
+    result = runner.invoke(main, ["agree", str(table), "--task", ref, "--columns",
+                                  "{aspect}_gold", "{aspect}_a", "{aspect}_b", "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.stdout)
+    per_aspect = found["aspects"] if len(kinds) > 1 else {next(iter(kinds)): found}
+    for aspect, agreement in per_aspect.items():
+        gold_b = next(p for p in agreement["pairs"] if p["b"] == f"{aspect}_b")
+        assert gold_b["n"] == 32 and gold_b["agreement"] == 1.0
+        assert agreement["kind"] == kinds[aspect].kind
+
+
+def test_real_data_agreement(tmp_path):
+    """SciCite's gold against two perturbed copies through `agree --task`: Cohen's kappa over
+    the three categories, as scikit-learn computes it."""
+    path = _need(DATA / "scicite" / "test.csv")
+    classes = ["background information", "method", "results comparison"]
+    with path.open(encoding="utf-8") as f:
+        rows = [{"gold": r["citation_class_label"]} for r in csv.DictReader(f)]
+    rows = _perturb(rows, "gold", classes, seed=3)
+    rng = random.Random(4)
+    rows = [r | {"other": r["gold"] if rng.random() < 0.8 else rng.choice(classes)} for r in rows]
+    table = write_table(tmp_path / "a.csv", rows)
+    task = task_file(tmp_path / "t.yaml", "single", {"intent": classes})
+    result = CliRunner().invoke(
+        main, ["agree", str(table), "gold", "model", "other", "--task", str(task), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    pair = next(p for p in out["pairs"] if (p["a"], p["b"]) == ("gold", "other"))
+    assert pair["kappa"]["category"] == pytest.approx(
+        skm.cohen_kappa_score([r["gold"] for r in rows], [r["other"] for r in rows])
+    )
+    assert out["fleiss"]["category"] is not None and out["alpha_level"] == "nominal"
