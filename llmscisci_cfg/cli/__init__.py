@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from llmscisci_cfg.cli import agree, data, eval, predict, recipe, rewards, run, serve
+from llmscisci_cfg.cli import agree, data, eval, predict, recipe, rewards, run, score, serve
 from llmscisci_cfg.cli.common import UserErrorGroup
 
 
@@ -22,7 +22,7 @@ def main() -> None:
     """
 
 
-for _module in (recipe, data, rewards, run, eval, predict, agree, serve):
+for _module in (recipe, data, rewards, run, eval, predict, agree, score, serve):
     _module.register(main)
 
 

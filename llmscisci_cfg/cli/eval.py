@@ -90,7 +90,8 @@ def eval_command(
     Without a run: `eval --recipe RECIPE --model NAME_OR_DIR` gives the in-context zero-shot
     result of any model on the recipe's held-out split. Generation follows the recipe's
     `generation` section (as predict and serve do): greedy and constrained to the task's
-    answer grammar by default. An invalid or missing label counts as wrong in every category.
+    answer grammar by default. Metrics follow the task's answer kind (single, multi,
+    dimensions), with 95% bootstrap intervals; an invalid or missing answer counts as wrong.
     """
     if (run_dir is None) == (recipe_ref is None):
         hint = ""
@@ -102,7 +103,7 @@ def eval_command(
     if recipe_ref is None and model_name:
         raise UserError("--model goes with --recipe; a run's model is its final/")
     console.configure_libraries()
-    from llmscisci_cfg.eval import evaluate
+    from llmscisci_cfg.eval import adequacy, evaluate
     from llmscisci_cfg.eval import report as eval_report
 
     overrides = overrides + tuple(
@@ -125,11 +126,17 @@ def eval_command(
         from llmscisci_cfg.recipe.loader import load_job
 
         result = evaluate.evaluate_model(load_job(recipe_ref, overrides), model_name, opts)
-    n = result.report[eval_report.models(result.report)[0]]["overall"]["n"]
+    rep = result.report
+    n = rep[eval_report.models(rep)[0]]["overall"]["n"]
     if result.meta.test_set_sha256:  # equal values: reports on the same examples, comparable
         click.echo(f"test set sha256: {result.meta.test_set_sha256}")
-    click.echo(f"\n{split} split, {n} examples (invalid labels count as wrong in every category):")
-    click.echo(eval_report.summary_table(result.report))
+    for line in adequacy.console_lines(rep["warnings"]):
+        console.warn(line)
+    click.echo(
+        f"\n{split} split, {n} examples ({rep['kind']} answers; an invalid answer counts as "
+        f"wrong; 95% {eval_report.stats_method_text(rep['bootstrap']['method'])} intervals):"
+    )
+    click.echo(eval_report.summary_table(rep))
     click.echo(f"report: {result.output_dir / eval_report.REPORT_MD}")
 
 

@@ -62,7 +62,9 @@ accept.
 >>> [(a.annotator, a.model_advantage, a.annotator_advantage) for a in result.annotators]
 [('x', 1.0, 0.75), ('y', 1.0, 0.75), ('z', 1.0, 0.75)]
 
-Table cells become answers in one place, `read_answers`, which also picks the alignment.
+Table cells become answers through the task's codecs when a task is named (`alt_test_kind`:
+the alignment follows the answer kind); without one, `read_answers` guesses the reading from
+the cells and picks the alignment.
 Light at import: numpy, scipy and statsmodels load when a test runs.
 """
 
@@ -620,6 +622,42 @@ def _decode_column(
             f"column {column!r}: {bad} invalid labels left out as missing; first: {first_bad}"
         )
     return out
+
+
+#: The alignment of each answer kind (values read with the task's codecs).
+KIND_ALIGNMENT = {"single": "accuracy", "multi": "1-hamming", "dimensions": "dimension_agreement"}
+
+
+def alt_test_kind(
+    kind: str,
+    model: str,
+    columns: Mapping[str, Sequence[Any]],
+    humans: Sequence[str],
+    epsilon: float = DEFAULT_EPSILON,
+    q: float = DEFAULT_Q,
+    notes: Sequence[str] = (),
+) -> AltTest:
+    """The alt-test of column ``model`` against ``humans``, their cells already decoded by the
+    task's answer kind (``columns``: name -> values of the kind, None where missing or
+    invalid); the alignment follows the kind (`KIND_ALIGNMENT`)."""
+    humans = list(humans)
+    if model in humans:
+        raise UserError(f"the model column {model!r} is also listed among the human columns")
+    _require_humans(humans)
+
+    def answer(v: Any) -> Any:
+        return None if v is None else (v if isinstance(v, int) else tuple(v))
+
+    cols = {c: [answer(v) for v in columns[c]] for c in [model, *humans]}
+    return alt_test(
+        cols[model],
+        {h: cols[h] for h in humans},
+        KIND_ALIGNMENT[kind],
+        epsilon,
+        q,
+        model_name=model,
+        notes=notes,
+    )
 
 
 def alt_test_table(

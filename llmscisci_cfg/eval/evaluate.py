@@ -42,7 +42,7 @@ from llmscisci_cfg.eval.references import (
     resolve_references,
     with_model,
 )
-from llmscisci_cfg.eval.report import EvalMeta, Prediction
+from llmscisci_cfg.eval.report import EvalMeta, Prediction, json_value, kinds_meta
 from llmscisci_cfg.recipe.resolve import Job
 from llmscisci_cfg.recipe.schema import Recipe
 from llmscisci_cfg.runs.rundir import RunDir, RunLock, claim, write_json
@@ -93,6 +93,7 @@ class EvalData:
     train: Dataset
     cache_key: str
     test_set_sha256: str | None = None  # `preprocess.held_out_sha256`; None for another split
+    report: Any = None  # the data stage's `BuildReport` (the methods section reads it)
 
 
 def eval_data(job: Job, split: str, limit: int | None, tokenizer) -> EvalData:
@@ -110,7 +111,7 @@ def eval_data(job: Job, split: str, limit: int | None, tokenizer) -> EvalData:
         raise UserError(f"--split {split}: the split is empty; nothing to evaluate")
     rows = rows.select(range(min(limit, len(rows)))) if limit else rows
     sha = (report.test_set_sha256 or None) if split == "test" else None
-    return EvalData(rows, dataset["train"], report.cache_key, sha)
+    return EvalData(rows, dataset["train"], report.cache_key, sha, report)
 
 
 def require_same_test_set(policy: str, policy_sha: str | None, other: str, other_sha: str | None):
@@ -216,41 +217,31 @@ def predictions_for(
     completions: list[str],
     kinds: Mapping[str, LabelKind],
 ) -> list[Prediction]:
-    """One `Prediction` per row: the parsed label and the rewards of each completion.
+    """One `Prediction` per row: the answer read by the aspect's kind and the rewards of each
+    completion.
 
-    ``kinds``: each aspect's answer kind (`TaskSpec.label_kind`): a label that breaks the
-    task's label constraints is invalid (``predicted`` None), as one that does not parse."""
+    ``kinds``: each aspect's answer kind (`TaskSpec.label_kind`). ``gold`` and ``predicted``
+    are values of that kind (single: the category's index; multi: the one-hot list;
+    dimensions: a level per dimension), scored by `eval.metrics` kind by kind; a label that
+    does not parse, or breaks the task's label constraints, is None (invalid)."""
     totals, values = score_rewards(stack, rows, completions)
     out = []
     for i, (row, text) in enumerate(zip(rows, completions, strict=True)):
         kind = kinds[row["aspect"]]
-        predicted = read_answer(text, kind).value
         rewards = {k: float(v[i]) for k, v in (values or {}).items() if v[i] is not None}
         out.append(
             Prediction(
                 id=row["id"],
                 aspect=row["aspect"],
                 model=label,
-                gold=as_indicators(kind, row["gold"]),
+                gold=json_value(row["gold"]),
                 completion=text,
-                predicted=as_indicators(kind, predicted),
+                predicted=json_value(read_answer(text, kind).value),
                 reward=totals[i] if totals is not None else None,
                 rewards=rewards,
             )
         )
     return out
-
-
-def as_indicators(kind: LabelKind, value: Any) -> list[int] | None:
-    """A label value as the one-hot vector the metrics score: a single category as its
-    one-hot, a set of categories as it is, dimensions as which are present."""
-    if value is None:
-        return None
-    if isinstance(value, int):
-        return [int(i == value) for i in range(kind.n)]
-    if kind.kind == "dimensions":
-        return [int(v > 0) for v in value]
-    return list(value)
 
 
 @dataclass
@@ -264,6 +255,9 @@ class _Context:
     same_split: bool | None
     stack: RewardStack | None
     test_set_sha256: str | None = None
+    data_report: Any = None
+    references: list[Reference] = field(default_factory=list)
+    policy_model: str | None = None  # zero-shot: the model evaluated (a run: its final/)
     predictions: list[Prediction] = field(default_factory=list)
     models: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
@@ -296,8 +290,11 @@ class _Context:
         self.generation[label] = engine.stats.as_dict()
         self.templates[label] = {"name": opened.template.name, "sha256": opened.template.sha256}
 
-    def write(self, out: Path, run_dir: Path | None) -> EvalResult:
+    def write(self, out: Path, run: RunDir | None) -> EvalResult:
+        from llmscisci_cfg.eval import methods
+
         gen = self.gen
+        run_dir = run.path if run is not None else None
         meta = EvalMeta(
             recipe=self.job.name,
             run_dir=str(run_dir) if run_dir else None,
@@ -320,6 +317,19 @@ class _Context:
             or None,
             decoding=gen.describe(),
             chat_templates=self.templates,
+            kinds=kinds_meta({a: self.job.task.label_kind(a) for a in self.job.aspects}),
+        )
+        meta.methods = methods.facts(
+            self.job,
+            run=run,
+            data_report=self.data_report,
+            models=self.models,
+            references=self.references,
+            chat_templates=self.templates,
+            decoding=meta.decoding,
+            split=self.opts.split,
+            limit=self.opts.limit,
+            policy_model=self.policy_model,
         )
         report = eval_report.write_all(out, self.predictions, meta)
         written = mark_output_dir(out, str(run_dir) if run_dir else self.job.name)
@@ -348,6 +358,7 @@ def _context(job: Job, opts: EvalOptions, tokenizer, trained_key: str | None = N
         same_split=None if trained_key is None else data.cache_key == trained_key,
         stack=reward_stack(job, data.rows, tokenizer),
         test_set_sha256=data.test_set_sha256,
+        data_report=data.report,
     )
 
 
@@ -472,12 +483,18 @@ def _update_card(run: RunDir, result: EvalResult, out: Path) -> None:
     from llmscisci_cfg.runs.card import write_card
 
     meta = result.meta
+    rep = result.report
+    boot = rep["bootstrap"]
     part = f" (its first {meta.limit} examples only)" if meta.limit else ""
+    warnings = "".join(f"\n- **warning**: {w['message']}" for w in rep["warnings"])
     summary = (
         f"`llmscisci eval` on the {meta.split} split{part}, test set sha256 "
-        f"`{meta.test_set_sha256}`; full report: "
+        f"`{meta.test_set_sha256}`; {rep['kind']} answers, an invalid answer counted as wrong; "
+        f"point estimates with 95% {eval_report.stats_method_text(boot['method'])} intervals "
+        f"over {boot['documents']} documents ({boot['resamples']} resamples); full report "
+        f"(methods, per-category scores, paired tests): "
         f"`{out.resolve().relative_to(run.path.resolve())}/report.md`.\n\n"
-        f"```\n{eval_report.summary_table(result.report)}\n```"
+        f"```\n{eval_report.summary_table(rep)}\n```" + (f"\n{warnings}" if warnings else "")
     )
     write_card(run.path, run.manifest, eval_summary=summary)
 
@@ -508,6 +525,7 @@ def _evaluate_run(run: RunDir, opts: EvalOptions, out: Path) -> EvalResult:
     local = job.generation.backend == "transformers"
     opened = tokenizer_only(policy_ref, job.template, local, base=job.model)
     ctx = _context(job, opts, opened.tokenizer, run.data_cache_key)
+    ctx.references = refs
     check_reference_runs(f"run {run.path}", ctx.test_set_sha256, refs)
     started = time.perf_counter()
     engine, opened = open_engine(
@@ -528,7 +546,7 @@ def _evaluate_run(run: RunDir, opts: EvalOptions, out: Path) -> EvalResult:
         other = open_model(*load_reference(ref, job), ctx.device, reference_settings(job, ref))
         ctx.add(ref.label, ref.what, make_engine(job.generation, other), other, started)
         del other
-    return ctx.write(out, run.path)
+    return ctx.write(out, run)
 
 
 def evaluate_model(job: Job, model: str | None, opts: EvalOptions) -> EvalResult:
@@ -544,6 +562,7 @@ def evaluate_model(job: Job, model: str | None, opts: EvalOptions) -> EvalResult
     candidate = with_model(job, name)
     local = job.generation.backend == "transformers"
     ctx = _context(job, opts, tokenizer_only(candidate.model, job.template, local).tokenizer)
+    ctx.references, ctx.policy_model = refs, name
     check_reference_runs(f"recipe {job.name}", ctx.test_set_sha256, refs)
     started = time.perf_counter()
     engine, opened = open_engine(

@@ -39,7 +39,10 @@ if TYPE_CHECKING:
 RECIPE_MODEL = "reference"  # the value of a bare ``--reference``
 BASE = "base"
 #: Labels a reference cannot take: the policy and report.json's own keys.
-RESERVED = ("policy", "gold", "comparisons", "degenerate", "confusion", "frequencies", "bootstrap")
+RESERVED = (
+    "policy", "gold", "kind", "kinds", "comparisons", "degenerate", "frequencies", "bootstrap",
+    "test_set_sha256", "warnings", "methods",
+)  # fmt: skip
 #: Folders of a run directory that hold a model made by that run.
 RUN_MODELS = (FINAL, "exported")
 Kind = Literal["recipe", "base", "run", "model"]

@@ -73,11 +73,13 @@ def test_kappa_matches_hand_computed_tables():
 def test_as_json_has_exactly_the_documented_shape():
     rows = [{"a": [1, 0], "b": [1, 0]}, {"a": [0, 1], "b": [1, 1]}]
     out = agree(table_of(rows), ["a", "b"]).as_json()
-    assert set(out) == {"n", "pairs", "alpha", "fleiss"}
+    assert set(out) == {"n", "kind", "alpha_level", "pairs", "alpha", "fleiss"}
+    assert (out["kind"], out["alpha_level"]) == ("multi", "nominal")
     assert set(out["pairs"][0]) == {
-        "a", "b", "n", "skipped", "kappa", "mean_kappa", "agreement",
+        "a", "b", "n", "skipped", "kappa", "weighted_kappa", "mean_kappa", "agreement",
         "agreement_per_category", "confusion",
     }  # fmt: skip
+    assert out["pairs"][0]["weighted_kappa"] is None  # levels only
     assert out["n"] == 2 and out["pairs"][0]["confusion"]["1"] == [
         [0, 1],
         [0, 1],
@@ -208,7 +210,10 @@ def test_cli_text_with_task_categories(invoke, labels_csv):
     [
         (["coder_a", "coder_x"], "no column 'coder_x'"),
         (["coder_a"], "at least two label columns"),
-        (["coder_a", "coder_b", "--task", "builtin:repro_effort"], "aspects: easy, difficult"),
+        (
+            ["coder_a", "coder_b", "--task", "builtin:repro_effort"],
+            "aspects easy, difficult; write {aspect}",
+        ),
         (
             ["coder_a", "coder_b", "--categories", "a,b", "--task", "builtin:repro_effort"],
             "not both",
@@ -260,3 +265,135 @@ def test_cli_accepts_the_columns_marker_of_the_design(invoke, labels_csv):
     plain = invoke(labels_csv, "coder_a", "coder_b", "model", "--json")
     assert marked.exit_code == 0, marked.output
     assert marked.output == plain.output
+
+
+# ----------------------------------------------------------------------------- by answer kind
+
+
+def _decoded(kind, columns: dict[str, list]):
+    from llmscisci_cfg.eval.columns import decode
+
+    return {c: decode(kind, c, cells, str) for c, cells in columns.items()}
+
+
+def test_single_label_kappa_fleiss_and_alpha_over_the_categories():
+    import krippendorff
+    import numpy as np
+    from sklearn.metrics import cohen_kappa_score
+    from statsmodels.stats.inter_rater import aggregate_raters, fleiss_kappa
+
+    from llmscisci_cfg.eval.agree import agree_kind
+    from llmscisci_cfg.task.kinds import SingleLabel
+
+    kind = SingleLabel(("background", "method", "result"))
+    rng = __import__("random").Random(4)
+    truth = [rng.randrange(3) for _ in range(50)]
+    cols = {
+        c: [kind.categories[t if rng.random() < 0.7 else rng.randrange(3)] for t in truth]
+        for c in ("x", "y", "z")
+    }
+    cols["z"][0] = ""  # an empty answer: left out of z's pairs and of Fleiss' rows
+    result = agree_kind(50, kind, _decoded(kind, cols))
+    assert result.kind == "single" and result.categories == ["category"]
+    index = {c: i for i, c in enumerate(kind.categories)}
+    xy = result.pairs[0]
+    a, b = [index[v] for v in cols["x"]], [index[v] for v in cols["y"]]
+    assert xy.kappa["category"] == pytest.approx(cohen_kappa_score(a, b))
+    assert xy.agreement == pytest.approx(np.mean(np.array(a) == np.array(b)))
+    assert np.array(xy.confusion["category"]).shape == (3, 3)
+    assert result.pairs[1].skipped == {"z: empty": 1}
+    rows = np.array([[index[cols[c][i]] for c in "xyz"] for i in range(1, 50)])
+    assert result.fleiss["category"] == pytest.approx(
+        fleiss_kappa(aggregate_raters(rows, n_cat=3)[0], method="fleiss")
+    )
+    data = np.array([[index[v] if v else np.nan for v in cols[c]] for c in "xyz"], dtype=float)
+    assert result.alpha["category"] == pytest.approx(
+        krippendorff.alpha(reliability_data=data, level_of_measurement="nominal")
+    )
+    text = result.as_text()
+    assert "x \\ y" in text and "background" in text and "nominal alpha" in text
+
+
+def test_dimension_levels_get_weighted_kappa_and_ordinal_alpha():
+    import krippendorff
+    import numpy as np
+    from sklearn.metrics import cohen_kappa_score
+
+    from llmscisci_cfg.eval.agree import agree_kind
+    from llmscisci_cfg.task.kinds import DimensionLabel
+
+    kind = DimensionLabel(("joy", "fear"), ("low", "medium", "high"))
+    levels = ("low", "medium", "high")
+    rng = __import__("random").Random(5)
+    truth = [[rng.choice([0, 0, 1, 2, 3]) for _ in range(2)] for _ in range(40)]
+
+    def answer(t):
+        noisy = [v if rng.random() < 0.7 else rng.randrange(4) for v in t]
+        return json.dumps(
+            {d: levels[v - 1] for d, v in zip(kind.categories, noisy, strict=True) if v}
+        )
+
+    cols = {c: [answer(t) for t in truth] for c in ("x", "y", "z")}
+    result = agree_kind(40, kind, _decoded(kind, cols))
+    assert result.alpha_level == "ordinal" and result.categories == ["joy", "fear"]
+    vals = {c: [kind.decode_gold(v) for v in cells] for c, cells in cols.items()}
+    xy = result.pairs[0]
+    for k, dim in enumerate(kind.categories):
+        a, b = [v[k] for v in vals["x"]], [v[k] for v in vals["y"]]
+        assert xy.kappa[dim] == pytest.approx(cohen_kappa_score(a, b, labels=[0, 1, 2, 3]))
+        assert xy.weighted_kappa[dim] == pytest.approx(
+            cohen_kappa_score(a, b, labels=[0, 1, 2, 3], weights="linear")
+        )
+        data = np.array([[v[k] for v in vals[c]] for c in "xyz"], dtype=float)
+        assert result.alpha[dim] == pytest.approx(
+            krippendorff.alpha(
+                reliability_data=data, level_of_measurement="ordinal", value_domain=[0, 1, 2, 3]
+            )
+        )
+    assert result.as_json()["pairs"][0]["weighted_kappa"]["joy"] == xy.weighted_kappa["joy"]
+
+
+def test_cli_task_every_aspect_of_joined_tables(invoke, tmp_path):
+    a = [{"doc": str(i), "easy": f"[{i % 2}, 1, 0, 0, 0]", "difficult": "1, 2"} for i in range(6)]
+    b = [{"doc": str(i), "easy": f"[{i % 2}, 1, 0, 0, 0]", "difficult": "1"} for i in range(5)]
+    pa = write_table(tmp_path / "a.csv", a)
+    pb = write_table(tmp_path / "b.jsonl", b)
+    result = invoke(pa, pb, "--id", "doc", "--task", "builtin:repro_effort", "--columns",
+                    "a:{aspect}", "b:{aspect}", "--json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)["aspects"]
+    assert set(out) == {"easy", "difficult"}
+    easy, difficult = out["easy"]["pairs"][0], out["difficult"]["pairs"][0]
+    assert (easy["n"], easy["skipped"], easy["agreement"]) == (5, {"b:easy: missing": 1}, 1.0)
+    assert difficult["agreement"] == 0.0 and out["difficult"]["kind"] == "multi"
+    text = invoke(
+        pa, pb, "--id", "doc", "--task", "builtin:repro_effort", "a:{aspect}", "b:{aspect}"
+    )
+    assert "== easy" in text.output and "== difficult" in text.output
+
+
+def test_cli_alt_test_reads_single_labels_with_the_task(invoke, tmp_path):
+    classes = ["background", "method", "result"]
+    task = tmp_path / "intent.yaml"
+    task.write_text(
+        "name: intent\nanswer: single\naspects:\n  intent:\n    text_column: t\n    title: t\n"
+        f"    question: q\n    categories: {json.dumps(classes)}\nsystem_prompt: s\n"
+        'user_prompt: "{{ text }}"\n'
+    )
+    rng = __import__("random").Random(1)
+    truth = [rng.randrange(3) for _ in range(40)]
+    rows = [
+        {
+            c: classes[t] if rng.random() < 0.9 else classes[rng.randrange(3)]
+            for c in ("model", "h1", "h2", "h3")
+        }  # fmt: skip
+        for t in truth
+    ]
+    rows[0]["h1"] = "BACKGROUND "  # names are matched case- and space-insensitively
+    rows[1]["h2"] = "unknown"
+    path = write_table(tmp_path / "t.csv", rows)
+    result = invoke(path, "--alt-test", "model", "h1", "h2", "h3", "--task", task, "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["alignment"] == "accuracy" and [a["n"] for a in out["annotators"]] == [40, 39, 40]
+    assert "note: column 'h2': 1 invalid left out as missing" in result.stderr

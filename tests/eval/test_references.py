@@ -178,7 +178,7 @@ def test_a_prediction_that_breaks_the_constraints_is_invalid(tmp_path):
     rules = {"easy": MultiLabel.plain(5, LabelRule(5, (4,), 1)), "difficult": MultiLabel.plain(5)}
     strict = predictions_for("policy", None, rows, texts, rules)
     assert [p.predicted for p in strict] == [None, [0, 0, 0, 0, 0]]
-    rep = eval_report.build_report(strict, {"easy": ["a"] * 5, "difficult": ["b"] * 5}, 10)
+    rep = eval_report.build_report(strict, rules, 10)
     assert rep["policy"]["easy"]["label_valid_rate"] == 0.0
     assert rep["policy"]["easy"]["hamming_loss"] == 1.0  # scored as the complement of gold
     assert rep["policy"]["difficult"]["label_valid_rate"] == 1.0
@@ -202,7 +202,7 @@ def test_report_md_states_the_constraints_only_when_the_task_has_them():
         dtype="float32",
         reward_names=[],
     )
-    rep = eval_report.build_report(preds, cats, 10)
+    rep = eval_report.build_report(preds, EvalMeta(**meta).label_kinds(), 10)
     plain = eval_report.markdown(rep, preds, EvalMeta(**meta))
     assert "label constraints" not in plain
     rules = {"easy": LabelRule(2, (1,), 1, ("2",)).describe()}

@@ -47,7 +47,7 @@ def test_eval_run_with_reference_writes_every_file_and_recomputes(cli, sft_run, 
     for model in (report[m] for m in eval_report.models(report)):
         assert set(model) <= {"overall", "easy", "difficult"} and "overall" in model
         assert model["overall"]["n"] == 6
-        assert len(model["overall"]["per_category"]) == 5 * (len(model) - 1)
+        assert len(model["overall"]["per_class"]) == 5 * (len(model) - 1)
         assert model["overall"]["mean_reward"] is None  # SFT recipe: no reward stack
 
     meta = json.loads((out / eval_report.META).read_text())
@@ -59,6 +59,31 @@ def test_eval_run_with_reference_writes_every_file_and_recomputes(cli, sft_run, 
     assert "complement of the gold vector" in md and "| format_valid_rate |" in md
     assert "## Examples" in md and "**reference**" in md
 
+    # the methods section: the report opens with it; report.json and meta.json hold its facts
+    from llmscisci_cfg.recipe.loader import load_job as _load
+
+    task = _load(SFT).task
+    assert md.splitlines()[2] == "## Methods"
+    methods = md.split("## Methods\n\n", 1)[1].split("\n", 1)[0]
+    for fact in ("Task: repro_effort", "Codebook: easy: 5 categories (Availability of Code",
+                 "Data: builtin:sample (sha256", "held out, seed 0 (train.seed)",
+                 "policy: trained from builtin:tiny (random weights from seed 0)",
+                 "SFT with TRL's trl.SFTTrainer (learning_rate", "reference: builtin:tiny",
+                 "Prompts (verbatim in the appendix)", "Decoding: greedy decoding",
+                 "BCa) bootstrap over 3 documents", "McNemar's exact test",
+                 "Software: llmscisci"):  # fmt: skip
+        assert fact in methods, fact
+    assert report["methods"] == meta["methods"]
+    assert set(report["methods"]) == {
+        "task", "prompts", "models", "decoding", "data", "split", "training", "tool", "versions",
+    }  # fmt: skip
+    assert report["methods"]["prompts"]["system_template"] == task.system_prompt
+    assert report["methods"]["data"]["test_set_sha256"] == report["test_set_sha256"]
+    assert report["methods"]["models"]["policy"]["weights_sha256"]
+    appendix = md.split("## Appendix: prompts", 1)[1]
+    assert task.system_prompt.strip() in appendix and "[section text]" in appendix
+    assert md.index("## Methods") < md.index("## Warnings") < md.index("## Overall")
+
     # the test set is named: the same sha256 as `preprocess` of the recipe, in every file
     from llmscisci_cfg.data.preprocess import build_dataset
     from llmscisci_cfg.recipe.loader import load_job
@@ -69,9 +94,10 @@ def test_eval_run_with_reference_writes_every_file_and_recomputes(cli, sft_run, 
 
     lines = result.output.strip().splitlines()
     assert lines[-1] == f"report: {out / eval_report.REPORT_MD}"
-    assert lines[-4].split()[:2] == ["model", "format_valid"]
+    assert lines[-4].split()[:4] == ["model", "n", "format_valid", "label_valid"]
     assert lines[-3].split()[0] == "policy" and lines[-2].split()[0] == "reference"
-    assert float(lines[-3].split()[1]) == round(report["policy"]["overall"]["format_valid_rate"], 3)
+    assert float(lines[-3].split()[2]) == round(report["policy"]["overall"]["format_valid_rate"], 3)
+    assert "multi answers" in result.output and "BCa bootstrap intervals" in result.output
 
 
 def test_default_output_dir_is_run_eval(cli, sft_run):
@@ -80,8 +106,11 @@ def test_default_output_dir_is_run_eval(cli, sft_run):
     rows = _lines(sft_run / "eval" / eval_report.PREDICTIONS)
     assert [r["model"] for r in rows] == ["policy", "policy"]
     card = (sft_run / "final" / "README.md").read_text()  # the run's model card gets the summary
-    assert "## Evaluation" in card and "full report: `eval/report.md`" in card
+    assert "## Evaluation" in card and "paired tests): `eval/report.md`" in card
     assert "the test split (its first 2 examples only)" in card
+    assert "95% BCa bootstrap intervals over 1 documents" in card  # with intervals
+    assert "micro_f1" in card and "] " in card or "]\n" in card
+    assert "- **warning**: the test set has 1 documents (fewer than 30)" in card
     assert json.loads((sft_run / "eval" / "report.json").read_text())["test_set_sha256"] in card
 
 
@@ -91,7 +120,7 @@ def test_an_output_dir_inside_the_run_named_another_way_updates_the_card(cli, sf
         "eval", sft_run, "--limit", "1", "--max-new-tokens", "4", *FREE, "--output-dir", out
     )
     assert result.exit_code == 0, result.output
-    assert "full report: `eval_again/report.md`" in (sft_run / "final" / "README.md").read_text()
+    assert "paired tests): `eval_again/report.md`" in (sft_run / "final" / "README.md").read_text()
 
 
 def test_rebuilt_split_equals_training(sft_run, tmp_path, monkeypatch):
@@ -338,7 +367,11 @@ def test_two_references_each_get_metrics_intervals_and_a_paired_comparison(cli, 
     assert eval_report.models(report) == ["policy", "base", "quickstart_sft"]
     for model in ("base", "quickstart_sft"):
         overall = report[model]["overall"]
-        assert overall["n"] == 6 and set(overall["intervals"]) >= {"micro_f1", "exact_match"}
+        assert overall["n"] == 6 and set(overall["intervals"]) >= {
+            "micro_f1",
+            "accuracy",
+            "jaccard",
+        }
     comparisons = {c["reference"]: c for c in report["comparisons"]}
     assert list(comparisons) == ["base", "quickstart_sft"]
     assert all(c["policy"] == "policy" and c["examples"] == 6 for c in comparisons.values())
@@ -346,7 +379,7 @@ def test_two_references_each_get_metrics_intervals_and_a_paired_comparison(cli, 
     assert {k: d["difference"] for k, d in same["metric"].items()} == {
         k: (None if report["policy"]["overall"][k] is None else 0.0) for k in same["metric"]
     }
-    assert same["mcnemar_exact_match"]["b"] == same["mcnemar_exact_match"]["c"] == 0
+    assert same["mcnemar"]["b"] == same["mcnemar"]["c"] == 0
     meta = json.loads((out / eval_report.META).read_text())
     assert "builtin:tiny (weights from seed" in meta["models"]["base"]
     assert meta["models"]["quickstart_sft"] == f"{sft_run / FINAL} (run quickstart_sft)"

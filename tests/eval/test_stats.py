@@ -1,208 +1,211 @@
 """Bootstrap intervals, paired tests and degenerate answers (llmscisci_cfg.eval.stats), checked
-against hand-computed values and an independent plain-Python scorer."""
+against scikit-learn on materialised resamples, scipy's BCa, and hand-computed values."""
 
 from __future__ import annotations
 
 import math
 import random
+import time
 
 import numpy as np
 import pytest
 from scipy.stats import binomtest
+from scipy.stats import bootstrap as scipy_bootstrap
+from sklearn import metrics as skm
 
 from llmscisci_cfg.eval import stats
-from llmscisci_cfg.eval.metrics import Scored, aspect_metrics, overall_metrics, report
+from llmscisci_cfg.eval.metrics import OVERALL, Scored, parts, report
+from llmscisci_cfg.task.kinds import DimensionLabel, MultiLabel, SingleLabel
 
-CATS = {"easy": ["a", "b", "c"], "difficult": ["x", "y"], "other": ["z"]}
+SINGLE = {"intent": SingleLabel(("background", "method", "result"))}
+MULTI = {"easy": MultiLabel(("a", "b", "c")), "difficult": MultiLabel(("x", "y"))}
+DIMS = {"tweet": DimensionLabel(("happy", "sad", "calm"), ("low", "medium", "high"))}
 
 
-def _random_rows(seed: int, docs: int, skill: float, aspects=CATS) -> list[Scored]:
-    """One example per document and aspect; right with probability ``skill`` per position,
-    some invalid answers, some unlabelled rows, some documents missing an aspect."""
-    rng = random.Random(seed)
-    gold_rng = random.Random(0)  # the same gold for every model
-    rows = []
+def _rows(kinds, seed: int, docs: int, skill: float) -> list[Scored]:
+    """One example per document and aspect (the same gold for every seed); right with
+    probability ``skill``, 10% invalid, 5% unlabelled, rewards on most."""
+    rng, gold_rng = random.Random(seed), random.Random(0)
+    out = []
     for d in range(docs):
-        for aspect, names in aspects.items():
-            gold = [int(gold_rng.random() < 0.3) for _ in names]
-            if gold_rng.random() < 0.1:
-                continue  # this document has no such section
+        for aspect, kind in kinds.items():
+            if kind.kind == "single":
+                gold = gold_rng.choice([0, 0, 0, 1, 1, 2])
+                guess = gold if rng.random() < skill else rng.randrange(kind.n)
+            elif kind.kind == "multi":
+                gold = [int(gold_rng.random() < 0.35) for _ in range(kind.n)]
+                guess = [g if rng.random() < skill else 1 - g for g in gold]
+            else:
+                gold = [gold_rng.choice([0, 0, 1, 3]) for _ in range(kind.n)]
+                guess = [g if rng.random() < skill else rng.randrange(4) for g in gold]
             if gold_rng.random() < 0.05:
                 gold = None
-            roll = rng.random()
-            if roll < 0.1:
-                predicted = None
-            elif roll < 0.12:
-                predicted = [1] * (len(names) + 1)  # wrong length: invalid
-            else:
-                base = gold or [0] * len(names)
-                predicted = [g if rng.random() < skill else 1 - g for g in base]
+            pred = None if rng.random() < 0.1 else guess
             reward = None if rng.random() < 0.1 else rng.random()
-            rows.append(Scored(aspect, gold, predicted, rng.random() < 0.8, reward, doc=f"d{d}"))
-    return rows
+            out.append(Scored(aspect, gold, pred, rng.random() < 0.8, reward, doc=f"d{d}"))
+    return out
 
 
-# ----------------------------------------------------------------------------- plain Python
+def _boot(rows, kinds, resamples=300, seed=0, part=OVERALL):
+    p = parts(rows, kinds)[part]
+    index = stats.units(r.doc for r in rows)
+    t = stats.PartTables.build(p, index)
+    return t, stats.bootstrap(t.tables, t.values, resamples, seed), index
 
 
-def _plain(rows: list[Scored], categories: dict[str, list[str]]) -> dict:
-    """The scoring rules written out again without numpy or scikit-learn."""
-    labelled = [r for r in rows if r.gold is not None]
-    out = {
-        "format_valid_rate": sum(r.format_valid for r in rows) / len(rows),
-        "label_valid_rate": sum(r.predicted is not None for r in rows) / len(rows),
-    }
-    rewards = [r.reward for r in rows if r.reward is not None]
-    out["mean_reward"] = sum(rewards) / len(rewards) if rewards else None
-    if not labelled:
-        return out | {"hamming_loss": None, "exact_match": None, "micro_f1": None}
-    counts, ham, exact = {}, 0.0, 0
-    for r in labelled:
-        valid = r.predicted is not None and len(r.predicted) == len(r.gold)
-        pred = r.predicted if valid else [1 - g for g in r.gold]
-        ham += sum(g != p for g, p in zip(r.gold, pred, strict=True)) / len(r.gold)
-        exact += pred == r.gold
-        for name, g, p in zip(categories[r.aspect], r.gold, pred, strict=True):
-            c = counts.setdefault(f"{r.aspect}/{name}", [0, 0, 0])
-            c[0] += g and p
-            c[1] += p and not g
-            c[2] += g and not p
-    aspects = {r.aspect for r in labelled}
-    for aspect in aspects:  # categories of a labelled aspect that never occur: error-free
-        for name in categories[aspect]:
-            counts.setdefault(f"{aspect}/{name}", [0, 0, 0])
-
-    def f1(tp, fp, fn):
-        return 1.0 if tp == fp == fn == 0 else 2 * tp / (2 * tp + fp + fn)
-
-    totals = [sum(c[k] for c in counts.values()) for k in range(3)]
-    return out | {
-        "hamming_loss": ham / len(labelled),
-        "exact_match": exact / len(labelled),
-        "micro_f1": f1(*totals),
-        "macro_f1": sum(f1(*c) for c in counts.values()) / len(counts),
-        "per_category": {k: f1(*c) for k, c in counts.items()},
-    }
+# ----------------------------------------------------------------------------- one convention
 
 
-@pytest.mark.parametrize("seed", range(8))
-def test_metrics_equal_a_plain_python_recomputation(seed):
-    rows = _random_rows(seed, docs=15, skill=0.7)
-    expected = _plain(rows, CATS)
-    got = overall_metrics(rows, CATS)
-    for key, value in expected.items():
-        if key == "per_category":
-            assert {k: s.f1 for k, s in got.per_category.items()} == pytest.approx(value)
-        else:
-            assert getattr(got, key) == pytest.approx(value, abs=1e-12), key
-    for aspect, names in CATS.items():
-        mine = [r for r in rows if r.aspect == aspect]
-        plain = _plain(mine, CATS)
-        m = aspect_metrics(mine, names)
-        assert m.micro_f1 == pytest.approx(plain["micro_f1"], abs=1e-12)
-        assert m.hamming_loss == pytest.approx(plain["hamming_loss"], abs=1e-12)
-        assert m.macro_f1 == pytest.approx(plain.get("macro_f1"), abs=1e-12)
+def _sklearn_of(rows: list[Scored], lay, labels_by_key: list[str]) -> dict[str, float]:
+    """Accuracy and macro/micro F1 of ``rows`` by scikit-learn, ``labels=`` the given keys
+    (the full set's supported classes), multi-label as a block-diagonal indicator matrix."""
+    lab = [r for r in rows if r.gold is not None]
+    kind, keys = lay.kind, list(lay.keys)
+    if kind == "single":
+        names = [keys[lay.blocks[r.aspect][0] + r.gold] for r in lab]
+        preds = [
+            "invalid" if r.predicted is None else keys[lay.blocks[r.aspect][0] + r.predicted]
+            for r in lab
+        ]
+        out = {"accuracy": skm.accuracy_score(names, preds)}
+        for avg in ("macro", "micro"):
+            out[f"{avg}_f1"] = skm.f1_score(
+                names, preds, labels=labels_by_key, average=avg, zero_division=0
+            )
+        return out
+    gold = np.zeros((len(lab), len(keys)), int)
+    pred = np.zeros_like(gold)
+    for i, r in enumerate(lab):
+        start = lay.blocks[r.aspect][0]
+        g = np.array(r.gold) > 0
+        p = ~g if r.predicted is None else np.array(r.predicted) > 0
+        gold[i, start : start + len(g)], pred[i, start : start + len(g)] = g, p
+    labels = [keys.index(k) for k in labels_by_key]
+    out = {"accuracy": skm.accuracy_score(gold, pred) if kind == "multi" else None}
+    for avg in ("macro", "micro"):
+        out[f"{avg}_f1"] = skm.f1_score(gold, pred, labels=labels, average=avg, zero_division=0)
+    return out
 
 
-def test_error_free_category_is_one_and_one_category_aspects_score_label_one():
-    rows = [
-        Scored("other", [1], [1], True, doc="d1"),
-        Scored("other", [0], None, True, doc="d2"),  # complement [1]: a false positive
-        Scored("easy", [1, 0, 0], [1, 0, 0], True, doc="d1"),  # b, c: error-free
-    ]
-    m = overall_metrics(rows, CATS)
-    f1 = {k: s.f1 for k, s in m.per_category.items()}
-    assert f1 == {"easy/a": 1.0, "easy/b": 1.0, "easy/c": 1.0, "other/z": pytest.approx(2 / 3)}
-    z = m.per_category["other/z"]
-    assert (z.tp, z.fp, z.fn, z.tn) == (1, 1, 0, 0)
+@pytest.mark.parametrize("kinds", [SINGLE, MULTI, DIMS], ids=["single", "multi", "dimensions"])
+def test_a_resample_equals_scikit_learn_on_that_resample_materialised(kinds):
+    rows = _rows(kinds, 5, docs=25, skill=0.6)
+    t, boot, index = _boot(rows, kinds, resamples=15, seed=11)
+    supported = [k for k, on in zip(t.part.layout.keys, t.mask, strict=True) if on]
+    names = list(index)
+    weights = next(stats.resample_weights(len(index), 15, 11))
+    for b in range(15):
+        copy = [
+            r for d, times in zip(names, weights[b].astype(int), strict=True)
+            for _ in range(times) for r in rows if r.doc == d
+        ]  # fmt: skip
+        expected = _sklearn_of(copy, t.part.layout, supported)
+        for key, value in expected.items():
+            if value is not None:
+                assert boot.resampled[key][b] == pytest.approx(value, abs=1e-12), (b, key)
 
 
-# ----------------------------------------------------------------------------- bootstrap
+@pytest.mark.parametrize("kinds", [SINGLE, MULTI, DIMS], ids=["single", "multi", "dimensions"])
+def test_point_estimates_are_the_statistic_of_the_plain_sums(kinds):
+    rows = _rows(kinds, 1, docs=30, skill=0.7)
+    rep = report({"m": rows}, kinds)["m"][OVERALL]
+    _, boot, _ = _boot(rows, kinds, resamples=10)
+    for key in stats.headline(next(iter(kinds.values())).kind):
+        assert boot.point[key] == pytest.approx(rep[key], abs=1e-12), key
 
 
-def _points(rows_by_model):
-    return report(rows_by_model, CATS)
+def test_a_resample_keeps_the_category_set_of_the_full_set():
+    # 'result' has one gold example; a resample without it still averages over 3 categories
+    rows = [Scored("intent", 0, 0, True, doc=f"a{i}") for i in range(5)]
+    rows += [Scored("intent", 1, 1, True, doc=f"b{i}") for i in range(5)]
+    rows += [Scored("intent", 2, 2, True, doc="c")]
+    t, boot, index = _boot(rows, SINGLE, resamples=400)
+    weights = next(stats.resample_weights(len(index), 400, 0))
+    without = weights[:, index["c"]] == 0
+    assert without.any()
+    assert np.allclose(boot.resampled["macro_f1"][without], 2 / 3)  # (1 + 1 + 0) / 3
+    assert np.allclose(boot.resampled["macro_f1"][~without], 1.0)
 
 
-def test_intervals_contain_their_point_estimates():
-    by_model = {
-        "policy": _random_rows(1, docs=40, skill=0.85),
-        "reference": _random_rows(2, docs=40, skill=0.6),
-    }
-    points = _points(by_model)
-    ivs = stats.intervals(by_model, CATS, points, resamples=500, seed=3)
+# ----------------------------------------------------------------------------- intervals
+
+
+@pytest.mark.parametrize("method", stats.METHODS)
+def test_intervals_hold_their_point_estimates(method):
+    rows = _rows(MULTI, 1, docs=40, skill=0.8)
+    p = parts(rows, MULTI)
+    ivs = stats.model_intervals({"m": p}, stats.units(r.doc for r in rows), 400, 3, method)["m"]
+    points = report({"m": rows}, MULTI)["m"]
     widths = []
-    for model, parts in ivs.items():
-        assert set(parts) == set(points[model])
-        for part, metrics in parts.items():
-            for key, iv in metrics.items():
-                point = points[model][part][key]
-                assert iv is not None and iv[0] <= point <= iv[1], (model, part, key, iv, point)
-                widths.append(iv[1] - iv[0])
-    assert min(widths) >= 0 and max(widths) > 0.05  # real intervals, not points
+    for part, found in ivs.items():
+        for key, iv in found["intervals"].items():
+            point = points[part][key]
+            assert iv is not None and iv[0] <= point <= iv[1], (part, key, iv, point)
+            widths.append(iv[1] - iv[0])
+        for name, per in found["per_class_intervals"].items():
+            f1 = points[part]["per_class"][name]["f1"]
+            assert (per["f1"] is None) == (f1 is None)
+    assert min(widths) >= 0 and max(widths) > 0.05
+
+
+def test_bca_equals_scipy_on_a_continuous_statistic():
+    # the mean of 60 skewed values (sum / count): our BCa from our resamples against scipy's
+    # from its own; both estimate the same endpoints, so they agree to the Monte Carlo error
+    # of 20,000 draws (about ±0.01 here, measured over seeds), while BCa moves the upper end
+    # of the percentile interval up by 0.045
+    x = np.random.default_rng(0).exponential(size=60)
+    table = np.c_[x, np.ones_like(x)]
+    boot = stats.bootstrap([table], lambda s: {"mean": s[0][:, 0] / s[0][:, 1]}, 20_000, seed=1)
+    ours = boot.interval("mean", "bca")
+    theirs = scipy_bootstrap((x,), np.mean, n_resamples=20_000, method="BCa", random_state=2)
+    ci = theirs.confidence_interval
+    assert ours == pytest.approx([ci.low, ci.high], abs=0.02)
+    percentile = boot.interval("mean", "percentile")
+    assert ours[1] - percentile[1] > 0.03 and ours[0] - percentile[0] > 0.02
 
 
 def test_the_resampling_unit_is_the_document():
-    # every document: one section right, one wrong -> exact match is 0.5 in every document, so
-    # resampling documents always gives 0.5; resampling sections would not
+    # every document: one section right, one wrong -> exact match is 0.5 in every document,
+    # so resampling documents always gives 0.5; resampling sections would not
     rows = []
     for d in range(30):
         rows.append(Scored("easy", [1, 0, 0], [1, 0, 0], True, doc=f"d{d}"))
         rows.append(Scored("difficult", [1, 0], [0, 1], True, doc=f"d{d}"))
-    by_model = {"policy": rows}
-    iv = stats.intervals(by_model, CATS, _points(by_model), resamples=1000, seed=0)
-    assert iv["policy"]["overall"]["exact_match"] == [0.5, 0.5]
-    assert iv["policy"]["overall"]["hamming_loss"] == [0.5, 0.5]
-
-    sections = np.array([1.0, 0.0] * 30)
-    rng = np.random.default_rng(0)
-    by_section = sections[rng.integers(0, 60, size=(1000, 60))].mean(axis=1)
-    lo, hi = np.percentile(by_section, [2.5, 97.5])
-    assert hi - lo > 0.2  # what the wrong unit would have reported
+    _, boot, _ = _boot(rows, MULTI, resamples=500)
+    assert boot.interval("accuracy") == [0.5, 0.5]
+    assert boot.interval("hamming_loss", "percentile") == [0.5, 0.5]
 
 
-def test_a_resample_equals_the_metrics_of_that_resample_materialised():
-    rows = _random_rows(5, docs=12, skill=0.6)
-    docs = stats.documents(rows)
-    weights = stats.resample_weights(len(docs), resamples=20, seed=11)
-    assert (weights.sum(axis=1) == len(docs)).all()
-    table = stats.doc_table(rows, docs, CATS)
-    values = stats.headline(weights @ table.values, table)
-    names = list(docs)
-    for b in range(20):
-        copy = [
-            Scored(r.aspect, r.gold, r.predicted, r.format_valid, r.reward, doc=f"{r.doc}#{k}")
-            for d, times in zip(names, weights[b].astype(int), strict=True)
-            for k in range(times)
-            for r in rows
-            if r.doc == d
-        ]
-        m = overall_metrics(copy, CATS).as_dict()
-        for key in stats.HEADLINE:
-            assert values[key][b] == pytest.approx(m[key], abs=1e-12), (b, key)
+def test_resamples_do_not_depend_on_the_chunk_size():
+    one = np.concatenate(list(stats.resample_weights(13, 50, seed=4)))
+    chunked = np.concatenate(list(stats.resample_weights(13, 50, seed=4, chunk=7)))
+    assert one.shape == (50, 13) and (one == chunked).all() and (one.sum(axis=1) == 13).all()
 
 
 def test_bootstrap_is_seeded():
-    by_model = {"policy": _random_rows(1, docs=20, skill=0.7)}
-    points = _points(by_model)
-    a = stats.intervals(by_model, CATS, points, resamples=200, seed=4)
-    assert a == stats.intervals(by_model, CATS, points, resamples=200, seed=4)
-    assert a != stats.intervals(by_model, CATS, points, resamples=200, seed=5)
+    rows = _rows(SINGLE, 1, docs=20, skill=0.7)
+    a = _boot(rows, SINGLE, 200, seed=4)[1].resampled["macro_f1"]
+    assert (a == _boot(rows, SINGLE, 200, seed=4)[1].resampled["macro_f1"]).all()
+    assert (a != _boot(rows, SINGLE, 200, seed=5)[1].resampled["macro_f1"]).any()
+
+
+def test_undefined_values_give_no_interval_and_bca_falls_back():
+    values = np.array([0.5, 0.5, np.nan])
+    assert stats.interval(values, None) is None
+    assert stats.interval(np.array([np.nan]), 0.5) is None
+    assert stats.interval(values, 0.5, "bca", np.array([0.5, 0.5])) == [0.5, 0.5]
+    with pytest.raises(ValueError, match="unknown interval method"):
+        stats.interval(values, 0.5, "normal")
 
 
 def test_speed_of_the_bootstrap_is_reasonable():
-    # 100 documents × 3 aspects × 2 models, 1000 resamples: intervals and the comparison
-    import time
-
-    by_model = {
-        "policy": _random_rows(1, docs=100, skill=0.8),
-        "reference": _random_rows(2, docs=100, skill=0.6),
-    }
-    points = _points(by_model)
+    rows_p = _rows(MULTI, 1, docs=300, skill=0.8)
+    rows_r = _rows(MULTI, 2, docs=300, skill=0.6)
     started = time.perf_counter()
-    stats.intervals(by_model, CATS, points, resamples=1000, seed=0)
-    stats.compare(by_model["policy"], by_model["reference"], CATS, resamples=1000)
-    assert time.perf_counter() - started < 5.0  # about 0.1 s here; a loop of sklearn calls: minutes
+    index = stats.units(r.doc for r in rows_p)
+    stats.model_intervals({"p": parts(rows_p, MULTI)}, index, 1000, 0)
+    stats.compare(rows_p, rows_r, lambda rows: parts(rows, MULTI)[OVERALL], 1000)
+    assert time.perf_counter() - started < 10.0  # about 1 s here
 
 
 # ----------------------------------------------------------------------------- paired
@@ -218,29 +221,25 @@ def test_mcnemar_matches_the_exact_binomial_by_hand():
     assert stats.mcnemar_exact(0, 0)["p_value"] == 1.0
 
 
-def test_compare_counts_discordant_pairs_and_pairs_the_resamples():
-    # 10 documents, one example each: policy right on 0-7, reference right on 6-9
-    gold = [1, 0, 0]
-    policy = [
-        Scored("easy", gold, gold if d < 8 else [0, 1, 0], True, doc=f"d{d}") for d in range(10)
-    ]
-    reference = [
-        Scored("easy", gold, gold if d >= 6 else None, False, doc=f"d{d}") for d in range(10)
-    ]
-    c = stats.compare(policy, reference, CATS, resamples=500, seed=0)
-    mc = c["mcnemar_exact_match"]
-    assert (mc["b"], mc["c"]) == (6, 2)
-    assert mc["p_value"] == pytest.approx(binomtest(2, 8, 0.5).pvalue)
-    d = c["metric"]["exact_match"]
+def _pooled(kinds):
+    return lambda rows: parts(rows, kinds)[OVERALL]
+
+
+def test_compare_single_counts_discordant_pairs_and_pairs_the_resamples():
+    # 10 documents: policy right on 0-7, reference right on 6-9 (invalid elsewhere)
+    policy = [Scored("intent", 0, 0 if d < 8 else 1, True, doc=f"d{d}") for d in range(10)]
+    reference = [Scored("intent", 0, 0 if d >= 6 else None, False, doc=f"d{d}") for d in range(10)]
+    c = stats.compare(policy, reference, _pooled(SINGLE), resamples=500)
+    assert (c["mcnemar"]["b"], c["mcnemar"]["c"]) == (6, 2)
+    assert c["mcnemar"]["p_value"] == pytest.approx(binomtest(2, 8, 0.5).pvalue)
+    assert c["permutation"] is None  # single: McNemar says it all
+    d = c["metric"]["accuracy"]
     assert d["difference"] == pytest.approx(0.8 - 0.4)
     assert d["interval"][0] <= d["difference"] <= d["interval"][1]
-    assert (c["examples"], c["documents"]) == (10, 10)
-
-    same = stats.compare(policy, policy, CATS, resamples=500, seed=0)
-    for key in stats.HEADLINE:  # the same resamples for both: differences exactly 0
+    same = stats.compare(policy, policy, _pooled(SINGLE), resamples=200)
+    for key in stats.headline("single"):
         expected = None if key == "mean_reward" else [0.0, 0.0]  # no rewards here
-        assert same["metric"][key]["interval"] == expected
-    assert same["permutation_hamming"]["p_value"] == 1.0
+        assert same["metric"][key]["interval"] == expected, key
 
 
 def test_permutation_test_identical_models_and_a_clearly_better_one():
@@ -250,15 +249,14 @@ def test_permutation_test_identical_models_and_a_clearly_better_one():
     better = -np.full(30, 0.4) + np.random.default_rng(0).normal(0, 0.05, 30)
     p = stats.sign_flip_pvalue(better, permutations=2000, seed=1)
     assert p == pytest.approx(1 / 2001)
-    assert stats.sign_flip_pvalue(better, 2000, 1) == p  # seeded
     noisy = np.random.default_rng(1).normal(0, 1, 30)
     assert stats.sign_flip_pvalue(noisy, 2000, 1) > 0.05
 
 
 def test_permutation_flips_documents_not_sections():
-    # per-section Hamming differences (policy − reference): d0 easy −1; d1 easy −1, difficult −1;
-    # d2 easy +1. Documents: [−1, −2, +1], |sum| 2; of the 8 sign vectors 6 reach |sum| ≥ 2 ->
-    # p = 0.75. Flipping the 4 non-zero sections instead: 10 of 16 -> 0.625.
+    # per-section Hamming differences (policy − reference): d0 easy −1; d1 easy −1, difficult
+    # −1; d2 easy +1. Documents: [−1, −2, +1], |sum| 2; of the 8 sign vectors 6 reach |sum| ≥
+    # 2 -> p = 0.75. Flipping the 4 non-zero sections instead: 10 of 16 -> 0.625.
     right = {"easy": [1, 0, 0], "difficult": [1, 0]}
     wrong = {"easy": [0, 1, 1], "difficult": [0, 1]}
     plan = {
@@ -272,30 +270,33 @@ def test_permutation_flips_documents_not_sections():
             p, r = (wrong, right) if diff > 0 else (right, wrong) if diff < 0 else (right, right)
             policy.append(Scored(aspect, right[aspect], p[aspect], True, doc=doc))
             reference.append(Scored(aspect, right[aspect], r[aspect], True, doc=doc))
-    perm = stats.compare(policy, reference, CATS, resamples=100)["permutation_hamming"]
-    assert perm == {"p_value": 0.75, "permutations": 8, "exact": True}
+    perm = stats.compare(policy, reference, _pooled(MULTI), resamples=100)["permutation"]
+    assert perm == {"loss": "hamming_loss", "p_value": 0.75, "permutations": 8, "exact": True}
     assert stats.sign_flip_pvalue(np.array([-1.0, -1.0, -1.0, 1.0])) == 0.625  # the wrong unit
+
+
+def test_dimension_permutation_test_uses_the_wrong_level_share():
+    gold = [3, 0, 0]
+    policy = [Scored("tweet", gold, gold, True, doc=f"d{d}") for d in range(4)]
+    reference = [Scored("tweet", gold, [1, 0, 0], True, doc=f"d{d}") for d in range(4)]
+    c = stats.compare(policy, reference, _pooled(DIMS), resamples=100)
+    assert c["permutation"]["loss"] == "wrong_level_share"
+    assert c["permutation"]["p_value"] == pytest.approx(2 / 16)  # all 4 one way: ±4 of 16
+    assert c["metric"]["intensity_accuracy"]["difference"] == pytest.approx(1 / 3)
+    assert c["metric"]["dimension_accuracy"]["difference"] == 0.0
 
 
 # ----------------------------------------------------------------------------- degenerate
 
 
-def test_degenerate_shares_by_hand():
-    answers = [
-        ("easy", [0, 0, 0]),
-        ("easy", [0, 0, 0]),
-        ("easy", [1, 0, 0]),
-        ("easy", None),  # invalid: not an answer
-        ("difficult", [1, 1]),
-        ("difficult", [1, 1]),
-        ("difficult", [0, 1]),
-    ]
-    d = stats.degenerate(answers)
-    # 6 valid: all-zero 2, all-one 2, modal answer 2 (easy) + 2 (difficult)
+def test_degenerate_shares_by_kind():
+    answers = [("easy", [0, 0, 0]), ("easy", [0, 0, 0]), ("easy", [1, 0, 0]), ("easy", None),
+               ("difficult", [1, 1]), ("difficult", [1, 1]), ("difficult", [0, 1])]  # fmt: skip
+    d = stats.degenerate(answers, "multi")
     assert d == {"answers": 6, "all_zero": 2 / 6, "all_one": 2 / 6, "constant": 4 / 6}
-    assert stats.degenerate([("easy", None)])["constant"] is None
-    constant = stats.degenerate([("easy", [1, 0, 0])] * 5 + [("difficult", [0, 1])] * 3)
-    assert constant["constant"] == 1.0
+    single = stats.degenerate([("i", 0), ("i", 0), ("i", 2), ("i", None)], "single")
+    assert single == {"answers": 3, "all_zero": None, "all_one": None, "constant": 2 / 3}
+    assert stats.degenerate([("easy", None)], "multi")["constant"] is None
 
 
 def test_degenerate_flags_when_policy_share_rises():
@@ -303,7 +304,29 @@ def test_degenerate_flags_when_policy_share_rises():
     assert stats.degenerate_flags({"all_zero": 0.6, "all_one": 0.0, "constant": 0.3}, ref) == [
         "all_zero"
     ]
-    assert stats.degenerate_flags({"all_zero": 0.12, "all_one": 0.9, "constant": 0.9}, ref) == [
+    assert stats.degenerate_flags({"all_zero": None, "all_one": None, "constant": 0.9}, ref) == [
         "constant"
     ]
-    assert stats.degenerate_flags({"all_zero": None, "all_one": None, "constant": None}, ref) == []
+
+
+def test_macro_f1_resamples_are_not_pushed_up_by_categories_a_resample_lacks():
+    # issue 24: a category with no gold and no answer in a resample scored F1 = 1.0, so 79% of
+    # resamples sat above the point. Six categories, two of them with one gold example each
+    # that the model misses: resamples that lack them keep them in the average, at 0.
+    kind = {"f": SingleLabel(("bg", "uses", "compares", "motivation", "extends", "future"))}
+    rng = random.Random(7)
+    rows = []
+    for d in range(40):
+        gold = 4 if d == 0 else 5 if d == 1 else rng.choice([0, 0, 0, 1, 1, 2, 3])
+        pred = 0 if gold in (4, 5) else (gold if rng.random() < 0.6 else rng.randrange(4))
+        rows.append(Scored("f", gold, pred, True, doc=f"d{d}"))
+    _, boot, _ = _boot(rows, kind, resamples=2000)
+    point, values = boot.point["macro_f1"], boot.resampled["macro_f1"]
+    gold = [r.gold for r in rows]
+    labels = sorted(set(gold))
+    assert point == pytest.approx(
+        skm.f1_score(gold, [r.predicted for r in rows], labels=labels, average="macro")
+    )
+    assert np.mean(values > point) < 0.6 and abs(np.median(values) - point) < 0.03
+    lo, hi = boot.interval("macro_f1")
+    assert lo < point < hi and hi - point < 2 * (point - lo)  # not stretched upward
