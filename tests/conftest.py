@@ -70,30 +70,46 @@ def server():
 
 #: The tiny run each method trains once per session (`trained`): the quickstart recipe, cut short.
 TRAINED = {
-    "sft": ("builtin:quickstart/sft_tiny", ("train.max_steps=2", "train.save_steps=2")),
+    "sft": (
+        "builtin:quickstart/sft_tiny",
+        ("train.max_steps=2", "train.save_steps=2", "train.logging_steps=1"),
+    ),
 }
 
 
-@pytest.fixture(scope="session")
-def trained(tmp_path_factory):
-    """``trained(method)``: a run directory trained once per session (with its own dataset
-    cache); read it freely, copy it (`shutil.copytree`) to change it."""
-    from click.testing import CliRunner
+class Trained:
+    """Tiny runs trained once per session, by method (`TRAINED`), each with its own dataset
+    cache: ``trained(method)`` is the run directory (read it freely; copy it with
+    `shutil.copytree` to change it), ``trained.output(method)`` what `llmscisci run` printed."""
 
-    from llmscisci_cfg.cli import main
+    def __init__(self, tmp_path_factory):
+        self.factory = tmp_path_factory
+        self.runs: dict[str, tuple[Path, str]] = {}
 
-    made: dict[str, Path] = {}
+    def __call__(self, method: str) -> Path:
+        return self._get(method)[0]
 
-    def get(method: str) -> Path:
-        if method not in made:
+    def output(self, method: str) -> str:
+        return self._get(method)[1]
+
+    def _get(self, method: str) -> tuple[Path, str]:
+        if method not in self.runs:
+            from click.testing import CliRunner
+
+            from llmscisci_cfg.cli import main
+
             recipe, sets = TRAINED[method]
-            run_dir = tmp_path_factory.mktemp("trained") / method
+            run_dir = self.factory.mktemp("trained") / method
             args = ["run", recipe, *[f"--set={s}" for s in sets], "--output-dir", str(run_dir)]
             with pytest.MonkeyPatch.context() as mp:
-                mp.setenv("LLMSCISCI_CACHE", str(tmp_path_factory.mktemp("trained-cache")))
+                mp.setenv("LLMSCISCI_CACHE", str(self.factory.mktemp("trained-cache")))
                 result = CliRunner().invoke(main, args, catch_exceptions=False)
             assert result.exit_code == 0, result.output
-            made[method] = run_dir
-        return made[method]
+            self.runs[method] = (run_dir, result.output)
+        return self.runs[method]
 
-    return get
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory) -> Trained:
+    """The session's shared tiny runs (see `Trained`)."""
+    return Trained(tmp_path_factory)

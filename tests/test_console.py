@@ -1,7 +1,9 @@
 """What a command prints at each level (`llmscisci_cfg.console`, ``--quiet`` / ``--verbose``).
 
-The end-to-end checks run ``llmscisci run`` in a fresh process: library state (progress bars,
-logger levels, warnings already shown) would leak between in-process runs.
+In-process: the levels themselves, our own lines of a run (the session's shared SFT run at the
+default level, a one-step run with ``--quiet``). The checks that the libraries' own output is
+hidden or shown run ``llmscisci run`` in fresh processes (library state, such as progress
+bars, logger levels and warnings already shown, would leak between in-process runs): slow.
 """
 
 from __future__ import annotations
@@ -174,6 +176,24 @@ def test_help_lists_the_verbosity_options(cli, command):
     assert "-q, --quiet" in result.output and "-v, --verbose" in result.output
 
 
+def test_default_level_prints_our_lines_one_per_stage(trained):
+    run_dir, output = trained("sft"), trained.output("sft")
+    lines = [line for line in output.splitlines() if not line.startswith("warning:")]
+    assert lines[0].startswith("sft on builtin:tiny (cpu, 1 process(es)): ")
+    steps = [line for line in lines if line.startswith("step ")]
+    assert [line.split("  ")[0] for line in steps] == ["step 1/2", "step 2/2"]
+    assert all("loss " in line and "ETA" in line for line in steps)
+    assert lines[-1] == f"run directory: {run_dir}" and len(lines) == 4
+
+
+def test_quiet_prints_only_the_run_directory_in_process(cli, tmp_path, isolated_cache):
+    run_dir = tmp_path / "quiet"
+    recipe = write_recipe(tmp_path, "sft")
+    result = cli("run", recipe, "--output-dir", run_dir, "--quiet", "--set", "train.max_steps=1")
+    assert result.exit_code == 0
+    assert result.output.splitlines() == [f"run directory: {run_dir}"]
+
+
 RUNS = {"default": ("grpo",), "quiet": ("sft", "--quiet"), "verbose": ("grpo", "--verbose")}
 
 
@@ -211,6 +231,7 @@ def runs(tmp_path_factory) -> dict[str, tuple[Path, str]]:
 NOISE = ("{'loss'", "'train_runtime'", "Writing model shards", "FutureWarning", "it/s]", "%|")
 
 
+@pytest.mark.slow
 def test_default_level_prints_one_line_per_stage(runs):
     run_dir, output = runs["default"]
     lines = output.splitlines()
@@ -229,11 +250,13 @@ def test_default_level_prints_one_line_per_stage(runs):
     assert not (run_dir / "checkpoints" / "README.md").exists()  # TRL's "fine-tuned [None]"
 
 
+@pytest.mark.slow
 def test_quiet_prints_only_the_run_directory(runs):
     run_dir, output = runs["quiet"]
     assert output.splitlines() == [f"run directory: {run_dir}"]
 
 
+@pytest.mark.slow
 def test_verbose_shows_what_the_libraries_print(runs):
     _, output = runs["verbose"]
     for noise in ("{'loss'", "'train_runtime'", "Writing model shards", "FutureWarning"):

@@ -136,14 +136,14 @@ def test_openai_backend_against_a_real_server(server):
 
     engine = OpenAIEngine(server.url, "builtin:tiny", max_concurrency=4)
     messages = [{"role": "user", "content": "Classify the section."}]
-    sampling = Sampling(max_new_tokens=64, temperature=1.0)
+    sampling = Sampling(max_new_tokens=40, temperature=1.0)
     requests = [
         Request(messages=messages, sampling=sampling, constraint=Constraint.think_label(5))
-    ] * 6
+    ] * 3
     out = engine.generate(requests)
     for (completion,) in out:
         assert parse_completion(completion.text, 5)[1] is not None, completion.text
-    assert engine.stats.rows == 6 and engine.stats.completion_tokens > 0
+    assert engine.stats.rows == 3 and engine.stats.completion_tokens > 0
 
 
 def test_openai_backend_errors_are_user_errors(monkeypatch):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from llmscisci_cfg.resources import data_file
 from llmscisci_cfg.task.kinds import MultiLabel, read_answer
 from llmscisci_cfg.task.spec import load_task
 
@@ -48,8 +49,8 @@ def answers(rows: list[dict[str, str]], column: str) -> list[str]:
 
 def test_predict_through_serve_answers_byte_for_byte_as_local(cli, tmp_path, server):
     """Greedy, structured, the same model: `_pred` and `_raw` are identical on every row (the
-    first 12 reports here; all of the sample in the slow suite)."""
-    limit = ("--limit", "12")
+    first 4 reports here; all of the sample in the slow suite)."""
+    limit = ("--limit", "4")
     local = predict(cli, tmp_path / "local.csv", *limit)
     remote = predict(cli, tmp_path / "served.csv", *limit, *served(server))
     assert answers(remote, "raw") == answers(local, "raw")
@@ -68,6 +69,7 @@ def test_predict_through_serve_answers_byte_for_byte_as_local(cli, tmp_path, ser
         )
     report = json.loads((tmp_path / "served.csv.report.json").read_text())
     assert report["generation"]["server"]["grammar"] == "auto"  # found: llmscisci serve
+    assert report["backend"] == "openai" and report["base_url"] == server.url
     assert (
         report["generation"]["chat_template"]["sha256"]
         == json.loads((tmp_path / "local.csv.report.json").read_text())["generation"][
@@ -91,7 +93,7 @@ def test_the_server_forms_keep_the_task_label_constraints(cli, tmp_path, server,
     the server in the grammar (``llmscisci``) and in the JSON form (an enumeration of the
     allowed labels): every answer is valid and none breaks them. `_raw` holds what came back
     (the JSON form's answer is JSON)."""
-    rows = predict(cli, tmp_path / "out.csv", "--limit", "6", *served(server, form))
+    rows = predict(cli, tmp_path / "out.csv", "--limit", "3", *served(server, form))
     task = load_task("builtin:repro_effort", Path("."))
     raws = [(aspect, row[f"{aspect}_raw"]) for row in rows for aspect in ("easy", "difficult")]
     raws = [(aspect, raw) for aspect, raw in raws if raw]  # an empty section is not asked
@@ -123,20 +125,27 @@ def test_eval_and_predict_give_the_same_completions(cli, tmp_path, cache):
     out = tmp_path / "eval"
     result = cli(
         "eval", "--recipe", SFT, "--model", "builtin:tiny", "--output-dir", out, *gen,
-        "--limit", "8",
+        "--limit", "4",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     evaluated = {
         (row["id"], row["aspect"]): row["completion"]
         for row in map(json.loads, (out / "predictions.jsonl").read_text().splitlines())
     }
-    rows = predict(cli, tmp_path / "p.csv", *gen)
+    ids = {doc for doc, _ in evaluated}  # predict the same reports: a table of just them
+    sample = rows_of(data_file("builtin:sample", Path("."), "data.source.path"))
+    table = tmp_path / "reports.csv"
+    with table.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(sample[0]))
+        writer.writeheader()
+        writer.writerows(row for row in sample if row["doi"] in ids)
+    rows = predict(cli, tmp_path / "p.csv", *gen, "--set", f"data.source.path={table}")
     predicted = {
         (row["doi"], aspect): row[f"{aspect}_raw"]
         for row in rows
         for aspect in ("easy", "difficult")
     }
-    assert len(evaluated) == 8
+    assert len(evaluated) == 4
     assert {key: predicted[key] for key in evaluated} == evaluated
 
 

@@ -301,21 +301,6 @@ def test_an_unsupported_field_type_is_named(cli, tmp_path):
     assert result.exit_code == 2 and "fields" in result.output and "format" in result.output
 
 
-def test_through_serve_and_the_openai_backend(cli, tmp_path, server):
-    out = tmp_path / "labels.csv"
-    result = cli(
-        "predict", LABEL, "--output", out, "--limit", "5", *FAST,
-        "--set", "generation.backend=openai", "--set", f"generation.base_url={server.url}",
-    )  # fmt: skip
-    assert result.exit_code == 0, result.output
-    for row in rows_of(out):
-        for aspect in ("easy", "difficult"):
-            if row[f"{aspect}_reason"] == "":
-                assert parse_onehot(row[f"{aspect}_pred"], 5) is not None, row[f"{aspect}_raw"]
-    report = report_of(out)
-    assert report["backend"] == "openai" and report["base_url"] == server.url
-
-
 def test_plan_of_a_predict_recipe(cli):
     result = cli("plan", LABEL)
     assert (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -43,11 +44,7 @@ def mutated(draw) -> str:
     return text
 
 
-@settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-@given(text=mutated())
-def test_mutated_recipes_never_crash(tmp_path, text):
+def _never_crashes(tmp_path, text):
     path = tmp_path / "fuzz.yaml"
     path.write_text(text, encoding="utf-8", errors="surrogatepass")
     result = CliRunner().invoke(main, ["validate", str(path)])
@@ -58,3 +55,19 @@ def test_mutated_recipes_never_crash(tmp_path, text):
     assert "Traceback" not in result.output
     if result.exit_code == 2:
         assert "fuzz.yaml" in result.output
+
+
+_FIXTURE = [HealthCheck.function_scoped_fixture]
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=_FIXTURE)
+@given(text=mutated())
+def test_mutated_recipes_never_crash(tmp_path, text):
+    _never_crashes(tmp_path, text)
+
+
+@pytest.mark.slow
+@settings(max_examples=400, deadline=None, suppress_health_check=_FIXTURE)
+@given(text=mutated())
+def test_many_mutated_recipes_never_crash(tmp_path, text):
+    _never_crashes(tmp_path, text)

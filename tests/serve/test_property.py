@@ -170,9 +170,7 @@ def probe_alone(server) -> list[dict]:
     return httpx.post(f"{server.url}/chat/completions", json=PROBE, timeout=60).json()["choices"]
 
 
-@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(case=cases())
-def test_every_request_gets_json_mistakes_4xx_and_no_neighbour_changes(server, probe_alone, case):
+def _check(server, probe_alone, case) -> None:
     raw, content_type, request, mistake = case
     with httpx.Client(base_url=server.url, timeout=60) as client, ThreadPoolExecutor(2) as pool:
         sent = pool.submit(_post, client, raw, content_type)
@@ -194,3 +192,19 @@ def test_every_request_gets_json_mistakes_4xx_and_no_neighbour_changes(server, p
                 assert _texts(_post(client, raw, content_type), streamed) == texts
         assert client.get("/models").status_code == 200
     assert "Traceback" not in server.stderr()
+
+
+_SLOW_OK = [HealthCheck.too_slow]
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=_SLOW_OK)
+@given(case=cases())
+def test_every_request_gets_json_mistakes_4xx_and_no_neighbour_changes(server, probe_alone, case):
+    _check(server, probe_alone, case)
+
+
+@pytest.mark.slow
+@settings(max_examples=150, deadline=None, suppress_health_check=_SLOW_OK)
+@given(case=cases())
+def test_many_requests_get_json_mistakes_4xx_and_no_neighbour_changes(server, probe_alone, case):
+    _check(server, probe_alone, case)

@@ -248,8 +248,8 @@ SLOW = pytest.mark.slow
 @pytest.mark.parametrize(
     "job,bf16",
     [
-        ("sft", False),
-        ("dpo", True),
+        pytest.param("sft", False, marks=SLOW),
+        pytest.param("dpo", True, marks=SLOW),
         pytest.param("sft_nodrop", False, marks=SLOW),
         pytest.param("dpo", False, marks=SLOW),
         pytest.param("grpo", False, marks=SLOW),
