@@ -15,11 +15,8 @@ Every example that is left out is counted under a reason in `BuildReport.dropped
 
 from __future__ import annotations
 
-import json
-import random
 from collections import Counter
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from llmscisci_cfg import console
@@ -43,66 +40,6 @@ NO_TRACE = "no_trace"
 EMPTY_ANSWER = "empty_answer"
 IDENTICAL_PAIR = "identical_pair"
 TIED_ANSWERS = "tied_answers"
-
-
-@dataclass
-class BuildReport:
-    """What preprocessing did. ``summary()`` is the ``preprocess --json`` object."""
-
-    rows: int  # source rows read
-    examples: int  # examples in the built dataset (all splits)
-    dropped: dict[str, int] = field(default_factory=dict)  # reason -> examples left out
-    splits: dict[str, int] = field(default_factory=dict)  # split name -> examples
-    group_overlap: int = 0  # documents with examples on both sides of the split (must be 0)
-    documents: dict[str, int] = field(default_factory=dict)  # split name -> documents
-    length_limits: dict[str, int | None] = field(
-        default_factory=dict
-    )  # prompt / total token limits
-    traces: dict[str, int] = field(default_factory=dict)  # SFT: with_trace / without_trace
-    # longest train example in tokens, as built: {"prompt", "total"} (memory estimates); GRPO
-    # also "prompt_any", the longest prompt of either split (continuous batching's cache)
-    token_lengths: dict[str, int | None] = field(default_factory=dict)
-    # length filter: {"strategy", "splits": {split: {aspect: {reason | "truncated": n}}}}
-    length: dict[str, Any] = field(default_factory=dict)
-    test_excluded: list[list[str]] = field(default_factory=list)  # [id, aspect, reason]
-    test_set_sha256: str = ""  # see `preprocess.held_out_sha256`
-    cleaning: dict[str, dict[str, int]] = field(default_factory=dict)  # `CleanTally.counts`
-    clean_samples: list[dict[str, Any]] = field(default_factory=list)  # `CleanTally.samples`
-    source_sha256: str = ""
-    cache_key: str = ""
-    cache_path: str = ""
-    cache_hit: bool = False
-
-    def summary(self) -> dict[str, Any]:
-        """The `preprocess --json` summary: rows, examples, dropped, splits, group_overlap,
-        test_set_sha256; with a length filter its per-split/aspect counts (``length``) and
-        the test examples it excluded; with ``data.clean`` the counts per aspect
-        (``cleaning``); for SFT with a trace file, how many examples got a trace."""
-        out: dict[str, Any] = {
-            "rows": self.rows,
-            "examples": self.examples,
-            "dropped": dict(self.dropped),
-            "splits": dict(self.splits),
-            "group_overlap": self.group_overlap,
-            "test_set_sha256": self.test_set_sha256,
-        }
-        if self.token_lengths:
-            out["token_lengths"] = dict(self.token_lengths)
-        if self.length:
-            out["length"] = self.length
-            out["test_excluded"] = self.test_excluded
-        if self.cleaning:
-            out["cleaning"] = self.cleaning
-        if self.traces:
-            out["traces"] = dict(self.traces)
-        return out
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2)
-
-    @classmethod
-    def from_json(cls, text: str) -> BuildReport:
-        return cls(**json.loads(text))
 
 
 @dataclass(frozen=True)
@@ -260,25 +197,6 @@ def _gold(value, job: Job, aspect: str, where: str, doc: str):
             f"{where}: id {shown(doc)}: column {column!r} (data.columns.label.{aspect}): {exc}; "
             "fix the label, or set data.on_bad_label: drop to skip such rows"
         ) from None
-
-
-# ----------------------------------------------------------------------------- split
-
-
-def split_documents(ids: Iterable[str], test_fraction: float, seed: int) -> set[str]:
-    """The ids held out for test: a seeded shuffle of the sorted unique ids.
-
-    Depends only on the set of ids, the fraction and the seed (not on row order). With two
-    or more documents both sides get at least one; a single document goes to train.
-
-    >>> sorted(split_documents(["a", "b", "c", "d", "a"], 0.5, seed=0))
-    ['a', 'c']
-    """
-    docs = sorted(set(ids))
-    random.Random(seed).shuffle(docs)
-    n = len(docs)
-    n_test = 0 if n < 2 else min(max(round(n * test_fraction), 1), n - 1)
-    return set(docs[:n_test])
 
 
 # ----------------------------------------------------------------------------- builders

@@ -27,15 +27,10 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llmscisci_cfg.data.examples import (
-    BuildReport,
-    CleanTally,
-    Row,
-    build_rows,
-    collect,
-    split_documents,
-)
+from llmscisci_cfg.data.examples import CleanTally, Row, build_rows, collect
+from llmscisci_cfg.data.report import BuildReport
 from llmscisci_cfg.data.sources import load_source, quiet_datasets, require_columns
+from llmscisci_cfg.data.splits import split_documents
 from llmscisci_cfg.errors import UserError
 from llmscisci_cfg.recipe.resolve import Job
 
