@@ -307,10 +307,13 @@ def _entry(item, outcome=None, completions=None) -> dict[str, Any]:
 def _table(job: Job, limit: int | None):
     """The source table (every row and column) and its first ``limit`` rows; missing columns
     are a `UserError` naming the file and the recipe key."""
+    from llmscisci_cfg.data.labels import join_table
     from llmscisci_cfg.data.sources import column_list
     from llmscisci_cfg.data.table import read_table
 
-    table = read_table(job.data.require())
+    table = join_table(
+        read_table(job.data.require()), job
+    )  # data.labels: every row, labelled or not
     cols = job.columns
     wanted = {"data.columns.id": cols.id}
     wanted |= {f"data.columns.text.{a}": c for a, c in cols.text.items()}
