@@ -119,7 +119,8 @@ def _build_report_into(job: Job, tokenizer, work: Path) -> BuildReport:
     """Build the splits and save them to ``work/dataset``; the report of the build."""
     from datasets import DatasetDict
 
-    from llmscisci_cfg.data.build import assemble, build_examples
+    from llmscisci_cfg.data.assemble import assemble
+    from llmscisci_cfg.data.build import build_examples
 
     (work / "parts").mkdir()
     built = build_examples(job, tokenizer, work / "parts")
@@ -142,7 +143,7 @@ def held_out_sha256(rows: list[dict]) -> str:
     """sha256 naming a list of built rows (``id``, ``aspect``, ``gold``, ``text``) as
     `build.rows_sha256` names a split (the test-set sha256): the same examples, the same
     value."""
-    from llmscisci_cfg.data.build import set_sha256
+    from llmscisci_cfg.data.assemble import set_sha256
     from llmscisci_cfg.digest import text_sha256
 
     return set_sha256([r["id"], r["aspect"], r["gold"], text_sha256(r["text"])] for r in rows)
