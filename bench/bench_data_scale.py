@@ -10,7 +10,9 @@ recipe is the flagship ``builtin:grpo_gemma`` on the tiny model and template (of
 Each build runs in a fresh subprocess (imports, tokenizer, build, save to an empty cache: what
 ``llmscisci preprocess`` does); the parent samples the resident memory of that process and of
 every process it forks (the examples pass runs in one forked process per CPU) every 20 ms and
-keeps the peak of the sum. The baseline is the same script over the package as it was at
+keeps the peak of the sum (`memory`): RSS, the goal's figure and the largest (a forked
+worker's copy of its parent counts again), PSS (shared pages split between the processes),
+and PSS split into the processes' own allocations and mapped Arrow files. The baseline is the same script over the package as it was at
 `BEFORE` (unpacked with ``git archive``), run just before the candidate on the same corpus; both
 must report the same splits, drops and test-set sha256 (the same examples).
 
@@ -101,9 +103,28 @@ def unpack_before(into: Path) -> Path:
     return into
 
 
+def memory(pid: int) -> dict[str, int]:
+    """Resident bytes of one process (Linux ``smaps_rollup``): ``rss``, ``pss`` (pages shared
+    with another process count by share: a forked worker's copy of its parent is not counted
+    twice), ``pss_anon`` (its own allocations) and ``pss_file`` (mapped files: the Arrow files,
+    cached by the kernel and given back when memory is short). Elsewhere ``rss`` only."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            found = {}
+            for line in f:
+                key, _, value = line.partition(":")
+                if key in ("Rss", "Pss", "Pss_Anon", "Pss_File"):
+                    found[key.lower()] = int(value.split()[0]) * 1024
+            return found
+    except OSError:
+        import psutil
+
+        return {"rss": psutil.Process(pid).memory_info().rss}
+
+
 def measure(corpus: Path, cache: Path, pythonpath: Path | None = None) -> dict:
-    """One build in a fresh process: its report, wall seconds and the peak resident memory
-    of the process and its children together (bytes)."""
+    """One build in a fresh process: its report, wall seconds and the peaks of the resident
+    memory of the process and its workers together (`memory`, summed over the processes)."""
     import psutil
 
     env = dict(os.environ)
@@ -119,20 +140,21 @@ def measure(corpus: Path, cache: Path, pythonpath: Path | None = None) -> dict:
         text=True,
         cwd=cache.parent,
     )
-    peak = [0]
+    peak: dict[str, int] = {}
 
     def sample() -> None:
         try:
             root = psutil.Process(child.pid)
             while child.poll() is None:
-                procs = [root, *root.children(recursive=True)]
-                total = 0
-                for p in procs:
+                total: dict[str, int] = {}
+                for p in [root, *root.children(recursive=True)]:
                     try:
-                        total += p.memory_info().rss
-                    except psutil.Error:
+                        for key, value in memory(p.pid).items():
+                            total[key] = total.get(key, 0) + value
+                    except (OSError, psutil.Error, ValueError):
                         pass
-                peak[0] = max(peak[0], total)
+                for key, value in total.items():
+                    peak[key] = max(peak.get(key, 0), value)
                 time.sleep(0.02)
         except psutil.Error:
             pass
@@ -145,7 +167,7 @@ def measure(corpus: Path, cache: Path, pythonpath: Path | None = None) -> dict:
     if child.returncode != 0:
         raise RuntimeError(f"the build failed (exit {child.returncode})")
     found = json.loads(out.strip().splitlines()[-1])
-    return found | {"wall_seconds": wall, "peak_bytes": peak[0], "load_before": load}
+    return found | {"wall_seconds": wall, "peak": peak, "load_before": load}
 
 
 def _same(base: dict, cand: dict) -> None:
@@ -183,18 +205,22 @@ def run(sizes=(10_000, 100_000), million: bool = False, baseline: bool = True) -
             shutil.rmtree(tmp / f"cache-{label}", ignore_errors=True)
             figures[f"data_scale_seconds_{label}"] = round(cand["wall_seconds"], 1)
             figures[f"data_scale_build_seconds_{label}"] = round(cand["build_seconds"], 1)
-            figures[f"data_scale_peak_gb_{label}"] = round(cand["peak_bytes"] / 1e9, 3)
+            for key, value in cand["peak"].items():  # rss is the goal's figure: the largest
+                name = "peak_gb" if key == "rss" else f"peak_{key}_gb"
+                figures[f"data_scale_{name}_{label}"] = round(value / 1e9, 3)
             figures[f"data_scale_examples_{label}"] = sum(cand["splits"].values())
             figures[f"data_scale_load_avg_{label}"] = round(cand["load_before"], 1)
             if base is not None:
                 _same(base, cand)
                 figures[f"data_scale_before_seconds_{label}"] = round(base["wall_seconds"], 1)
-                figures[f"data_scale_before_peak_gb_{label}"] = round(base["peak_bytes"] / 1e9, 3)
+                for key, value in base["peak"].items():
+                    name = "peak_gb" if key == "rss" else f"peak_{key}_gb"
+                    figures[f"data_scale_before_{name}_{label}"] = round(value / 1e9, 3)
                 figures[f"data_scale_speedup_{label}"] = round(
                     base["wall_seconds"] / cand["wall_seconds"], 2
                 )
                 figures[f"data_scale_memory_ratio_{label}"] = round(
-                    base["peak_bytes"] / cand["peak_bytes"], 2
+                    base["peak"]["rss"] / cand["peak"]["rss"], 2
                 )
             corpus.unlink()
     per_row = {

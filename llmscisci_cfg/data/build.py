@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from llmscisci_cfg.data.clean import options_of
 from llmscisci_cfg.data.examples import (
     BAD_LABEL,
     CLEAN_SAMPLES,
@@ -150,12 +151,13 @@ class _Pass:
         job, tally = self.job, self.tally
         names = [c for c in batch if c != SPLIT]
         traces = job.method == "sft" and job.recipe.data.traces is not None
+        cleaning = options_of(job.recipe.data.clean)
         built: list[Row] = []
         for k, index in enumerate(indices):
             split, where = batch[SPLIT][k], self.plan.where(self.offset + index)
             row = {c: batch[c][k] for c in names}
             drops = tally.dropped.setdefault(split, Counter())
-            for slot in read_row(row, where, job, self.labels):
+            for slot in read_row(row, where, job, self.labels, cleaning):
                 if slot.counts is not None:
                     tal = tally.cleaning.setdefault(split, CleanTally())
                     seen = len(tal.samples)

@@ -1,4 +1,4 @@
-"""From source rows to examples: one per report per aspect, labels decoded, split by document.
+"""From source rows to examples: one per report per aspect, labels decoded; each method's rows.
 
 Rows of the built dataset (the contract with rewards and the runner), all methods:
 ``id`` (document id), ``aspect``, ``prompt`` (system + user messages), ``gold`` (the label
@@ -126,17 +126,24 @@ class Slot:
     text: str = ""  # the section as read and cleaned
 
 
+#: `read_row`'s default ``cleaning``: the job's ``data.clean``.
+FROM_JOB: Any = object()
+
+
 def read_row(
     row: dict[str, Any],
     where: str,
     job: Job,
     labels: Any = None,
+    cleaning: Any = FROM_JOB,
 ) -> list[Slot]:
     """The slots of one source row, one per aspect built: sections read and cleaned by
-    `clean.section_report`, gold labels decoded (from the row, or from ``labels``: the
-    joined labels table's cells of this id, `labels.Labels.cells`)."""
+    `clean.section_report` (``cleaning``: `clean.options_of` the job's ``data.clean``, which
+    a caller reading many rows computes once), gold labels decoded (from the row, or from
+    ``labels``: the joined labels table's cells of this id, `labels.Labels.cells`)."""
     cols = job.columns
-    cleaning = options_of(job.recipe.data.clean)
+    if cleaning is FROM_JOB:
+        cleaning = options_of(job.recipe.data.clean)
     doc = cell_text(row[cols.id])
     found = labels.cells.get(doc) if labels is not None and doc else None
     out = []
@@ -190,8 +197,9 @@ def collect(
     examples: list[Example] = []
     dropped: Counter = Counter()
     table = source.rows.select_columns(list(dict.fromkeys(cols.required().values()))).to_list()
+    cleaning = options_of(job.recipe.data.clean)
     for i, row in enumerate(table):
-        for slot in read_row(row, source.where(i), job, labels):
+        for slot in read_row(row, source.where(i), job, labels, cleaning):
             if slot.counts is not None and tally is not None:
                 tally.add(slot.id, slot.aspect, slot.raw, slot.text, slot.counts)
             if slot.example is None:
