@@ -71,7 +71,7 @@ def build_dataset(
             return cached
     if not use_cache:
         with tempfile.TemporaryDirectory(prefix="llmscisci-build-") as tmp:
-            dataset, report = _build_into(job, tokenizer, Path(tmp), keep_in_memory=True)
+            dataset, report = _build_into(job, tokenizer, Path(tmp))
         report.source_sha256, report.cache_key = job.data.sha256, key
         return dataset, report
     try:
@@ -83,7 +83,11 @@ def build_dataset(
     try:
         report = _build_report_into(job, tokenizer, work)
         report.source_sha256, report.cache_key = job.data.sha256, key
-        _publish(work, report, path)
+        try:
+            _publish(work, report, path)
+        except OSError as exc:  # an unwritable cache costs a rebuild next time, nothing else
+            warnings.warn(f"dataset cache not written to {path}: {exc}", stacklevel=2)
+            return _load_in_memory(work / "dataset"), report
     finally:
         shutil.rmtree(work, ignore_errors=True)
     _point(pointer, path)
@@ -105,14 +109,17 @@ def require_inputs(job: Job) -> None:
         raise UserError("\n".join(problems))
 
 
-def _build_into(job: Job, tokenizer, work: Path, keep_in_memory: bool):
+def _build_into(job: Job, tokenizer, work: Path):
     """Build in ``work`` and load the result (in memory: ``work`` goes away)."""
+    report = _build_report_into(job, tokenizer, work)
+    return _load_in_memory(work / "dataset"), report
+
+
+def _load_in_memory(folder: Path) -> DatasetDict:
     from datasets import load_from_disk
 
-    report = _build_report_into(job, tokenizer, work)
     with quiet_datasets():
-        dataset = load_from_disk(str(work / "dataset"), keep_in_memory=keep_in_memory)
-    return dataset, report
+        return load_from_disk(str(folder), keep_in_memory=True)
 
 
 def _build_report_into(job: Job, tokenizer, work: Path) -> BuildReport:

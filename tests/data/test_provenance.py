@@ -157,3 +157,19 @@ def test_the_manifest_names_every_data_file(tmp_path):
 def _back_to_cwd(monkeypatch):
     """Tests here may chdir; pytest's monkeypatch restores it."""
     monkeypatch.chdir(Path.cwd())
+
+
+def test_a_cache_that_cannot_be_written_costs_a_rebuild_not_the_build(tmp_path, monkeypatch):
+    from llmscisci_cfg.data import preprocess
+
+    write_csv(tmp_path / "r.csv", reports(4))
+    job = load_job(write_recipe(tmp_path, {"source": {"path": "r.csv"}}))
+
+    def refuse(*_):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(preprocess, "_publish", refuse)
+    with pytest.warns(UserWarning, match="dataset cache not written"):
+        dataset, rep = build_dataset(job)
+    assert len(dataset["train"]) + len(dataset["test"]) == rep.examples == 7  # 1 over the limit
+    assert not rep.cache_hit and not list((tmp_path / "cache" / "datasets").iterdir())
