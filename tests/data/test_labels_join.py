@@ -201,3 +201,17 @@ def test_cli_prints_the_join(cli, tmp_path):
     assert "  labels without row: 30, 32, 34, 36, 38" in result.output
     summary = json.loads(cli("preprocess", recipe, "--json").stdout)
     assert summary["labels"]["rows_without_label"] == 15
+
+
+def test_labels_join_split_files_too(tmp_path):
+    _tweets(tmp_path)  # labels for the even ids 0..38
+    tweets = read_table(tmp_path / "tweets.csv").rows
+    write_csv(tmp_path / "train.csv", tweets[:20])
+    write_csv(tmp_path / "test.csv", tweets[20:])
+    data = _data(splits={"train": "train.csv", "test": "test.csv"})
+    del data["source"]
+    dataset, rep = build_dataset(load_job(write_recipe(tmp_path, data, method="sft")))
+    assert rep.splits == {"train": 10, "test": 5}
+    assert rep.per_split["test"]["dropped"] == {"no_label": 5}
+    assert rep.labels["rows"] == 30 and rep.labels["labels_without_row"] == 5
+    assert sorted(dataset["test"]["id"], key=int) == ["20", "22", "24", "26", "28"]
