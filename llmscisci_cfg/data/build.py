@@ -8,7 +8,8 @@ go straight to an Arrow file. What is counted on the way (drops by reason and sp
 cleaning changed, SFT traces, unreadable labels) goes into a `Tally`. Several processes can
 share the rows (`workers`): each writes its own file, read back in row order.
 
->>> # build_splits(job, tokenizer, workdir) -> Built                     # doctest: +SKIP
+>>> build_examples(job, tokenizer, workdir).examples.column_names      # doctest: +SKIP
+['id', 'aspect', 'prompt', 'gold', 'split', 'text', 'prompt_tokens', 'total_tokens', ...]
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ def features(job: Job) -> Any:
 
 def _work_features(job: Job) -> Any:
     """`features` plus what the build needs on the way: the split, the section text, token
-    counts and the sha256 of the text and of the prompt."""
+    counts, and each example's entry in its split's two sha256 (`entry`: of the text as read,
+    and of the prompt)."""
     from datasets import Value
 
     out = features(job).copy()
@@ -75,8 +77,6 @@ def _work_features(job: Job) -> Any:
     out["text"] = Value("string")
     out["prompt_tokens"] = Value("int64")
     out["total_tokens"] = Value("int64")
-    out["text_sha256"] = Value("string")
-    out["prompt_sha256"] = Value("string")
     out["rows_entry"] = Value("string")
     out["prompt_entry"] = Value("string")
     return out
@@ -99,10 +99,7 @@ class Tally:
             self.dropped.setdefault(split, Counter()).update(counts)
         for split, tal in later.cleaning.items():
             mine = self.cleaning.setdefault(split, CleanTally())
-            for aspect, counts in tal.counts.items():
-                into = mine.counts.setdefault(aspect, dict.fromkeys(counts, 0))
-                for key, n in counts.items():
-                    into[key] += n
+            _add_counts(mine.counts, tal.counts)
             mine.samples = (mine.samples + tal.samples)[:CLEAN_SAMPLES]
         self.samples = (self.samples + later.samples)[:CLEAN_SAMPLES]
         self.traces.update(later.traces)
@@ -112,11 +109,16 @@ class Tally:
         """What cleaning changed per aspect, over every split."""
         out: dict[str, dict[str, int]] = {}
         for tal in self.cleaning.values():
-            for aspect, counts in tal.counts.items():
-                into = out.setdefault(aspect, dict.fromkeys(counts, 0))
-                for key, n in counts.items():
-                    into[key] += n
+            _add_counts(out, tal.counts)
         return out
+
+
+def _add_counts(into: dict[str, dict[str, int]], more: dict[str, dict[str, int]]) -> None:
+    """Add per-aspect cleaning counts (`CleanTally.counts`) into ``into``."""
+    for aspect, counts in more.items():
+        mine = into.setdefault(aspect, dict.fromkeys(counts, 0))
+        for key, n in counts.items():
+            mine[key] += n
 
 
 @dataclass
@@ -188,12 +190,8 @@ class _Pass:
         out: dict[str, list] = {name: [r[name] for r in built] for name in _work_names(self.job)}
         out["prompt_tokens"] = prompt
         out["total_tokens"] = total if total is not None else [None] * len(built)
-        out["text_sha256"] = [_sha(r["text"]) for r in built]
-        out["prompt_sha256"] = [prompt_sha256(r["prompt"]) for r in built]
-        out["rows_entry"] = [entry(r, d) for r, d in zip(built, out["text_sha256"], strict=True)]
-        out["prompt_entry"] = [
-            entry(r, d) for r, d in zip(built, out["prompt_sha256"], strict=True)
-        ]
+        out["rows_entry"] = [entry(r, _sha(r["text"])) for r in built]
+        out["prompt_entry"] = [entry(r, prompt_sha256(r["prompt"])) for r in built]
         return out
 
 

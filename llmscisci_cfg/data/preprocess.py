@@ -70,32 +70,46 @@ def build_dataset(
             _point(pointer, path)
             return cached
     if not use_cache:
-        with tempfile.TemporaryDirectory(prefix="llmscisci-build-") as tmp:
-            dataset, report = _build_into(job, tokenizer, Path(tmp))
-        report.source_sha256, report.cache_key = job.data.sha256, key
-        return dataset, report
+        return _build_uncached(job, tokenizer, key)
+    return _build_cached(job, tokenizer, key, path, pointer)
+
+
+def _build_uncached(job: Job, tokenizer, key: str) -> tuple[DatasetDict, BuildReport]:
+    """Build in a temporary folder and return the splits held in memory."""
+    with tempfile.TemporaryDirectory(prefix="llmscisci-build-") as tmp:
+        report = _build_report_into(job, tokenizer, Path(tmp))
+        dataset = _load_in_memory(Path(tmp) / "dataset")
+    report.source_sha256, report.cache_key = job.data.sha256, key
+    return dataset, report
+
+
+def _build_cached(
+    job: Job, tokenizer, key: str, path: Path, pointer: Path
+) -> tuple[DatasetDict, BuildReport]:
+    """Build beside the cache entry ``path``, publish it there, and return it (memory-mapped
+    from the cache). A cache that cannot be written costs a rebuild next time, nothing else."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=path.name + ".tmp-", dir=path.parent))
-    except OSError as exc:  # an unwritable cache costs a rebuild next time, nothing else
-        warnings.warn(f"dataset cache not written to {path}: {exc}", stacklevel=2)
-        return build_dataset(job, use_cache=False, tokenizer=tokenizer)
+    except OSError as exc:
+        warnings.warn(f"dataset cache not written to {path}: {exc}", stacklevel=3)
+        return _build_uncached(job, tokenizer, key)
     try:
         report = _build_report_into(job, tokenizer, work)
         report.source_sha256, report.cache_key = job.data.sha256, key
         try:
             _publish(work, report, path)
-        except OSError as exc:  # an unwritable cache costs a rebuild next time, nothing else
-            warnings.warn(f"dataset cache not written to {path}: {exc}", stacklevel=2)
+        except OSError as exc:
+            warnings.warn(f"dataset cache not written to {path}: {exc}", stacklevel=3)
             return _load_in_memory(work / "dataset"), report
     finally:
         shutil.rmtree(work, ignore_errors=True)
     _point(pointer, path)
     cached = _load_cached(path)
-    assert cached is not None
-    dataset, report = cached
-    report.cache_hit = False
-    return dataset, report
+    if cached is None:  # removed or damaged by someone else the moment it was written
+        raise UserError(f"{path}: the dataset just written there cannot be read back")
+    cached[1].cache_hit = False
+    return cached
 
 
 def require_inputs(job: Job) -> None:
@@ -107,12 +121,6 @@ def require_inputs(job: Job) -> None:
             problems.append(file.problem or f"{file.key}: {file.ref}: not found")
     if problems:
         raise UserError("\n".join(problems))
-
-
-def _build_into(job: Job, tokenizer, work: Path):
-    """Build in ``work`` and load the result (in memory: ``work`` goes away)."""
-    report = _build_report_into(job, tokenizer, work)
-    return _load_in_memory(work / "dataset"), report
 
 
 def _load_in_memory(folder: Path) -> DatasetDict:
@@ -147,9 +155,9 @@ def eval_split(dataset: Any) -> str:
 
 
 def held_out_sha256(rows: list[dict]) -> str:
-    """sha256 naming a list of built rows (``id``, ``aspect``, ``gold``, ``text``) as
-    `build.rows_sha256` names a split (the test-set sha256): the same examples, the same
-    value."""
+    """sha256 naming a list of built rows (``id``, ``aspect``, ``gold``, ``text``) as the build
+    names a split's rows (`assemble.set_sha256`; the test-set sha256): the same examples, the
+    same value."""
     from llmscisci_cfg.data.assemble import set_sha256
     from llmscisci_cfg.digest import text_sha256
 
