@@ -67,9 +67,11 @@ class SplitRows:
 
     def counts(self) -> dict[str, int]:
         """Source rows per split."""
+        import pyarrow.compute as pc
+
         found = dict.fromkeys(self.names, 0)
-        for name in self.rows[SPLIT][:]:
-            found[name] += 1
+        for pair in pc.value_counts(self.rows.data.table.column(SPLIT)).to_pylist():
+            found[pair["values"]] = pair["counts"]
         return found
 
 
