@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -258,9 +259,9 @@ WORKERS_ENV = "LLMSCISCI_DATA_WORKERS"
 
 def workers(rows: int) -> int:
     """Processes for the examples pass: one per CPU this process may use (at most 8), fewer
-    when a share would be under `ROWS_PER_WORKER` rows, one without ``fork``.
-    ``$LLMSCISCI_DATA_WORKERS`` sets the most."""
-    if not hasattr(os, "fork"):
+    when a share would be under `ROWS_PER_WORKER` rows; one off Linux (where forking a process
+    that has loaded ML libraries is not safe). ``$LLMSCISCI_DATA_WORKERS`` sets the most."""
+    if not sys.platform.startswith("linux"):
         return 1
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     most = min(cpus or 1, 8)
