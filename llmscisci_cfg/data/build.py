@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from llmscisci_cfg.data.clean import options_of
 from llmscisci_cfg.data.examples import (
+    ANSWER_COLUMNS,
     BAD_LABEL,
     CLEAN_SAMPLES,
     CleanTally,
@@ -45,7 +46,6 @@ if TYPE_CHECKING:
 BATCH = 1000
 #: Unreadable labels named in the report (every one is counted).
 BAD_SHOWN = 20
-ANSWERS = {"sft": ("completion",), "dpo": ("chosen", "rejected"), "grpo": ()}
 
 
 def features(job: Job) -> Any:
@@ -62,7 +62,7 @@ def features(job: Job) -> Any:
         "prompt": messages,
         "gold": Value("int64") if single else List(Value("int64")),
     }
-    for name in ANSWERS[job.method]:
+    for name in ANSWER_COLUMNS[job.method]:
         columns[name] = messages
     return Features(columns)
 
@@ -197,7 +197,7 @@ class _Pass:
 
 
 def _work_names(job: Job) -> list[str]:
-    return ["id", "aspect", "prompt", "gold", *ANSWERS[job.method], "split", "text"]
+    return ["id", "aspect", "prompt", "gold", *ANSWER_COLUMNS[job.method], "split", "text"]
 
 
 def _sha(text: str) -> str:

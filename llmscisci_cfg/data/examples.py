@@ -36,6 +36,9 @@ from llmscisci_cfg.task.spec import TaskSpec
 Row = dict[str, Any]
 Message = dict[str, str]
 
+#: Each method's answer columns (one assistant message each), beside id/aspect/prompt/gold.
+ANSWER_COLUMNS = {"sft": ("completion",), "dpo": ("chosen", "rejected"), "grpo": ()}
+
 # Drop reasons, in the order they are checked.
 EMPTY_ID = "empty_id"
 EMPTY_TEXT = "empty_text"

@@ -37,7 +37,6 @@ Fit = Callable[[Row, int], Row]
 PROMPT_TOO_LONG = "prompt_too_long"
 TOTAL_TOO_LONG = "total_too_long"
 TRUNCATED = "truncated"  # kept, its section cut (strategy truncate)
-_ANSWERS = {"sft": ("completion",), "dpo": ("chosen", "rejected"), "grpo": ()}
 
 
 @dataclass(frozen=True)
@@ -66,7 +65,9 @@ def percentile(values: list[int], q: float) -> float:
 def lengths(rows: list[Row], method: str, measure: Measure) -> tuple[list[int], list[int] | None]:
     """Prompt token counts and (except GRPO) prompt+answer token counts of ``rows``."""
     prompts = measure([r["prompt"] for r in rows], True)
-    answers = _ANSWERS[method]
+    from llmscisci_cfg.data.examples import ANSWER_COLUMNS
+
+    answers = ANSWER_COLUMNS[method]
     if not answers:
         return prompts, None
     per_answer = [measure([r["prompt"] + r[a] for r in rows], False) for a in answers]

@@ -37,7 +37,6 @@ Measure = Callable[[list[Messages], bool], list[int]]
 MARK = "\ue000llmscisci-{}\ue001"
 #: Examples per build that are also counted the plain way (the fast way must agree).
 CHECKED = 8
-ANSWERS = {"sft": ("completion",), "dpo": ("chosen", "rejected"), "grpo": ()}
 
 
 def plain_measure(tokenizer: Any) -> Measure:
@@ -157,7 +156,9 @@ class Prompts:
         """Prompt tokens (with the generation prompt) of ``rows`` and, except for GRPO, prompt +
         answer tokens (DPO: the longer of chosen and rejected). Rows carry ``aspect``, ``text``
         (the section in the prompt) and ``prompt``, plus the method's answer columns."""
-        answers = ANSWERS[method]
+        from llmscisci_cfg.data.examples import ANSWER_COLUMNS
+
+        answers = ANSWER_COLUMNS[method]
         prompts = self._count(rows, ())
         if not answers:
             return prompts, None
