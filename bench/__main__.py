@@ -17,6 +17,7 @@ from pathlib import Path
 
 from bench import (
     bench_coverage,
+    bench_data_scale,
     bench_doors,
     bench_generate,
     bench_memory,
@@ -53,6 +54,22 @@ GOALS = {
         lambda v: v <= 1.03,
     ),
     "preprocess_cache_ratio": ("second preprocess ≤ 0.10 of the first", lambda v: v <= 0.10),
+    "data_scale_seconds_100k": (
+        "`preprocess` of 100,000 rows (33 MB) ≤ 60 s wall on 2 cores, imports included",
+        lambda v: v <= 60,
+    ),
+    "data_scale_peak_gb_100k": (
+        "… with ≤ 1.5 GB peak resident memory (RSS of the process and its workers, summed)",
+        lambda v: v <= 1.5,
+    ),
+    "data_scale_speedup_100k": (
+        "≥ 4.7× the data stage before issue 21, side by side (284 s → 60 s), same examples",
+        lambda v: v >= 4.7,
+    ),
+    "data_scale_linearity_1m": (
+        "build time per row at 1M rows ÷ at 100k rows ≤ 1.25 (grows linearly)",
+        lambda v: v <= 1.25,
+    ),
     "quickstart_seconds": ("SFT then GRPO (plus evals) ≤ 90 s wall", lambda v: v <= 90),
     "generate_engine_vs_baseline": (
         "engine ≥ 1.0× the eval path it replaced, identical greedy outputs",
@@ -102,6 +119,7 @@ SUITES = {
     "rewards": bench_rewards.figures,
     "runner": bench_runner.run,
     "preprocess": bench_preprocess.run,
+    "data_scale": bench_data_scale.suite,
     "quickstart": bench_quickstart.run,
     "generate": bench_generate.run,
     "rollouts": bench_rollouts.run,

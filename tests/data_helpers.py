@@ -121,3 +121,52 @@ def plain_task_text(directory: Path) -> str:
     text = task_file("builtin:repro_effort", directory).read_text(encoding="utf-8")
     kept = [line for line in text.splitlines() if not line.startswith("constraints:")]
     return "\n".join(kept) + "\n"
+
+
+def kind_task(
+    directory: Path,
+    answer_kind: str,
+    categories: list[str],
+    aspect: str = "text",
+    text_column: str = "text",
+    levels: list[str] | None = None,
+    name: str = "kinds.yaml",
+) -> Path:
+    """A one-aspect label task file answered as ``answer_kind`` (single, multi, dimensions)."""
+    task = {
+        "name": f"t_{answer_kind}",
+        "answer": answer_kind,
+        "aspects": {
+            aspect: {
+                "text_column": text_column,
+                "title": "Text",
+                "question": "Which categories apply?",
+                "categories": categories,
+            }
+        },
+        "system_prompt": "Think inside <think> </think>, then answer inside <label> </label>, "
+        "e.g. <label> {{ example_label }} </label>.",
+        "user_prompt": "{{ question }}\n{% for c in categories %}{{ loop.index }}. {{ c }}\n"
+        "{% endfor %}<text>\n{{ text }}\n</text>",
+    }
+    if levels is not None:
+        task["levels"] = levels
+    path = directory / name
+    path.write_text(yaml.safe_dump(task, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def write_recipe(directory: Path, data: dict, method: str = "grpo", **sections) -> Path:
+    """A recipe file in ``directory`` on the tiny model with the given ``data`` section."""
+    body: dict = {
+        "name": "t",
+        "model": {"name_or_path": "builtin:tiny"},
+        "data": {"cache_dir": "cache", **data},
+        "method": {"name": method},
+        **sections,
+    }
+    if method == "grpo" and "rewards" not in sections:
+        body["rewards"] = [{"name": "format"}]
+    path = directory / "recipe.yaml"
+    path.write_text(yaml.safe_dump(body, sort_keys=False), encoding="utf-8")
+    return path

@@ -30,12 +30,15 @@ def register(group: click.Group) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 def preprocess(recipe: str, overrides: tuple[str, ...], preview: int, as_json: bool) -> None:
-    """Build and cache the dataset of RECIPE; print rows read, examples, drops and splits,
-    what the length filter dropped or truncated per split and aspect, what data.clean changed
-    per aspect, and the test set's sha256.
+    """Build and cache the dataset of RECIPE; print rows read, examples, drops and splits
+    (per split: its file, rows, examples, drops), how a labels table matched (data.labels),
+    the labels that could not be read, what the length filter dropped or truncated per split
+    and aspect, what data.clean changed per aspect, and two sha256 of the test set: of its
+    rows, and of the prompts the model reads.
 
-    The cache key covers the source file's content, the data section, the method, the task,
-    the tokenizer and the chat template; a second run loads from the cache.
+    The cache key covers the data files' contents (not how their paths are written), the data
+    section, the method, the task, the tokenizer and the chat template; a second run loads
+    from the cache.
     """
     from llmscisci_cfg.data.preprocess import build_dataset, preview_conversations
     from llmscisci_cfg.models import chat
@@ -84,15 +87,60 @@ def format_report(report, method: str) -> str:
         lines.append(
             f"token limits:  {text}" + (" (grpo: prompt only)" if method == "grpo" else "")
         )
+    lines += _split_lines(report.per_split, report.split_by)
+    lines += _label_lines(report.labels, report.bad_labels, report.dropped)
     lines += _length_lines(report.length, report.test_excluded)
     lines += _cleaning_lines(report.cleaning)
     if report.test_set_sha256:
-        lines.append(f"test set:      sha256 {report.test_set_sha256}")
+        lines.append(f"test set:      sha256 {report.test_set_sha256} (rows as read and cleaned)")
+    if report.test_prompts_sha256:
+        lines.append(
+            f"test prompts:  sha256 {report.test_prompts_sha256} (what the model reads, "
+            "after truncation)"
+        )
     if report.cache_path:
         lines.append(
             f"cache:         {'hit' if report.cache_hit else 'written'} {report.cache_path}"
         )
     return "\n".join(lines)
+
+
+def _split_lines(per_split: dict, split_by: str) -> list[str]:
+    """Per split: its file (split files), rows read, examples and drops."""
+    if not per_split:
+        return []
+    how = "split files" if split_by == "files" else "split by document id"
+    lines = [f"per split:     ({how})"]
+    for name, entry in per_split.items():
+        drops = ", ".join(f"{n} {r}" for r, n in entry.get("dropped", {}).items()) or "none"
+        file = f"{entry['file']}: " if entry.get("file") else ""
+        lines.append(
+            f"  {name + ':':<12}{file}{entry['rows']} rows, {entry['examples']} examples "
+            f"({entry['documents']} documents), dropped {drops}"
+        )
+    return lines
+
+
+def _label_lines(labels: dict, bad: list, dropped: dict) -> list[str]:
+    """data.labels: how the rows and the labels table matched; the labels that could not be
+    read (each one counted as bad_label)."""
+    lines = []
+    if labels:
+        lines.append(
+            f"labels join:   {labels['matched']} of {labels['labels']} label rows matched; "
+            f"{labels['labels_without_row']} labels without a row, "
+            f"{labels['rows_without_label']} row ids without a label (left out, no_label)"
+        )
+        for key in ("first_labels_without_row", "first_rows_without_label"):
+            if labels.get(key):
+                what = key.removeprefix("first_").replace("_", " ")
+                lines.append(f"  {what}: {', '.join(labels[key])}")
+    if bad:
+        lines.append(
+            f"bad labels:    {dropped.get('bad_label', len(bad))} (first {len(bad)} below)"
+        )
+        lines += [f"  {where}: id {doc} ({aspect}): {why}" for doc, aspect, where, why in bad]
+    return lines
 
 
 def _length_lines(length: dict, excluded: list) -> list[str]:

@@ -1,25 +1,26 @@
-"""From source rows to examples: one per report per aspect, labels decoded, split by document.
+"""From source rows to examples: one per report per aspect, labels decoded; each method's rows.
 
 Rows of the built dataset (the contract with rewards and the runner), all methods:
-``id`` (document id), ``aspect``, ``prompt`` (system + user messages), ``gold`` (one-hot
-list, or None when the recipe declares no label columns). SFT adds ``completion``, DPO adds
-``chosen`` and ``rejected`` (each one assistant message). In memory a row also carries
-``text``, the section as read (cleaned by ``data.clean``, never truncated); it is not saved.
+``id`` (document id), ``aspect``, ``prompt`` (system + user messages), ``gold`` (the label
+value of the task's answer kind: a category index, a one-hot list, one level per dimension;
+None when the recipe declares no labels). SFT adds ``completion``, DPO adds ``chosen`` and
+``rejected`` (each one assistant message). While it is built a row also carries ``text``, the
+section as read (cleaned by ``data.clean``, never truncated); it is not saved.
 
 The section text comes from `data.clean.section_text`, the one reader `predict` uses too, so
 training, eval and predict see the same text.
 
-Every example that is left out is counted under a reason in `BuildReport.dropped`, so
-``rows × aspects == examples + sum(dropped)`` always holds.
+Every example that is left out is counted under a reason (`report.BuildReport.dropped`), so
+``rows × aspects == examples + sum(dropped)`` always holds. The method-specific part (one
+function per training method: `grpo_row`, `sft_row`, `dpo_row`) is kept apart from reading.
 """
 
 from __future__ import annotations
 
-import json
-import random
+import functools
 from collections import Counter
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from llmscisci_cfg import console
@@ -35,74 +36,18 @@ from llmscisci_cfg.task.spec import TaskSpec
 Row = dict[str, Any]
 Message = dict[str, str]
 
+#: Each method's answer columns (one assistant message each), beside id/aspect/prompt/gold.
+ANSWER_COLUMNS = {"sft": ("completion",), "dpo": ("chosen", "rejected"), "grpo": ()}
+
 # Drop reasons, in the order they are checked.
 EMPTY_ID = "empty_id"
 EMPTY_TEXT = "empty_text"
+NO_LABEL = "no_label"  # data.labels has no row for the id
 BAD_LABEL = "bad_label"
 NO_TRACE = "no_trace"
 EMPTY_ANSWER = "empty_answer"
 IDENTICAL_PAIR = "identical_pair"
 TIED_ANSWERS = "tied_answers"
-
-
-@dataclass
-class BuildReport:
-    """What preprocessing did. ``summary()`` is the ``preprocess --json`` object."""
-
-    rows: int  # source rows read
-    examples: int  # examples in the built dataset (all splits)
-    dropped: dict[str, int] = field(default_factory=dict)  # reason -> examples left out
-    splits: dict[str, int] = field(default_factory=dict)  # split name -> examples
-    group_overlap: int = 0  # documents with examples on both sides of the split (must be 0)
-    documents: dict[str, int] = field(default_factory=dict)  # split name -> documents
-    length_limits: dict[str, int | None] = field(
-        default_factory=dict
-    )  # prompt / total token limits
-    traces: dict[str, int] = field(default_factory=dict)  # SFT: with_trace / without_trace
-    # longest train example in tokens, as built: {"prompt", "total"} (memory estimates); GRPO
-    # also "prompt_any", the longest prompt of either split (continuous batching's cache)
-    token_lengths: dict[str, int | None] = field(default_factory=dict)
-    # length filter: {"strategy", "splits": {split: {aspect: {reason | "truncated": n}}}}
-    length: dict[str, Any] = field(default_factory=dict)
-    test_excluded: list[list[str]] = field(default_factory=list)  # [id, aspect, reason]
-    test_set_sha256: str = ""  # see `preprocess.held_out_sha256`
-    cleaning: dict[str, dict[str, int]] = field(default_factory=dict)  # `CleanTally.counts`
-    clean_samples: list[dict[str, Any]] = field(default_factory=list)  # `CleanTally.samples`
-    source_sha256: str = ""
-    cache_key: str = ""
-    cache_path: str = ""
-    cache_hit: bool = False
-
-    def summary(self) -> dict[str, Any]:
-        """The `preprocess --json` summary: rows, examples, dropped, splits, group_overlap,
-        test_set_sha256; with a length filter its per-split/aspect counts (``length``) and
-        the test examples it excluded; with ``data.clean`` the counts per aspect
-        (``cleaning``); for SFT with a trace file, how many examples got a trace."""
-        out: dict[str, Any] = {
-            "rows": self.rows,
-            "examples": self.examples,
-            "dropped": dict(self.dropped),
-            "splits": dict(self.splits),
-            "group_overlap": self.group_overlap,
-            "test_set_sha256": self.test_set_sha256,
-        }
-        if self.token_lengths:
-            out["token_lengths"] = dict(self.token_lengths)
-        if self.length:
-            out["length"] = self.length
-            out["test_excluded"] = self.test_excluded
-        if self.cleaning:
-            out["cleaning"] = self.cleaning
-        if self.traces:
-            out["traces"] = dict(self.traces)
-        return out
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2)
-
-    @classmethod
-    def from_json(cls, text: str) -> BuildReport:
-        return cls(**json.loads(text))
 
 
 @dataclass(frozen=True)
@@ -169,69 +114,126 @@ def ends(text: str, head: int = 160, tail: int = 80) -> str:
 # ----------------------------------------------------------------------------- collecting
 
 
+@dataclass(frozen=True)
+class Slot:
+    """One report's aspect: the example read from it, or why there is none (``reason``, with
+    ``note`` saying what was wrong with a bad label); ``counts`` is what cleaning changed."""
+
+    id: str
+    aspect: str
+    example: Example | None
+    reason: str | None = None
+    note: str | None = None
+    counts: dict[str, int] | None = None  # None: not cleaned
+    raw: Any = None  # the section cell as read (when cleaned)
+    text: str = ""  # the section as read and cleaned
+
+
+#: `read_row`'s default ``cleaning``: the job's ``data.clean``.
+FROM_JOB: Any = object()
+
+
+def read_row(
+    row: dict[str, Any],
+    where: str,
+    job: Job,
+    labels: Any = None,
+    cleaning: Any = FROM_JOB,
+) -> list[Slot]:
+    """The slots of one source row, one per aspect built: sections read and cleaned by
+    `clean.section_report` (``cleaning``: `clean.options_of` the job's ``data.clean``, which
+    a caller reading many rows computes once), gold labels decoded (from the row, or from
+    ``labels``: the joined labels table's cells of this id, `labels.Labels.cells`)."""
+    cols = job.columns
+    if cleaning is FROM_JOB:
+        cleaning = options_of(job.recipe.data.clean)
+    doc = cell_text(row[cols.id])
+    found = labels.cells.get(doc) if labels is not None and doc else None
+    out = []
+    for aspect in cols.aspects:
+        if not doc:
+            out.append(Slot(doc, aspect, None, EMPTY_ID))
+            continue
+        raw = row[cols.text[aspect]]
+        text, counts = section_report(raw, cleaning)
+        seen = {"counts": counts, "raw": raw if counts is not None else None, "text": text}
+        if not text:
+            out.append(Slot(doc, aspect, None, EMPTY_TEXT, **seen))
+            continue
+        gold, problem = None, None
+        if labels is not None and found is None:
+            out.append(Slot(doc, aspect, None, NO_LABEL, **seen))
+            continue
+        if cols.label is not None:
+            cell = found[aspect] if found is not None else row[cols.label[aspect]]
+            gold, problem = _gold(cell, job, aspect, labels.where(doc) if found else where, doc)
+            if problem is not None:
+                out.append(Slot(doc, aspect, None, BAD_LABEL, problem, **seen))
+                continue
+        example = Example(
+            id=doc,
+            aspect=aspect,
+            text=text,
+            gold=gold,
+            where=where,
+            chosen=cell_text(row[cols.chosen[aspect]]) if cols.chosen else None,
+            rejected=cell_text(row[cols.rejected[aspect]]) if cols.rejected else None,
+            answers=tuple(cell_text(row[c]) for c in cols.answers[aspect])
+            if cols.answers
+            else None,
+        )
+        out.append(Slot(doc, aspect, example, **seen))
+    return out
+
+
 def collect(
-    source: Source, job: Job, tally: CleanTally | None = None
+    source: Source, job: Job, tally: CleanTally | None = None, labels: Any = None
 ) -> tuple[list[Example], Counter]:
     """One `Example` per row per aspect; empty ids/sections and (with drop) bad labels counted.
 
     The section is read by `clean.section_text` (cleaned when the recipe declares
-    ``data.clean``); ``tally`` collects what cleaning did.
+    ``data.clean``); ``tally`` collects what cleaning did. (The build reads rows in batches
+    through `read_row`; this reads a whole `Source` at once.)
     """
     cols = job.columns
-    cleaning = options_of(job.recipe.data.clean)
+    check_ids(source.rows[cols.id][:], source.where, job)
     examples: list[Example] = []
     dropped: Counter = Counter()
     table = source.rows.select_columns(list(dict.fromkeys(cols.required().values()))).to_list()
+    cleaning = options_of(job.recipe.data.clean)
+    for i, row in enumerate(table):
+        for slot in read_row(row, source.where(i), job, labels, cleaning):
+            if slot.counts is not None and tally is not None:
+                tally.add(slot.id, slot.aspect, slot.raw, slot.text, slot.counts)
+            if slot.example is None:
+                dropped[slot.reason] += 1
+            else:
+                examples.append(slot.example)
+    return examples, dropped
+
+
+def check_ids(ids: Iterable[Any], where: Callable[[int], str], job: Job) -> int:
+    """How many rows repeat an earlier row's id. With a trace file (matched by id) a repeat
+    is a `UserError` naming both rows; otherwise a warning, except for DPO, whose several
+    preference rows per report are usual."""
     seen: dict[str, int] = {}
     repeats: list[int] = []
-    for i, row in enumerate(table):
-        doc = cell_text(row[cols.id])
+    for i, value in enumerate(ids):
+        doc = cell_text(value)
         if doc and seen.setdefault(doc, i) != i:
             if job.traces is not None:
                 raise UserError(
-                    f"{source.where(i)}: id {shown(doc)} (column {cols.id!r}) is also the id at "
-                    f"{source.where(seen[doc])}; traces are matched by id, so each id must be "
-                    "one report"
+                    f"{where(i)}: id {shown(doc)} (column {job.columns.id!r}) is also the id at "
+                    f"{where(seen[doc])}; traces are matched by id, so each id must be one report"
                 )
             repeats.append(i)
-        for aspect in cols.aspects:
-            if not doc:
-                dropped[EMPTY_ID] += 1
-                continue
-            raw = row[cols.text[aspect]]
-            text, counts = section_report(raw, cleaning)
-            if counts is not None and tally is not None:
-                tally.add(doc, aspect, raw, text, counts)
-            if not text:
-                dropped[EMPTY_TEXT] += 1
-                continue
-            gold = None
-            if cols.label is not None:
-                gold = _gold(row[cols.label[aspect]], job, aspect, source.where(i), doc)
-                if gold is None:
-                    dropped[BAD_LABEL] += 1
-                    continue
-            examples.append(
-                Example(
-                    id=doc,
-                    aspect=aspect,
-                    text=text,
-                    gold=gold,
-                    where=source.where(i),
-                    chosen=cell_text(row[cols.chosen[aspect]]) if cols.chosen else None,
-                    rejected=cell_text(row[cols.rejected[aspect]]) if cols.rejected else None,
-                    answers=tuple(cell_text(row[c]) for c in cols.answers[aspect])
-                    if cols.answers
-                    else None,
-                )
-            )
-    if repeats and job.method != "dpo":  # DPO: several preference rows per report are usual
+    if repeats and job.method != "dpo":
         console.warn(
-            f"{len(repeats)} row(s) repeat an earlier row's id (first: {source.where(repeats[0])});"
+            f"{len(repeats)} row(s) repeat an earlier row's id (first: {where(repeats[0])});"
             " rows of one id count as one document in the split but are scored apart: check "
             "for copied rows"
         )
-    return examples, dropped
+    return len(repeats)
 
 
 def cell_text(value: Any) -> str:
@@ -239,54 +241,62 @@ def cell_text(value: Any) -> str:
     return "" if value is None else str(value).strip()
 
 
-def _gold(value, job: Job, aspect: str, where: str, doc: str):
+def _gold(value, job: Job, aspect: str, where: str, doc: str) -> tuple[Any, str | None]:
+    """The aspect's label value decoded with the task's answer kind, or (with
+    ``on_bad_label: drop``) None and what was wrong; an unreadable label is never guessed."""
     data = job.recipe.data
     kind = job.task.label_kind(aspect)
     try:
         if value is None or (isinstance(value, str) and not value.strip()):
             if kind.kind != "dimensions":
                 raise LabelError("the label is empty")
-        label = kind.decode_gold(value, data.label_codec)
+        label = _decode(kind, value, data.label_codec)
         rule = getattr(kind, "rule", None)
         broken = rule.violation(label) if rule is not None else None
         if broken:
             raise LabelError(f"{label} breaks the task's label constraints: {broken}")
-        return list(label) if isinstance(label, tuple) else label
+        return (list(label) if isinstance(label, tuple) else label), None
     except LabelError as exc:
         if data.on_bad_label == "drop":
-            return None
+            return None, str(exc)
         column = job.columns.label[aspect]
         raise UserError(
-            f"{where}: id {shown(doc)}: column {column!r} (data.columns.label.{aspect}): {exc}; "
-            "fix the label, or set data.on_bad_label: drop to skip such rows"
+            f"{where}: id {shown(doc)}: column {column!r} ({job.columns.label_key(aspect)}): "
+            f"{exc}; fix the label, or set data.on_bad_label: drop to skip such rows"
         ) from None
 
 
-# ----------------------------------------------------------------------------- split
+def _decode(kind: LabelKind, value: Any, codec: str) -> Any:
+    """`kind.decode_gold`, remembered per text cell: a corpus has few distinct label cells, and
+    decoding is a pure function of the cell, the (frozen) kind and the codec."""
+    if not isinstance(value, str):
+        return kind.decode_gold(value, codec)
+    label, problem = _decode_text(kind, codec, value)
+    if problem is not None:
+        raise LabelError(problem)
+    return list(label) if isinstance(label, list) else label
 
 
-def split_documents(ids: Iterable[str], test_fraction: float, seed: int) -> set[str]:
-    """The ids held out for test: a seeded shuffle of the sorted unique ids.
-
-    Depends only on the set of ids, the fraction and the seed (not on row order). With two
-    or more documents both sides get at least one; a single document goes to train.
-
-    >>> sorted(split_documents(["a", "b", "c", "d", "a"], 0.5, seed=0))
-    ['a', 'c']
-    """
-    docs = sorted(set(ids))
-    random.Random(seed).shuffle(docs)
-    n = len(docs)
-    n_test = 0 if n < 2 else min(max(round(n * test_fraction), 1), n - 1)
-    return set(docs[:n_test])
+@functools.lru_cache(maxsize=1 << 16)
+def _decode_text(kind: LabelKind, codec: str, value: str) -> tuple[Any, str | None]:
+    try:
+        return kind.decode_gold(value, codec), None
+    except LabelError as exc:
+        return None, str(exc)
 
 
 # ----------------------------------------------------------------------------- builders
+#
+# One function per training method turns an `Example` into that method's row, or into the
+# reason it has none. ``messages(aspect, text)`` builds the prompt (`TaskSpec.messages`, or
+# the same from `measure.Prompts`, which renders each aspect's prompt once).
+
+MessagesFn = Callable[[str, str], list[Message]]
 
 
-def _base(ex: Example, task: TaskSpec) -> Row:
+def _base(ex: Example, messages: MessagesFn) -> Row:
     try:
-        prompt = task.messages(ex.aspect, ex.text)
+        prompt = messages(ex.aspect, ex.text)
     except UserError as exc:
         raise UserError(f"{ex.where}: id {shown(ex.id)}: {exc}") from None
     return {"id": ex.id, "aspect": ex.aspect, "prompt": prompt, "gold": ex.gold, "text": ex.text}
@@ -296,45 +306,53 @@ def _assistant(content: str) -> list[Message]:
     return [{"role": "assistant", "content": content}]
 
 
-def grpo_rows(examples: list[Example], task: TaskSpec) -> tuple[list[Row], Counter]:
+def grpo_row(ex: Example, messages: MessagesFn) -> Row:
     """GRPO: prompt + gold (TRL passes ``gold``, ``id`` and ``aspect`` to the rewards)."""
-    return [_base(ex, task) for ex in examples], Counter()
+    return _base(ex, messages)
 
 
-def sft_rows(
-    examples: list[Example],
-    task: TaskSpec,
-    traces: dict[tuple[str, str], str] | None,
-    missing: str,
-    held_out: set[str] | frozenset[str] = frozenset(),
-    stats: Counter | None = None,
-) -> tuple[list[Row], Counter]:
-    """SFT: prompt + ``<think>\\nTRACE\\n</think>\\n<label>\\n[…]\\n</label>``.
+def sft_row(
+    ex: Example, task: TaskSpec, messages: MessagesFn, trace: str | None, missing: str, held: bool
+) -> Row | str:
+    """SFT: prompt + ``<think>\nTRACE\n</think>\n<label>\n[…]\n</label>``.
 
-    Without a trace file every think block is empty; with one, a training example without a
-    trace is dropped (``missing: drop``, counted as no_trace) or gets an empty think block.
-    Held-out documents (``held_out``) are never dropped for a missing trace: evaluation reads
-    only their prompts and gold labels. ``stats`` counts ``with_trace`` / ``without_trace``.
+    ``trace``: the example's trace ("" without a trace file, None when the file has none for
+    it). A training example without one is dropped (``missing: drop``, reason no_trace) or
+    gets an empty think block; a held-out one (``held``) never is: evaluation reads only its
+    prompt and gold label.
     """
-    rows, dropped = [], Counter()
-    stats = stats if stats is not None else Counter()
-    for ex in examples:
-        if ex.gold is None:
-            raise UserError(
-                f"{ex.where}: id {shown(ex.id)}: method sft writes the gold label into the completion, "
-                "but the recipe declares no label column; set data.columns.label"
-            )
-        trace = "" if traces is None else traces.get((ex.id, ex.aspect))
-        stats["without_trace" if not trace else "with_trace"] += 1
-        if trace is None:
-            if missing == "drop" and ex.id not in held_out:
-                dropped[NO_TRACE] += 1
-                stats["without_trace"] -= 1
-                continue
-            trace = ""
-        completion = task.completion(trace, ex.gold, ex.aspect)
-        rows.append({**_base(ex, task), "completion": _assistant(completion)})
-    return rows, dropped
+    if ex.gold is None:
+        raise UserError(
+            f"{ex.where}: id {shown(ex.id)}: method sft writes the gold label into the "
+            "completion, but the recipe declares no label column; set data.columns.label"
+        )
+    if trace is None:
+        if missing == "drop" and not held:
+            return NO_TRACE
+        trace = ""
+    return {
+        **_base(ex, messages),
+        "completion": _assistant(task.completion(trace, ex.gold, ex.aspect)),
+    }
+
+
+def dpo_row(ex: Example, task: TaskSpec, messages: MessagesFn, rule: str | None) -> Row | str:
+    """DPO: prompt + chosen/rejected answers, or the reason there is no pair (empty answer,
+    identical answers; with ``rule`` (data.pairs), the pair chosen by `choose_pair`)."""
+    if rule is not None and ex.answers is not None:
+        pair = choose_pair(ex.answers, ex.gold, task.label_kind(ex.aspect), rule)
+        if isinstance(pair, str):
+            return pair
+        ex = replace(ex, chosen=pair[0], rejected=pair[1])
+    if not ex.chosen or not ex.rejected:
+        return EMPTY_ANSWER
+    if ex.chosen == ex.rejected:
+        return IDENTICAL_PAIR
+    return {
+        **_base(ex, messages),
+        "chosen": _assistant(ex.chosen),
+        "rejected": _assistant(ex.rejected),
+    }
 
 
 def choose_pair(
@@ -372,34 +390,36 @@ def choose_pair(
     return best[1], worst[1]
 
 
-def dpo_rows(
-    examples: list[Example], task: TaskSpec, rule: str | None = None
-) -> tuple[list[Row], Counter]:
-    """DPO: prompt + chosen/rejected answers; empty answers and identical pairs are counted out.
+@dataclass
+class MethodRows:
+    """The recipe's method as a row builder: ``row(example, held)`` is the method's row or the
+    reason there is none (``held``: the example is in a held-out split)."""
 
-    With ``rule`` (data.pairs), each example's pair is chosen from its answers by `choose_pair`.
-    """
-    rows, dropped = [], Counter()
-    for ex in examples:
-        if rule is not None and ex.answers is not None:
-            pair = choose_pair(ex.answers, ex.gold, task.label_kind(ex.aspect), rule)
-            if isinstance(pair, str):
-                dropped[pair] += 1
-                continue
-            ex = replace(ex, chosen=pair[0], rejected=pair[1])
-        if not ex.chosen or not ex.rejected:
-            dropped[EMPTY_ANSWER] += 1
-        elif ex.chosen == ex.rejected:
-            dropped[IDENTICAL_PAIR] += 1
-        else:
-            rows.append(
-                {
-                    **_base(ex, task),
-                    "chosen": _assistant(ex.chosen),
-                    "rejected": _assistant(ex.rejected),
-                }
-            )
-    return rows, dropped
+    job: Job
+    messages: MessagesFn
+    traces: dict[tuple[str, str], str] | None = None
+
+    @classmethod
+    def of(cls, job: Job, messages: MessagesFn | None = None) -> MethodRows:
+        traces = None
+        if job.method == "sft" and job.recipe.data.traces is not None:
+            traces = load_traces(job)
+        return cls(job, messages or job.task.messages, traces)
+
+    def trace(self, ex: Example) -> str | None:
+        """SFT: the example's trace ("" without a trace file, None when the file lacks it)."""
+        return "" if self.traces is None else self.traces.get((ex.id, ex.aspect))
+
+    def row(self, ex: Example, held: bool = False) -> Row | str:
+        job, task = self.job, self.job.task
+        if job.method == "sft":
+            spec = job.recipe.data.traces
+            missing = spec.missing if spec else "empty"
+            return sft_row(ex, task, self.messages, self.trace(ex), missing, held)
+        if job.method == "dpo":
+            pairs = job.recipe.data.pairs
+            return dpo_row(ex, task, self.messages, pairs.choose_by if pairs else None)
+        return grpo_row(ex, self.messages)
 
 
 def build_rows(
@@ -408,18 +428,19 @@ def build_rows(
     held_out: set[str] | frozenset[str] = frozenset(),
     stats: Counter | None = None,
 ) -> tuple[list[Row], Counter]:
-    """The method's rows for ``examples`` (``held_out``: the test documents; ``stats``: SFT
-    trace counts)."""
-    method, task = job.method, job.task
-    if method == "sft":
-        spec = job.recipe.data.traces
-        traces = load_traces(job) if spec is not None else None
-        missing = spec.missing if spec else "empty"
-        return sft_rows(examples, task, traces, missing, held_out, stats)
-    if method == "dpo":
-        pairs = job.recipe.data.pairs
-        return dpo_rows(examples, task, pairs.choose_by if pairs is not None else None)
-    return grpo_rows(examples, task)
+    """The method's rows for ``examples`` and the drops by reason (``held_out``: the test
+    documents; ``stats``: SFT's ``with_trace`` / ``without_trace`` counts of the rows built)."""
+    maker = MethodRows.of(job)
+    rows, dropped = [], Counter()
+    for ex in examples:
+        built = maker.row(ex, ex.id in held_out)
+        if isinstance(built, str):
+            dropped[built] += 1
+            continue
+        rows.append(built)
+        if stats is not None and job.method == "sft":
+            stats["with_trace" if maker.trace(ex) else "without_trace"] += 1
+    return rows, dropped
 
 
 # ----------------------------------------------------------------------------- traces

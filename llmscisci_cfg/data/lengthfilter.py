@@ -37,7 +37,6 @@ Fit = Callable[[Row, int], Row]
 PROMPT_TOO_LONG = "prompt_too_long"
 TOTAL_TOO_LONG = "total_too_long"
 TRUNCATED = "truncated"  # kept, its section cut (strategy truncate)
-_ANSWERS = {"sft": ("completion",), "dpo": ("chosen", "rejected"), "grpo": ()}
 
 
 @dataclass(frozen=True)
@@ -66,7 +65,9 @@ def percentile(values: list[int], q: float) -> float:
 def lengths(rows: list[Row], method: str, measure: Measure) -> tuple[list[int], list[int] | None]:
     """Prompt token counts and (except GRPO) prompt+answer token counts of ``rows``."""
     prompts = measure([r["prompt"] for r in rows], True)
-    answers = _ANSWERS[method]
+    from llmscisci_cfg.data.examples import ANSWER_COLUMNS
+
+    answers = ANSWER_COLUMNS[method]
     if not answers:
         return prompts, None
     per_answer = [measure([r["prompt"] + r[a] for r in rows], False) for a in answers]
@@ -124,9 +125,9 @@ def filter_splits(
         out.kept[name], out.excluded[name], tally = [], [], out.counts.setdefault(name, {})
         for i, row in enumerate(rows):
             total_i = t_len[i] if t_len is not None else None
-            reason = _over(limits, p_len[i], total_i)
+            reason = over(limits, p_len[i], total_i)
             if reason is not None and fit is not None:
-                cut = _fitted(row, fit, limits, p_len[i], total_i, method, measure)
+                cut = fitted(row, fit, limits, p_len[i], total_i, method, measure)
                 if cut is not None:
                     row, reason = cut, TRUNCATED
             mine = tally.setdefault(str(row.get("aspect", "")), Counter())
@@ -142,7 +143,7 @@ def filter_splits(
     return out
 
 
-def _over(limits: Limits, prompt: int, total: int | None) -> str | None:
+def over(limits: Limits, prompt: int, total: int | None) -> str | None:
     """The drop reason for these counts, or None when they are within the limits."""
     if limits.prompt is not None and prompt > limits.prompt:
         return PROMPT_TOO_LONG
@@ -151,7 +152,7 @@ def _over(limits: Limits, prompt: int, total: int | None) -> str | None:
     return None
 
 
-def _fitted(
+def fitted(
     row: Row,
     fit: Fit,
     limits: Limits,
@@ -169,18 +170,12 @@ def _fitted(
         return None
     cut = fit(row, budget)
     p_len, t_len = lengths([cut], method, measure)
-    return cut if _over(limits, p_len[0], t_len[0] if t_len else None) is None else None
+    return cut if over(limits, p_len[0], t_len[0] if t_len else None) is None else None
 
 
 def token_measure(tokenizer) -> Measure:
-    """A `Measure` that renders with the tokenizer's chat template and batch-tokenizes."""
-    from llmscisci_cfg.models import chat
+    """A `Measure` that renders with the tokenizer's chat template and batch-tokenizes (the
+    plain way; the build counts most examples faster and identically, `measure.Prompts`)."""
+    from llmscisci_cfg.data.measure import plain_measure
 
-    def measure(conversations: list[Messages], add_generation_prompt: bool) -> list[int]:
-        if not conversations:
-            return []
-        texts = [chat.render(tokenizer, c, add_generation_prompt) for c in conversations]
-        ids = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
-        return [len(x) for x in ids]
-
-    return measure
+    return plain_measure(tokenizer)

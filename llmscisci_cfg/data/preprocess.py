@@ -1,18 +1,23 @@
-"""`build_dataset`: recipe → the train/test `DatasetDict` every trainer and eval reads, cached.
+"""`build_dataset`: recipe → the train/test (and validation) `DatasetDict` every trainer and
+eval reads, cached.
 
-Steps: load the task, read the source, one example per report per aspect (sections read
-and cleaned by `data.clean.section_text`, labels decoded, empty sections counted out), split
-the source's document ids (seeded; nothing tokenizer-dependent decides the split), build the
-method's rows, drop or truncate over-long examples (a test example is truncated or listed as
-excluded, never moved), fingerprint the test set (`held_out_sha256`), save.
-The result is exactly what TRL's trainers take: conversational
-``prompt``/``completion`` (SFT), ``prompt``/``chosen``/``rejected`` (DPO), ``prompt`` plus the
-extra columns ``gold``, ``id`` and ``aspect`` (GRPO rewards get them as keyword arguments).
+Steps (`data.build`): read the rows and give each its split (`data.splits`: fixed split files,
+or a seeded split of the document ids; nothing tokenizer-dependent decides it), join the
+labels table (``data.labels``), then in Arrow batches: one example per report per aspect
+(sections read and cleaned by `data.clean.section_text`, labels decoded with the task's
+answer kind, empty sections counted out), the method's rows, their token counts; then drop or
+truncate over-long examples (a held-out example is truncated or listed as excluded, never
+moved), fingerprint each split (the rows, and the prompts as the model reads them), save.
+The result is exactly what TRL's trainers take: conversational ``prompt``/``completion``
+(SFT), ``prompt``/``chosen``/``rejected`` (DPO), ``prompt`` plus the extra columns ``gold``,
+``id`` and ``aspect`` (GRPO rewards get them as keyword arguments).
 
 The cache lives in ``data.cache_dir``, else ``$LLMSCISCI_CACHE``, else ``~/.cache/llmscisci``
-(under ``datasets/<key>``). The key covers everything the output depends on; see `cache_key`.
-Everything comes from the resolved `Job`: the task as loaded, the column map, and the data
-file's sha256 computed once (the same digest the manifest records).
+(under ``datasets/<key>``), readable as the umask allows (it is shared like a run directory).
+The key covers everything the output depends on and nothing else: file contents, never how
+a path was written (see `cache_key`). Everything comes from the resolved `Job`: the task as
+loaded, the column map, and the data files' sha256 computed once (the digests the manifest
+records).
 """
 
 from __future__ import annotations
@@ -23,19 +28,11 @@ import os
 import shutil
 import tempfile
 import warnings
-from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llmscisci_cfg.data.examples import (
-    BuildReport,
-    CleanTally,
-    Row,
-    build_rows,
-    collect,
-    split_documents,
-)
-from llmscisci_cfg.data.sources import load_source, quiet_datasets, require_columns
+from llmscisci_cfg.data.report import BuildReport
+from llmscisci_cfg.data.sources import quiet_datasets
 from llmscisci_cfg.errors import UserError
 from llmscisci_cfg.recipe.resolve import Job
 
@@ -43,15 +40,14 @@ if TYPE_CHECKING:
     from datasets import DatasetDict
 
 #: Bump when the built format changes, so old caches are not reused.
-CACHE_VERSION = 5  # 5: token_lengths has GRPO's prompt_any
-SPLITS = ("train", "test")
+CACHE_VERSION = 6  # 6: split files, labels join, per-split report, content-only key
 _REPORT = "build_report.json"
 
 
 def build_dataset(
     job: Job, *, use_cache: bool = True, tokenizer=None
 ) -> tuple[DatasetDict, BuildReport]:
-    """The job's train/test dataset and what building it did (from the cache when possible).
+    """The job's splits and what building them did (from the cache when possible).
 
     ``tokenizer`` defaults to `models.load.load_tokenizer` (the recipe's chat template); callers
     that already hold it pass it. A predict recipe has no training examples: a `UserError`.
@@ -62,6 +58,7 @@ def build_dataset(
             "reads its table as it is: run `llmscisci predict RECIPE --limit N` for a sample of "
             "its prompts and answers, and `llmscisci agree` to compare its labels with gold"
         )
+    require_inputs(job)
     if tokenizer is None:
         tokenizer = job.tokenizer()
     key = cache_key(job, tokenizer)
@@ -72,162 +69,114 @@ def build_dataset(
         if cached is not None:
             _point(pointer, path)
             return cached
-    dataset, report = _build(job, tokenizer)
+    if not use_cache:
+        return _build_uncached(job, tokenizer, key)
+    return _build_cached(job, tokenizer, key, path, pointer)
+
+
+def _build_uncached(job: Job, tokenizer, key: str) -> tuple[DatasetDict, BuildReport]:
+    """Build in a temporary folder and return the splits held in memory."""
+    with tempfile.TemporaryDirectory(prefix="llmscisci-build-") as tmp:
+        report = _build_report_into(job, tokenizer, Path(tmp))
+        dataset = _load_in_memory(Path(tmp) / "dataset")
     report.source_sha256, report.cache_key = job.data.sha256, key
-    if use_cache:
+    return dataset, report
+
+
+def _build_cached(
+    job: Job, tokenizer, key: str, path: Path, pointer: Path
+) -> tuple[DatasetDict, BuildReport]:
+    """Build beside the cache entry ``path``, publish it there, and return it (memory-mapped
+    from the cache). A cache that cannot be written costs a rebuild next time, nothing else."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=path.name + ".tmp-", dir=path.parent))
+    except OSError as exc:
+        warnings.warn(f"dataset cache not written to {path}: {exc}", stacklevel=3)
+        return _build_uncached(job, tokenizer, key)
+    try:
+        report = _build_report_into(job, tokenizer, work)
+        report.source_sha256, report.cache_key = job.data.sha256, key
         try:
-            _save(dataset, report, path)
-            report.cache_path = str(path)
-            _point(pointer, path)
-        except OSError as exc:  # an unwritable cache costs a rebuild next time, nothing else
-            warnings.warn(f"dataset cache not written to {path}: {exc}", stacklevel=2)
-    return dataset, report
+            _publish(work, report, path)
+        except OSError as exc:
+            warnings.warn(f"dataset cache not written to {path}: {exc}", stacklevel=3)
+            return _load_in_memory(work / "dataset"), report
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    _point(pointer, path)
+    cached = _load_cached(path)
+    if cached is None:  # removed or damaged by someone else the moment it was written
+        raise UserError(f"{path}: the dataset just written there cannot be read back")
+    cached[1].cache_hit = False
+    return cached
 
 
-def _build(job: Job, tokenizer) -> tuple[DatasetDict, BuildReport]:
-    source = load_source(job)
-    require_columns(source, job.columns.required())
-    tally = CleanTally()
-    examples, dropped = collect(source, job, tally)
-    data = job.recipe.data
-    test_ids = split_documents(document_ids(source, job), data.split.test_fraction, job.split_seed)
-    trace_stats: Counter = Counter()
-    rows, more = build_rows(job, examples, test_ids, trace_stats)
-    dropped += more
-    splits: dict[str, list[Row]] = {name: [] for name in SPLITS}
-    for row in rows:
-        splits["test" if row["id"] in test_ids else "train"].append(row)
-    report = BuildReport(rows=len(source.rows), examples=0)
-    if data.length_filter is not None:
-        from llmscisci_cfg.data.lengthfilter import filter_splits, token_measure
-
-        spec = data.length_filter
-        found = filter_splits(
-            splits, spec, job.method, token_measure(tokenizer), fit_section(job, tokenizer)
-        )
-        splits, dropped = found.kept, dropped + found.dropped
-        report.length_limits = {"prompt": found.limits.prompt, "total": found.limits.total}
-        report.length = {
-            "strategy": spec.strategy
-            + (f" ({spec.truncate})" if spec.strategy == "truncate" else ""),
-            "splits": {n: {a: dict(c) for a, c in per.items()} for n, per in found.counts.items()},
-        }
-        report.test_excluded = [list(x) for x in found.excluded.get("test", [])]
-    report.token_lengths = longest(splits["train"], job.method, tokenizer)
-    if job.method == "grpo":  # rollouts of the test split too (eval): what sizes a KV cache
-        test = longest(splits["test"], job.method, tokenizer)["prompt"]
-        report.token_lengths["prompt_any"] = max(report.token_lengths["prompt"] or 0, test or 0)
-    dataset = _to_datasetdict(splits, job.method, job.task.answer)
-    _fill_report(report, splits, dropped)
-    report.test_set_sha256 = held_out_sha256(splits["test"])
-    if job.recipe.data.clean is not None:
-        report.cleaning, report.clean_samples = tally.counts, tally.samples
-    if job.recipe.data.traces is not None and job.method == "sft":
-        report.traces = {k: trace_stats[k] for k in ("with_trace", "without_trace")}
-    return dataset, report
+def require_inputs(job: Job) -> None:
+    """Every data file the job reads exists (one `UserError` naming each missing one, by its
+    recipe key), before a tokenizer or model is loaded."""
+    problems = []
+    for file in job.inputs.values():
+        if file.path is None:
+            problems.append(file.problem or f"{file.key}: {file.ref}: not found")
+    if problems:
+        raise UserError("\n".join(problems))
 
 
-def longest(rows: list[Row], method: str, tokenizer) -> dict[str, int | None]:
-    """The longest prompt and prompt + answer (None for GRPO) of ``rows`` in tokens, as the
-    trainer will see them: what pads a batch, so what `plan`'s memory estimate needs."""
-    from llmscisci_cfg.data.lengthfilter import lengths, token_measure
+def _load_in_memory(folder: Path) -> DatasetDict:
+    from datasets import load_from_disk
 
-    prompt, total = lengths(rows, method, token_measure(tokenizer))
-    return {
-        "prompt": max(prompt, default=None),
-        "total": max(total, default=None) if total else None,
-    }
+    with quiet_datasets():
+        return load_from_disk(str(folder), keep_in_memory=True)
 
 
-def document_ids(source, job: Job) -> list[str]:
-    """Every non-empty document id of the source: what the split shuffles, so the split depends
-    only on the file, the fraction and the seed (not on aspects, labels, cleaning or tokens)."""
-    ids = (str(v).strip() for v in source.rows[job.columns.id] if v is not None)
-    return [i for i in ids if i]
+def _build_report_into(job: Job, tokenizer, work: Path) -> BuildReport:
+    """Build the splits and save them to ``work/dataset``; the report of the build."""
+    from datasets import DatasetDict
+
+    from llmscisci_cfg.data.assemble import assemble
+    from llmscisci_cfg.data.build import build_examples
+
+    (work / "parts").mkdir()
+    built = build_examples(job, tokenizer, work / "parts")
+    splits, report = assemble(job, tokenizer, built)
+    dataset = DatasetDict(splits)
+    # an empty split needs one (empty) shard, else load_from_disk fails on it (datasets 5.2)
+    shards = {name: 1 for name, split in dataset.items() if len(split) == 0}
+    with quiet_datasets():
+        dataset.save_to_disk(str(work / "dataset"), num_shards=shards)
+    return report
 
 
-def held_out_sha256(rows: list[Row]) -> str:
-    """sha256 naming a test set: over its examples sorted by (id, aspect), each as JSON
-    ``[id, aspect, gold, sha256 of the section text]``, the text as read and cleaned, before
-    any truncation. Two evaluations with the same value scored the same documents, aspects,
-    gold labels and texts; prompts, models and tokenizers may differ. A test example the
-    length filter dropped is not in it.
-    """
+def eval_split(dataset: Any) -> str:
+    """The split TRL evaluates on during training: ``validation`` when the recipe has one
+    (``data.splits.validation``), else ``test``."""
+    return "validation" if "validation" in dataset else "test"
+
+
+def held_out_sha256(rows: list[dict]) -> str:
+    """sha256 naming a list of built rows (``id``, ``aspect``, ``gold``, ``text``) as the build
+    names a split's rows (`assemble.set_sha256`; the test-set sha256): the same examples, the
+    same value."""
+    from llmscisci_cfg.data.assemble import set_sha256
     from llmscisci_cfg.digest import text_sha256
 
-    entries = [[r["id"], r["aspect"], r["gold"], text_sha256(r["text"])] for r in rows]
-    entries.sort(key=lambda e: json.dumps(e))
-    return hashlib.sha256(json.dumps(entries).encode()).hexdigest()
-
-
-def fit_section(job: Job, tokenizer):
-    """`lengthfilter.Fit` for ``strategy: truncate``: the row with its section cut by
-    `data.truncate.fit` (as `predict` cuts) so the rendered prompt has at most N tokens."""
-    from llmscisci_cfg.data.truncate import TokenCount, fit
-    from llmscisci_cfg.models import chat
-
-    spec = job.recipe.data.length_filter
-    counter = TokenCount(tokenizer)
-
-    def fit_row(row: Row, max_tokens: int) -> Row:
-        def messages(text: str) -> list[dict[str, str]]:
-            return job.task.messages(row["aspect"], text)
-
-        def render(text: str) -> str:
-            return chat.render(tokenizer, messages(text), add_generation_prompt=True)
-
-        _, cut, _ = fit(render, row["text"], max_tokens, spec.truncate, counter)
-        return {**row, "prompt": messages(cut)}
-
-    return fit_row
-
-
-def _fill_report(report: BuildReport, splits: dict[str, list[Row]], dropped: Counter) -> None:
-    docs = {name: {r["id"] for r in rows} for name, rows in splits.items()}
-    report.examples = sum(len(rows) for rows in splits.values())
-    report.dropped = dict(sorted(dropped.items()))
-    report.splits = {name: len(rows) for name, rows in splits.items()}
-    report.group_overlap = len(docs["train"] & docs["test"])
-    report.documents = {name: len(ids) for name, ids in docs.items()}
-
-
-def _to_datasetdict(
-    splits: dict[str, list[Row]], method: str, answer: str = "multi"
-) -> DatasetDict:
-    """``answer``: the task's answer kind; a ``single`` gold is a category index, the others
-    a list of ints (a one-hot list, or one level per dimension)."""
-    from datasets import Dataset, DatasetDict, Features, List, Value
-
-    messages = List({"role": Value("string"), "content": Value("string")})
-    columns: dict[str, Any] = {
-        "id": Value("string"),
-        "aspect": Value("string"),
-        "prompt": messages,
-        "gold": Value("int64") if answer == "single" else List(Value("int64")),
-    }
-    for name in {"sft": ("completion",), "dpo": ("chosen", "rejected"), "grpo": ()}[method]:
-        columns[name] = messages
-    features = Features(columns)
-    # from_dict, not from_list: from_list([]) loses the columns and fails on an empty split
-    return DatasetDict(
-        {
-            name: Dataset.from_dict({c: [r[c] for r in rows] for c in columns}, features=features)
-            for name, rows in splits.items()
-        }
-    )
+    return set_sha256([r["id"], r["aspect"], r["gold"], text_sha256(r["text"])] for r in rows)
 
 
 # ----------------------------------------------------------------------------- cache
 
 
 def cache_key(job: Job, tokenizer) -> str:
-    """sha256 over everything the built dataset depends on.
+    """sha256 over everything the built dataset depends on, and nothing else.
 
-    Covers: the source content hash, the trace file's content hash (SFT with traces), the
-    whole ``data`` section (``data.clean`` and the length filter's strategy included), the
-    cleaner's own code when ``data.clean`` is on, the effective split seed, the method name,
-    the resolved task (prompts, categories, codes), the tokenizer (its full serialized
-    vocabulary and rules) and the chat template text, plus `CACHE_VERSION`.
+    Covers: the content sha256 of every data file read (rows or split files, labels table,
+    SFT's trace file), the ``data`` section without its paths (``data.clean``, the split, the
+    length filter and its strategy included; a path written relative or absolute, or another
+    cache folder, names the same data), the cleaner's own code when ``data.clean`` is on, the
+    effective split seed, the method name, the resolved task (prompts, categories, codes), the
+    tokenizer (its full serialized vocabulary and rules) and the chat template text, plus
+    `CACHE_VERSION`.
     """
     parts = _recipe_parts(job)
     parts["tokenizer"] = tokenizer_identity(tokenizer)
@@ -257,17 +206,43 @@ def cached_report(job: Job) -> BuildReport | None:
 
 
 def _recipe_parts(job: Job) -> dict[str, Any]:
-    recipe = job.recipe
     return {
         "version": CACHE_VERSION,
-        "source": job.data.sha256,
-        "traces": job.traces.sha256 if job.traces is not None and job.method == "sft" else None,
-        "data": recipe.data.model_dump(mode="json"),
+        "files": data_files_sha256(job),
+        "data": data_settings(job),
         "clean": _cleaner_sha256() if job.recipe.data.clean is not None else None,
         "split_seed": job.split_seed,
         "method": job.method,
         "task": job.task.model_dump(mode="json"),
     }
+
+
+def data_files_sha256(job: Job) -> dict[str, str]:
+    """Content sha256 of each data file the build reads, by role (``source`` or the split
+    names, ``labels``, ``traces`` for SFT)."""
+    return {
+        role: file.sha256
+        for role, file in job.inputs.items()
+        if role != "traces" or job.method == "sft"
+    }
+
+
+def data_settings(job: Job) -> dict[str, Any]:
+    """The recipe's ``data`` section without the paths in it (file contents are keyed by
+    `data_files_sha256`, the task by its resolved content): what the key covers of it."""
+    data = job.recipe.data.model_dump(mode="json")
+    data.pop("cache_dir", None)
+    data.pop("task", None)
+    for section, keys in (
+        ("source", ("path",)),
+        ("splits", ("train", "validation", "test")),
+        ("labels", ("path",)),
+        ("traces", ("path",)),
+    ):
+        if isinstance(data.get(section), dict):
+            for key in keys:
+                data[section][key] = data[section][key] is not None
+    return data
 
 
 def _cleaner_sha256() -> str:
@@ -301,25 +276,40 @@ def tokenizer_identity(tokenizer) -> str:
     return hashlib.sha256((text + special).encode()).hexdigest()
 
 
-def _save(dataset: DatasetDict, report: BuildReport, path: Path) -> None:
-    """Write to a temporary sibling, then rename: readers never see a half-written entry."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=path.name + ".tmp-", dir=path.parent))
-    try:
-        # an empty split needs one (empty) shard, else load_from_disk fails on it (datasets 5.2)
-        shards = {name: 1 for name, split in dataset.items() if len(split) == 0}
-        with quiet_datasets():
-            dataset.save_to_disk(str(tmp / "dataset"), num_shards=shards)
-        (tmp / _REPORT).write_text(report.to_json() + "\n", encoding="utf-8")
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+def _publish(work: Path, report: BuildReport, path: Path) -> None:
+    """Make the build in ``work`` the cache entry ``path``: the report written beside the
+    dataset, modes as a plain ``mkdir``/``open`` would give them under the umask (colleagues
+    share a cache; ``mkdtemp`` makes a private 0700 folder), then one rename, so readers
+    never see a half-written entry."""
+    shutil.rmtree(work / "parts", ignore_errors=True)
+    (work / _REPORT).write_text(report.to_json() + "\n", encoding="utf-8")
+    plain_modes(work)
+    if path.exists():
+        shutil.rmtree(path)
+    os.replace(work, path)
+
+
+def plain_modes(folder: Path) -> None:
+    """Folders 0777 and files 0666, less the umask, under ``folder`` (itself included)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(folder, 0o777 & ~mask)
+    for root, dirs, names in os.walk(folder):
+        for name in dirs:
+            os.chmod(os.path.join(root, name), 0o777 & ~mask)
+        for name in names:
+            os.chmod(os.path.join(root, name), 0o666 & ~mask)
 
 
 def _point(pointer: Path, entry: Path) -> None:
     """Record ``entry`` as the newest build for a `lookup_key` (atomic rename)."""
+    try:
+        _write_pointer(pointer, entry)
+    except OSError as exc:  # plan will not find this build; nothing else depends on it
+        warnings.warn(f"dataset cache index not written at {pointer}: {exc}", stacklevel=2)
+
+
+def _write_pointer(pointer: Path, entry: Path) -> None:
     pointer.parent.mkdir(parents=True, exist_ok=True)
     tmp = pointer.with_name(pointer.name + f".tmp-{os.getpid()}")
     tmp.write_text(str(entry) + "\n", encoding="utf-8")

@@ -74,24 +74,32 @@ def source_format(path: Path, declared: str) -> str:
 
 
 def load_source(job: Job) -> Source:
-    """Read the job's ``data.source`` into a `Source`, or raise a `UserError` naming the file."""
-    path = job.data.require()
-    fmt = source_format(path, job.recipe.data.source.format)
+    """Read the job's rows (``data.source``, or the train file of ``data.splits``) into a
+    `Source`, or raise a `UserError` naming the file."""
+    data = job.recipe.data
+    declared = data.source.format if data.source is not None else data.splits.format
+    return read_source(job.data.require(), declared, job.data.key)
+
+
+def read_source(path: Path, declared: str = "auto", key: str = "data.source.path") -> Source:
+    """Read one table (``key``: the recipe key that names it, for messages) into a `Source`.
+
+    A CSV file is parsed in chunks straight into Arrow columns, so a large file costs its size
+    in Arrow memory, not a Python object per cell."""
+    fmt = source_format(path, declared)
     if fmt == "disk":
         return Source(path, fmt, _load_disk(path))
     if path.is_dir():
-        raise UserError(f"{path}: is a directory; data.source.format {fmt} needs a file")
+        raise UserError(f"{path}: is a directory; {key} in format {fmt} needs a file")
     if fmt == "parquet":
-        files.check_regular(path, "data.source.path", files.DATA_LIMIT)
+        files.check_regular(path, key, files.DATA_LIMIT)
         return Source(path, fmt, _nonempty(_load_builder(fmt, path), path))
-    raw = read_bytes(path)
+    if fmt == "csv":
+        return _csv_source(path, key)
+    raw = read_bytes(path, key)
     if not raw.strip():
         raise UserError(f"{path}: the file is empty")
     text = decode(raw, str(path))
-    if fmt == "csv":
-        header, records, lines = parse_csv(text, path)
-        columns = {name: [r[k] for r in records] for k, name in enumerate(header)}
-        return Source(path, fmt, _from_columns(columns, header), tuple(lines))
     records = jsonl_or_none(text, path)
     if records is None:  # one JSON document (a list of objects, or datasets' "field" layout)
         return Source(path, fmt, _nonempty(_load_builder(fmt, path), path))
@@ -156,6 +164,84 @@ def parse_csv(text: str, path: Path) -> tuple[list[str], list[list[str]], list[i
     if not records:
         raise UserError(f"{path}: has no data rows")
     return header, records, lines
+
+
+#: CSV records parsed into Python lists before they become Arrow columns.
+CSV_CHUNK = 20_000
+
+
+def _csv_source(path: Path, key: str) -> Source:
+    """A CSV file as a `Source` of text columns, parsed in chunks of `CSV_CHUNK` records."""
+    import pyarrow as pa
+
+    files.check_regular(path, key, files.DATA_LIMIT)
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            header, batches, lines = _csv_batches(f, path)
+    except UnicodeDecodeError:
+        decode(read_bytes(path, key), str(path))  # raises the UserError naming line and column
+        raise
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({key}): {exc.strerror or exc}") from None
+    table = pa.Table.from_batches(batches, schema=pa.schema([(n, pa.string()) for n in header]))
+    return Source(path, "csv", _from_arrow(table), tuple(lines))
+
+
+def _csv_batches(f, path: Path) -> tuple[list[str], list, list[int]]:
+    """The header, the records as Arrow record batches, and each record's first line; the same
+    checks as `parse_csv`."""
+    first = f.read(1)
+    if first != "\ufeff" and first:
+        f.seek(0)
+    reader = csv.reader(f)
+    batches, lines, chunk = [], [], []
+    try:
+        header = next(reader, None)
+        if not header or not any(c.strip() for c in header):
+            f.seek(0)
+            if not f.read(1 << 16).strip():
+                raise UserError(f"{path}: the file is empty")
+            raise UserError(f"{path}: no header line")
+        dup = sorted({c for c in header if header.count(c) > 1})
+        if dup:
+            raise UserError(f"{path}:1: the header repeats column(s) {', '.join(map(repr, dup))}")
+        check_column_names(header, f"{path}:1: the header")
+        start = reader.line_num + 1
+        for record in reader:
+            if record and len(record) != len(header):
+                raise UserError(
+                    f"{path}:{start}: {len(record)} fields, but the header has {len(header)}; "
+                    "quote cells that contain commas or newlines"
+                )
+            if record:
+                chunk.append(record)
+                lines.append(start)
+                if len(chunk) == CSV_CHUNK:
+                    batches.append(_record_batch(chunk, header))
+                    chunk = []
+            start = reader.line_num + 1
+    except csv.Error as exc:
+        raise UserError(f"{path}:{reader.line_num}: CSV error: {exc}") from None
+    if chunk:
+        batches.append(_record_batch(chunk, header))
+    if not lines:
+        raise UserError(f"{path}: has no data rows")
+    return header, batches, lines
+
+
+def _record_batch(records: list[list[str]], header: list[str]):
+    import pyarrow as pa
+
+    columns = [pa.array([r[k] for r in records], pa.string()) for k in range(len(header))]
+    return pa.RecordBatch.from_arrays(columns, names=header)
+
+
+def _from_arrow(table) -> Dataset:
+    """A `Dataset` over an Arrow table held in memory."""
+    from datasets import Dataset
+    from datasets.table import InMemoryTable
+
+    return Dataset(InMemoryTable(table))
 
 
 def check_column_names(names: list[str], where: str) -> None:

@@ -28,9 +28,10 @@ def read_input(job: Job, limit: int | None) -> Inputs:
     """The source table and its first ``limit`` rows; missing columns are a `UserError` naming
     the file and the recipe key, and so are columns this prediction would write."""
     from llmscisci_cfg.data.sources import column_list
+    from llmscisci_cfg.data.labels import join_table
     from llmscisci_cfg.data.table import read_table
 
-    table = read_table(job.data.require())
+    table = join_table(read_table(job.data.require()), job)  # data.labels: every row
     cols = job.columns
     wanted = {"data.columns.id": cols.id}
     wanted |= {f"data.columns.text.{a}": c for a, c in cols.text.items()}

@@ -30,6 +30,7 @@ def recipe_problems(recipe: Recipe, task: TaskSpec | None) -> list[Problem]:
         _grpo_batch,
         _dpo_pairs,
         _sft_labels,
+        _data_tables,
         _quantization,
         _launch,
         _template,
@@ -105,10 +106,11 @@ def _dpo_pairs(recipe: Recipe) -> Iterator[Problem]:
                 ("data", "pairs"),
                 "give either data.pairs or data.columns.chosen/rejected, not both",
             )
-        if not cols.label:
+        if not recipe.data.label_columns:
             yield Problem(
                 ("data", "columns", "label"),
-                "data.pairs scores the answers against gold; name the label column per aspect",
+                "data.pairs scores the answers against gold; name the label column per aspect "
+                "(or data.labels)",
             )
         return
     for side in ("chosen", "rejected"):
@@ -124,10 +126,40 @@ def _dpo_pairs(recipe: Recipe) -> Iterator[Problem]:
 
 
 def _sft_labels(recipe: Recipe) -> Iterator[Problem]:
-    if recipe.method.name == "sft" and not recipe.data.columns.label:
+    if recipe.method.name == "sft" and not recipe.data.label_columns:
         yield Problem(
             ("data", "columns", "label"),
-            "method sft writes the gold label into each completion; name the label column per aspect",
+            "method sft writes the gold label into each completion; name the label column per "
+            "aspect (or join a labels table with data.labels)",
+        )
+
+
+def _data_tables(recipe: Recipe) -> Iterator[Problem]:
+    """One way to give the rows, one way to split them, one way to give the labels."""
+    data = recipe.data
+    if data.splits is not None:
+        if data.source is not None:
+            yield Problem(
+                ("data", "splits"),
+                "give data.source (one table, split by id) or data.splits (fixed split files), "
+                "not both",
+            )
+        if "split" in data.model_fields_set:
+            yield Problem(
+                ("data", "split"),
+                "data.split splits one table by id; with data.splits the files are the splits: "
+                "remove data.split",
+            )
+        if recipe.method.name == "predict":
+            yield Problem(
+                ("data", "splits"),
+                "predict labels one table: name it with data.source (e.g. the test file)",
+            )
+    if data.labels is not None and data.columns.label is not None:
+        yield Problem(
+            ("data", "columns", "label"),
+            "the labels come from data.labels (the table joined on the id): remove "
+            "data.columns.label, or data.labels to read labels from the rows",
         )
 
 
@@ -211,8 +243,7 @@ def _task_kind(recipe: Recipe, task: TaskSpec) -> Iterator[Problem]:
                 "training needs a label task",
             )
         return
-    cols = recipe.data.columns
-    if task.kind == "rationale" and not cols.label:
+    if task.kind == "rationale" and not recipe.data.label_columns:
         yield Problem(
             ("data", "columns", "label"),
             "a rationale task explains the gold label: name the label column per aspect",
@@ -222,7 +253,7 @@ def _task_kind(recipe: Recipe, task: TaskSpec) -> Iterator[Problem]:
             yield Problem(
                 ("method", "shots"), f"few-shot examples are for label tasks, not {task.kind}"
             )
-        elif not cols.label:
+        elif not recipe.data.label_columns:
             yield Problem(
                 ("data", "columns", "label"),
                 "method.shots needs labelled examples: name the label column per aspect (of "
@@ -251,6 +282,8 @@ def _task_aspects(recipe: Recipe, task: TaskSpec) -> Iterator[Problem]:
     named = [(("data", "aspects"), recipe.data.aspects or [])]
     for key in ("text", "label", "chosen", "rejected"):
         named.append((("data", "columns", key), list(getattr(recipe.data.columns, key) or {})))
+    if recipe.data.labels is not None:
+        named.append((("data", "labels", "columns"), list(recipe.data.labels.columns)))
     for path, aspects in named:
         for aspect in aspects:
             if aspect not in known:
@@ -349,10 +382,15 @@ def _builtin_data(recipe: Recipe) -> Iterator[Problem]:
     """A ``builtin:`` data name must be one the package ships (the files themselves are read
     later, by the data stage); a field that takes only a path takes no ``builtin:`` name."""
     data = recipe.data
-    for key, value in (
-        (("data", "source", "path"), data.source.path),
+    named = [
+        (("data", "source", "path"), data.source.path if data.source else None),
         (("data", "traces", "path"), data.traces.path if data.traces else None),
-    ):
+        (("data", "labels", "path"), data.labels.path if data.labels else None),
+    ]
+    named += [
+        (("data", "splits", n), p) for n, p in (data.splits.files() if data.splits else {}).items()
+    ]
+    for key, value in named:
         problem = unknown_builtin_data(value) if value is not None else None
         if problem:
             yield Problem(key, problem)
@@ -404,7 +442,7 @@ def _reward_specs(recipe: Recipe) -> list[Problem]:
         found.append(Problem(("rewards",), "every reward weight is 0; GRPO would learn nothing"))
     from llmscisci_cfg.rewards.registry import BUILTINS, check_specs
 
-    if not recipe.data.columns.label:
+    if not recipe.data.label_columns:
         for i, spec in enumerate(recipe.rewards):
             if spec.name in BUILTINS and "gold" in BUILTINS[spec.name].reads:
                 found.append(

@@ -90,17 +90,27 @@ class ColumnMap:
     chosen: dict[str, str] | None
     rejected: dict[str, str] | None
     answers: dict[str, list[str]] | None = None  # data.pairs: answer columns per aspect
+    joined: bool = False  # the label columns are the labels table's (data.labels), joined on id
 
     def required(self) -> dict[str, str]:
-        """``{recipe key: column}`` of every column the build reads."""
+        """``{recipe key: column}`` of every column the build reads from the rows' table (the
+        label columns of a joined labels table are `label_keys`)."""
         out = {"data.columns.id": self.id}
         for name in ("text", "label", "chosen", "rejected"):
+            if name == "label" and self.joined:
+                continue
             for aspect, column in (getattr(self, name) or {}).items():
                 out[f"data.columns.{name}.{aspect}"] = column
         for aspect, columns in (self.answers or {}).items():
             for i, column in enumerate(columns):
                 out[f"data.pairs.answers.{aspect}.{i}"] = column
         return out
+
+    def label_key(self, aspect: str) -> str:
+        """The recipe key that names ``aspect``'s label column, for messages."""
+        if self.joined:
+            return f"data.labels.columns.{aspect}"
+        return f"data.columns.label.{aspect}"
 
 
 @dataclass(frozen=True)
@@ -123,13 +133,15 @@ class Job:
     task: TaskSpec
     model: ModelRef
     template: TemplateRef
-    data: InputFile
+    data: InputFile  # the rows: data.source, or the train file of data.splits
     traces: InputFile | None
     rewards: tuple[RewardSource, ...]
     device: str  # cuda or cpu, for this machine
     cuda: bool  # whether a CUDA device is visible here
     run_dir: Path
     cache_root: Path
+    splits: dict[str, InputFile] | None = None  # data.splits: {split name: file}
+    labels: InputFile | None = None  # data.labels
 
     @property
     def name(self) -> str:
@@ -156,6 +168,18 @@ class Job:
         assistant-only loss): a tokenizer's own template is then checked for them."""
         method = self.recipe.method
         return method.name == "sft" and method.assistant_only_loss
+
+    @property
+    def inputs(self) -> dict[str, InputFile]:
+        """Every data file the job reads, by role: ``source`` or ``train``/``validation``/
+        ``test``, then ``labels`` and ``traces`` (what the manifest records and `reproduce`
+        checks)."""
+        found = dict(self.splits) if self.splits is not None else {"source": self.data}
+        if self.labels is not None:
+            found["labels"] = self.labels
+        if self.traces is not None:
+            found["traces"] = self.traces
+        return found
 
     @cached_property
     def columns(self) -> ColumnMap:
@@ -252,8 +276,10 @@ def resolve(
         task=task,
         model=model_ref(recipe),
         template=template_ref(recipe),
-        data=input_file("data.source.path", data.source.path, base),
+        data=rows_file(data, base),
         traces=input_file("data.traces.path", data.traces.path, base) if data.traces else None,
+        splits=split_files(data, base),
+        labels=input_file("data.labels.path", data.labels.path, base) if data.labels else None,
         rewards=tuple(reward_source(spec, base) for spec in recipe.rewards or []),
         device=device_for(recipe, cuda),
         cuda=cuda,
@@ -280,6 +306,23 @@ def cache_root(recipe: Recipe) -> Path:
         return resources.ref_path(recipe.data.cache_dir, recipe.source_dir)
     env = os.environ.get("LLMSCISCI_CACHE")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "llmscisci"
+
+
+def rows_file(data: Any, base: Path) -> InputFile:
+    """The table of rows: ``data.source``, else the train file of ``data.splits``."""
+    if data.source is not None:
+        return input_file("data.source.path", data.source.path, base)
+    return input_file("data.splits.train", data.splits.train, base)
+
+
+def split_files(data: Any, base: Path) -> dict[str, InputFile] | None:
+    """``data.splits`` as ``{split name: InputFile}`` (None with an id-based split)."""
+    if data.splits is None:
+        return None
+    return {
+        name: input_file(f"data.splits.{name}", ref, base)
+        for name, ref in data.splits.files().items()
+    }
 
 
 def input_file(key: str, ref: str, base: Path) -> InputFile:
@@ -311,17 +354,21 @@ def resolve_columns(recipe: Recipe, task: TaskSpec) -> ColumnMap:
     aspects = data.aspects or list(task.aspects)
     _known_aspects(aspects, task, "data.aspects")
     maps: dict[str, dict[str, str] | None] = {}
+    joined = data.labels is not None
     for name in ("text", "label", "chosen", "rejected"):
         given = getattr(cols, name)
+        key = f"data.columns.{name}"
+        if name == "label" and joined:
+            given, key = data.labels.columns, "data.labels.columns"
         if given is not None:
-            _known_aspects(list(given), task, f"data.columns.{name}")
+            _known_aspects(list(given), task, key)
         if name == "text":
             given = {a: (given or {}).get(a, task.aspects[a].text_column) for a in aspects}
         elif given is not None:
             missing = [a for a in aspects if a not in given]
             if missing:
                 raise UserError(
-                    f"data.columns.{name}: no column for aspect(s) {', '.join(missing)}; "
+                    f"{key}: no column for aspect(s) {', '.join(missing)}; "
                     f"name one per aspect built ({', '.join(aspects)}), or restrict data.aspects"
                     + (
                         ""
@@ -341,7 +388,7 @@ def resolve_columns(recipe: Recipe, task: TaskSpec) -> ColumnMap:
                 f"them per aspect built ({', '.join(aspects)}), or restrict data.aspects"
             )
         answers = {a: list(data.pairs.answers[a]) for a in aspects}
-    return ColumnMap(id=cols.id, aspects=list(aspects), answers=answers, **maps)
+    return ColumnMap(id=cols.id, aspects=list(aspects), answers=answers, joined=joined, **maps)
 
 
 def _known_aspects(names: Iterable[str], task: TaskSpec, key: str) -> None:

@@ -214,6 +214,65 @@ class TraceSpec(Section):
     )
 
 
+class SplitFiles(Section):
+    """Fixed split files, as a study ships them: every file has the source's columns."""
+
+    train: Annotated[str, RecipePath("data")] = Field(
+        ...,
+        min_length=1,
+        description="The training rows: a CSV, JSON(L) or Parquet file (or save_to_disk folder), "
+        "relative to the recipe.",
+    )
+    validation: Annotated[str, RecipePath("data")] | None = Field(
+        None,
+        description="Rows TRL evaluates on during training (train.eval_steps) and `llmscisci "
+        "eval --split validation` reads; null: none.",
+    )
+    test: Annotated[str, RecipePath("data")] | None = Field(
+        None,
+        description="The held-out rows `llmscisci eval` scores; null: an empty test split.",
+    )
+    format: Literal["auto", "csv", "json", "parquet", "disk"] = Field(
+        "auto", description="File format of every split file; 'auto' decides from each extension."
+    )
+
+    def files(self) -> dict[str, str]:
+        """``{split name: path}`` of the files given, in the order train, validation, test."""
+        named = {"train": self.train, "validation": self.validation, "test": self.test}
+        return {name: path for name, path in named.items() if path is not None}
+
+
+class LabelsSpec(Section):
+    """Gold labels kept in a second table, joined to the rows on the document id."""
+
+    path: Annotated[str, RecipePath("data")] = Field(
+        ...,
+        min_length=1,
+        description="The labels table (CSV, JSON(L), Parquet), relative to the recipe; one row "
+        "per id.",
+    )
+    id: str = Field(
+        "id",
+        min_length=1,
+        description="The labels table's id column, matched against data.columns.id of the rows.",
+    )
+    columns: dict[str, str] = Field(
+        ...,
+        description="Gold-label column of the labels table per aspect, e.g. {tweet: answer}; "
+        "decoded with the task's answer kind.",
+    )
+    format: Literal["auto", "csv", "json", "parquet"] = Field(
+        "auto", description="File format; 'auto' decides from the extension."
+    )
+
+    @field_validator("columns")
+    @classmethod
+    def _not_empty(cls, v: dict[str, str]) -> dict[str, str]:
+        if not v:
+            raise ValueError("name the label column of at least one aspect")
+        return v
+
+
 class SplitSpec(Section):
     test_fraction: Annotated[Float, Field(gt=0.0, lt=1.0)] = Field(
         0.2, description="Fraction of documents held out for evaluation."
@@ -327,7 +386,21 @@ class DataSpec(Section):
     task_overrides: TaskOverride | None = Field(
         None, description="Replace parts of the task definition."
     )
-    source: SourceSpec = Field(..., description="Where the reports come from.")
+    source: SourceSpec | None = Field(
+        None,
+        description="The table of rows, split by document id (data.split); or give data.splits.",
+    )
+    splits: SplitFiles | None = Field(
+        None,
+        description="Fixed split files {train, validation, test} instead of data.source and the "
+        "id-based data.split.",
+    )
+    labels: LabelsSpec | None = Field(
+        None,
+        description="Gold labels from a second table joined on the id (instead of "
+        "data.columns.label); rows without a label are left out of training and counted, and "
+        "stay in the table `predict` labels.",
+    )
     columns: Columns = Field(default_factory=Columns, description="Column names in the source.")
     aspects: list[str] | None = Field(
         None, description="Aspects to build examples for; defaults to all of the task's."
@@ -363,6 +436,21 @@ class DataSpec(Section):
         None,
         description="Where built datasets are cached; defaults to ~/.cache/llmscisci (or $LLMSCISCI_CACHE).",
     )
+
+    @model_validator(mode="after")
+    def _one_table(self):
+        if self.source is None and self.splits is None:
+            raise ValueError(
+                "give the rows: data.source (one table, split by id) or data.splits (fixed "
+                "train/validation/test files)"
+            )
+        return self
+
+    @property
+    def label_columns(self) -> dict[str, str] | None:
+        """The gold-label column per aspect: ``data.labels.columns`` (of the labels table) or
+        ``data.columns.label`` (of the rows); None for unlabelled data."""
+        return self.labels.columns if self.labels is not None else self.columns.label
 
     @field_validator("aspects")
     @classmethod

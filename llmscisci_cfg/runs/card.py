@@ -137,9 +137,10 @@ def _training_rows(manifest: dict[str, Any], method: str) -> list[tuple[str, Any
     rows.append(("resolved recipe sha256", _code(recipe.get("resolved_sha256"))))
     if recipe.get("overrides"):
         rows.append(("overrides", " ".join(f"`--set {o}`" for o in recipe["overrides"])))
-    for key, label in (("source", "data"), ("traces", "traces")):
-        file = (manifest.get("data") or {}).get(key)
-        if file:
+    for key, file in (manifest.get("data") or {}).items():
+        label = {"source": "data", "labels": "labels"}.get(key, key)
+        label = f"{key} split" if key in ("train", "validation", "test") else label
+        if isinstance(file, dict):
             rows.append((label, f"`{file.get('path')}` ({file.get('file')})"))
             rows.append((f"{label} sha256", _code(file.get("sha256"))))
     rows += _prompt_rows(manifest)

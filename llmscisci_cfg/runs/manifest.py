@@ -165,12 +165,12 @@ def final_info(job: Job, lora: bool) -> FinalInfo:
 
 
 def data_info(job: Job) -> dict[str, Any]:
-    """The data source (and traces file): reference, resolved file and content sha256."""
-    info: dict[str, Any] = {}
-    for key, file in (("source", job.data), ("traces", job.traces)):
-        if file is not None:
-            info[key] = {"path": file.ref, "file": str(file.require()), "sha256": file.sha256}
-    return info
+    """Each data file read (the source or the split files, the labels table, the traces),
+    by role: reference, resolved file and content sha256."""
+    return {
+        key: {"path": file.ref, "file": str(file.require()), "sha256": file.sha256}
+        for key, file in job.inputs.items()
+    }
 
 
 def template_info(job: Job, text: str) -> dict[str, Any]:

@@ -32,12 +32,13 @@ def build_trainer(job: Job, compiled: Compiled, tokenizer: Any, callbacks: list[
     """The TRL trainer for ``job`` (the dataset comes from `data.preprocess.build_dataset`)."""
     from accelerate import PartialState
 
-    from llmscisci_cfg.data.preprocess import build_dataset
+    from llmscisci_cfg.data.preprocess import build_dataset, eval_split
 
     with PartialState().main_process_first():  # rank 0 fills the dataset cache, the others read it
         dataset, report = build_dataset(job, tokenizer=tokenizer)
     args = make_config(compiled)
     require_examples(job, dataset, report, args.eval_strategy != "no")
+    evaluate = eval_split(dataset)  # a validation file when the recipe has one, else test
     if getattr(args, "use_transformers_continuous_batching", False):
         size_paged_cache(args, report, rollout_rows(job.recipe))
     spec = load_spec(compiled)
@@ -48,7 +49,7 @@ def build_trainer(job: Job, compiled: Compiled, tokenizer: Any, callbacks: list[
         "model": model,
         "args": args,
         "train_dataset": dataset["train"],
-        "eval_dataset": dataset["test"] if args.eval_strategy != "no" else None,
+        "eval_dataset": dataset[evaluate] if args.eval_strategy != "no" else None,
         "processing_class": tokenizer,
         "peft_config": make_lora(compiled),
         "callbacks": list(callbacks),
@@ -82,11 +83,13 @@ def load_spec(compiled: Compiled) -> LoadSpec:
 
 def require_examples(job: Job, dataset: Any, report: Any, evaluate: bool) -> None:
     """`UserError` when a split the trainer reads is empty (TRL would fail with a traceback)."""
-    for split in ("train", "test") if evaluate else ("train",):
+    from llmscisci_cfg.data.preprocess import eval_split
+
+    for split in ("train", eval_split(dataset)) if evaluate else ("train",):
         if len(dataset[split]) == 0:
             dropped = ", ".join(f"{k}: {v}" for k, v in report.dropped.items()) or "none"
             raise UserError(
-                f"data.source.path {job.data.ref}: the {split} split has no examples "
+                f"{job.data.key} {job.data.ref}: the {split} split has no examples "
                 f"({report.rows} source rows, {report.examples} examples; dropped: {dropped}); "
                 "check data.columns, data.aspects, data.split and data.length_filter"
             )

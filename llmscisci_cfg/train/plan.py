@@ -238,8 +238,10 @@ def data_summary(job: Job) -> dict[str, Any]:
     """The source (and its sha256) and, when `preprocess` has cached this build, its summary."""
     from llmscisci_cfg.data import preprocess
 
-    try:
-        info: dict[str, Any] = {"source": str(job.data.require()), "source_sha256": job.data.sha256}
+    info: dict[str, Any] = {}
+    try:  # each data file by role: source (or the split files), labels, traces
+        for role, file in job.inputs.items():
+            info[role], info[f"{role}_sha256"] = str(file.require()), file.sha256
     except UserError as exc:
         return {"source": job.data.ref, "problem": str(exc)}
     report = preprocess.cached_report(job)

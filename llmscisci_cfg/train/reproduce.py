@@ -74,7 +74,9 @@ def changed_inputs(run: RunDir) -> list[str]:
     recorded = run.manifest
     now: dict[str, tuple[str | None, str | None]] = {}
     data = recorded.get("data") if isinstance(recorded.get("data"), dict) else {}
-    for key, file in (("source", job.data), ("traces", job.traces)):
+    files = job.inputs
+    for key in dict.fromkeys([*files, *(k for k, v in data.items() if isinstance(v, dict))]):
+        file = files.get(key)
         entry = data.get(key) if isinstance(data.get(key), dict) else None
         if entry is not None or file is not None:
             current = file.sha256 if file is not None and file.path is not None else None

@@ -6,8 +6,9 @@ import re
 
 import pytest
 
-from llmscisci_cfg.data.examples import build_rows, collect, load_traces, split_documents
+from llmscisci_cfg.data.examples import build_rows, collect, load_traces
 from llmscisci_cfg.data.sources import load_source
+from llmscisci_cfg.data.splits import split_documents
 from llmscisci_cfg.errors import UserError
 from tests.data_helpers import LABELS, make_job, report, reports, write_csv, write_jsonl
 

@@ -160,6 +160,9 @@ def test_cli_json_summary(cli, tmp_path):
         "splits": {"train": summary["splits"]["train"], "test": summary["splits"]["test"]},
         "group_overlap": 0,
         "test_set_sha256": summary["test_set_sha256"],
+        "test_prompts_sha256": summary["test_prompts_sha256"],
+        "split_by": "id",
+        "per_split": summary["per_split"],
         "token_lengths": {
             "prompt": summary["token_lengths"]["prompt"],
             "total": None,
@@ -170,6 +173,16 @@ def test_cli_json_summary(cli, tmp_path):
     lengths = summary["token_lengths"]  # GRPO recipe: prompts only
     assert 0 < lengths["prompt"] <= lengths["prompt_any"]  # the test split's prompts too
     assert re.fullmatch("[0-9a-f]{64}", summary["test_set_sha256"])
+    per = summary["per_split"]
+    assert list(per) == ["train", "test"]
+    assert {n: (e["rows"], e["documents"], e["examples"]) for n, e in per.items()} == {
+        "train": (9, 9, 17),
+        "test": (2, 2, 4),
+    }  # the empty 'easy' section of row 50 is a train drop
+    assert per["train"]["dropped"] == {"empty_text": 1} and per["test"]["dropped"] == {}
+    assert per["test"]["sha256"] == summary["test_set_sha256"]
+    assert per["test"]["prompts_sha256"] == summary["test_prompts_sha256"]
+    assert per["train"]["truncated"] == per["test"]["truncated"] == 0
 
 
 def test_cli_text_and_cache_and_preview(cli, tmp_path):

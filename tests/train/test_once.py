@@ -21,7 +21,7 @@ STEPS = ("train.max_steps=1", "train.save_steps=1", "train.logging_steps=1")
 
 @pytest.fixture
 def counts(monkeypatch) -> Counter:
-    """Counters on the task parser, the tokenizer loader, the CSV parser and the hasher."""
+    """Counters on the task parser, the tokenizer loader, the table reader and the hasher."""
     from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
     found: Counter = Counter()
@@ -37,7 +37,7 @@ def counts(monkeypatch) -> Counter:
         spec, "load_file", counted(lambda p, *_: ("task", Path(p).name), spec.load_file)
     )
     monkeypatch.setattr(
-        sources, "parse_csv", counted(lambda t, p: ("parse", Path(p).name), sources.parse_csv)
+        sources, "read_source", counted(lambda p, *_: ("parse", Path(p).name), sources.read_source)
     )
     monkeypatch.setattr(
         digest, "content_sha256", counted(lambda p: ("hash", Path(p).name), digest.content_sha256)
