@@ -80,8 +80,7 @@ GOALS = {
         lambda v: v >= 1.0,
     ),
     "predict_served_vs_local": (
-        "`predict` through `llmscisci serve` answers byte for byte as local; ≥ 0.5× its "
-        "sections/s",
+        "`predict` through `llmscisci serve` answers byte for byte as local; ≥ 0.5× its sections/s",
         lambda v: v >= 0.5,
     ),
     "score_100k_seconds": (

@@ -27,8 +27,8 @@ class Inputs:
 def read_input(job: Job, limit: int | None) -> Inputs:
     """The source table and its first ``limit`` rows; missing columns are a `UserError` naming
     the file and the recipe key, and so are columns this prediction would write."""
-    from llmscisci_cfg.data.sources import column_list
     from llmscisci_cfg.data.labels import join_table
+    from llmscisci_cfg.data.sources import column_list
     from llmscisci_cfg.data.table import read_table
 
     table = join_table(read_table(job.data.require()), job)  # data.labels: every row
