@@ -142,7 +142,7 @@ def test_recipe_errors_name_the_key(tmp_path, extra, key, needle):
 
 
 def test_predict_reads_every_row_with_its_label_or_none(tmp_path):
-    from llmscisci_cfg.predict.runner import _table
+    from llmscisci_cfg.predict.table import read_input
 
     _tweets(tmp_path)
     job = load_job(write_recipe(tmp_path, _data(), method="predict"))
@@ -150,7 +150,7 @@ def test_predict_reads_every_row_with_its_label_or_none(tmp_path):
     assert joined.columns == ["tweet_lang", "message_id", "tweet_text", "answer"]
     assert len(joined.rows) == 30
     assert joined.rows[1]["answer"] is None and joined.rows[2]["answer"].startswith("{")
-    table, rows = _table(job, None)  # what `predict` labels: every tweet
+    rows = read_input(job, None).rows  # what `predict` labels: every tweet
     assert [r["message_id"] for r in rows] == [str(i) for i in range(30)]
     assert rows[4]["answer"] == joined.rows[4]["answer"]
 
