@@ -140,27 +140,11 @@ def parse_csv(text: str, path: Path) -> tuple[list[str], list[list[str]], list[i
     Ragged rows are errors; blank lines are skipped, as pandas does; a leading BOM is dropped.
     """
     reader = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
-    try:
-        header = next(reader, None)
-        if not header:
-            raise UserError(f"{path}: no header line")
-        records, lines, start = [], [], reader.line_num + 1
-        for record in reader:
-            if record and len(record) != len(header):
-                raise UserError(
-                    f"{path}:{start}: {len(record)} fields, but the header has {len(header)}; "
-                    "quote cells that contain commas or newlines"
-                )
-            if record:
-                records.append(record)
-                lines.append(start)
-            start = reader.line_num + 1
-    except csv.Error as exc:
-        raise UserError(f"{path}:{reader.line_num}: CSV error: {exc}") from None
-    dup = sorted({c for c in header if header.count(c) > 1})
-    if dup:
-        raise UserError(f"{path}:1: the header repeats column(s) {', '.join(map(repr, dup))}")
-    check_column_names(header, f"{path}:1: the header")
+    records, lines = [], []
+    header = _csv_header(reader, path, lambda: not text.strip())
+    for line, record in _csv_records(reader, header, path):
+        records.append(record)
+        lines.append(line)
     if not records:
         raise UserError(f"{path}: has no data rows")
     return header, records, lines
@@ -195,18 +179,44 @@ def _csv_batches(f, path: Path) -> tuple[list[str], list, list[int]]:
         f.seek(0)
     reader = csv.reader(f)
     batches, lines, chunk = [], [], []
+
+    def empty() -> bool:
+        f.seek(0)
+        return not f.read(1 << 16).strip()
+
+    header = _csv_header(reader, path, empty)
+    for line, record in _csv_records(reader, header, path):
+        chunk.append(record)
+        lines.append(line)
+        if len(chunk) == CSV_CHUNK:
+            batches.append(_record_batch(chunk, header))
+            chunk = []
+    if chunk:
+        batches.append(_record_batch(chunk, header))
+    if not lines:
+        raise UserError(f"{path}: has no data rows")
+    return header, batches, lines
+
+
+def _csv_header(reader, path: Path, empty) -> list[str]:
+    """The checked header of a CSV ``reader`` (``empty()``: whether the whole file is blank)."""
     try:
         header = next(reader, None)
-        if not header or not any(c.strip() for c in header):
-            f.seek(0)
-            if not f.read(1 << 16).strip():
-                raise UserError(f"{path}: the file is empty")
-            raise UserError(f"{path}: no header line")
-        dup = sorted({c for c in header if header.count(c) > 1})
-        if dup:
-            raise UserError(f"{path}:1: the header repeats column(s) {', '.join(map(repr, dup))}")
-        check_column_names(header, f"{path}:1: the header")
-        start = reader.line_num + 1
+    except csv.Error as exc:
+        raise UserError(f"{path}:{reader.line_num}: CSV error: {exc}") from None
+    if not header or not any(c.strip() for c in header):
+        raise UserError(f"{path}: the file is empty" if empty() else f"{path}: no header line")
+    dup = sorted({c for c in header if header.count(c) > 1})
+    if dup:
+        raise UserError(f"{path}:1: the header repeats column(s) {', '.join(map(repr, dup))}")
+    check_column_names(header, f"{path}:1: the header")
+    return header
+
+
+def _csv_records(reader, header: list[str], path: Path):
+    """``(first line, record)`` of every non-blank record; a ragged one is a `UserError`."""
+    start = reader.line_num + 1
+    try:
         for record in reader:
             if record and len(record) != len(header):
                 raise UserError(
@@ -214,19 +224,10 @@ def _csv_batches(f, path: Path) -> tuple[list[str], list, list[int]]:
                     "quote cells that contain commas or newlines"
                 )
             if record:
-                chunk.append(record)
-                lines.append(start)
-                if len(chunk) == CSV_CHUNK:
-                    batches.append(_record_batch(chunk, header))
-                    chunk = []
+                yield start, record
             start = reader.line_num + 1
     except csv.Error as exc:
         raise UserError(f"{path}:{reader.line_num}: CSV error: {exc}") from None
-    if chunk:
-        batches.append(_record_batch(chunk, header))
-    if not lines:
-        raise UserError(f"{path}: has no data rows")
-    return header, batches, lines
 
 
 def _record_batch(records: list[list[str]], header: list[str]):

@@ -12,6 +12,7 @@ trains exactly those tokens.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -94,12 +95,19 @@ def template_problems(text: str, assistant_only_loss: bool = False) -> list[str]
     (no transformers import; in a memory- and time-capped child process): a syntax or runtime
     error, a runaway loop or a huge output, a template that does not show the conversation, and
     (for an assistant-only loss) one without ``{% generation %}`` markers. Empty when fine."""
+    return list(_checked_template(text, assistant_only_loss))
+
+
+@functools.lru_cache(maxsize=64)
+def _checked_template(text: str, assistant_only_loss: bool) -> tuple[str, ...]:
+    """`template_problems`, remembered per text: a process that loads many recipes (a server,
+    a test session) checks each template once; the check is a pure function of the text."""
     from llmscisci_cfg import sandbox
 
     try:
-        return sandbox.isolated(_template_problems, text, assistant_only_loss)
+        return tuple(sandbox.isolated(_template_problems, text, assistant_only_loss))
     except sandbox.TemplateBudgetError as exc:
-        return [f"the chat template fails to render: {exc}"]
+        return (f"the chat template fails to render: {exc}",)
 
 
 def _template_problems(text: str, assistant_only_loss: bool) -> list[str]:

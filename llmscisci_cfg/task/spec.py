@@ -34,7 +34,7 @@ from pydantic import (
     model_validator,
 )
 
-from llmscisci_cfg import sandbox
+from llmscisci_cfg import digest, sandbox
 from llmscisci_cfg.errors import UserError
 from llmscisci_cfg.recipe.schema import TaskOverride
 from llmscisci_cfg.recipe.yamlio import load_file
@@ -490,11 +490,23 @@ def _apply(task: TaskSpec, o: TaskOverride) -> dict:
 
 
 def _trial_render(task: TaskSpec, where) -> None:
-    """`_check_templates` in a memory- and time-capped child process (`sandbox.isolated`)."""
+    """`_check_templates` in a memory- and time-capped child process (`sandbox.isolated`).
+
+    A task that passed is remembered by its content (the check is a pure function of it), so
+    a process that loads the same task again does not fork again; a failure is always checked
+    anew (its message names where the task came from)."""
+    key = digest.text_sha256(task.model_dump_json())
+    if key in _RENDERED:
+        return
     try:
         sandbox.isolated(_check_templates, task, where)
     except sandbox.TemplateBudgetError as exc:
         raise UserError(f"{where('user_prompt')}: template error: {exc}") from None
+    _RENDERED.add(key)
+
+
+#: Content hashes of the tasks whose templates passed the trial render in this process.
+_RENDERED: set[str] = set()
 
 
 #: Sample values of the kind-specific prompt variables, for the trial render.
