@@ -119,12 +119,13 @@ def direct_grpo(out: Path) -> tuple[list[dict], float]:
     from bench.parity_rewards import completion_chars
     from llmscisci_cfg.models.tiny import build_tiny_model
     from llmscisci_cfg.rewards import builtin
+    from llmscisci_cfg.task.kinds import MultiLabel
 
     def format(completions, **kwargs):  # noqa: A001 - the name TRL logs
         return builtin.format_reward(completions)
 
     def stepwise_label(completions, **kwargs):
-        return builtin.stepwise_label(completions, num_categories=5, **kwargs)
+        return builtin.stepwise_label(completions, label_kind=MultiLabel.plain(5), **kwargs)
 
     tokenizer, train = _inputs(GRPO)
     set_seed(SEED)
