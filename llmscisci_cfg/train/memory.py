@@ -4,7 +4,9 @@
 
 - `llmscisci_cfg.models.shapes.shape_for` finds the model's `ModelShape` (a built-in, a local
   folder's or the Hugging Face cache's ``config.json``, or a known hub model).
-- `settings_for` maps a recipe onto `Settings` (plain fields); `estimate` turns a shape and
+- `settings_for` reads `Settings` (plain fields) off the compiled job (`train.compile.Compiled`:
+  the config and model kwargs TRL and transformers receive, so the estimate and the run cannot
+  disagree) and the method's `MemoryFactors` (`train.methods`); `estimate` turns a shape and
   settings into an `Estimate`: parts in bytes, the peak, and `Estimate.as_text`.
 - `estimate_job` does both for a resolved `Job`; `device_memory` and `quantization_note` are
   for ``plan --here``.
@@ -34,10 +36,12 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from llmscisci_cfg.models.shapes import LINEAR, ModelShape, shape_for
+from llmscisci_cfg.train import methods
+from llmscisci_cfg.train.methods.grpo import continuous_batching_config, rollout_rows
 
 if TYPE_CHECKING:
     from llmscisci_cfg.recipe.resolve import Job
-    from llmscisci_cfg.recipe.schema import Recipe
+    from llmscisci_cfg.train.compile import Compiled
 
 GIB = 2**30
 
@@ -56,10 +60,13 @@ DEFAULT_SEQ_LEN, DEFAULT_PROMPT_LEN = 1024, 512
 
 @dataclass(frozen=True)
 class Settings:
-    """What the estimate needs from a recipe, as plain values (`settings_for` fills it).
+    """What the estimate needs from a compiled job, as plain values (`settings_for` fills it).
 
-    ``seq_len``: padded tokens per sequence (SFT, DPO). GRPO trains on ``grpo_prompt_len +
-    grpo_completion_len`` and generates for ``generation_batch`` rows (default ``batch``).
+    ``method``: the training method, whose `methods.MemoryFactors` say how many sequences an
+    example is, what the LM head scores, whether LoRA dropout runs and whether it generates.
+    ``seq_len``: padded tokens per sequence (SFT, DPO). A generating method (GRPO) trains
+    on ``grpo_prompt_len + grpo_completion_len`` and generates for ``generation_batch`` rows
+    (default ``batch``).
     ``grad_accum``: micro-batches per optimizer step (gradients then outlive a backward).
     ``lora_r`` None: full fine-tuning. ``dtype_bytes``: unquantized weights; activations are
     2 bytes under bf16/fp16 mixed precision, else ``dtype_bytes``. ``device``: ``cuda``, or
@@ -111,9 +118,20 @@ class Settings:
         return self.attn_implementation == "sdpa" and self.sequences > 1 and not self.padding_free
 
     @property
+    def factors(self) -> methods.MemoryFactors:
+        """The method's memory factors (`methods.TrainingMethod.memory`)."""
+        return methods.get(self.method).memory
+
+    @property
     def dropout_active(self) -> bool:
-        """LoRA dropout as TRL runs it: DPOConfig.disable_dropout is True by default."""
-        return self.lora_dropout > 0 and self.method != "dpo"
+        """LoRA dropout as TRL runs it (`MemoryFactors.dropout`: DPOConfig.disable_dropout is on
+        by default)."""
+        return self.lora_dropout > 0 and self.factors.dropout
+
+    @property
+    def reference(self) -> bool:
+        """Whether training keeps a frozen reference model (DPO; GRPO with beta > 0)."""
+        return methods.get(self.method).needs_reference(self.beta)
 
     def targets(self) -> tuple[str, ...]:
         if self.lora_targets == "all-linear":
@@ -123,82 +141,79 @@ class Settings:
     @property
     def sequences(self) -> int:
         """Sequences per forward: DPO concatenates chosen and rejected."""
-        return 2 * self.batch if self.method == "dpo" else self.batch
+        return self.factors.sequences * self.batch
 
     @property
     def length(self) -> int:
-        if self.method == "grpo":
+        if self.factors.generates:
             return self.grpo_prompt_len + self.grpo_completion_len
         return self.seq_len
 
     @property
     def scored_tokens(self) -> int:
         """Tokens the LM head scores: GRPO only the completions."""
-        per_row = self.grpo_completion_len if self.method == "grpo" else self.length
+        per_row = self.grpo_completion_len if self.factors.scores_completions else self.length
         return self.sequences * per_row
 
 
 _DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
 
-def settings_for(
-    recipe: Recipe, device: str = "cuda", lengths: Mapping[str, int | None] | None = None
-) -> Settings:
-    """`Settings` of a recipe on ``device``. ``lengths``: the built dataset's token limits
-    (``BuildReport.length_limits``: ``prompt``, ``total``; ``prompt_any``: GRPO's longest
-    prompt of either split, for the rollouts); without them SFT/DPO use ``method.max_length``
-    and GRPO assumes `DEFAULT_PROMPT_LEN` prompt tokens."""
-    from llmscisci_cfg.models.load import model_kwargs
-    from llmscisci_cfg.train.compile import engine_rollouts, mixed_precision, rollout_rows
-
-    m, t, q, lora = recipe.method, recipe.train, recipe.model.quantization, recipe.model.lora
+def settings_for(compiled: Compiled, lengths: Mapping[str, int | None] | None = None) -> Settings:
+    """`Settings` of a compiled job: read off what TRL, transformers, peft and bitsandbytes
+    receive (`Compiled.config_kwargs`, ``model_kwargs``, ``lora_kwargs``, ``bnb_kwargs``) and
+    the method's `methods.MemoryFactors`. ``lengths``: the built dataset's token limits
+    (``BuildReport.length_limits``: ``prompt``, ``total``; ``prompt_any``: a generating
+    method's longest prompt of either split, for the rollouts); without them the config's
+    ``max_length`` is the sequence length and a generating method assumes
+    `DEFAULT_PROMPT_LEN` prompt tokens."""
+    kw, factors = compiled.config_kwargs, methods.get(compiled.method).memory
+    bnb, lora = compiled.bnb_kwargs or {}, compiled.lora_kwargs
     lengths = lengths or {}
     assumed: list[str] = []
-    seq_len = getattr(m, "max_length", None)
-    packed = getattr(m, "packing", False) and seq_len is not None  # rows filled to max_length
+    seq_len = kw.get("max_length")
+    packed = kw.get("packing", False) and seq_len is not None  # rows filled to max_length
     if lengths.get("total") and not packed:
         seq_len = min(seq_len or lengths["total"], lengths["total"])
-    if seq_len is None and m.name != "grpo":
+    if seq_len is None and not factors.generates:
         seq_len = DEFAULT_SEQ_LEN
         assumed.append(f"seq_len {DEFAULT_SEQ_LEN}")
     prompt_len = lengths.get("prompt")
-    if m.name == "grpo" and not prompt_len:
+    if factors.generates and not prompt_len:
         prompt_len = DEFAULT_PROMPT_LEN
         assumed.append(f"prompt {DEFAULT_PROMPT_LEN} tokens")
-    targets = lora.target_modules if lora else "all-linear"
-    g = recipe.generation
-    vllm = g.vllm_mode if m.name == "grpo" and g.backend == "vllm" else None
+    quant_bits = 4 if bnb.get("load_in_4bit") else 8 if bnb.get("load_in_8bit") else None
+    targets = lora["target_modules"] if lora else "all-linear"
+    vllm = kw.get("vllm_mode", "colocate") if kw.get("use_vllm") else None
     return Settings(
-        method=m.name,
-        quant_bits=q.bits if q else None,
-        double_quant=q.double_quant if q else True,
-        dtype_bytes=_DTYPE_BYTES[model_kwargs(recipe.model, device)["dtype"]],
-        mixed_precision=mixed_precision(recipe, device) in ("bf16", "fp16"),
-        lora_r=lora.r if lora else None,
+        method=compiled.method,
+        quant_bits=quant_bits,
+        double_quant=bnb.get("bnb_4bit_use_double_quant", True),
+        dtype_bytes=_DTYPE_BYTES[compiled.model_kwargs["dtype"]],
+        mixed_precision=bool(kw["bf16"] or kw["fp16"]),
+        lora_r=lora["r"] if lora else None,
         lora_targets=targets if isinstance(targets, str) else tuple(targets),
-        lora_dropout=lora.dropout if lora else 0.0,
-        optimizer=t.optim,
-        batch=t.per_device_batch_size,
-        grad_accum=t.gradient_accumulation_steps,
+        lora_dropout=lora["lora_dropout"] if lora else 0.0,
+        optimizer=kw["optim"],
+        batch=kw["per_device_train_batch_size"],
+        grad_accum=kw["gradient_accumulation_steps"],
         seq_len=seq_len or DEFAULT_SEQ_LEN,
-        gradient_checkpointing=t.gradient_checkpointing,
-        attn_implementation=recipe.model.attn_implementation or "sdpa",
-        padding_free=getattr(m, "padding_free", False) or getattr(m, "packing", False),
-        liger=t.liger_kernel,
-        grpo_num_generations=getattr(m, "num_generations", 4),
-        grpo_completion_len=getattr(m, "max_completion_length", 256),
+        gradient_checkpointing=bool(kw["activation_checkpointing"]),
+        attn_implementation=compiled.model_kwargs["attn_implementation"] or "sdpa",
+        padding_free=bool(kw.get("padding_free") or kw.get("packing")),
+        liger=kw["use_liger_kernel"],
+        grpo_num_generations=kw.get("num_generations", 4),
+        grpo_completion_len=kw.get("max_completion_length", 256),
         grpo_prompt_len=prompt_len or DEFAULT_PROMPT_LEN,
-        generation_batch=rollout_rows(recipe) if m.name == "grpo" else None,
-        beta=getattr(m, "beta", 0.0),
-        merged_rollouts=m.name == "grpo"
-        and recipe.generation.rollout_weights == "merged"
-        and engine_rollouts(recipe, device),
-        continuous_batching=m.name == "grpo" and recipe.generation.continuous_batching,
+        generation_batch=rollout_rows(kw) if factors.generates else None,
+        beta=kw.get("beta", 0.0),
+        merged_rollouts=compiled.merged_rollouts,
+        continuous_batching=bool(kw.get("use_transformers_continuous_batching")),
         vllm=vllm,
-        vllm_share=recipe.generation.vllm_gpu_memory_utilization if vllm == "colocate" else 0.0,
+        vllm_share=kw.get("vllm_gpu_memory_utilization", 0.3) if vllm == "colocate" else 0.0,
         generation_prompt_len=lengths.get("prompt_any"),
-        quant_compute_bytes=_DTYPE_BYTES[q.compute_dtype] if q else 2,
-        device=device,
+        quant_compute_bytes=_DTYPE_BYTES[bnb.get("bnb_4bit_compute_dtype", "bfloat16")],
+        device=compiled.device,
         assumed=tuple(assumed),
     )
 
@@ -328,7 +343,7 @@ def estimate(shape: ModelShape, settings: Settings | None = None, **fields: Any)
     if s.quant_bits and not s.lora_r:
         raise ValueError("quantized weights are trained only through LoRA (set lora_r)")
     parts = [*_static_parts(shape, s), *_train_parts(shape, s), *_optimizer_parts(shape, s)]
-    if s.method == "grpo" and s.vllm is None:
+    if s.factors.generates and s.vllm is None:
         parts += _generate_parts(shape, s)
     if s.vllm == "colocate":  # vLLM's weights and KV cache: a share of the whole GPU
         known = "" if s.vllm_reserved else "; not counted until the GPU is known (plan --here)"
@@ -339,16 +354,19 @@ def estimate(shape: ModelShape, settings: Settings | None = None, **fields: Any)
 
 
 def estimate_job(
-    job: Job, lengths: Mapping[str, int | None] | None = None, cache_dir=None
+    job: Job,
+    compiled: Compiled,
+    lengths: Mapping[str, int | None] | None = None,
+    cache_dir=None,
 ) -> Estimate | None:
-    """The estimate for a resolved job on its device; None when the model's shape is unknown
-    here (a hub id neither cached nor in `KNOWN_SHAPES`, a run's ``final/`` not written yet).
-    On a CPU job the figures are the tensors' share of RAM."""
+    """The estimate for a resolved job as compiled for its device; None when the model's
+    shape is unknown here (a hub id neither cached nor in `KNOWN_SHAPES`, a run's ``final/``
+    not written yet). On a CPU job the figures are the tensors' share of RAM."""
     source = str(job.model.local_dir) if job.model.local_dir else job.model.name
     shape = shape_for(source, job.model.revision, cache_dir)
     if shape is None:
         return None
-    return estimate(shape, settings_for(job.recipe, job.device, lengths))
+    return estimate(shape, settings_for(compiled, lengths))
 
 
 def weight_bytes(shape: ModelShape, s: Settings) -> int:
@@ -413,8 +431,7 @@ def _static_parts(shape: ModelShape, s: Settings) -> list[Part]:
         Part("gradients", n * per, f"of {what}", "static" if s.grad_accum > 1 else "optimizer"),
         Part("optimizer", round(n * opt), f"{s.optimizer} states, {opt:g} bytes/param"),
     ]
-    needs_ref = s.method == "dpo" or (s.method == "grpo" and s.beta > 0)
-    if needs_ref and not s.lora_r:
+    if s.reference and not s.lora_r:
         parts.append(Part("reference", w, "frozen copy of the weights (no LoRA to switch off)"))
     if s.merged_rollouts:
         parts.append(_merged_copy_part(shape, s))
@@ -515,7 +532,7 @@ def _train_parts(shape: ModelShape, s: Settings) -> list[Part]:
     trained_norm = 0 if s.lora_r else 4
     outside = (4 + trained_norm + 2 * a) * h * tokens + (a * h + 8) * scored
     rows = f"{s.sequences} × {L} tokens"
-    if s.method == "grpo":
+    if s.factors.generates:
         rows += f" ({s.sequences // s.grpo_num_generations or 1} prompts × completions)"
     parts = [Part("activations", acts + outside, f"{how} × {rows}", "train")]
     if s.fused_lm_head:
@@ -573,7 +590,6 @@ def paged_cache_bytes(
     ``max_tokens_read``): the few full-attention layers of a sliding-window model (Gemma 3)
     spread the cache's bytes over fewer layers, so N, and the masks, grow by layers ÷ full.
     """
-    from llmscisci_cfg.train.compile import continuous_batching_config
 
     cb = continuous_batching_config(rows, prompt, completion)
     slots, step = cb["num_blocks"] * cb["page_size"], cb["max_batch_tokens"]

@@ -45,6 +45,14 @@ LLAMA_CONFIG = {
 QLORA = Settings(quant_bits=4, lora_r=16)  # the bench: nf4 + double quant, LoRA r16 all-linear
 
 
+def _settings(recipe, device: str, lengths=None) -> Settings:
+    """`settings_for` the recipe as compiled for ``device`` (a machine with CUDA, or without)."""
+    from llmscisci_cfg.recipe.resolve import resolve
+    from llmscisci_cfg.train.compile import compile_recipe
+
+    return settings_for(compile_recipe(resolve(recipe, cuda=device == "cuda")), lengths)
+
+
 # ----------------------------------------------------------------------------- light
 
 
@@ -53,9 +61,10 @@ def test_import_and_estimate_load_no_ml_library():
         "import sys\n"
         "from llmscisci_cfg.models.shapes import shape_for\n"
         "from llmscisci_cfg.train import memory\n"
-        "from llmscisci_cfg.recipe.loader import load_recipe\n"
-        "r = load_recipe('builtin:quickstart/grpo_tiny')\n"
-        "memory.estimate(shape_for('builtin:tiny-gemma'), memory.settings_for(r, 'cpu'))\n"
+        "from llmscisci_cfg.recipe.loader import load_job\n"
+        "from llmscisci_cfg.train.compile import compile_recipe\n"
+        "c = compile_recipe(load_job('builtin:quickstart/grpo_tiny'))\n"
+        "memory.estimate(shape_for('builtin:tiny-gemma'), memory.settings_for(c))\n"
         "shape_for('google/gemma-3-1b-it'); memory.device_memory()\n"
         "heavy = ('torch', 'transformers', 'trl', 'peft', 'bitsandbytes', 'numpy')\n"
         "print([m for m in heavy if m in sys.modules])\n"
@@ -278,8 +287,8 @@ def test_continuous_batching_cache_is_what_transformers_allocates(model):
     sliding-window models' masks span what their few full-attention layers could read)."""
     from bench import gpu
     from llmscisci_cfg.models.tiny import tiny_config
-    from llmscisci_cfg.train.compile import continuous_batching_config
     from llmscisci_cfg.train.memory import paged_cache_bytes
+    from llmscisci_cfg.train.methods.grpo import continuous_batching_config
 
     if model.startswith("builtin:"):
         config, shape = tiny_config(model), shape_for(model)
@@ -407,13 +416,13 @@ def test_every_shipped_recipe_has_an_estimate(recipe, tmp_path, monkeypatch):
         return
     assert shape is not None
     device = "cuda" if r.launch.device == "cuda" else "cpu"
-    est = estimate(shape, settings_for(r, device))
+    est = estimate(shape, _settings(r, device))
     assert est.total > est.get("weights") + est.get("activations") > est.get("weights") > 0
 
 
 def test_settings_follow_the_recipe():
     r = load_recipe(RECIPES / "grpo_gemma.yaml")
-    s = settings_for(r, "cuda")
+    s = _settings(r, "cuda")
     assert (s.method, s.quant_bits, s.lora_r, s.batch) == (
         "grpo",
         None,
@@ -423,11 +432,11 @@ def test_settings_follow_the_recipe():
     assert (s.attn_implementation, s.gradient_checkpointing, s.act_bytes) == ("eager", True, 2)
     assert (s.grpo_completion_len, s.grpo_prompt_len, s.generation_batch) == (512, 512, 4)
     assert s.assumed == ("prompt 512 tokens",)
-    known = settings_for(r, "cuda", {"prompt": 300, "total": None})
+    known = _settings(r, "cuda", {"prompt": 300, "total": None})
     assert known.grpo_prompt_len == 300 and known.assumed == ()
-    sft = settings_for(load_recipe(RECIPES / "repro_effort" / "sft_qwen2.5.yaml"), "cuda")
+    sft = _settings(load_recipe(RECIPES / "repro_effort" / "sft_qwen2.5.yaml"), "cuda")
     assert (sft.seq_len, sft.quant_bits, sft.dtype_bytes) == (2048, None, 2)
-    tiny = settings_for(load_recipe("builtin:quickstart/sft_tiny"), "cpu")
+    tiny = _settings(load_recipe("builtin:quickstart/sft_tiny"), "cpu")
     assert (tiny.dtype_bytes, tiny.mixed_precision, tiny.act_bytes) == (4, False, 4)
     # an eval batch of one whole group (4) outgrows the rollouts of a training step (2 × 1)
     uneven = r.model_copy(
@@ -436,7 +445,7 @@ def test_settings_follow_the_recipe():
             "generation": r.generation.model_copy(update={"continuous_batching": True}),
         }
     )
-    cb = settings_for(uneven, "cuda", {"prompt": 300, "total": None, "prompt_any": 410})
+    cb = _settings(uneven, "cuda", {"prompt": 300, "total": None, "prompt_any": 410})
     assert (cb.generation_batch, cb.continuous_batching, cb.generation_prompt_len) == (4, True, 410)
 
 
@@ -485,15 +494,21 @@ def test_estimate_job_for_a_resolved_job(tmp_path, monkeypatch):
     from llmscisci_cfg.recipe.loader import load_job
 
     monkeypatch.chdir(tmp_path)
-    est = memory.estimate_job(load_job("builtin:quickstart/sft_tiny", ()))
+    from llmscisci_cfg.train.compile import compile_recipe
+
+    def estimate_job(ref: str):
+        job = load_job(ref, ())
+        return memory.estimate_job(job, compile_recipe(job))
+
+    est = estimate_job("builtin:quickstart/sft_tiny")
     assert est.shape == shape_for("builtin:tiny") and est.settings.method == "sft"
     assert "builtin:tiny" in est.as_text()
-    no_final_yet = memory.estimate_job(load_job("builtin:quickstart/grpo_tiny", ()))
+    no_final_yet = estimate_job("builtin:quickstart/grpo_tiny")
     assert no_final_yet is None
     final = tmp_path / "runs" / "quickstart_sft" / "final"  # what sft_tiny leaves
     final.mkdir(parents=True)
     (final / "config.json").write_text(json.dumps({**LLAMA_CONFIG, "num_hidden_layers": 3}))
-    est = memory.estimate_job(load_job("builtin:quickstart/grpo_tiny", ()))
+    est = estimate_job("builtin:quickstart/grpo_tiny")
     assert est.shape.layers == 3 and est.settings.method == "grpo"
 
 
@@ -507,8 +522,8 @@ def test_packed_rows_are_estimated_at_max_length():
     )
     plain = load_recipe_text(recipe_text("sft"))
     lengths = {"prompt": 60, "total": 90}
-    assert settings_for(packed, "cpu", lengths).seq_len == 256
-    assert settings_for(plain, "cpu", lengths).seq_len == 90
+    assert _settings(packed, "cpu", lengths).seq_len == 256
+    assert _settings(plain, "cpu", lengths).seq_len == 90
 
 
 @pytest.mark.parametrize(
