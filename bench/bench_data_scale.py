@@ -47,8 +47,13 @@ from llmscisci_cfg.recipe.loader import load_job
 from llmscisci_cfg.data.preprocess import build_dataset
 job = load_job("builtin:grpo_gemma", sys.argv[1:])
 tokenizer = job.tokenizer()
+try:  # the method's rows, passed by the caller since issue 22 (not before)
+    from llmscisci_cfg.train import methods
+    rows = (methods.get(job.method),)
+except ImportError:
+    rows = ()
 ready = time.perf_counter()
-dataset, report = build_dataset(job, tokenizer=tokenizer)
+dataset, report = build_dataset(job, *rows, tokenizer=tokenizer)
 done = time.perf_counter()
 print(json.dumps({
     "package": llmscisci_cfg.__file__,

@@ -49,10 +49,11 @@ def _inputs(rows: int):
     from llmscisci_cfg.models.load import for_generation
     from llmscisci_cfg.models.tiny import build_tiny_model
     from llmscisci_cfg.recipe.loader import load_job
+    from llmscisci_cfg.train import methods
 
     job = load_job("builtin:quickstart/sft_tiny")
     tokenizer = for_generation(job.tokenizer())
-    data, _ = build_dataset(job, tokenizer=tokenizer)
+    data, _ = build_dataset(job, methods.get(job.method), tokenizer=tokenizer)
     prompts = [p for p in data["test"]["prompt"]][:rows]
     texts = [chat.render(tokenizer, p, add_generation_prompt=True) for p in prompts]
     return build_tiny_model("builtin:tiny", seed=0), tokenizer, texts

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from llmscisci_cfg.data.preprocess import build_dataset
 from llmscisci_cfg.recipe.loader import load_job
+from llmscisci_cfg.train import methods
 
 RECIPE = "builtin:grpo_gemma"
 OFFLINE = ["model.name_or_path=builtin:tiny", "template.name=tiny"]
@@ -40,7 +41,7 @@ def overrides() -> tuple[list[str], str]:
 
 def _timed_build(recipe) -> tuple[float, bool]:
     start = time.perf_counter()
-    _, report = build_dataset(recipe)
+    _, report = build_dataset(recipe, methods.get(recipe.method))
     return time.perf_counter() - start, report.cache_hit
 
 

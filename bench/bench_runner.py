@@ -86,10 +86,11 @@ def _inputs(recipe_text: str):
     from llmscisci_cfg.data.preprocess import build_dataset
     from llmscisci_cfg.recipe.loader import load_recipe_text
     from llmscisci_cfg.recipe.resolve import resolve
+    from llmscisci_cfg.train import methods
 
     job = resolve(load_recipe_text(recipe_text))
     tokenizer = job.tokenizer()
-    return tokenizer, build_dataset(job, tokenizer=tokenizer)[0]["train"]
+    return tokenizer, build_dataset(job, methods.get(job.method), tokenizer=tokenizer)[0]["train"]
 
 
 def direct_sft(out: Path) -> tuple[list[dict], float]:

@@ -712,6 +712,7 @@ def measure_generation(
     from llmscisci_cfg.models.generate import stop_ids
     from llmscisci_cfg.models.load import for_generation, load_tokenizer_dir
     from llmscisci_cfg.recipe.loader import load_job
+    from llmscisci_cfg.train import methods
 
     new = 8 if smoke else 128
     device = "cpu" if smoke else "cuda"
@@ -721,7 +722,8 @@ def measure_generation(
     ).to(device)
     model.eval()
     tokenizer = for_generation(load_tokenizer_dir(model_dir))
-    data, _ = build_dataset(load_job("builtin:quickstart/sft_tiny"), tokenizer=tokenizer)
+    job = load_job("builtin:quickstart/sft_tiny")
+    data, _ = build_dataset(job, methods.get(job.method), tokenizer=tokenizer)
     prompts = list(data["train"]["prompt"]) + list(data["test"]["prompt"])
     texts = [chat.render(tokenizer, p, add_generation_prompt=True) for p in prompts]
     stops = stop_ids(model, tokenizer)
@@ -1005,6 +1007,7 @@ def reestimate(path: Path, s: Settings) -> None:
     from llmscisci_cfg.data.preprocess import build_dataset
     from llmscisci_cfg.models import tiny
     from llmscisci_cfg.recipe.loader import load_job
+    from llmscisci_cfg.train import methods
 
     results = json.loads(path.read_text(encoding="utf-8"))
     with tempfile.TemporaryDirectory(prefix="bench-gpu-estimate-") as tmp:
@@ -1020,7 +1023,8 @@ def reestimate(path: Path, s: Settings) -> None:
                 recipe_path = Path(tmp) / f"{shape.key}_{v.key}.yaml"
                 data = recipe(shape, v, model_dir, s)
                 recipe_path.write_text(yaml_dump(data), encoding="utf-8")
-                build_dataset(load_job(str(recipe_path)))
+                job = load_job(str(recipe_path))
+                build_dataset(job, methods.get(job.method))
                 figures = memory_figures(recipe_path, results[key + "peak_mem_gib"])
                 results |= {key + k: value for k, value in figures.items()}
                 print(f"{key}: {figures}")

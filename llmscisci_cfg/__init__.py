@@ -49,8 +49,10 @@ def make_plan(recipe: str, overrides: list[str] | tuple[str, ...] = (), here: bo
 def build_dataset(recipe: Recipe | Job):
     """The recipe's dataset (as `llmscisci preprocess`): ``(DatasetDict, BuildReport)``, cached."""
     from llmscisci_cfg.data.preprocess import build_dataset as _build_dataset
+    from llmscisci_cfg.train import methods
 
-    return _build_dataset(recipe if isinstance(recipe, Job) else resolve(recipe))
+    job = recipe if isinstance(recipe, Job) else resolve(recipe)
+    return _build_dataset(job, methods.get(job.method))
 
 
 def run(recipe: str, overrides: list[str] | tuple[str, ...] = (), **kwargs):

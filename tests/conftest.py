@@ -74,6 +74,10 @@ TRAINED = {
         "builtin:quickstart/sft_tiny",
         ("train.max_steps=2", "train.save_steps=2", "train.logging_steps=1"),
     ),
+    "kto": (
+        "builtin:quickstart/kto_tiny",
+        ("train.max_steps=2", "train.save_steps=2", "train.logging_steps=1"),
+    ),
 }
 
 

@@ -11,6 +11,16 @@ import yaml
 from llmscisci_cfg.recipe.loader import load_job
 from llmscisci_cfg.recipe.resolve import Job
 
+
+def build_dataset(job: Job, **kwargs):
+    """`data.preprocess.build_dataset` of ``job`` with its own method's rows
+    (`train.methods.get(job.method)`), as every caller in the package passes them."""
+    from llmscisci_cfg.data.preprocess import build_dataset as build
+    from llmscisci_cfg.train import methods
+
+    return build(job, methods.get(job.method), **kwargs)
+
+
 FIELDS = [
     "doi",
     "title",
@@ -96,6 +106,9 @@ def make_job(
         cols = body["data"].setdefault("columns", {})
         cols.setdefault("chosen", CHOSEN)
         cols.setdefault("rejected", REJECTED)
+    if method == "kto":  # every answer column, scored against gold
+        body["data"].setdefault("columns", {}).setdefault("label", LABELS)
+        body["method"]["answers"] = {a: [CHOSEN[a], REJECTED[a]] for a in LABELS}
     file = tmp_path / "recipe.yaml"
     file.write_text(yaml.safe_dump(body, sort_keys=False), encoding="utf-8")
     return load_job(file, overrides)

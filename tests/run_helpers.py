@@ -27,12 +27,19 @@ rewards:
   - name: stepwise_label
     weight: 0.5
 """,
+    "kto": """
+method:
+  name: kto
+  answers: {easy: [easy_gpt_response, easy_llama3_response]}
+  max_length: 256
+""",
 }
 COLUMNS = {
     "sft": "    label: {easy: y_easy_gpt4}\n",
     "dpo": "    label: {easy: y_easy_gpt4}\n"
     "    chosen: {easy: easy_gpt_response}\n    rejected: {easy: easy_llama3_response}\n",
     "grpo": "    label: {easy: y_easy_gpt4}\n",
+    "kto": "    label: {easy: y_easy_gpt4}\n",
 }
 LORA = """  lora:
     r: 4

@@ -43,25 +43,28 @@ def preprocess(recipe: str, overrides: tuple[str, ...], preview: int, as_json: b
     from llmscisci_cfg.data.preprocess import build_dataset, preview_conversations
     from llmscisci_cfg.models import chat
     from llmscisci_cfg.recipe.loader import load_job
+    from llmscisci_cfg.train import methods
 
     job = load_job(recipe, overrides)
+    rows = methods.get(job.method)
     tokenizer = job.tokenizer()
-    dataset, report = build_dataset(job, tokenizer=tokenizer)
+    dataset, report = build_dataset(job, rows, tokenizer=tokenizer)
     samples = report.clean_samples[:preview]
     if as_json:
         extra = {"clean_preview": samples} if preview and job.recipe.data.clean is not None else {}
         click.echo(json.dumps(report.summary() | extra))
     else:
-        click.echo(format_report(report, job.method))
+        click.echo(format_report(report, prompt_only=not rows.answer_columns))
         for sample in samples:
             click.echo(format_clean_sample(sample))
-    for title, messages in preview_conversations(dataset, job.method, preview):
+    for title, messages in preview_conversations(dataset, rows, preview):
         click.echo(f"\n--- {title} " + "-" * max(0, 60 - len(title)), err=as_json)
         click.echo(chat.preview(tokenizer, messages), err=as_json)
 
 
-def format_report(report, method: str) -> str:
-    """The human-readable summary printed by ``preprocess``."""
+def format_report(report, prompt_only: bool = False) -> str:
+    """The human-readable summary printed by ``preprocess`` (``prompt_only``: the method has
+    no answers in its data, so the length filter measured prompts only)."""
     dropped = ", ".join(f"{n} {reason}" for reason, n in report.dropped.items()) or "none"
     splits = ", ".join(f"{name} {n}" for name, n in report.splits.items())
     docs = ", ".join(f"{name} {n}" for name, n in report.documents.items())
@@ -72,11 +75,8 @@ def format_report(report, method: str) -> str:
         f"splits:        {splits} (documents: {docs})",
         f"group overlap: {report.group_overlap}",
     ]
-    if report.traces:
-        lines.append(
-            f"traces:        {report.traces['with_trace']} examples with a trace, "
-            f"{report.traces['without_trace']} without"
-        )
+    for name, counts in report.method_counts.items():
+        lines.append(f"{name + ':':<15}" + ", ".join(f"{n} {key}" for key, n in counts.items()))
     limits = report.length_limits
     if limits:
         shown = [
@@ -85,7 +85,8 @@ def format_report(report, method: str) -> str:
         ]
         text = ", ".join(s for s in shown if s) or "none"
         lines.append(
-            f"token limits:  {text}" + (" (grpo: prompt only)" if method == "grpo" else "")
+            f"token limits:  {text}"
+            + (" (prompt only: the policy writes the answers)" if prompt_only else "")
         )
     lines += _split_lines(report.per_split, report.split_by)
     lines += _label_lines(report.labels, report.bad_labels, report.dropped)

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from llmscisci_cfg.data.build import BATCH, Built, entry, features, prompt_sha256
-from llmscisci_cfg.data.examples import Row
 from llmscisci_cfg.data.report import BuildReport
+from llmscisci_cfg.data.rows import Row
 from llmscisci_cfg.data.sources import quiet_datasets
 from llmscisci_cfg.recipe.resolve import Job
 
@@ -44,11 +44,11 @@ class _Columns:
     """The examples' token counts (numpy, after the length filter), and each split's rows."""
 
     prompt: np.ndarray
-    total: np.ndarray | None  # None for GRPO (no answer in the data)
+    total: np.ndarray | None  # None without answers in the data (GRPO)
     positions: dict[str, np.ndarray]  # split -> positions in the examples, in row order
 
     @classmethod
-    def of(cls, ex: Dataset, names: tuple[str, ...], method: str) -> _Columns:
+    def of(cls, ex: Dataset, names: tuple[str, ...], answers: tuple[str, ...]) -> _Columns:
         import numpy as np
         import pyarrow.compute as pc
 
@@ -60,7 +60,7 @@ class _Columns:
         }
         prompt = table.column("prompt_tokens").to_numpy().astype(np.int64)
         total = None
-        if method != "grpo":
+        if answers:
             total = table.column("total_tokens").to_numpy().astype(np.int64)
         return cls(prompt, total, positions)
 
@@ -70,16 +70,16 @@ def assemble(job: Job, tokenizer: Any, built: Built) -> tuple[dict[str, Dataset]
     report of the whole build."""
     import numpy as np
 
-    ex = built.examples
-    cols = _Columns.of(ex, built.plan.names, job.method)
-    lengths = _length_filter(job, tokenizer, ex, cols)
+    ex, answers = built.examples, built.rows.answer_columns
+    cols = _Columns.of(ex, built.plan.names, answers)
+    lengths = _length_filter(job, tokenizer, ex, cols, answers)
     prompt_entries = {}  # position -> the entry of a cut prompt (`set_sha256`)
     for i, row in lengths.cut.items():
         cols.prompt[i] = row["prompt_tokens"]
         if cols.total is not None:
             cols.total[i] = row["total_tokens"]
         prompt_entries[i] = entry(row, prompt_sha256(row["prompt"]))
-    final = list(features(job))
+    final = list(features(job, built.rows))
     dropped = np.fromiter(lengths.dropped, dtype=np.int64, count=len(lengths.dropped))
     report = BuildReport(rows=len(built.plan.rows), examples=0, split_by=built.plan.by)
     rows_per_split = built.plan.counts()
@@ -116,7 +116,9 @@ def _ordered(entry_: dict[str, Any]) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- length filter
 
 
-def _length_filter(job: Job, tokenizer: Any, ex: Dataset, cols: _Columns) -> _Lengths:
+def _length_filter(
+    job: Job, tokenizer: Any, ex: Dataset, cols: _Columns, answers: tuple[str, ...]
+) -> _Lengths:
     """Limits from the train split's token counts (`lengthfilter.limits_for`); the rows of
     every split over them found at once, then dropped or (strategy truncate) cut to fit."""
     import numpy as np
@@ -160,9 +162,9 @@ def _length_filter(job: Job, tokenizer: Any, ex: Dataset, cols: _Columns) -> _Le
                 reason = TOTAL_TOO_LONG
             mine = counts[row["aspect"]]
             if fit is not None:
-                cut = fitted(row, fit, limits, prompt, total, job.method, measure)
+                cut = fitted(row, fit, limits, prompt, total, answers, measure)
                 if cut is not None:
-                    p, t = _measured(cut, job.method, measure)
+                    p, t = _measured(cut, answers, measure)
                     out.cut[i] = {**cut, "prompt_tokens": p, "total_tokens": t}
                     mine[TRUNCATED] += 1
                     continue
@@ -171,10 +173,10 @@ def _length_filter(job: Job, tokenizer: Any, ex: Dataset, cols: _Columns) -> _Le
     return out
 
 
-def _measured(row: Row, method: str, measure: Any) -> tuple[int, int | None]:
+def _measured(row: Row, answers: tuple[str, ...], measure: Any) -> tuple[int, int | None]:
     from llmscisci_cfg.data.lengthfilter import lengths
 
-    p, t = lengths([row], method, measure)
+    p, t = lengths([row], answers, measure)
     return p[0], (t[0] if t else None)
 
 
@@ -354,10 +356,12 @@ def _totals(
 
     # the longest train example as the trainer sees it: what pads a batch (plan's memory)
     report.token_lengths = {"prompt": most(cols.prompt, train), "total": most(cols.total, train)}
-    if job.method == "grpo":  # rollouts of the held-out splits too (eval): what sizes a KV cache
+    if not built.rows.answer_columns:  # the policy writes the answers (GRPO's rollouts): the
+        # held-out splits' prompts too (eval), the longest of which sizes a KV cache
         every = np.concatenate(list(kept.values())) if kept else np.array([], dtype=np.int64)
         report.token_lengths["prompt_any"] = most(cols.prompt, every) or 0
     if job.recipe.data.clean is not None:
         report.cleaning, report.clean_samples = tally.cleaning_overall(), tally.samples
-    if job.recipe.data.traces is not None and job.method == "sft":
-        report.traces = {k: tally.traces[k] for k in ("with_trace", "without_trace")}
+    if tally.method:
+        name = built.rows.counts or built.rows.name
+        report.method_counts = {name: dict(sorted(tally.method.items()))}

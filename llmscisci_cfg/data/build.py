@@ -3,12 +3,13 @@
 
 Nothing holds the corpus as Python objects: `datasets.Dataset.map` hands each batch of rows
 (`BATCH`) to `_Pass.batch`, which reads it (`examples.read_row`), builds the method's rows
-(`examples.MethodRows`), counts their tokens (`measure.Prompts`) and returns columns that
-go straight to an Arrow file. What is counted on the way (drops by reason and split, what
-cleaning changed, SFT traces, unreadable labels) goes into a `Tally`. Several processes can
-share the rows (`workers`): each writes its own file, read back in row order.
+(the caller's `rows.RowBuilder`), counts their tokens (`measure.Prompts`) and returns columns
+that go straight to an Arrow file. What is counted on the way (drops by reason and split,
+what cleaning changed, what the method counts (SFT traces), unreadable labels) goes into a
+`Tally`. Several processes can share the rows (`workers`): each writes its own file, read
+back in row order.
 
->>> build_examples(job, tokenizer, workdir).examples.column_names      # doctest: +SKIP
+>>> build_examples(job, rows, tokenizer, workdir).examples.column_names      # doctest: +SKIP
 ['id', 'aspect', 'prompt', 'gold', 'split', 'text', 'prompt_tokens', 'total_tokens', ...]
 """
 
@@ -24,17 +25,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmscisci_cfg.data.clean import options_of
-from llmscisci_cfg.data.examples import (
-    ANSWER_COLUMNS,
-    BAD_LABEL,
-    CLEAN_SAMPLES,
-    CleanTally,
-    MethodRows,
-    Row,
-    read_row,
-)
+from llmscisci_cfg.data.examples import BAD_LABEL, CLEAN_SAMPLES, CleanTally, read_row
 from llmscisci_cfg.data.labels import Labels, join_report, load_labels
 from llmscisci_cfg.data.measure import Prompts
+from llmscisci_cfg.data.rows import Row, RowBuilder, RowMaker, row_columns
 from llmscisci_cfg.data.sources import quiet_datasets
 from llmscisci_cfg.data.splits import SPLIT, SplitRows, plan_splits
 from llmscisci_cfg.recipe.resolve import Job
@@ -48,10 +42,11 @@ BATCH = 1000
 BAD_SHOWN = 20
 
 
-def features(job: Job) -> Any:
-    """The Arrow types of the built rows: messages are lists of {role, content}; ``gold`` is
-    an int for a single-category answer, else a list of ints (one-hot, or a level per
-    dimension), null without labels."""
+def features(job: Job, rows: RowBuilder) -> Any:
+    """The Arrow types of the built rows: messages (the prompt, the method's answer columns)
+    are lists of {role, content}; ``gold`` is an int for a single-category answer, else a list
+    of ints (one-hot, or a level per dimension), null without labels; the method's other
+    columns have their own types."""
     from datasets import Features, List, Value
 
     messages = List({"role": Value("string"), "content": Value("string")})
@@ -62,18 +57,20 @@ def features(job: Job) -> Any:
         "prompt": messages,
         "gold": Value("int64") if single else List(Value("int64")),
     }
-    for name in ANSWER_COLUMNS[job.method]:
+    for name in rows.answer_columns:
         columns[name] = messages
+    for name, dtype in rows.extra_columns.items():
+        columns[name] = Value(dtype)
     return Features(columns)
 
 
-def _work_features(job: Job) -> Any:
+def _work_features(job: Job, rows: RowBuilder) -> Any:
     """`features` plus what the build needs on the way: the split, the section text, token
     counts, and each example's entry in its split's two sha256 (`entry`: of the text as read,
     and of the prompt)."""
     from datasets import Value
 
-    out = features(job).copy()
+    out = features(job, rows).copy()
     out["split"] = Value("string")
     out["text"] = Value("string")
     out["prompt_tokens"] = Value("int64")
@@ -86,12 +83,13 @@ def _work_features(job: Job) -> Any:
 @dataclass
 class Tally:
     """What the examples pass counted: per split, drops by reason and what cleaning changed per
-    aspect; the first changed sections (before/after) and unreadable labels; SFT traces."""
+    aspect; the first changed sections (before/after) and unreadable labels; what the method
+    counted of its rows (`RowBuilder.counts`: SFT's traces)."""
 
     dropped: dict[str, Counter] = field(default_factory=dict)
     cleaning: dict[str, CleanTally] = field(default_factory=dict)
     samples: list[dict[str, Any]] = field(default_factory=list)  # the first changed sections
-    traces: Counter = field(default_factory=Counter)
+    method: Counter = field(default_factory=Counter)
     bad_labels: list[list[str]] = field(default_factory=list)
 
     def merge(self, later: Tally) -> None:
@@ -103,7 +101,7 @@ class Tally:
             _add_counts(mine.counts, tal.counts)
             mine.samples = (mine.samples + tal.samples)[:CLEAN_SAMPLES]
         self.samples = (self.samples + later.samples)[:CLEAN_SAMPLES]
-        self.traces.update(later.traces)
+        self.method.update(later.method)
         self.bad_labels = (self.bad_labels + later.bad_labels)[:BAD_SHOWN]
 
     def cleaning_overall(self) -> dict[str, dict[str, int]]:
@@ -127,9 +125,10 @@ class _Pass:
     """The examples pass over batches of rows; in each process it adds to its own ``tally``."""
 
     job: Job
+    rows: RowBuilder
     plan: SplitRows
     prompts: Prompts
-    maker: MethodRows
+    maker: RowMaker
     labels: Labels | None
     tally: Tally
     offset: int = 0  # index in ``plan.rows`` of this process's first row
@@ -144,7 +143,7 @@ class _Pass:
                 batch_size=BATCH,
                 with_indices=True,
                 remove_columns=rows.column_names,
-                features=_work_features(self.job),
+                features=_work_features(self.job, self.rows),
                 cache_file_name=str(path),
                 new_fingerprint=f"llmscisci-examples-{offset}",
                 load_from_cache_file=False,
@@ -153,7 +152,6 @@ class _Pass:
     def batch(self, batch: dict[str, list], indices: list[int]) -> dict[str, list]:
         job, tally = self.job, self.tally
         names = [c for c in batch if c != SPLIT]
-        traces = job.method == "sft" and job.recipe.data.traces is not None
         cleaning = options_of(job.recipe.data.clean)
         built: list[Row] = []
         for k, index in enumerate(indices):
@@ -174,30 +172,23 @@ class _Pass:
                         at = self.labels.where(slot.id) if joined else where
                         tally.bad_labels.append([slot.id, slot.aspect, at, slot.note or ""])
                     continue
-                made = self.maker.row(slot.example, held=split != "train")
-                if isinstance(made, str):
-                    drops[made] += 1
-                    continue
-                if traces:
-                    tally.traces[
-                        "with_trace" if self.maker.trace(slot.example) else "without_trace"
-                    ] += 1
-                made["split"] = split
-                built.append(made)
+                for made in self.maker.rows(slot.example, split != "train", tally.method):
+                    if isinstance(made, str):
+                        drops[made] += 1
+                    else:
+                        made["split"] = split
+                        built.append(made)
         return self.columns(built)
 
     def columns(self, built: list[Row]) -> dict[str, list]:
-        prompt, total = self.prompts.lengths(built, self.job.method)
-        out: dict[str, list] = {name: [r[name] for r in built] for name in _work_names(self.job)}
+        prompt, total = self.prompts.lengths(built, self.rows.answer_columns)
+        names = [*row_columns(self.rows), "split", "text"]
+        out: dict[str, list] = {name: [r[name] for r in built] for name in names}
         out["prompt_tokens"] = prompt
         out["total_tokens"] = total if total is not None else [None] * len(built)
         out["rows_entry"] = [entry(r, _sha(r["text"])) for r in built]
         out["prompt_entry"] = [entry(r, prompt_sha256(r["prompt"])) for r in built]
         return out
-
-
-def _work_names(job: Job) -> list[str]:
-    return ["id", "aspect", "prompt", "gold", *ANSWER_COLUMNS[job.method], "split", "text"]
 
 
 def _sha(text: str) -> str:
@@ -221,13 +212,14 @@ class Built:
     """The examples of every split on disk, and what was counted building them."""
 
     examples: Dataset  # `_work_features` columns, every split, in row order
+    rows: RowBuilder  # the method whose rows they are
     plan: SplitRows
     tally: Tally
     labels: dict[str, Any]  # the join's summary (data.labels), else {}
 
 
-def build_examples(job: Job, tokenizer: Any, workdir: Path) -> Built:
-    """The examples pass: every split's examples written to Arrow files in ``workdir`` (by
+def build_examples(job: Job, rows: RowBuilder, tokenizer: Any, workdir: Path) -> Built:
+    """The examples pass: every split's ``rows`` written to Arrow files in ``workdir`` (by
     `workers` processes, each over a contiguous share of the rows; the files are read back
     in row order, so the result is the same for any number of processes)."""
     from datasets import Dataset, concatenate_datasets
@@ -236,12 +228,13 @@ def build_examples(job: Job, tokenizer: Any, workdir: Path) -> Built:
     plan = plan_splits(job, labels)
     join = join_report(labels, plan.rows[job.columns.id][:]).summary() if labels else {}
     prompts = Prompts(tokenizer, job.task)
-    work = _Pass(job, plan, prompts, MethodRows.of(job, prompts.messages), labels, Tally())
+    maker = rows.maker(job, prompts.messages)
+    work = _Pass(job, rows, plan, prompts, maker, labels, Tally())
     n = workers(len(plan.rows))
     bounds = [len(plan.rows) * k // n for k in range(n + 1)]
     if n == 1:
         examples = work.run(plan.rows, 0, workdir / "examples-0.arrow")
-        return Built(examples, plan, work.tally, join)
+        return Built(examples, rows, plan, work.tally, join)
     tallies = in_processes(work, bounds, workdir)
     tally = tallies[0]
     for later in tallies[1:]:
@@ -249,7 +242,7 @@ def build_examples(job: Job, tokenizer: Any, workdir: Path) -> Built:
     with quiet_datasets():
         parts = [Dataset.from_file(str(workdir / f"examples-{k}.arrow")) for k in range(n)]
         examples = concatenate_datasets(parts)
-    return Built(examples, plan, tally, join)
+    return Built(examples, rows, plan, tally, join)
 
 
 #: Rows per process below which the examples pass does not fork (forking costs ~0.1 s).

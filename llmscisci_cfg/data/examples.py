@@ -1,18 +1,19 @@
-"""From source rows to examples: one per report per aspect, labels decoded; each method's rows.
+"""From source rows to examples: one per report per aspect, labels decoded.
 
-Rows of the built dataset (the contract with rewards and the runner), all methods:
-``id`` (document id), ``aspect``, ``prompt`` (system + user messages), ``gold`` (the label
-value of the task's answer kind: a category index, a one-hot list, one level per dimension;
-None when the recipe declares no labels). SFT adds ``completion``, DPO adds ``chosen`` and
-``rejected`` (each one assistant message). While it is built a row also carries ``text``, the
+An `Example` is method-agnostic: the document id, the aspect, the section text, the gold
+label (the value of the task's answer kind: a category index, a one-hot list, one level per
+dimension; None when the recipe declares no labels) and the answer columns a method may read.
+A training method turns each into its rows (`data.rows.RowBuilder`, given by the caller): the
+rows of the built dataset carry ``id``, ``aspect``, ``prompt`` (system + user messages),
+``gold`` and the method's answer columns. While it is built a row also carries ``text``, the
 section as read (cleaned by ``data.clean``, never truncated); it is not saved.
 
 The section text comes from `data.clean.section_text`, the one reader `predict` uses too, so
 training, eval and predict see the same text.
 
 Every example that is left out is counted under a reason (`report.BuildReport.dropped`), so
-``rows × aspects == examples + sum(dropped)`` always holds. The method-specific part (one
-function per training method: `grpo_row`, `sft_row`, `dpo_row`) is kept apart from reading.
+``rows × aspects == examples + sum(dropped)`` holds for a method that makes one row per
+example (a method that makes one row per answer counts each answer instead).
 """
 
 from __future__ import annotations
@@ -20,48 +21,24 @@ from __future__ import annotations
 import functools
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from llmscisci_cfg import console
 from llmscisci_cfg.data.clean import COUNT_KEYS, options_of, section_report
+from llmscisci_cfg.data.rows import Example, Row, RowBuilder
 from llmscisci_cfg.data.sources import Source, jsonl_records, read_bytes
 from llmscisci_cfg.errors import UserError
 from llmscisci_cfg.recipe.resolve import Job
 from llmscisci_cfg.recipe.yamlio import decode
-from llmscisci_cfg.task.kinds import LabelKind, read_answer
+from llmscisci_cfg.task.kinds import LabelKind
 from llmscisci_cfg.task.labels import LabelError, shown
-from llmscisci_cfg.task.spec import TaskSpec
 
-Row = dict[str, Any]
-Message = dict[str, str]
-
-#: Each method's answer columns (one assistant message each), beside id/aspect/prompt/gold.
-ANSWER_COLUMNS = {"sft": ("completion",), "dpo": ("chosen", "rejected"), "grpo": ()}
-
-# Drop reasons, in the order they are checked.
+# Drop reasons of reading, in the order they are checked (a method adds its own).
 EMPTY_ID = "empty_id"
 EMPTY_TEXT = "empty_text"
 NO_LABEL = "no_label"  # data.labels has no row for the id
 BAD_LABEL = "bad_label"
-NO_TRACE = "no_trace"
-EMPTY_ANSWER = "empty_answer"
-IDENTICAL_PAIR = "identical_pair"
-TIED_ANSWERS = "tied_answers"
-
-
-@dataclass(frozen=True)
-class Example:
-    """One section of one report, before it becomes a method's row."""
-
-    id: str
-    aspect: str
-    text: str
-    gold: Any  # the aspect's label value (`task.kinds`), None without label columns
-    where: str  # file:line of the source row, for messages
-    chosen: str | None = None
-    rejected: str | None = None
-    answers: tuple[str, ...] | None = None  # data.pairs: the answers to choose a pair from
 
 
 #: Before/after excerpts of cleaned sections kept for ``preprocess --preview``.
@@ -214,8 +191,8 @@ def collect(
 
 def check_ids(ids: Iterable[Any], where: Callable[[int], str], job: Job) -> int:
     """How many rows repeat an earlier row's id. With a trace file (matched by id) a repeat
-    is a `UserError` naming both rows; otherwise a warning, except for DPO, whose several
-    preference rows per report are usual."""
+    is a `UserError` naming both rows; otherwise a warning, except for a method whose several
+    rows per report are usual (`schema.Needs.repeated_ids`: DPO's preference rows)."""
     seen: dict[str, int] = {}
     repeats: list[int] = []
     for i, value in enumerate(ids):
@@ -227,7 +204,7 @@ def check_ids(ids: Iterable[Any], where: Callable[[int], str], job: Job) -> int:
                     f"{where(seen[doc])}; traces are matched by id, so each id must be one report"
                 )
             repeats.append(i)
-    if repeats and job.method != "dpo":
+    if repeats and not job.recipe.method.needs.repeated_ids:
         console.warn(
             f"{len(repeats)} row(s) repeat an earlier row's id (first: {where(repeats[0])});"
             " rows of one id count as one document in the split but are scored apart: check "
@@ -285,162 +262,29 @@ def _decode_text(kind: LabelKind, codec: str, value: str) -> tuple[Any, str | No
         return None, str(exc)
 
 
-# ----------------------------------------------------------------------------- builders
-#
-# One function per training method turns an `Example` into that method's row, or into the
-# reason it has none. ``messages(aspect, text)`` builds the prompt (`TaskSpec.messages`, or
-# the same from `measure.Prompts`, which renders each aspect's prompt once).
-
-MessagesFn = Callable[[str, str], list[Message]]
-
-
-def _base(ex: Example, messages: MessagesFn) -> Row:
-    try:
-        prompt = messages(ex.aspect, ex.text)
-    except UserError as exc:
-        raise UserError(f"{ex.where}: id {shown(ex.id)}: {exc}") from None
-    return {"id": ex.id, "aspect": ex.aspect, "prompt": prompt, "gold": ex.gold, "text": ex.text}
-
-
-def _assistant(content: str) -> list[Message]:
-    return [{"role": "assistant", "content": content}]
-
-
-def grpo_row(ex: Example, messages: MessagesFn) -> Row:
-    """GRPO: prompt + gold (TRL passes ``gold``, ``id`` and ``aspect`` to the rewards)."""
-    return _base(ex, messages)
-
-
-def sft_row(
-    ex: Example, task: TaskSpec, messages: MessagesFn, trace: str | None, missing: str, held: bool
-) -> Row | str:
-    """SFT: prompt + ``<think>\nTRACE\n</think>\n<label>\n[…]\n</label>``.
-
-    ``trace``: the example's trace ("" without a trace file, None when the file has none for
-    it). A training example without one is dropped (``missing: drop``, reason no_trace) or
-    gets an empty think block; a held-out one (``held``) never is: evaluation reads only its
-    prompt and gold label.
-    """
-    if ex.gold is None:
-        raise UserError(
-            f"{ex.where}: id {shown(ex.id)}: method sft writes the gold label into the "
-            "completion, but the recipe declares no label column; set data.columns.label"
-        )
-    if trace is None:
-        if missing == "drop" and not held:
-            return NO_TRACE
-        trace = ""
-    return {
-        **_base(ex, messages),
-        "completion": _assistant(task.completion(trace, ex.gold, ex.aspect)),
-    }
-
-
-def dpo_row(ex: Example, task: TaskSpec, messages: MessagesFn, rule: str | None) -> Row | str:
-    """DPO: prompt + chosen/rejected answers, or the reason there is no pair (empty answer,
-    identical answers; with ``rule`` (data.pairs), the pair chosen by `choose_pair`)."""
-    if rule is not None and ex.answers is not None:
-        pair = choose_pair(ex.answers, ex.gold, task.label_kind(ex.aspect), rule)
-        if isinstance(pair, str):
-            return pair
-        ex = replace(ex, chosen=pair[0], rejected=pair[1])
-    if not ex.chosen or not ex.rejected:
-        return EMPTY_ANSWER
-    if ex.chosen == ex.rejected:
-        return IDENTICAL_PAIR
-    return {
-        **_base(ex, messages),
-        "chosen": _assistant(ex.chosen),
-        "rejected": _assistant(ex.rejected),
-    }
-
-
-def choose_pair(
-    answers: tuple[str, ...], gold: Any, kind: LabelKind, rule: str
-) -> tuple[str, str] | str:
-    """``(chosen, rejected)``: the best- and worst-scoring answers against ``gold``, or the
-    reason there is no pair (``tied_answers``: every answer scores the same).
-
-    ``hamming_to_gold`` scores the kind's correctness (1 − Hamming loss for a one-hot list),
-    ``exact_match`` 1 or 0; an answer without a valid label (or one that breaks the task's
-    label constraints) scores -1 (below any valid one). Empty answers take no part.
-
-    >>> from llmscisci_cfg.task.kinds import MultiLabel
-    >>> kind = MultiLabel.plain(2)
-    >>> choose_pair(("<think/></think><label>[1, 0]</label>", "x"), [1, 0], kind, "exact_match")[1]
-    'x'
-    """
-    scored = []
-    for text in answers:
-        if not text:
-            continue
-        label = read_answer(text, kind).value
-        if label is None:
-            score = -1.0
-        elif rule == "exact_match":
-            score = float(list(label) == list(gold) if isinstance(gold, list) else label == gold)
-        else:
-            score = kind.score(gold, label)
-        scored.append((score, text))
-    if len(scored) < 2:
-        return EMPTY_ANSWER
-    best, worst = max(scored, key=lambda s: s[0]), min(scored, key=lambda s: s[0])
-    if best[0] == worst[0]:
-        return TIED_ANSWERS
-    return best[1], worst[1]
-
-
-@dataclass
-class MethodRows:
-    """The recipe's method as a row builder: ``row(example, held)`` is the method's row or the
-    reason there is none (``held``: the example is in a held-out split)."""
-
-    job: Job
-    messages: MessagesFn
-    traces: dict[tuple[str, str], str] | None = None
-
-    @classmethod
-    def of(cls, job: Job, messages: MessagesFn | None = None) -> MethodRows:
-        traces = None
-        if job.method == "sft" and job.recipe.data.traces is not None:
-            traces = load_traces(job)
-        return cls(job, messages or job.task.messages, traces)
-
-    def trace(self, ex: Example) -> str | None:
-        """SFT: the example's trace ("" without a trace file, None when the file lacks it)."""
-        return "" if self.traces is None else self.traces.get((ex.id, ex.aspect))
-
-    def row(self, ex: Example, held: bool = False) -> Row | str:
-        job, task = self.job, self.job.task
-        if job.method == "sft":
-            spec = job.recipe.data.traces
-            missing = spec.missing if spec else "empty"
-            return sft_row(ex, task, self.messages, self.trace(ex), missing, held)
-        if job.method == "dpo":
-            pairs = job.recipe.data.pairs
-            return dpo_row(ex, task, self.messages, pairs.choose_by if pairs else None)
-        return grpo_row(ex, self.messages)
+# ----------------------------------------------------------------------------- rows
 
 
 def build_rows(
+    rows: RowBuilder,
     job: Job,
     examples: list[Example],
     held_out: set[str] | frozenset[str] = frozenset(),
-    stats: Counter | None = None,
+    counts: Counter | None = None,
 ) -> tuple[list[Row], Counter]:
     """The method's rows for ``examples`` and the drops by reason (``held_out``: the test
-    documents; ``stats``: SFT's ``with_trace`` / ``without_trace`` counts of the rows built)."""
-    maker = MethodRows.of(job)
-    rows, dropped = [], Counter()
+    documents; ``counts``: what the method counts, e.g. SFT's ``with_trace``). The build
+    streams the same through Arrow (`data.build`); this holds every row in memory."""
+    maker = rows.maker(job, job.task.messages)
+    built, dropped = [], Counter()
+    counts = Counter() if counts is None else counts
     for ex in examples:
-        built = maker.row(ex, ex.id in held_out)
-        if isinstance(built, str):
-            dropped[built] += 1
-            continue
-        rows.append(built)
-        if stats is not None and job.method == "sft":
-            stats["with_trace" if maker.trace(ex) else "without_trace"] += 1
-    return rows, dropped
+        for made in maker.rows(ex, ex.id in held_out, counts):
+            if isinstance(made, str):
+                dropped[made] += 1
+            else:
+                built.append(made)
+    return built, dropped
 
 
 # ----------------------------------------------------------------------------- traces

@@ -12,8 +12,9 @@ instructions alone exceed the limits is still dropped. Either way an example nev
 another split: a dropped test example is listed in `Filtered.excluded`.
 
 - prompt tokens: the prompt rendered with the generation prompt (what the model reads);
-- total tokens: prompt + answer rendered as one conversation. DPO takes the longer of
-  chosen and rejected. GRPO has no answer in the data (the policy writes it, bounded by
+- total tokens: prompt + answer rendered as one conversation, for each of the method's answer
+  columns (`rows.RowBuilder.answer_columns`): DPO takes the longer of chosen and rejected.
+  GRPO has no answer in the data (the policy writes it, bounded by
   ``method.max_completion_length``), so GRPO filters on prompt tokens only and ignores
   ``max_total_tokens``.
 """
@@ -62,12 +63,12 @@ def percentile(values: list[int], q: float) -> float:
     return s[lo] + (s[hi] - s[lo]) * (pos - lo)
 
 
-def lengths(rows: list[Row], method: str, measure: Measure) -> tuple[list[int], list[int] | None]:
-    """Prompt token counts and (except GRPO) prompt+answer token counts of ``rows``."""
+def lengths(
+    rows: list[Row], answers: tuple[str, ...], measure: Measure
+) -> tuple[list[int], list[int] | None]:
+    """Prompt token counts and, for a method with ``answers`` (its answer columns), the
+    prompt+answer token counts of ``rows`` (the longest answer of each row)."""
     prompts = measure([r["prompt"] for r in rows], True)
-    from llmscisci_cfg.data.examples import ANSWER_COLUMNS
-
-    answers = ANSWER_COLUMNS[method]
     if not answers:
         return prompts, None
     per_answer = [measure([r["prompt"] + r[a] for r in rows], False) for a in answers]
@@ -109,14 +110,15 @@ class Filtered:
 def filter_splits(
     splits: dict[str, list[Row]],
     spec: LengthFilter,
-    method: str,
+    answers: tuple[str, ...],
     measure: Measure,
     fit: Fit | None = None,
 ) -> Filtered:
     """Drop rows over the limits computed on ``splits['train']``, or (``spec.strategy``
-    truncate, with ``fit``) cut their section to fit; count both per split and aspect."""
-    counts = {name: lengths(rows, method, measure) for name, rows in splits.items()}
-    prompt, total = counts.get("train", ([], None if method == "grpo" else []))
+    truncate, with ``fit``) cut their section to fit; count both per split and aspect.
+    ``answers``: the method's answer columns (none: prompt tokens only)."""
+    counts = {name: lengths(rows, answers, measure) for name, rows in splits.items()}
+    prompt, total = counts.get("train", ([], [] if answers else None))
     limits = limits_for(spec, prompt, total)
     fit = fit if spec.strategy == "truncate" else None
     out = Filtered({}, Counter(), limits, {}, {})
@@ -127,7 +129,7 @@ def filter_splits(
             total_i = t_len[i] if t_len is not None else None
             reason = over(limits, p_len[i], total_i)
             if reason is not None and fit is not None:
-                cut = fitted(row, fit, limits, p_len[i], total_i, method, measure)
+                cut = fitted(row, fit, limits, p_len[i], total_i, answers, measure)
                 if cut is not None:
                     row, reason = cut, TRUNCATED
             mine = tally.setdefault(str(row.get("aspect", "")), Counter())
@@ -158,7 +160,7 @@ def fitted(
     limits: Limits,
     prompt: int,
     total: int | None,
-    method: str,
+    answers: tuple[str, ...],
     measure: Measure,
 ) -> Row | None:
     """``row`` cut to the limits (its prompt to the prompt limit, less the answer's tokens
@@ -169,7 +171,7 @@ def fitted(
     if budget <= 0:
         return None
     cut = fit(row, budget)
-    p_len, t_len = lengths([cut], method, measure)
+    p_len, t_len = lengths([cut], answers, measure)
     return cut if over(limits, p_len[0], t_len[0] if t_len else None) is None else None
 
 

@@ -152,13 +152,13 @@ class Prompts:
 
     # -------------------------------------------------------------- token counts
 
-    def lengths(self, rows: Sequence[dict], method: str) -> tuple[list[int], list[int] | None]:
-        """Prompt tokens (with the generation prompt) of ``rows`` and, except for GRPO, prompt +
-        answer tokens (DPO: the longer of chosen and rejected). Rows carry ``aspect``, ``text``
-        (the section in the prompt) and ``prompt``, plus the method's answer columns."""
-        from llmscisci_cfg.data.examples import ANSWER_COLUMNS
-
-        answers = ANSWER_COLUMNS[method]
+    def lengths(
+        self, rows: Sequence[dict], answers: tuple[str, ...]
+    ) -> tuple[list[int], list[int] | None]:
+        """Prompt tokens (with the generation prompt) of ``rows`` and, when the method has
+        ``answers`` (its answer columns; none for GRPO), prompt + answer tokens (DPO: the longer
+        of chosen and rejected). Rows carry ``aspect``, ``text`` (the section in the prompt)
+        and ``prompt``, plus the answer columns."""
         prompts = self._count(rows, ())
         if not answers:
             return prompts, None

@@ -9,8 +9,9 @@ answer kind, empty sections counted out), the method's rows, their token counts;
 truncate over-long examples (a held-out example is truncated or listed as excluded, never
 moved), fingerprint each split (the rows, and the prompts as the model reads them), save.
 The result is exactly what TRL's trainers take: conversational ``prompt``/``completion``
-(SFT), ``prompt``/``chosen``/``rejected`` (DPO), ``prompt`` plus the extra columns ``gold``,
-``id`` and ``aspect`` (GRPO rewards get them as keyword arguments).
+(SFT), ``prompt``/``chosen``/``rejected`` (DPO), ``prompt`` plus the extra columns ``gold``, ``id`` and ``aspect`` (GRPO rewards get them as
+keyword arguments). Which rows a method makes is its `rows.RowBuilder`, which the caller
+passes (`llmscisci_cfg.train.methods.get(job.method)`): the data stage names no method.
 
 The cache lives in ``data.cache_dir``, else ``$LLMSCISCI_CACHE``, else ``~/.cache/llmscisci``
 (under ``datasets/<key>``), readable as the umask allows (it is shared like a run directory).
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmscisci_cfg.data.report import BuildReport
+from llmscisci_cfg.data.rows import RowBuilder
 from llmscisci_cfg.data.sources import quiet_datasets
 from llmscisci_cfg.errors import UserError
 from llmscisci_cfg.recipe.resolve import Job
@@ -40,19 +42,20 @@ if TYPE_CHECKING:
     from datasets import DatasetDict
 
 #: Bump when the built format changes, so old caches are not reused.
-CACHE_VERSION = 6  # 6: split files, labels join, per-split report, content-only key
+CACHE_VERSION = 7  # 7: the method's counts in the report (method_counts)
 _REPORT = "build_report.json"
 
 
 def build_dataset(
-    job: Job, *, use_cache: bool = True, tokenizer=None
+    job: Job, rows: RowBuilder, *, use_cache: bool = True, tokenizer=None
 ) -> tuple[DatasetDict, BuildReport]:
-    """The job's splits and what building them did (from the cache when possible).
+    """The job's splits of ``rows`` (the job's method, `llmscisci_cfg.train.methods.get`) and
+    what building them did (from the cache when possible).
 
     ``tokenizer`` defaults to `models.load.load_tokenizer` (the recipe's chat template); callers
     that already hold it pass it. A predict recipe has no training examples: a `UserError`.
     """
-    if job.method == "predict":
+    if not job.recipe.method.needs.trains:
         raise UserError(
             f"{job.name}: a predict recipe (method: predict) builds no train/test split; it "
             "reads its table as it is: run `llmscisci predict RECIPE --limit N` for a sample of "
@@ -64,27 +67,31 @@ def build_dataset(
     key = cache_key(job, tokenizer)
     path = job.cache_root / "datasets" / key[:24]
     pointer = job.cache_root / "index" / lookup_key(job)[:24]
+    if rows.name != job.method:  # the cache key names the job's method
+        raise ValueError(f"rows of method {rows.name} for a {job.method} recipe")
     if use_cache and (path / _REPORT).is_file():
         cached = _load_cached(path)
         if cached is not None:
             _point(pointer, path)
             return cached
     if not use_cache:
-        return _build_uncached(job, tokenizer, key)
-    return _build_cached(job, tokenizer, key, path, pointer)
+        return _build_uncached(job, rows, tokenizer, key)
+    return _build_cached(job, rows, tokenizer, key, path, pointer)
 
 
-def _build_uncached(job: Job, tokenizer, key: str) -> tuple[DatasetDict, BuildReport]:
+def _build_uncached(
+    job: Job, rows: RowBuilder, tokenizer, key: str
+) -> tuple[DatasetDict, BuildReport]:
     """Build in a temporary folder and return the splits held in memory."""
     with tempfile.TemporaryDirectory(prefix="llmscisci-build-") as tmp:
-        report = _build_report_into(job, tokenizer, Path(tmp))
+        report = _build_report_into(job, rows, tokenizer, Path(tmp))
         dataset = _load_in_memory(Path(tmp) / "dataset")
     report.source_sha256, report.cache_key = job.data.sha256, key
     return dataset, report
 
 
 def _build_cached(
-    job: Job, tokenizer, key: str, path: Path, pointer: Path
+    job: Job, rows: RowBuilder, tokenizer, key: str, path: Path, pointer: Path
 ) -> tuple[DatasetDict, BuildReport]:
     """Build beside the cache entry ``path``, publish it there, and return it (memory-mapped
     from the cache). A cache that cannot be written costs a rebuild next time, nothing else."""
@@ -93,9 +100,9 @@ def _build_cached(
         work = Path(tempfile.mkdtemp(prefix=path.name + ".tmp-", dir=path.parent))
     except OSError as exc:
         warnings.warn(f"dataset cache not written to {path}: {exc}", stacklevel=3)
-        return _build_uncached(job, tokenizer, key)
+        return _build_uncached(job, rows, tokenizer, key)
     try:
-        report = _build_report_into(job, tokenizer, work)
+        report = _build_report_into(job, rows, tokenizer, work)
         report.source_sha256, report.cache_key = job.data.sha256, key
         try:
             _publish(work, report, path)
@@ -130,7 +137,7 @@ def _load_in_memory(folder: Path) -> DatasetDict:
         return load_from_disk(str(folder), keep_in_memory=True)
 
 
-def _build_report_into(job: Job, tokenizer, work: Path) -> BuildReport:
+def _build_report_into(job: Job, rows: RowBuilder, tokenizer, work: Path) -> BuildReport:
     """Build the splits and save them to ``work/dataset``; the report of the build."""
     from datasets import DatasetDict
 
@@ -138,7 +145,7 @@ def _build_report_into(job: Job, tokenizer, work: Path) -> BuildReport:
     from llmscisci_cfg.data.build import build_examples
 
     (work / "parts").mkdir()
-    built = build_examples(job, tokenizer, work / "parts")
+    built = build_examples(job, rows, tokenizer, work / "parts")
     splits, report = assemble(job, tokenizer, built)
     dataset = DatasetDict(splits)
     # an empty split needs one (empty) shard, else load_from_disk fails on it (datasets 5.2)
@@ -219,11 +226,11 @@ def _recipe_parts(job: Job) -> dict[str, Any]:
 
 def data_files_sha256(job: Job) -> dict[str, str]:
     """Content sha256 of each data file the build reads, by role (``source`` or the split
-    names, ``labels``, ``traces`` for SFT)."""
+    names, ``labels``, ``traces`` for a method that reads them: `schema.Needs.traces`)."""
     return {
         role: file.sha256
         for role, file in job.inputs.items()
-        if role != "traces" or job.method == "sft"
+        if role != "traces" or job.recipe.method.needs.traces
     }
 
 
@@ -330,18 +337,20 @@ def _load_cached(path: Path) -> tuple[DatasetDict, BuildReport] | None:
 
 
 def preview_conversations(
-    dataset: DatasetDict, method: str, n: int
+    dataset: DatasetDict, rows: RowBuilder, n: int
 ) -> list[tuple[str, list[dict]]]:
-    """Up to ``n`` train conversations to show: prompt + the trained answer (DPO: chosen).
+    """Up to ``n`` train conversations to show: prompt + the method's first answer column
+    (DPO: chosen, named in the title), and its other columns' values in the title.
 
     GRPO rows have no answer (the policy writes it), so only the prompt is shown.
     """
     split = dataset["train"] if "train" in dataset else next(iter(dataset.values()))
-    answer = {"sft": "completion", "dpo": "chosen"}.get(method)
+    answer = rows.answer_columns[0] if rows.answer_columns else None
     out = []
     for row in split.select(range(min(n, len(split)))):
         messages = row["prompt"] + (row[answer] if answer else [])
-        out.append(
-            (f"{row['id']} / {row['aspect']}" + (" (chosen)" if method == "dpo" else ""), messages)
-        )
+        notes = [answer] if answer and len(rows.answer_columns) > 1 else []
+        notes += [f"{name} {row[name]}" for name in rows.extra_columns]
+        title = f"{row['id']} / {row['aspect']}" + (f" ({', '.join(notes)})" if notes else "")
+        out.append((title, messages))
     return out

@@ -28,7 +28,9 @@ class BuildReport:
     length_limits: dict[str, int | None] = field(
         default_factory=dict
     )  # prompt / total token limits
-    traces: dict[str, int] = field(default_factory=dict)  # SFT: with_trace / without_trace
+    # what the method counted of its rows, under its name for it (`rows.RowBuilder.counts`):
+    # e.g. SFT {"traces": {"with_trace": n, "without_trace": n}}
+    method_counts: dict[str, dict[str, int]] = field(default_factory=dict)
     # longest train example in tokens, as built: {"prompt", "total"} (memory estimates); GRPO
     # also "prompt_any", the longest prompt of every split (continuous batching's cache)
     token_lengths: dict[str, int | None] = field(default_factory=dict)
@@ -54,8 +56,9 @@ class BuildReport:
         """The `preprocess --json` summary: rows, examples, dropped, splits, group_overlap,
         both test-set sha256 and ``per_split``; with a length filter its per-split/aspect
         counts (``length``) and the test examples it excluded; with ``data.clean`` the counts
-        per aspect (``cleaning``); for SFT with a trace file, how many examples got a trace;
-        with ``data.labels`` the join (``labels``); the first labels that could not be read
+        per aspect (``cleaning``); what the method counted (`method_counts`, each under its own
+        name: for SFT with a trace file ``traces``, how many examples got a trace); with
+        ``data.labels`` the join (``labels``); the first labels that could not be read
         (``bad_labels``)."""
         out: dict[str, Any] = {
             "rows": self.rows,
@@ -75,8 +78,8 @@ class BuildReport:
             out["test_excluded"] = self.test_excluded
         if self.cleaning:
             out["cleaning"] = self.cleaning
-        if self.traces:
-            out["traces"] = dict(self.traces)
+        for name, counts in self.method_counts.items():
+            out[name] = dict(counts)
         if self.labels:
             out["labels"] = self.labels
         if self.bad_labels:

@@ -56,8 +56,6 @@ if TYPE_CHECKING:
     from llmscisci_cfg.models.load import Opened
     from llmscisci_cfg.rewards.compose import RewardStack
 
-_NOT_REWARD_COLUMNS = {"prompt", "completion", "chosen", "rejected"}
-
 
 @dataclass(frozen=True)
 class EvalOptions:
@@ -100,8 +98,9 @@ def eval_data(job: Job, split: str, limit: int | None, tokenizer) -> EvalData:
     """The job's ``split`` exactly as training built it (`data.preprocess.build_dataset`), first
     ``limit`` rows; an unknown or empty split is a `UserError`."""
     from llmscisci_cfg.data.preprocess import build_dataset
+    from llmscisci_cfg.train import methods
 
-    dataset, report = build_dataset(job, tokenizer=tokenizer)
+    dataset, report = build_dataset(job, methods.get(job.method), tokenizer=tokenizer)
     if split not in dataset:
         raise UserError(
             f"--split {split}: no such split; this recipe's splits: {', '.join(dataset)}"
@@ -158,7 +157,7 @@ def reward_stack(job: Job, rows: Dataset, tokenizer) -> RewardStack | None:
         return None
     from llmscisci_cfg.rewards.compose import build_rewards
 
-    columns = [c for c in rows.column_names if c not in _NOT_REWARD_COLUMNS]
+    columns = reward_columns(rows)
     return build_rewards(
         job.recipe.rewards,
         job.source_dir,
@@ -166,6 +165,18 @@ def reward_stack(job: Job, rows: Dataset, tokenizer) -> RewardStack | None:
         tokenizer,
         columns,
     )
+
+
+def reward_columns(rows: Dataset) -> list[str]:
+    """The columns a reward may read: every column but the prompt and the training methods'
+    own (answer columns and their labels, `TrainingMethod.answer_columns`/``extra_columns``;
+    the completion scored is the model's)."""
+    from llmscisci_cfg.train import methods
+
+    own = {"prompt", "completion"}
+    for method in methods.REGISTRY.values():
+        own |= {*method.answer_columns, *method.extra_columns}
+    return [c for c in rows.column_names if c not in own]
 
 
 def score_rewards(
@@ -180,7 +191,7 @@ def score_rewards(
         return None, None
     from llmscisci_cfg.rewards.score import score
 
-    columns = [c for c in rows.column_names if c not in _NOT_REWARD_COLUMNS]
+    columns = reward_columns(rows)
     table = [
         {**{c: row[c] for c in columns}, "prompt": row["prompt"], "completion": _assistant(text)}
         for row, text in zip(rows, completions, strict=True)

@@ -34,13 +34,26 @@ if TYPE_CHECKING:
     from llmscisci_cfg.runs.rundir import RunDir
 
 TEXT_PLACEHOLDER = "[section text]"
-#: The hyperparameters the paragraph names (all of them are in ``methods.training``).
+#: The hyperparameters the paragraph names for every method (all of them are in
+#: ``methods.training``), then the method's own (`TrainingMethod.hyperparameters`).
 KEY_HYPERPARAMETERS = (
     "learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
     "gradient_accumulation_steps", "lr_scheduler_type", "warmup_steps", "warmup_ratio",
-    "weight_decay", "max_length", "beta", "loss_type", "num_generations",
-    "max_completion_length", "temperature", "packing", "padding_free",
+    "weight_decay",
 )  # fmt: skip
+
+
+def key_hyperparameters(method: str | None) -> tuple[str, ...]:
+    """The hyperparameters the paragraph names for ``method`` (a method this version does not
+    know: every method's)."""
+    from llmscisci_cfg.train import methods
+
+    found = methods.find(method)
+    known = [found] if found is not None else methods.REGISTRY.values()
+    own = dict.fromkeys(k for m in known for k in m.hyperparameters)
+    return KEY_HYPERPARAMETERS + tuple(own)
+
+
 #: How an invalid answer counts, in a few words.
 INVALID_SHORT = {
     "single": "a missing, invalid or unknown answer counts as wrong",
@@ -385,7 +398,8 @@ def _identity_text(i: Mapping[str, Any]) -> str:
 
 def _training_text(t: Mapping[str, Any]) -> str:
     given = t.get("hyperparameters") or {}
-    hp = ", ".join(f"{k} {given[k]}" for k in KEY_HYPERPARAMETERS if given.get(k) is not None)
+    keys = key_hyperparameters(t.get("method"))
+    hp = ", ".join(f"{k} {given[k]}" for k in keys if given.get(k) is not None)
     lora = t.get("lora") or {}
     lora_text = (
         f"; LoRA r {lora.get('r')}, alpha {lora.get('lora_alpha')}, dropout {lora.get('lora_dropout')}"

@@ -1,7 +1,10 @@
 """Cross-field checks, run when a recipe loads, before any model or data is touched.
 
 Each check yields `Problem`s (a key path and a message naming the smallest fix); the loader
-locates them in the recipe text.
+locates them in the recipe text. What a method needs (gold labels, answer pairs, answer columns
+scored against gold, rewards, rollouts) is read from its section's class-level facts
+(`schema.Needs`), and a method's own cross-section checks from its ``problems(recipe)``: no
+check here names a method.
 `machine_problems` holds the checks that depend on this machine (CUDA present or not):
 `run` refuses on them, `validate --here` and `plan` report them.
 """
@@ -16,7 +19,7 @@ from pathlib import Path
 
 from llmscisci_cfg import files
 from llmscisci_cfg.errors import Problem, UserError
-from llmscisci_cfg.recipe.schema import GRPOMethod, Recipe
+from llmscisci_cfg.recipe.schema import Recipe, method_names
 from llmscisci_cfg.resources import is_builtin, ref_path, unknown_builtin_data
 from llmscisci_cfg.task.spec import TaskSpec
 
@@ -26,10 +29,10 @@ def recipe_problems(recipe: Recipe, task: TaskSpec | None) -> list[Problem]:
     None when it failed to load; that failure is reported by the loader)."""
     found: list[Problem] = []
     for check in (
-        _rewards_need_grpo,
-        _grpo_batch,
-        _dpo_pairs,
-        _sft_labels,
+        _rewards,
+        _method_own,
+        _pairs,
+        _gold,
         _data_tables,
         _quantization,
         _launch,
@@ -48,56 +51,38 @@ def recipe_problems(recipe: Recipe, task: TaskSpec | None) -> list[Problem]:
     return found
 
 
-def _rewards_need_grpo(recipe: Recipe) -> Iterator[Problem]:
-    method = recipe.method.name
-    if method != "grpo" and recipe.rewards:
+def _rewards(recipe: Recipe) -> Iterator[Problem]:
+    method = recipe.method
+    takers = " or ".join(method_names(rewards=True))
+    if not method.needs.rewards and recipe.rewards:
         yield Problem(
             ("rewards",),
-            f"rewards apply only to method grpo, not {method}; remove the rewards section",
+            f"rewards apply only to method {takers}, not {method.name}; remove the rewards section",
         )
-    if method == "grpo" and not recipe.rewards:
+    if method.needs.rewards and not recipe.rewards:
         yield Problem(
             ("rewards",),
-            "method grpo needs at least one reward; add e.g. rewards: [{name: format}]",
+            f"method {method.name} needs at least one reward; add e.g. rewards: [{{name: format}}]",
         )
 
 
-def _grpo_batch(recipe: Recipe) -> Iterator[Problem]:
-    m = recipe.method
-    if not isinstance(m, GRPOMethod):
-        return
-    b, g, p = (
-        recipe.train.per_device_batch_size,
-        recipe.train.gradient_accumulation_steps,
-        recipe.launch.num_processes,
-    )
-    n = m.num_generations
-    if (b * g * p) % n == 0:
-        return
-    factors = "per_device_batch_size × gradient_accumulation_steps" + (
-        " × num_processes" if p > 1 else ""
-    )
-    fix_g = next(k for k in range(g + 1, g + n + 1) if (b * k * p) % n == 0)
-    fix_b = next(k for k in range(b + 1, b + n + 1) if (k * g * p) % n == 0)
-    smallest = (
-        f"gradient_accumulation_steps: {fix_g}"
-        if fix_g - g <= fix_b - b
-        else f"per_device_batch_size: {fix_b}"
-    )
-    yield Problem(
-        ("method", "num_generations"),
-        f"num_generations ({n}) must divide {factors} ({b * g * p}); smallest fix: {smallest}",
-    )
+def _method_own(recipe: Recipe) -> Iterator[Problem]:
+    """The method section's own checks against the other sections (`schema.Needs`)."""
+    own = getattr(recipe.method, "problems", None)
+    if own is not None:
+        yield from own(recipe)
 
 
-def _dpo_pairs(recipe: Recipe) -> Iterator[Problem]:
-    pairs = recipe.data.pairs
-    if pairs is not None and recipe.method.name != "dpo":
+def _pairs(recipe: Recipe) -> Iterator[Problem]:
+    """Answer pairs: chosen/rejected columns, or ``data.pairs`` built from scored answers."""
+    pairs, method = recipe.data.pairs, recipe.method
+    if pairs is not None and not method.needs.pairs:
         yield Problem(
             ("data", "pairs"),
-            f"data.pairs builds DPO pairs; remove it for method {recipe.method.name}",
+            f"data.pairs builds {'/'.join(n.upper() for n in method_names(pairs=True))} pairs; "
+            f"remove it for method {method.name}",
         )
-    if recipe.method.name != "dpo":
+    if not method.needs.pairs:
         return
     cols = recipe.data.columns
     if pairs is not None:
@@ -117,7 +102,8 @@ def _dpo_pairs(recipe: Recipe) -> Iterator[Problem]:
         if not getattr(cols, side):
             yield Problem(
                 ("data", "columns", side),
-                f"method dpo needs a {side} answer column per aspect, e.g. {side}: {{easy: easy_gpt_response}}",
+                f"method {method.name} needs a {side} answer column per aspect, e.g. {side}: "
+                "{easy: easy_gpt_response}",
             )
     if cols.chosen and cols.rejected and set(cols.chosen) != set(cols.rejected):
         yield Problem(
@@ -125,12 +111,13 @@ def _dpo_pairs(recipe: Recipe) -> Iterator[Problem]:
         )
 
 
-def _sft_labels(recipe: Recipe) -> Iterator[Problem]:
-    if recipe.method.name == "sft" and not recipe.data.label_columns:
+def _gold(recipe: Recipe) -> Iterator[Problem]:
+    method = recipe.method
+    if method.needs.gold and not recipe.data.label_columns:
         yield Problem(
             ("data", "columns", "label"),
-            "method sft writes the gold label into each completion; name the label column per "
-            "aspect (or join a labels table with data.labels)",
+            f"method {method.name} {method.needs.gold}; name the label column per aspect (or "
+            "join a labels table with data.labels)",
         )
 
 
@@ -150,10 +137,11 @@ def _data_tables(recipe: Recipe) -> Iterator[Problem]:
                 "data.split splits one table by id; with data.splits the files are the splits: "
                 "remove data.split",
             )
-        if recipe.method.name == "predict":
+        if not recipe.method.needs.trains:
             yield Problem(
                 ("data", "splits"),
-                "predict labels one table: name it with data.source (e.g. the test file)",
+                f"{recipe.method.name} labels one table: name it with data.source (e.g. the test "
+                "file)",
             )
     if data.labels is not None and data.columns.label is not None:
         yield Problem(
@@ -192,12 +180,6 @@ def _speed(recipe: Recipe) -> Iterator[Problem]:
             "transformers' own model code honours but remote code (trust_remote_code) may not; "
             f"turn method.{key} off for this model",
         )
-    if m.name == "sft" and m.padding_free and not m.packing and m.max_length is not None:
-        yield Problem(
-            ("method", "padding_free"),
-            "padding-free rows without packing are not cut at max_length (TRL refuses the pair); "
-            "set method.max_length: null (the length filter bounds the prompts) or packing: true",
-        )
     if getattr(m, "packing", False) and m.max_length is None:
         yield Problem(
             ("method", "max_length"),
@@ -235,12 +217,13 @@ def _task_kind(recipe: Recipe, task: TaskSpec) -> Iterator[Problem]:
     """What a task's kind needs from the recipe: training only on label tasks; judges name
     their answer columns; rationales and few-shot examples need gold labels."""
     method = recipe.method
-    if method.name != "predict":
+    if method.needs.trains:
         if task.kind != "label":
+            labelling = " or ".join(method_names(trains=False))
             yield Problem(
                 ("data", "task"),
-                f"a {task.kind} task is for `llmscisci predict` (method: {{name: predict}}); "
-                "training needs a label task",
+                f"a {task.kind} task is for `llmscisci {labelling}` (method: {{name: "
+                f"{labelling}}}); training needs a label task",
             )
         return
     if task.kind == "rationale" and not recipe.data.label_columns:
@@ -282,6 +265,8 @@ def _task_aspects(recipe: Recipe, task: TaskSpec) -> Iterator[Problem]:
     named = [(("data", "aspects"), recipe.data.aspects or [])]
     for key in ("text", "label", "chosen", "rejected"):
         named.append((("data", "columns", key), list(getattr(recipe.data.columns, key) or {})))
+    if recipe.method.needs.scored_answers:
+        named.append((("method", "answers"), list(recipe.method.answers)))
     if recipe.data.labels is not None:
         named.append((("data", "labels", "columns"), list(recipe.data.labels.columns)))
     for path, aspects in named:
@@ -308,7 +293,7 @@ def _template(recipe: Recipe) -> Iterator[Problem]:
 
 def _generation(recipe: Recipe) -> Iterator[Problem]:
     """Backends and the combinations known to fail, refused with the reason."""
-    g, method = recipe.generation, recipe.method.name
+    g, method = recipe.generation, recipe.method
     if g.backend == "openai" and not g.base_url:
         yield Problem(
             ("generation", "base_url"),
@@ -316,12 +301,13 @@ def _generation(recipe: Recipe) -> Iterator[Problem]:
         )
     if g.rollout_weights == "merged":
         yield from _merged_rollouts(recipe)
-    if method != "grpo":
+    if not method.needs.rollouts:
         return
     if g.backend == "openai":
         yield Problem(
             ("generation", "backend"),
-            "GRPO samples from the policy it is training, not from a server; use transformers or vllm",
+            f"{method.name.upper()} samples from the policy it is training, not from a server; "
+            "use transformers or vllm",
         )
     if g.backend == "vllm" and recipe.model.quantization is not None:
         yield Problem(
@@ -343,11 +329,12 @@ def _generation(recipe: Recipe) -> Iterator[Problem]:
 
 
 def _merged_rollouts(recipe: Recipe) -> Iterator[Problem]:
-    """``rollout_weights: merged`` only where the engine runs GRPO's rollouts from a LoRA policy
-    (elsewhere it would be silently ignored)."""
+    """``rollout_weights: merged`` only where the engine runs a method's rollouts (GRPO's) from
+    a LoRA policy (elsewhere it would be silently ignored)."""
     g, key = recipe.generation, ("generation", "rollout_weights")
-    if recipe.method.name != "grpo":
-        yield Problem(key, "merged is for GRPO's rollouts; remove it (or set policy)")
+    if not recipe.method.needs.rollouts:
+        takers = " or ".join(n.upper() for n in method_names(rollouts=True))
+        yield Problem(key, f"merged is for {takers}'s rollouts; remove it (or set policy)")
     elif recipe.model.lora is None:
         yield Problem(key, "merged needs model.lora: a full fine-tune has no adapter to merge")
     elif g.backend != "transformers" or g.continuous_batching:
@@ -439,7 +426,12 @@ def _reward_specs(recipe: Recipe) -> list[Problem]:
             )
         seen.setdefault(spec.label, i)
     if all(spec.weight == 0 for spec in recipe.rewards):
-        found.append(Problem(("rewards",), "every reward weight is 0; GRPO would learn nothing"))
+        found.append(
+            Problem(
+                ("rewards",),
+                f"every reward weight is 0; {recipe.method.name.upper()} would learn nothing",
+            )
+        )
     from llmscisci_cfg.rewards.registry import BUILTINS, check_specs
 
     if not recipe.data.label_columns:
@@ -493,7 +485,7 @@ def machine_problems(recipe: Recipe, cuda: bool | None = None) -> list[Problem]:
             )
         )
     g = recipe.generation
-    if recipe.method.name == "grpo" and g.rollout_weights == "merged" and g.compile == "auto":
+    if recipe.method.needs.rollouts and g.rollout_weights == "merged" and g.compile == "auto":
         found.append(
             Problem(
                 ("generation", "rollout_weights"),

@@ -62,9 +62,7 @@ def template_problems(job: Job) -> list[Problem]:
         return []
     t = job.recipe.template
     key = ("template", "file") if t.file else ("template", "name") if t.name else ("template",)
-    method = job.recipe.method
-    assistant_only = method.name == "sft" and method.assistant_only_loss
-    return [Problem(key, m) for m in chat.template_problems(text, assistant_only)]
+    return [Problem(key, m) for m in chat.template_problems(text, job.assistant_only)]
 
 
 def load_recipe(ref: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:

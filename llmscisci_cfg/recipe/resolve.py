@@ -89,8 +89,9 @@ class ColumnMap:
     label: dict[str, str] | None
     chosen: dict[str, str] | None
     rejected: dict[str, str] | None
-    answers: dict[str, list[str]] | None = None  # data.pairs: answer columns per aspect
+    answers: dict[str, list[str]] | None = None  # answer columns scored against gold, per aspect
     joined: bool = False  # the label columns are the labels table's (data.labels), joined on id
+    answers_key: str = "data.pairs.answers"  # the recipe key of ``answers`` (or method.answers)
 
     def required(self) -> dict[str, str]:
         """``{recipe key: column}`` of every column the build reads from the rows' table (the
@@ -103,7 +104,7 @@ class ColumnMap:
                 out[f"data.columns.{name}.{aspect}"] = column
         for aspect, columns in (self.answers or {}).items():
             for i, column in enumerate(columns):
-                out[f"data.pairs.answers.{aspect}.{i}"] = column
+                out[f"{self.answers_key}.{aspect}.{i}"] = column
         return out
 
     def label_key(self, aspect: str) -> str:
@@ -164,10 +165,9 @@ class Job:
 
     @property
     def assistant_only(self) -> bool:
-        """Whether training reads the template's ``{% generation %}`` masks (SFT's
-        assistant-only loss): a tokenizer's own template is then checked for them."""
-        method = self.recipe.method
-        return method.name == "sft" and method.assistant_only_loss
+        """Whether training reads the template's ``{% generation %}`` masks (a method's
+        ``assistant_only_loss``, SFT's): a tokenizer's own template is then checked for them."""
+        return bool(getattr(self.recipe.method, "assistant_only_loss", False))
 
     @property
     def inputs(self) -> dict[str, InputFile]:
@@ -378,17 +378,29 @@ def resolve_columns(recipe: Recipe, task: TaskSpec) -> ColumnMap:
                 )
             given = {a: given[a] for a in aspects}
         maps[name] = given
-    answers = None
-    if data.pairs is not None:
-        _known_aspects(list(data.pairs.answers), task, "data.pairs.answers")
-        missing = [a for a in aspects if a not in data.pairs.answers]
+    answers, key = scored_answers(recipe)
+    if answers is not None:
+        _known_aspects(list(answers), task, key)
+        missing = [a for a in aspects if a not in answers]
         if missing:
             raise UserError(
-                f"data.pairs.answers: no answer columns for aspect(s) {', '.join(missing)}; name "
+                f"{key}: no answer columns for aspect(s) {', '.join(missing)}; name "
                 f"them per aspect built ({', '.join(aspects)}), or restrict data.aspects"
             )
-        answers = {a: list(data.pairs.answers[a]) for a in aspects}
-    return ColumnMap(id=cols.id, aspects=list(aspects), answers=answers, joined=joined, **maps)
+        answers = {a: list(answers[a]) for a in aspects}
+    return ColumnMap(
+        id=cols.id, aspects=list(aspects), answers=answers, joined=joined, answers_key=key, **maps
+    )
+
+
+def scored_answers(recipe: Recipe) -> tuple[dict[str, list[str]] | None, str]:
+    """The answer columns scored against gold per aspect, and their recipe key: ``data.pairs``
+    (answer pairs), or the method's own ``answers`` when it scores answers (`schema.Needs`)."""
+    if recipe.data.pairs is not None:
+        return recipe.data.pairs.answers, "data.pairs.answers"
+    if recipe.method.needs.scored_answers:
+        return recipe.method.answers, "method.answers"
+    return None, "data.pairs.answers"
 
 
 def _known_aspects(names: Iterable[str], task: TaskSpec, key: str) -> None:

@@ -8,9 +8,10 @@ Checks that involve several sections live in `llmscisci_cfg.recipe.checks`.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import (
     BaseModel,
@@ -21,6 +22,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from llmscisci_cfg.errors import Problem
 
 RECIPE_VERSION = 1
 
@@ -466,7 +469,27 @@ class DataSpec(Section):
 # ----------------------------------------------------------------------------- method
 
 
+@dataclass(frozen=True)
+class Needs:
+    """What a method needs from the rest of the recipe, as class-level facts (``needs``) on
+    each method section. The load-time checks (`llmscisci_cfg.recipe.checks`) and the data
+    stage read these facts instead of method names, so a new method's checks come with its
+    schema entry. A section may also define ``problems(recipe)`` for checks of its own that
+    involve other sections (GRPO's group size and batch, KTO's batch of two)."""
+
+    trains: bool = True  # `llmscisci run` trains it (predict: it labels a table)
+    gold: str | None = None  # it needs gold labels: what it does with them (for the message)
+    rewards: bool = False  # it takes, and needs, a reward stack (rewards:)
+    pairs: bool = False  # chosen/rejected answers: data.columns.chosen/rejected or data.pairs
+    scored_answers: bool = False  # method.answers: answer columns it scores against gold
+    traces: bool = False  # it writes data.traces into its completions
+    rollouts: bool = False  # it samples completions from the policy while training
+    repeated_ids: bool = False  # several rows of one document are usual (no warning)
+
+
 class SFTMethod(Section):
+    needs: ClassVar[Needs] = Needs(gold="writes the gold label into each completion", traces=True)
+
     name: Literal["sft"] = Field(
         description="Supervised fine-tuning on prompt + reasoning + label completions."
     )
@@ -487,8 +510,19 @@ class SFTMethod(Section):
         "examples apart); packing implies it.",
     )
 
+    def problems(self, recipe: Recipe) -> Iterator[Problem]:
+        if self.padding_free and not self.packing and self.max_length is not None:
+            yield Problem(
+                ("method", "padding_free"),
+                "padding-free rows without packing are not cut at max_length (TRL refuses the "
+                "pair); set method.max_length: null (the length filter bounds the prompts) or "
+                "packing: true",
+            )
+
 
 class DPOMethod(Section):
+    needs: ClassVar[Needs] = Needs(pairs=True, repeated_ids=True)
+
     name: Literal["dpo"] = Field(
         description="Direct preference optimisation on chosen/rejected answers."
     )
@@ -513,6 +547,8 @@ GRPOLoss = Literal["grpo", "dapo", "dr_grpo", "bnpo", "cispo", "sapo"]
 
 
 class GRPOMethod(Section):
+    needs: ClassVar[Needs] = Needs(rewards=True, rollouts=True)
+
     name: Literal["grpo"] = Field(
         description="Group relative policy optimisation with the recipe's rewards."
     )
@@ -538,8 +574,92 @@ class GRPOMethod(Section):
     num_iterations: PosInt = Field(1, description="Optimisation passes per generation batch (mu).")
     log_completions: bool = Field(False, description="Log sampled completions each logging step.")
 
+    def problems(self, recipe: Recipe) -> Iterator[Problem]:
+        """The group must divide the completions of an optimizer step, over every process."""
+        t, p = recipe.train, recipe.launch.num_processes
+        b, g, n = t.per_device_batch_size, t.gradient_accumulation_steps, self.num_generations
+        if (b * g * p) % n == 0:
+            return
+        factors = "per_device_batch_size × gradient_accumulation_steps" + (
+            " × num_processes" if p > 1 else ""
+        )
+        fix_g = next(k for k in range(g + 1, g + n + 1) if (b * k * p) % n == 0)
+        fix_b = next(k for k in range(b + 1, b + n + 1) if (k * g * p) % n == 0)
+        smallest = (
+            f"gradient_accumulation_steps: {fix_g}"
+            if fix_g - g <= fix_b - b
+            else f"per_device_batch_size: {fix_b}"
+        )
+        yield Problem(
+            ("method", "num_generations"),
+            f"num_generations ({n}) must divide {factors} ({b * g * p}); smallest fix: {smallest}",
+        )
+
+
+class KTOMethod(Section):
+    needs: ClassVar[Needs] = Needs(gold="scores each answer against it", scored_answers=True)
+
+    name: Literal["kto"] = Field(
+        description="Kahneman-Tversky optimisation (TRL's KTOTrainer) on unpaired answers, each "
+        "marked desirable or undesirable by scoring it against the gold label."
+    )
+    answers: dict[str, list[str]] = Field(
+        ...,
+        description="Per aspect, the answer columns to learn from (other models' responses), "
+        "e.g. {easy: [easy_gpt_response, easy_llama3_response]}. Each non-empty answer is one "
+        "training example: desirable when its label equals the gold label exactly (the task's "
+        "answer kind reads it), undesirable otherwise (a wrong label, or none that parses or "
+        "keeps the task's label constraints); an empty answer is dropped and counted "
+        "(empty_answer). A held-out example is one row (its first non-empty answer): eval reads "
+        "its prompt and gold. `preprocess` counts the desirable and undesirable rows.",
+    )
+    beta: PosFloat = Field(
+        0.1, description="Strength of the implicit KL penalty to the reference model."
+    )
+    loss_type: Literal["kto", "apo_zero_unpaired"] = Field(
+        "kto",
+        description="kto estimates a KL term from the batch's other answers (a batch of 2 or "
+        "more); apo_zero_unpaired has none.",
+    )
+    desirable_weight: PosFloat = Field(
+        1.0, description="Weight of the desirable examples' loss (to balance unequal counts)."
+    )
+    undesirable_weight: PosFloat = Field(
+        1.0, description="Weight of the undesirable examples' loss (to balance unequal counts)."
+    )
+    max_length: PosInt | None = Field(
+        1024, description="Truncate prompt+answer to this many tokens."
+    )
+
+    @field_validator("answers")
+    @classmethod
+    def _some_columns(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        if not v:
+            raise ValueError("name the answer columns of at least one aspect")
+        empty = [a for a, cols in v.items() if not cols]
+        if empty:
+            raise ValueError(f"name at least one answer column for {', '.join(empty)}")
+        repeated = [a for a, cols in v.items() if len(set(cols)) != len(cols)]
+        if repeated:
+            raise ValueError(f"an answer column repeats for {', '.join(repeated)}")
+        return v
+
+    def problems(self, recipe: Recipe) -> Iterator[Problem]:
+        """TRL's KL term pairs each example with another answer of its batch (TRL refuses a
+        batch of one)."""
+        b = recipe.train.per_device_batch_size
+        if self.loss_type == "kto" and b < 2:
+            yield Problem(
+                ("train", "per_device_batch_size"),
+                f"loss_type kto estimates its KL term from the other answers of a batch, so "
+                f"per_device_batch_size ({b}) must be at least 2; smallest fix: "
+                "per_device_batch_size: 2 (or method.loss_type: apo_zero_unpaired)",
+            )
+
 
 class PredictMethod(Section):
+    needs: ClassVar[Needs] = Needs(trains=False)
+
     name: Literal["predict"] = Field(
         description="Label, extract, judge or write rationales over a whole table with a model "
         "(`llmscisci predict`); nothing is trained."
@@ -580,7 +700,18 @@ class PredictMethod(Section):
     )
 
 
-Method = Annotated[SFTMethod | DPOMethod | GRPOMethod | PredictMethod, Field(discriminator="name")]
+#: Every method section, in the order the JSON Schema and messages list them.
+METHODS = (SFTMethod, DPOMethod, GRPOMethod, KTOMethod, PredictMethod)
+Method = Annotated[Union[METHODS], Field(discriminator="name")]  # noqa: UP007
+
+
+def method_names(**needs: Any) -> list[str]:
+    """The names of the methods whose `Needs` have these values, e.g. ``rewards=True``."""
+    return [
+        m.model_fields["name"].annotation.__args__[0]
+        for m in METHODS
+        if all(getattr(m.needs, k) == v for k, v in needs.items())
+    ]
 
 
 class RewardSpec(Section):

@@ -15,7 +15,8 @@ from typing import Any
 from llmscisci_cfg.errors import UserError
 from llmscisci_cfg.models.load import LoadSpec, load_model, materialize_builtin
 from llmscisci_cfg.recipe.resolve import Job
-from llmscisci_cfg.train.compile import Compiled, continuous_batching_config, rollout_rows
+from llmscisci_cfg.train import methods
+from llmscisci_cfg.train.compile import Compiled
 
 
 @dataclass
@@ -29,22 +30,25 @@ class Built:
 
 
 def build_trainer(job: Job, compiled: Compiled, tokenizer: Any, callbacks: list[Any] = ()) -> Built:
-    """The TRL trainer for ``job`` (the dataset comes from `data.preprocess.build_dataset`)."""
+    """The TRL trainer for ``job`` (the dataset comes from `data.preprocess.build_dataset`,
+    with the method's rows; what else the trainer takes is the method's: its reward stack,
+    its reference model)."""
     from accelerate import PartialState
 
     from llmscisci_cfg.data.preprocess import build_dataset, eval_split
 
+    method = methods.get(compiled.method)
     with PartialState().main_process_first():  # rank 0 fills the dataset cache, the others read it
-        dataset, report = build_dataset(job, tokenizer=tokenizer)
+        dataset, report = build_dataset(job, method, tokenizer=tokenizer)
     args = make_config(compiled)
     require_examples(job, dataset, report, args.eval_strategy != "no")
     evaluate = eval_split(dataset)  # a validation file when the recipe has one, else test
-    if getattr(args, "use_transformers_continuous_batching", False):
-        size_paged_cache(args, report, rollout_rows(job.recipe))
+    if method.after_data is not None:
+        method.after_data(args, job.recipe, report)
     spec = load_spec(compiled)
     model = load_model(job.model, spec)
     columns = dataset["train"].column_names
-    rewards = make_rewards(job, tokenizer, columns) if compiled.method == "grpo" else []
+    rewards = make_rewards(job, tokenizer, columns) if method.rewards else []
     kwargs: dict[str, Any] = {
         "model": model,
         "args": args,
@@ -54,26 +58,15 @@ def build_trainer(job: Job, compiled: Compiled, tokenizer: Any, callbacks: list[
         "peft_config": make_lora(compiled),
         "callbacks": list(callbacks),
     }
-    if compiled.method == "grpo":
+    if method.rewards:
         kwargs["reward_funcs"] = rewards
-    if compiled.method == "dpo" and compiled.lora_kwargs is None:
-        kwargs["ref_model"] = load_model(job.model, spec)  # the frozen copy of the start weights
-    if compiled.method == "grpo" and compiled.lora_kwargs is None and args.beta > 0:
-        _ensure_loadable(model, job)  # TRL reloads the reference from config._name_or_path
+    if compiled.lora_kwargs is None and method.needs_reference(getattr(args, "beta", None)):
+        if method.ref_model_arg:  # a frozen copy of the start weights
+            kwargs["ref_model"] = load_model(job.model, spec)
+        else:  # TRL reloads the reference from config._name_or_path
+            _ensure_loadable(model, job)
     trainer = trainer_class(compiled)(**kwargs)
     return Built(trainer=trainer, tokenizer=tokenizer, reward_funcs=rewards, data_report=report)
-
-
-def size_paged_cache(args: Any, report: Any, rows: int) -> None:
-    """GRPO with continuous batching: a paged cache for ``rows`` rollouts at a time (the
-    longest prompt of either split), unless TRL's config already has one
-    (`compile.continuous_batching_config` says why)."""
-    lengths = report.token_lengths
-    prompt = lengths.get("prompt_any") or lengths.get("prompt")
-    if args.transformers_continuous_batching_config is None and prompt:
-        args.transformers_continuous_batching_config = continuous_batching_config(
-            rows, prompt, args.max_completion_length
-        )
 
 
 def load_spec(compiled: Compiled) -> LoadSpec:

@@ -2,10 +2,11 @@
 
 `llmscisci plan` prints it. Three steps, each usable alone:
 
-- `shape_for` finds a `ModelShape`: ``builtin:tiny*`` from `llmscisci_cfg.models.tiny`, a local
-  folder's ``config.json`` (a LoRA folder's base too), a hub id's ``config.json`` already in the
-  Hugging Face cache, else `KNOWN_SHAPES` (the hub models of the shipped recipes).
-- `settings_for` maps a recipe onto `Settings` (plain fields); `estimate` turns a shape and
+- `llmscisci_cfg.models.shapes.shape_for` finds the model's `ModelShape` (a built-in, a local
+  folder's or the Hugging Face cache's ``config.json``, or a known hub model).
+- `settings_for` reads `Settings` (plain fields) off the compiled job (`train.compile.Compiled`:
+  the config and model kwargs TRL and transformers receive, so the estimate and the run cannot
+  disagree) and the method's `MemoryFactors` (`train.methods`); `estimate` turns a shape and
   settings into an `Estimate`: parts in bytes, the peak, and `Estimate.as_text`.
 - `estimate_job` does both for a resolved `Job`; `device_memory` and `quantization_note` are
   for ``plan --here``.
@@ -19,7 +20,7 @@ measured peak of whole `llmscisci run` jobs on CPU (bench/bench_memory.py), and 
 peaks in ``../shared/bench/gpu_baseline_h200_2026-11-26.json`` and bench/RESULTS.md
 (tests/train/test_memory.py has the figures).
 
->>> shape = shape_for("google/gemma-3-1b-it")
+>>> shape = shape_for("google/gemma-3-1b-it")  # llmscisci_cfg.models.shapes
 >>> est = estimate(shape, method="sft", quant_bits=4, lora_r=16, batch=16, seq_len=297)
 >>> round(est.total / GIB, 1)
 14.6
@@ -27,21 +28,22 @@ peaks in ``../shared/bench/gpu_baseline_h200_2026-11-26.json`` and bench/RESULTS
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from llmscisci_cfg.models.shapes import LINEAR, ModelShape, shape_for
+from llmscisci_cfg.train import methods
+from llmscisci_cfg.train.methods.grpo import continuous_batching_config, rollout_rows
 
 if TYPE_CHECKING:
     from llmscisci_cfg.recipe.resolve import Job
-    from llmscisci_cfg.recipe.schema import Recipe
+    from llmscisci_cfg.train.compile import Compiled
 
 GIB = 2**30
-LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 # TRL 1.16 fused LM head (trl/kernels/chunked_logprob.py): tiles of TOKEN_CHUNK x VOCAB_CHUNK.
 FUSED_TOKEN_CHUNK, FUSED_VOCAB_CHUNK = 4096, 32768
@@ -53,232 +55,18 @@ TORCH_FOLD_TILES = 8
 DEFAULT_SEQ_LEN, DEFAULT_PROMPT_LEN = 1024, 512
 
 
-# ----------------------------------------------------------------------------- shapes
-
-
-@dataclass(frozen=True)
-class ModelShape:
-    """What memory depends on in a decoder-only model (a Llama-style block: attention with
-    q/k/v/o projections, a gated MLP with gate/up/down, RMSNorms).
-
-    ``model_type`` picks the norm layout: ``gemma3*`` has four norms per layer plus q/k norms;
-    the others two. ``attention_bias``: q/k/v biases (Qwen2).
-    """
-
-    name: str
-    model_type: str
-    hidden: int
-    layers: int
-    heads: int
-    kv_heads: int
-    head_dim: int
-    intermediate: int
-    vocab: int
-    tied_embeddings: bool
-    attention_bias: bool = False
-    source: str = ""
-    full_layers: int | None = None  # layers with full (global) attention; None: all of them
-
-    @property
-    def gemma(self) -> bool:
-        return self.model_type.startswith("gemma3")
-
-    @property
-    def q_dim(self) -> int:
-        return self.heads * self.head_dim
-
-    @property
-    def kv_dim(self) -> int:
-        return self.kv_heads * self.head_dim
-
-    def linear_dims(self) -> dict[str, tuple[int, int]]:
-        """(in, out) features of each linear layer of a decoder layer."""
-        h, q, kv, i = self.hidden, self.q_dim, self.kv_dim, self.intermediate
-        return {
-            "q_proj": (h, q),
-            "k_proj": (h, kv),
-            "v_proj": (h, kv),
-            "o_proj": (q, h),
-            "gate_proj": (h, i),
-            "up_proj": (h, i),
-            "down_proj": (i, h),
-        }
-
-    @property
-    def linear_params(self) -> int:
-        """Weights of every decoder-layer linear (what bitsandbytes quantizes)."""
-        return self.layers * sum(i * o for i, o in self.linear_dims().values())
-
-    @property
-    def embedding_params(self) -> int:
-        """Input embedding, plus the LM head when it is not tied (never quantized)."""
-        return self.vocab * self.hidden * (1 if self.tied_embeddings else 2)
-
-    @property
-    def small_params(self) -> int:
-        """Norm weights and q/k/v biases: per layer 2 norms (Gemma 3: 4, plus q/k norms of
-        ``head_dim``), and the final norm."""
-        norms = 4 * self.hidden + 2 * self.head_dim if self.gemma else 2 * self.hidden
-        bias = self.q_dim + 2 * self.kv_dim if self.attention_bias else 0
-        return self.layers * (norms + bias) + self.hidden
-
-    @property
-    def params(self) -> int:
-        """Total parameters, tied weights counted once (``sum(p.numel() for p in
-        model.parameters())``); e.g. gemma-3-1b 999,885,952."""
-        return self.embedding_params + self.linear_params + self.small_params
-
-
-# Published config.json values of the shipped recipes' hub models (parameter totals from the
-# formula above agree with transformers' count of the same config; see the tests).
-KNOWN_SHAPES: dict[str, ModelShape] = {
-    s.name: s
-    for s in (
-        ModelShape(
-            "google/gemma-3-1b-it", "gemma3_text", hidden=1152, layers=26, heads=4, kv_heads=1,
-            head_dim=256, intermediate=6912, vocab=262144, tied_embeddings=True, full_layers=4,
-            source="config.json of google/gemma-3-1b-it (as copied in bench/gpu.py GEMMA3_1B)",
-        ),
-        ModelShape(
-            "Qwen/Qwen2.5-1.5B-Instruct", "qwen2", hidden=1536, layers=28, heads=12, kv_heads=2,
-            head_dim=128, intermediate=8960, vocab=151936, tied_embeddings=True,
-            attention_bias=True,
-            source="config.json of Qwen/Qwen2.5-1.5B-Instruct (as copied in bench/gpu.py QWEN25_1_5B)",
-        ),
-        ModelShape(
-            "meta-llama/Llama-3.2-1B-Instruct", "llama", hidden=2048, layers=16, heads=32,
-            kv_heads=8, head_dim=64, intermediate=8192, vocab=128256, tied_embeddings=True,
-            source="config.json of meta-llama/Llama-3.2-1B-Instruct (hub, transformers 4.45)",
-        ),
-    )
-}  # fmt: skip
-
-_TIED_DEFAULT = {"gemma3": True, "gemma3_text": True}  # transformers' defaults when absent
-
-
-def shape_from_config(config: Mapping[str, Any], name: str, source: str = "") -> ModelShape:
-    """A `ModelShape` from config.json data (Gemma 3 multimodal configs: their ``text_config``).
-
-    A missing required key raises `KeyError`.
-    """
-    outer = config
-    model_type = str(config.get("model_type", ""))
-    if isinstance(config.get("text_config"), Mapping):
-        config = config["text_config"]
-        model_type = str(config.get("model_type", model_type))
-    hidden, heads = int(config["hidden_size"]), int(config["num_attention_heads"])
-    tied = config.get(
-        "tie_word_embeddings",
-        outer.get("tie_word_embeddings", _TIED_DEFAULT.get(model_type, False)),
-    )
-    layers = int(config["num_hidden_layers"])
-    kinds = config.get("layer_types")
-    pattern = config.get("sliding_window_pattern")
-    if isinstance(kinds, list) and kinds:
-        full = sum(k == "full_attention" for k in kinds)
-    elif model_type.startswith("gemma3") and isinstance(pattern, int) and pattern > 0:
-        full = layers // pattern  # transformers: every pattern-th layer is global
-    else:
-        full = None
-    return ModelShape(
-        name=name,
-        model_type=model_type,
-        hidden=hidden,
-        layers=layers,
-        heads=heads,
-        kv_heads=int(config.get("num_key_value_heads") or heads),
-        head_dim=int(config.get("head_dim") or hidden // heads),
-        intermediate=int(config["intermediate_size"]),
-        vocab=int(config["vocab_size"]),
-        tied_embeddings=bool(tied),
-        attention_bias=model_type == "qwen2" or bool(config.get("attention_bias", False)),
-        source=source,
-        full_layers=full if full and full < layers else None,
-    )
-
-
-def read_config(path: Path, name: str) -> ModelShape | None:
-    """The shape in a config.json file; None when it is unreadable or lacks a size."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-        return shape_from_config(data, name, source=str(path))
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def tiny_shape(name: str) -> ModelShape:
-    """A built-in tiny model's shape from `llmscisci_cfg.models.tiny`'s constants (light)."""
-    from llmscisci_cfg.models import tiny
-
-    key = tiny.builtin_key(name)
-    model_type = {"tiny": "llama", "tiny-qwen": "qwen2", "tiny-gemma": "gemma3_text"}[key]
-    return ModelShape(
-        name=tiny.PREFIX + key,
-        model_type=model_type,
-        hidden=tiny.HIDDEN,
-        layers=tiny.LAYERS,
-        heads=tiny.HEADS,
-        kv_heads=tiny.KV_HEADS,
-        head_dim=tiny.HIDDEN // tiny.HEADS,
-        intermediate=tiny.FFN,
-        vocab=tiny._special_ids()["vocab_size"],
-        tied_embeddings=True,
-        attention_bias=model_type == "qwen2",
-        source="llmscisci_cfg/models/tiny.py",
-        full_layers=tiny.LAYERS // 2 if key == "tiny-gemma" else None,  # sliding, then full
-    )
-
-
-def shape_for(
-    name_or_path: str, revision: str | None = None, cache_dir: str | Path | None = None
-) -> ModelShape | None:
-    """The shape of ``model.name_or_path``, or None when nothing here describes it.
-
-    Looks, in order, at: ``builtin:`` names; a local folder's config.json (a LoRA folder:
-    its ``base_model_name_or_path``); the hub id's config.json in the Hugging Face cache
-    (``cache_dir``, default the usual one); `KNOWN_SHAPES`. Never goes to the network.
-    """
-    from llmscisci_cfg.models import tiny
-
-    if tiny.is_builtin(name_or_path):
-        return tiny_shape(name_or_path)
-    folder = Path(name_or_path).expanduser()
-    if folder.is_dir():
-        if (folder / "config.json").is_file():
-            return read_config(folder / "config.json", name_or_path)
-        adapter = folder / "adapter_config.json"
-        try:
-            base = json.loads(adapter.read_text(encoding="utf-8"))["base_model_name_or_path"]
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-        return shape_for(str(base), cache_dir=cache_dir) if base else None
-    cached = _hub_cache_config(name_or_path, revision, cache_dir)
-    if cached is not None:
-        return read_config(cached, name_or_path)
-    return KNOWN_SHAPES.get(name_or_path)
-
-
-def _hub_cache_config(repo_id: str, revision: str | None, cache_dir) -> Path | None:
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        found = try_to_load_from_cache(
-            repo_id, "config.json", cache_dir=cache_dir, revision=revision
-        )
-    except Exception:  # an id that is not a valid repo id, an unreadable cache
-        return None
-    return Path(found) if isinstance(found, str) else None
-
-
 # ----------------------------------------------------------------------------- settings
 
 
 @dataclass(frozen=True)
 class Settings:
-    """What the estimate needs from a recipe, as plain values (`settings_for` fills it).
+    """What the estimate needs from a compiled job, as plain values (`settings_for` fills it).
 
-    ``seq_len``: padded tokens per sequence (SFT, DPO). GRPO trains on ``grpo_prompt_len +
-    grpo_completion_len`` and generates for ``generation_batch`` rows (default ``batch``).
+    ``method``: the training method, whose `methods.MemoryFactors` say how many sequences an
+    example is, what the LM head scores, whether LoRA dropout runs and whether it generates.
+    ``seq_len``: padded tokens per sequence (SFT, DPO). A generating method (GRPO) trains
+    on ``grpo_prompt_len + grpo_completion_len`` and generates for ``generation_batch`` rows
+    (default ``batch``).
     ``grad_accum``: micro-batches per optimizer step (gradients then outlive a backward).
     ``lora_r`` None: full fine-tuning. ``dtype_bytes``: unquantized weights; activations are
     2 bytes under bf16/fp16 mixed precision, else ``dtype_bytes``. ``device``: ``cuda``, or
@@ -330,9 +118,20 @@ class Settings:
         return self.attn_implementation == "sdpa" and self.sequences > 1 and not self.padding_free
 
     @property
+    def factors(self) -> methods.MemoryFactors:
+        """The method's memory factors (`methods.TrainingMethod.memory`)."""
+        return methods.get(self.method).memory
+
+    @property
     def dropout_active(self) -> bool:
-        """LoRA dropout as TRL runs it: DPOConfig.disable_dropout is True by default."""
-        return self.lora_dropout > 0 and self.method != "dpo"
+        """LoRA dropout as TRL runs it (`MemoryFactors.dropout`: DPOConfig.disable_dropout is on
+        by default)."""
+        return self.lora_dropout > 0 and self.factors.dropout
+
+    @property
+    def reference(self) -> bool:
+        """Whether training keeps a frozen reference model (DPO; GRPO with beta > 0)."""
+        return methods.get(self.method).needs_reference(self.beta)
 
     def targets(self) -> tuple[str, ...]:
         if self.lora_targets == "all-linear":
@@ -342,82 +141,79 @@ class Settings:
     @property
     def sequences(self) -> int:
         """Sequences per forward: DPO concatenates chosen and rejected."""
-        return 2 * self.batch if self.method == "dpo" else self.batch
+        return self.factors.sequences * self.batch
 
     @property
     def length(self) -> int:
-        if self.method == "grpo":
+        if self.factors.generates:
             return self.grpo_prompt_len + self.grpo_completion_len
         return self.seq_len
 
     @property
     def scored_tokens(self) -> int:
         """Tokens the LM head scores: GRPO only the completions."""
-        per_row = self.grpo_completion_len if self.method == "grpo" else self.length
+        per_row = self.grpo_completion_len if self.factors.scores_completions else self.length
         return self.sequences * per_row
 
 
 _DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
 
-def settings_for(
-    recipe: Recipe, device: str = "cuda", lengths: Mapping[str, int | None] | None = None
-) -> Settings:
-    """`Settings` of a recipe on ``device``. ``lengths``: the built dataset's token limits
-    (``BuildReport.length_limits``: ``prompt``, ``total``; ``prompt_any``: GRPO's longest
-    prompt of either split, for the rollouts); without them SFT/DPO use ``method.max_length``
-    and GRPO assumes `DEFAULT_PROMPT_LEN` prompt tokens."""
-    from llmscisci_cfg.models.load import model_kwargs
-    from llmscisci_cfg.train.compile import engine_rollouts, mixed_precision, rollout_rows
-
-    m, t, q, lora = recipe.method, recipe.train, recipe.model.quantization, recipe.model.lora
+def settings_for(compiled: Compiled, lengths: Mapping[str, int | None] | None = None) -> Settings:
+    """`Settings` of a compiled job: read off what TRL, transformers, peft and bitsandbytes
+    receive (`Compiled.config_kwargs`, ``model_kwargs``, ``lora_kwargs``, ``bnb_kwargs``) and
+    the method's `methods.MemoryFactors`. ``lengths``: the built dataset's token limits
+    (``BuildReport.length_limits``: ``prompt``, ``total``; ``prompt_any``: a generating
+    method's longest prompt of either split, for the rollouts); without them the config's
+    ``max_length`` is the sequence length and a generating method assumes
+    `DEFAULT_PROMPT_LEN` prompt tokens."""
+    kw, factors = compiled.config_kwargs, methods.get(compiled.method).memory
+    bnb, lora = compiled.bnb_kwargs or {}, compiled.lora_kwargs
     lengths = lengths or {}
     assumed: list[str] = []
-    seq_len = getattr(m, "max_length", None)
-    packed = getattr(m, "packing", False) and seq_len is not None  # rows filled to max_length
+    seq_len = kw.get("max_length")
+    packed = kw.get("packing", False) and seq_len is not None  # rows filled to max_length
     if lengths.get("total") and not packed:
         seq_len = min(seq_len or lengths["total"], lengths["total"])
-    if seq_len is None and m.name != "grpo":
+    if seq_len is None and not factors.generates:
         seq_len = DEFAULT_SEQ_LEN
         assumed.append(f"seq_len {DEFAULT_SEQ_LEN}")
     prompt_len = lengths.get("prompt")
-    if m.name == "grpo" and not prompt_len:
+    if factors.generates and not prompt_len:
         prompt_len = DEFAULT_PROMPT_LEN
         assumed.append(f"prompt {DEFAULT_PROMPT_LEN} tokens")
-    targets = lora.target_modules if lora else "all-linear"
-    g = recipe.generation
-    vllm = g.vllm_mode if m.name == "grpo" and g.backend == "vllm" else None
+    quant_bits = 4 if bnb.get("load_in_4bit") else 8 if bnb.get("load_in_8bit") else None
+    targets = lora["target_modules"] if lora else "all-linear"
+    vllm = kw.get("vllm_mode", "colocate") if kw.get("use_vllm") else None
     return Settings(
-        method=m.name,
-        quant_bits=q.bits if q else None,
-        double_quant=q.double_quant if q else True,
-        dtype_bytes=_DTYPE_BYTES[model_kwargs(recipe.model, device)["dtype"]],
-        mixed_precision=mixed_precision(recipe, device) in ("bf16", "fp16"),
-        lora_r=lora.r if lora else None,
+        method=compiled.method,
+        quant_bits=quant_bits,
+        double_quant=bnb.get("bnb_4bit_use_double_quant", True),
+        dtype_bytes=_DTYPE_BYTES[compiled.model_kwargs["dtype"]],
+        mixed_precision=bool(kw["bf16"] or kw["fp16"]),
+        lora_r=lora["r"] if lora else None,
         lora_targets=targets if isinstance(targets, str) else tuple(targets),
-        lora_dropout=lora.dropout if lora else 0.0,
-        optimizer=t.optim,
-        batch=t.per_device_batch_size,
-        grad_accum=t.gradient_accumulation_steps,
+        lora_dropout=lora["lora_dropout"] if lora else 0.0,
+        optimizer=kw["optim"],
+        batch=kw["per_device_train_batch_size"],
+        grad_accum=kw["gradient_accumulation_steps"],
         seq_len=seq_len or DEFAULT_SEQ_LEN,
-        gradient_checkpointing=t.gradient_checkpointing,
-        attn_implementation=recipe.model.attn_implementation or "sdpa",
-        padding_free=getattr(m, "padding_free", False) or getattr(m, "packing", False),
-        liger=t.liger_kernel,
-        grpo_num_generations=getattr(m, "num_generations", 4),
-        grpo_completion_len=getattr(m, "max_completion_length", 256),
+        gradient_checkpointing=bool(kw["activation_checkpointing"]),
+        attn_implementation=compiled.model_kwargs["attn_implementation"] or "sdpa",
+        padding_free=bool(kw.get("padding_free") or kw.get("packing")),
+        liger=kw["use_liger_kernel"],
+        grpo_num_generations=kw.get("num_generations", 4),
+        grpo_completion_len=kw.get("max_completion_length", 256),
         grpo_prompt_len=prompt_len or DEFAULT_PROMPT_LEN,
-        generation_batch=rollout_rows(recipe) if m.name == "grpo" else None,
-        beta=getattr(m, "beta", 0.0),
-        merged_rollouts=m.name == "grpo"
-        and recipe.generation.rollout_weights == "merged"
-        and engine_rollouts(recipe, device),
-        continuous_batching=m.name == "grpo" and recipe.generation.continuous_batching,
+        generation_batch=rollout_rows(kw) if factors.generates else None,
+        beta=kw.get("beta", 0.0),
+        merged_rollouts=compiled.merged_rollouts,
+        continuous_batching=bool(kw.get("use_transformers_continuous_batching")),
         vllm=vllm,
-        vllm_share=recipe.generation.vllm_gpu_memory_utilization if vllm == "colocate" else 0.0,
+        vllm_share=kw.get("vllm_gpu_memory_utilization", 0.3) if vllm == "colocate" else 0.0,
         generation_prompt_len=lengths.get("prompt_any"),
-        quant_compute_bytes=_DTYPE_BYTES[q.compute_dtype] if q else 2,
-        device=device,
+        quant_compute_bytes=_DTYPE_BYTES[bnb.get("bnb_4bit_compute_dtype", "bfloat16")],
+        device=compiled.device,
         assumed=tuple(assumed),
     )
 
@@ -547,7 +343,7 @@ def estimate(shape: ModelShape, settings: Settings | None = None, **fields: Any)
     if s.quant_bits and not s.lora_r:
         raise ValueError("quantized weights are trained only through LoRA (set lora_r)")
     parts = [*_static_parts(shape, s), *_train_parts(shape, s), *_optimizer_parts(shape, s)]
-    if s.method == "grpo" and s.vllm is None:
+    if s.factors.generates and s.vllm is None:
         parts += _generate_parts(shape, s)
     if s.vllm == "colocate":  # vLLM's weights and KV cache: a share of the whole GPU
         known = "" if s.vllm_reserved else "; not counted until the GPU is known (plan --here)"
@@ -558,16 +354,19 @@ def estimate(shape: ModelShape, settings: Settings | None = None, **fields: Any)
 
 
 def estimate_job(
-    job: Job, lengths: Mapping[str, int | None] | None = None, cache_dir=None
+    job: Job,
+    compiled: Compiled,
+    lengths: Mapping[str, int | None] | None = None,
+    cache_dir=None,
 ) -> Estimate | None:
-    """The estimate for a resolved job on its device; None when the model's shape is unknown
-    here (a hub id neither cached nor in `KNOWN_SHAPES`, a run's ``final/`` not written yet).
-    On a CPU job the figures are the tensors' share of RAM."""
+    """The estimate for a resolved job as compiled for its device; None when the model's
+    shape is unknown here (a hub id neither cached nor in `KNOWN_SHAPES`, a run's ``final/``
+    not written yet). On a CPU job the figures are the tensors' share of RAM."""
     source = str(job.model.local_dir) if job.model.local_dir else job.model.name
     shape = shape_for(source, job.model.revision, cache_dir)
     if shape is None:
         return None
-    return estimate(shape, settings_for(job.recipe, job.device, lengths))
+    return estimate(shape, settings_for(compiled, lengths))
 
 
 def weight_bytes(shape: ModelShape, s: Settings) -> int:
@@ -632,8 +431,7 @@ def _static_parts(shape: ModelShape, s: Settings) -> list[Part]:
         Part("gradients", n * per, f"of {what}", "static" if s.grad_accum > 1 else "optimizer"),
         Part("optimizer", round(n * opt), f"{s.optimizer} states, {opt:g} bytes/param"),
     ]
-    needs_ref = s.method == "dpo" or (s.method == "grpo" and s.beta > 0)
-    if needs_ref and not s.lora_r:
+    if s.reference and not s.lora_r:
         parts.append(Part("reference", w, "frozen copy of the weights (no LoRA to switch off)"))
     if s.merged_rollouts:
         parts.append(_merged_copy_part(shape, s))
@@ -734,7 +532,7 @@ def _train_parts(shape: ModelShape, s: Settings) -> list[Part]:
     trained_norm = 0 if s.lora_r else 4
     outside = (4 + trained_norm + 2 * a) * h * tokens + (a * h + 8) * scored
     rows = f"{s.sequences} × {L} tokens"
-    if s.method == "grpo":
+    if s.factors.generates:
         rows += f" ({s.sequences // s.grpo_num_generations or 1} prompts × completions)"
     parts = [Part("activations", acts + outside, f"{how} × {rows}", "train")]
     if s.fused_lm_head:
@@ -792,7 +590,6 @@ def paged_cache_bytes(
     ``max_tokens_read``): the few full-attention layers of a sliding-window model (Gemma 3)
     spread the cache's bytes over fewer layers, so N, and the masks, grow by layers ÷ full.
     """
-    from llmscisci_cfg.train.compile import continuous_batching_config
 
     cb = continuous_batching_config(rows, prompt, completion)
     slots, step = cb["num_blocks"] * cb["page_size"], cb["max_batch_tokens"]

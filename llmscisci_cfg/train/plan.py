@@ -157,7 +157,7 @@ def make_plan(recipe_ref: str, overrides: tuple[str, ...] = (), here: bool = Fal
         accelerate_config=prepared.launch.accelerate_config,
         machine_problems=[str(p) for p in prepared.machine_problems],
         data=data_summary(job),
-        memory=memory_plan(job, here),
+        memory=memory_plan(job, prepared.compiled, here),
     )
 
 
@@ -207,11 +207,14 @@ class MemoryPlan:
         return "\n".join(lines)
 
 
-def memory_plan(job: Job, here: bool = False) -> MemoryPlan:
-    """The memory estimate for ``job`` (with the built data's length limits when cached)."""
+def memory_plan(job: Job, compiled: Compiled | None = None, here: bool = False) -> MemoryPlan:
+    """The memory estimate for ``job`` as ``compiled`` (default: `compile_recipe`; the settings
+    are read off what TRL receives, never re-derived from the recipe), with the built data's
+    length limits when cached."""
     from llmscisci_cfg.data import preprocess
     from llmscisci_cfg.train import memory
 
+    compiled = compiled if compiled is not None else compile_recipe(job)
     try:
         report = preprocess.cached_report(job)
     except UserError:  # the data is not here yet: estimate with the recipe's lengths
@@ -221,7 +224,7 @@ def memory_plan(job: Job, here: bool = False) -> MemoryPlan:
         limits, found = report.length_limits, report.token_lengths
         lengths = {k: found.get(k) or limits.get(k) for k in ("prompt", "total")}
         lengths["prompt_any"] = found.get("prompt_any")
-    est = memory.estimate_job(job, lengths)
+    est = memory.estimate_job(job, compiled, lengths)
     if not here or est is None or est.settings.device != "cuda":
         return MemoryPlan(est, here)
     total = memory.device_memory()

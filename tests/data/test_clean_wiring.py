@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 from llmscisci_cfg.data.clean import options_of
-from llmscisci_cfg.data.preprocess import build_dataset, cache_key
-from tests.data_helpers import LABELS, make_job, reports, write_csv
+from llmscisci_cfg.data.preprocess import cache_key
+from tests.data_helpers import LABELS, build_dataset, make_job, reports, write_csv
 
 FOOTER = (
     "Copyright © 2022 A. Author et al., released under a Creative Commons Attribution 4.0 "

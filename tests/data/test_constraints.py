@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from llmscisci_cfg.data.examples import choose_pair, collect
+from llmscisci_cfg.data.examples import collect
 from llmscisci_cfg.data.sources import load_source
 from llmscisci_cfg.errors import UserError
 from llmscisci_cfg.task.constraints import LabelRule
 from llmscisci_cfg.task.kinds import MultiLabel
+from llmscisci_cfg.train.methods.dpo import choose_pair
 from tests.data_helpers import LABELS, answer, constrained_task, make_job, reports, write_csv
 
 FIELDS = ["doi", "easy", "difficult", "y_easy_gpt4", "y_diff_gpt4"]

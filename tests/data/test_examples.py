@@ -166,9 +166,11 @@ def test_split_seed_defaults_to_train_seed(tmp_path):
 # ----------------------------------------------------------------------------- builders
 
 
-def _rows(recipe):
-    (examples, _), _ = _collect(recipe)
-    return build_rows(recipe, examples)
+def _rows(job):
+    from llmscisci_cfg.train import methods
+
+    (examples, _), _ = _collect(job)
+    return build_rows(methods.get(job.method), job, examples)
 
 
 def test_grpo_rows(tmp_path):
@@ -272,8 +274,8 @@ def test_builtin_sample_traces_cover_sample(tmp_path):
 def test_dpo_pairs_from_answer_columns(tmp_path):
     """data.pairs: the answer closest to gold is chosen, the farthest rejected; ties and
     identical answers are dropped and counted."""
-    from llmscisci_cfg.data.examples import choose_pair
-    from llmscisci_cfg.data.preprocess import build_dataset
+    from llmscisci_cfg.train.methods.dpo import choose_pair
+    from tests.data_helpers import build_dataset
 
     rows = reports(6)
     rows[0]["easy_llama3_response"] = rows[0]["easy_gpt_response"]  # identical: dropped

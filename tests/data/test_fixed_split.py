@@ -8,9 +8,8 @@ import json
 import pytest
 
 from llmscisci_cfg.data.lengthfilter import token_measure
-from llmscisci_cfg.data.preprocess import build_dataset
 from llmscisci_cfg.data.truncate import MARKER
-from tests.data_helpers import LABELS, make_job, reports, write_csv
+from tests.data_helpers import LABELS, build_dataset, make_job, reports, write_csv
 
 
 def _pairs(split) -> list[tuple[str, str]]:

@@ -9,11 +9,10 @@ import json
 import pytest
 
 from llmscisci_cfg.data.labels import join_table
-from llmscisci_cfg.data.preprocess import build_dataset
 from llmscisci_cfg.data.table import read_table
 from llmscisci_cfg.errors import RecipeError, UserError
 from llmscisci_cfg.recipe.loader import load_job
-from tests.data_helpers import kind_task, write_csv, write_recipe
+from tests.data_helpers import build_dataset, kind_task, write_csv, write_recipe
 
 DIMENSIONS = ["happiness", "anxiety", "having hope"]
 LEVELS = ["low", "medium", "high"]

@@ -44,16 +44,19 @@ def test_percentile_matches_numpy():
 
 def test_lengths_per_method():
     rows = [row(3, 2, 5)]
-    assert lengths(rows, "sft", words) == ([4], [5])
-    assert lengths(rows, "dpo", words) == ([4], [8])  # the longer of chosen and rejected
-    assert lengths(rows, "grpo", words) == ([4], None)
+    assert lengths(rows, ("completion",), words) == ([4], [5])
+    assert lengths(rows, ("chosen", "rejected"), words) == (
+        [4],
+        [8],
+    )  # the longer of chosen and rejected
+    assert lengths(rows, (), words) == ([4], None)
 
 
 def test_percentile_on_train_applies_to_test():
     train = [row(n) for n in range(1, 21)]  # prompt tokens 2..21
     test = [row(5), row(21), row(30)]
     spec = LengthFilter(percentile=50)
-    kept, dropped, limits = _filter({"train": train, "test": test}, spec, "sft", words)
+    kept, dropped, limits = _filter({"train": train, "test": test}, spec, ("completion",), words)
     assert limits.prompt == 11  # floor of the median of 2..21 (11.5)
     assert limits.total == 11  # prompt + one answer word, no generation prompt: 2..21
     assert len(kept["train"]) == 10 and [
@@ -65,7 +68,7 @@ def test_percentile_on_train_applies_to_test():
 def test_total_limit_counted_separately():
     rows = [row(5, 1), row(5, 50), row(5, 2)]
     spec = LengthFilter(percentile=None, max_total_tokens=10)
-    kept, dropped, limits = _filter({"train": rows, "test": []}, spec, "sft", words)
+    kept, dropped, limits = _filter({"train": rows, "test": []}, spec, ("completion",), words)
     assert limits.prompt is None and limits.total == 10
     assert dict(dropped) == {"total_too_long": 1} and len(kept["train"]) == 2
 
@@ -79,7 +82,7 @@ def test_absolute_limits_override_percentile():
 def test_grpo_filters_on_prompt_only():
     rows = [row(n, 500) for n in range(1, 11)]
     spec = LengthFilter(percentile=95, max_total_tokens=3)
-    kept, dropped, limits = _filter({"train": rows, "test": []}, spec, "grpo", words)
+    kept, dropped, limits = _filter({"train": rows, "test": []}, spec, (), words)
     assert limits.total is None and limits.prompt == 10
     assert dict(dropped) == {"prompt_too_long": 1} and len(kept["train"]) == 9
 
@@ -87,13 +90,18 @@ def test_grpo_filters_on_prompt_only():
 def test_dpo_uses_longer_answer():
     rows = [row(2, 1, 1), row(2, 1, 40)]
     kept, dropped, _ = _filter(
-        {"train": rows}, LengthFilter(percentile=None, max_total_tokens=10), "dpo", words
+        {"train": rows},
+        LengthFilter(percentile=None, max_total_tokens=10),
+        ("chosen", "rejected"),
+        words,
     )
     assert dict(dropped) == {"total_too_long": 1} and kept["train"] == [rows[0]]
 
 
 def test_empty_train_means_no_limit():
-    kept, dropped, limits = _filter({"train": [], "test": [row(99)]}, LengthFilter(), "sft", words)
+    kept, dropped, limits = _filter(
+        {"train": [], "test": [row(99)]}, LengthFilter(), ("completion",), words
+    )
     assert limits.prompt is None and not dropped and len(kept["test"]) == 1
 
 
@@ -121,7 +129,7 @@ def test_truncate_keeps_every_example_within_the_limit():
     train = [doc(i, "easy", n) for i, n in enumerate([3, 5, 40])]
     test = [doc(7, "easy", 50), doc(7, "difficult", 4)]
     spec = LengthFilter(percentile=None, max_prompt_tokens=10, strategy="truncate")
-    out = filter_splits({"train": train, "test": test}, spec, "grpo", words, keep_words)
+    out = filter_splits({"train": train, "test": test}, spec, (), words, keep_words)
     assert not out.dropped and out.excluded == {"train": [], "test": []}
     assert [len(out.kept[s]) for s in ("train", "test")] == [3, 2]  # nobody moved or lost
     assert all(_tokens(r) <= 10 for rows in out.kept.values() for r in rows)
@@ -136,7 +144,7 @@ def test_truncate_keeps_every_example_within_the_limit():
 def test_drop_lists_the_excluded_test_examples():
     test = [doc(1, "easy", 50), doc(1, "difficult", 4)]
     spec = LengthFilter(percentile=None, max_prompt_tokens=10)  # strategy drop (the default)
-    out = filter_splits({"train": [], "test": test}, spec, "grpo", words, keep_words)
+    out = filter_splits({"train": [], "test": test}, spec, (), words, keep_words)
     assert spec.strategy == "drop" and out.kept["test"] == [test[1]]
     assert out.excluded["test"] == [("d1", "easy", "prompt_too_long")]
     assert out.counts["test"] == {"easy": {"prompt_too_long": 1}, "difficult": {}}
@@ -146,15 +154,15 @@ def test_truncate_leaves_room_for_the_answer():
     # total = prompt words + answer words; the answer (20) is never cut, the section is
     rows = [doc(0, "easy", 30, 20), doc(1, "easy", 3, 2)]
     spec = LengthFilter(percentile=None, max_total_tokens=30, strategy="truncate")
-    out = filter_splits({"train": rows, "test": []}, spec, "sft", words, keep_words)
+    out = filter_splits({"train": rows, "test": []}, spec, ("completion",), words, keep_words)
     cut = out.kept["train"][0]
-    assert not out.dropped and lengths([cut], "sft", words)[1] == [30]
+    assert not out.dropped and lengths([cut], ("completion",), words)[1] == [30]
     assert out.counts["train"] == {"easy": {"truncated": 1}}
 
 
 def test_truncate_drops_what_cannot_fit():
     rows = [doc(0, "easy", 5, 40)]  # the answer alone is over the total limit
     spec = LengthFilter(percentile=None, max_total_tokens=30, strategy="truncate")
-    out = filter_splits({"train": [], "test": rows}, spec, "sft", words, keep_words)
+    out = filter_splits({"train": [], "test": rows}, spec, ("completion",), words, keep_words)
     assert out.kept["test"] == [] and out.excluded["test"] == [("d0", "easy", "total_too_long")]
     assert dict(out.dropped) == {"total_too_long": 1}

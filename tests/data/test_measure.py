@@ -48,14 +48,14 @@ def test_fast_counts_equal_the_plain_way(template, method, monkeypatch):
     rows = _rows(prompts, method)
     for row in rows:
         assert row["prompt"] == job.task.messages(row["aspect"], row["text"])
-    prompt, total = prompts.lengths(rows, method)
+    answers = {"grpo": (), "sft": ("completion",), "dpo": ("chosen", "rejected")}[method]
+    prompt, total = prompts.lengths(rows, answers)
     assert prompts.fast and prompts._windowed is not None
     plain = plain_measure(tokenizer)
     assert prompt == plain([r["prompt"] for r in rows], True)
     if method == "grpo":
         assert total is None
         return
-    answers = {"sft": ["completion"], "dpo": ["chosen", "rejected"]}[method]
     expected = [plain([r["prompt"] + r[a] for r in rows], False) for a in answers]
     assert total == [max(v) for v in zip(*expected, strict=True)]
     counts: list = [None] * len(rows)  # every row was counted the fast way, none fell back
@@ -73,7 +73,7 @@ def test_a_row_whose_prompt_is_not_its_aspects_form_is_counted_the_plain_way(mon
     counts: list = [None] * len(rows)
     prompts._windowed(rows, (), counts)
     assert counts[1] is None and None not in counts[:1] + counts[2:]
-    assert prompts.lengths(rows, "grpo")[0] == plain_measure(tokenizer)(
+    assert prompts.lengths(rows, ())[0] == plain_measure(tokenizer)(
         [r["prompt"] for r in rows], True
     )
 
@@ -85,7 +85,7 @@ def test_the_self_check_falls_back_when_the_fast_way_disagrees():
     rows = _rows(prompts, "grpo")
     window = prompts._window("easy", ())
     window.constant += 1  # a wrong count: the check on the first rows catches it
-    assert prompts.lengths(rows, "grpo")[0] == plain_measure(tokenizer)(
+    assert prompts.lengths(rows, ())[0] == plain_measure(tokenizer)(
         [r["prompt"] for r in rows], True
     )
     assert not prompts.fast
@@ -108,7 +108,7 @@ def test_other_templates_render_every_conversation(tmp_path):
     counts: list = [None] * len(rows)
     prompts._windowed(rows, (), counts)
     assert counts == [None] * len(rows)  # not a shipped template: no fast way
-    prompt, total = prompts.lengths(rows, "sft")
+    prompt, total = prompts.lengths(rows, ("completion",))
     plain = plain_measure(tokenizer)
     assert prompt == plain([r["prompt"] for r in rows], True)
     assert total == plain([r["prompt"] + r["completion"] for r in rows], False)

@@ -7,8 +7,15 @@ import re
 
 import pytest
 
-from llmscisci_cfg.data.preprocess import build_dataset
-from tests.data_helpers import LABELS, make_job, report, reports, write_csv, write_jsonl
+from tests.data_helpers import (
+    LABELS,
+    build_dataset,
+    make_job,
+    report,
+    reports,
+    write_csv,
+    write_jsonl,
+)
 
 NO_FILTER = {"length_filter": None}
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from llmscisci_cfg.data.preprocess import build_dataset, cache_key
+from llmscisci_cfg.data.preprocess import cache_key
 from llmscisci_cfg.recipe.loader import load_job
-from tests.data_helpers import LABELS, reports, write_csv, write_recipe
+from tests.data_helpers import LABELS, build_dataset, reports, write_csv, write_recipe
 
 SFT = {"columns": {"label": LABELS}, "length_filter": None}
 

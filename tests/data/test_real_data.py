@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from llmscisci_cfg.data.preprocess import build_dataset
 from llmscisci_cfg.recipe.loader import load_job
 from tests.conftest import REPO
-from tests.data_helpers import kind_task, write_recipe
+from tests.data_helpers import build_dataset, kind_task, write_recipe
 
 SHARED = REPO.parent / "shared" / "data"
 SCICITE = ["background information", "method", "results comparison"]

@@ -6,11 +6,10 @@ from __future__ import annotations
 import pytest
 
 from llmscisci_cfg.data import build, sources
-from llmscisci_cfg.data.preprocess import build_dataset
 from llmscisci_cfg.data.sources import load_source
 from llmscisci_cfg.data.table import read_table
 from llmscisci_cfg.errors import UserError
-from tests.data_helpers import LABELS, make_job, reports, write_csv
+from tests.data_helpers import LABELS, build_dataset, make_job, reports, write_csv
 
 
 def test_csv_read_in_chunks_is_the_whole_table(tmp_path, monkeypatch):

@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from llmscisci_cfg.data.preprocess import build_dataset, eval_split
+from llmscisci_cfg.data.preprocess import eval_split
 from llmscisci_cfg.errors import RecipeError, UserError
 from llmscisci_cfg.recipe.loader import load_job
-from tests.data_helpers import LABELS, report, reports, write_csv, write_recipe
+from tests.data_helpers import LABELS, build_dataset, report, reports, write_csv, write_recipe
 
 NO_FILTER = {"length_filter": None, "columns": {"label": LABELS}}
 

@@ -10,8 +10,8 @@ pytestmark = pytest.mark.slow
 
 
 def _setup(tmp_path, method, **data):
-    from llmscisci_cfg.data.preprocess import build_dataset
     from llmscisci_cfg.models import tiny
+    from tests.data_helpers import build_dataset
 
     recipe = make_job(tmp_path, "builtin:sample", method=method, **data)
     tokenizer = recipe.tokenizer()

@@ -85,8 +85,8 @@ def test_eval_run_with_reference_writes_every_file_and_recomputes(cli, sft_run, 
     assert md.index("## Methods") < md.index("## Warnings") < md.index("## Overall")
 
     # the test set is named: the same sha256 as `preprocess` of the recipe, in every file
-    from llmscisci_cfg.data.preprocess import build_dataset
     from llmscisci_cfg.recipe.loader import load_job
+    from tests.data_helpers import build_dataset
 
     sha = build_dataset(load_job(SFT))[1].test_set_sha256
     assert report["test_set_sha256"] == meta["test_set_sha256"] == sha and len(sha) == 64
@@ -125,12 +125,12 @@ def test_an_output_dir_inside_the_run_named_another_way_updates_the_card(cli, sf
 
 def test_rebuilt_split_equals_training(sft_run, tmp_path, monkeypatch):
     """Eval rebuilds the test split from recipe.resolved.yaml, from scratch, identically."""
-    from llmscisci_cfg.data.preprocess import build_dataset
     from llmscisci_cfg.eval.evaluate import eval_data
     from llmscisci_cfg.models.load import open_tokenizer
     from llmscisci_cfg.models.refs import named_model
     from llmscisci_cfg.recipe.loader import load_job
     from llmscisci_cfg.runs.rundir import RunDir
+    from tests.data_helpers import build_dataset
 
     trained, _ = build_dataset(load_job(SFT))  # what the run trained on (from its cache)
     monkeypatch.setenv("LLMSCISCI_CACHE", str(tmp_path / "fresh"))  # force a real rebuild
@@ -273,11 +273,10 @@ def test_unreadable_manifest(cli, tmp_path, manifest):
 def test_score_rewards_as_trl_totals_them(tmp_path):
     """Rewards in eval go through `rewards.score.score`: None values are left out of the
     total, and a row every reward skips has no total (TRL marks it NaN, not 0)."""
-    from llmscisci_cfg.data.preprocess import build_dataset
     from llmscisci_cfg.eval.evaluate import score_rewards
     from llmscisci_cfg.recipe.schema import RewardSpec
     from llmscisci_cfg.rewards.compose import build_rewards
-    from tests.data_helpers import LABELS, make_job, reports, write_csv
+    from tests.data_helpers import LABELS, build_dataset, make_job, reports, write_csv
 
     (tmp_path / "skip.py").write_text(
         "def skip_short(completions, **kwargs):\n"

@@ -50,6 +50,8 @@ VARIANTS = [
     ("dpo", False, ""),
     ("grpo", False, ""),
     ("grpo", True, ""),
+    ("kto", False, ""),
+    ("kto", True, ""),
 ]
 
 

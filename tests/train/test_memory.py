@@ -12,20 +12,17 @@ from dataclasses import replace
 
 import pytest
 
-from bench.gpu import GEMMA3_1B, QWEN25_1_5B
+from llmscisci_cfg.models.shapes import KNOWN_SHAPES, shape_for, shape_from_config
 from llmscisci_cfg.recipe.loader import load_recipe
 from llmscisci_cfg.train import memory
 from llmscisci_cfg.train.memory import (
     GIB,
-    KNOWN_SHAPES,
     Settings,
     estimate,
     layer_bytes_per_seq,
     layer_bytes_per_token,
     quantization_note,
     settings_for,
-    shape_for,
-    shape_from_config,
     weight_bytes,
 )
 from tests.conftest import RECIPES, all_recipes
@@ -45,12 +42,15 @@ LLAMA_CONFIG = {
     "vocab_size": 128256,
     "tie_word_embeddings": True,
 }
-CONFIGS = {GEMMA.name: GEMMA3_1B, QWEN.name: QWEN25_1_5B, LLAMA.name: LLAMA_CONFIG}
 QLORA = Settings(quant_bits=4, lora_r=16)  # the bench: nf4 + double quant, LoRA r16 all-linear
 
 
-def _same(a, b) -> bool:
-    return replace(a, name="", source="") == replace(b, name="", source="")
+def _settings(recipe, device: str, lengths=None) -> Settings:
+    """`settings_for` the recipe as compiled for ``device`` (a machine with CUDA, or without)."""
+    from llmscisci_cfg.recipe.resolve import resolve
+    from llmscisci_cfg.train.compile import compile_recipe
+
+    return settings_for(compile_recipe(resolve(recipe, cuda=device == "cuda")), lengths)
 
 
 # ----------------------------------------------------------------------------- light
@@ -59,11 +59,13 @@ def _same(a, b) -> bool:
 def test_import_and_estimate_load_no_ml_library():
     code = (
         "import sys\n"
+        "from llmscisci_cfg.models.shapes import shape_for\n"
         "from llmscisci_cfg.train import memory\n"
-        "from llmscisci_cfg.recipe.loader import load_recipe\n"
-        "r = load_recipe('builtin:quickstart/grpo_tiny')\n"
-        "memory.estimate(memory.shape_for('builtin:tiny-gemma'), memory.settings_for(r, 'cpu'))\n"
-        "memory.shape_for('google/gemma-3-1b-it'); memory.device_memory()\n"
+        "from llmscisci_cfg.recipe.loader import load_job\n"
+        "from llmscisci_cfg.train.compile import compile_recipe\n"
+        "c = compile_recipe(load_job('builtin:quickstart/grpo_tiny'))\n"
+        "memory.estimate(shape_for('builtin:tiny-gemma'), memory.settings_for(c))\n"
+        "shape_for('google/gemma-3-1b-it'); memory.device_memory()\n"
         "heavy = ('torch', 'transformers', 'trl', 'peft', 'bitsandbytes', 'numpy')\n"
         "print([m for m in heavy if m in sys.modules])\n"
     )
@@ -74,55 +76,10 @@ def test_import_and_estimate_load_no_ml_library():
 # ----------------------------------------------------------------------------- shapes
 
 
-@pytest.mark.parametrize("name", sorted(KNOWN_SHAPES))
-def test_known_shapes_are_their_configs_and_count_like_transformers(name):
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    config = dict(CONFIGS[name])
-    config.pop("architectures", None)
-    assert _same(shape_from_config(config, name), KNOWN_SHAPES[name])
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(
-            AutoConfig.for_model(config.pop("model_type"), **config)
-        )
-    assert KNOWN_SHAPES[name].params == sum(p.numel() for p in model.parameters())
-
-
 def test_gemma_count_is_the_benchmarked_one():
     # ../shared/bench/gpu_baseline_h200_2026-11-26.json: gemma3_1b_total_params, *_lora_params
     assert GEMMA.params == 999_885_952
     assert memory.lora_params(GEMMA, QLORA) == 13_045_760
-
-
-def test_shape_from_local_folders_and_the_hub_cache(tmp_path):
-    gemma_mm = {"model_type": "gemma3", "text_config": {**GEMMA3_1B}}  # multimodal layout
-    for name, config in (("gemma", gemma_mm), ("qwen", QWEN25_1_5B), ("llama", LLAMA_CONFIG)):
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "config.json").write_text(json.dumps(config))
-    assert _same(shape_for(str(tmp_path / "gemma")), GEMMA)
-    assert _same(shape_for(str(tmp_path / "qwen")), QWEN)
-    assert _same(shape_for(str(tmp_path / "llama")), LLAMA)
-    adapter = tmp_path / "final"
-    adapter.mkdir()
-    (adapter / "adapter_config.json").write_text(
-        json.dumps({"base_model_name_or_path": str(tmp_path / "qwen")})
-    )
-    assert _same(shape_for(str(adapter)), QWEN)
-    # a hub id found in the Hugging Face cache wins over the table
-    repo = tmp_path / "hub" / "models--google--gemma-3-1b-it"
-    (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text("abc123")
-    (repo / "snapshots" / "abc123").mkdir(parents=True)
-    small = {**GEMMA3_1B, "num_hidden_layers": 2}
-    (repo / "snapshots" / "abc123" / "config.json").write_text(json.dumps(small))
-    cached = shape_for("google/gemma-3-1b-it", cache_dir=tmp_path / "hub")
-    assert cached.layers == 2 and cached.source.endswith("config.json")
-    assert shape_for("google/gemma-3-1b-it", cache_dir=tmp_path / "empty").layers == 26
-    assert shape_for("someone/unknown-model", cache_dir=tmp_path / "hub") is None
-    (tmp_path / "broken").mkdir()
-    (tmp_path / "broken" / "config.json").write_text("{}")
-    assert shape_for(str(tmp_path / "broken")) is None
 
 
 @pytest.mark.parametrize("name", ["builtin:tiny", "builtin:tiny-qwen", "builtin:tiny-gemma"])
@@ -330,8 +287,8 @@ def test_continuous_batching_cache_is_what_transformers_allocates(model):
     sliding-window models' masks span what their few full-attention layers could read)."""
     from bench import gpu
     from llmscisci_cfg.models.tiny import tiny_config
-    from llmscisci_cfg.train.compile import continuous_batching_config
     from llmscisci_cfg.train.memory import paged_cache_bytes
+    from llmscisci_cfg.train.methods.grpo import continuous_batching_config
 
     if model.startswith("builtin:"):
         config, shape = tiny_config(model), shape_for(model)
@@ -352,14 +309,6 @@ def test_continuous_batching_cache_is_what_transformers_allocates(model):
     paged = estimate(shape, replace(s, continuous_batching=True)).get("generation")
     longer = replace(s, continuous_batching=True, generation_prompt_len=600)  # eval's prompts
     assert estimate(shape, longer).get("generation") > paged > estimated
-
-
-def test_sliding_window_layers_are_read_from_the_config():
-    assert shape_from_config(GEMMA3_1B, "g").full_layers == 26 // 6 == GEMMA.full_layers
-    listed = {**GEMMA3_1B, "layer_types": ["sliding_attention"] * 20 + ["full_attention"] * 6}
-    assert shape_from_config(listed, "g").full_layers == 6
-    assert shape_from_config(QWEN25_1_5B, "q").full_layers is None  # every layer is full
-    assert shape_for("builtin:tiny-gemma").full_layers == 1
 
 
 # ----------------------------------------------------------------------------- calibration
@@ -467,13 +416,13 @@ def test_every_shipped_recipe_has_an_estimate(recipe, tmp_path, monkeypatch):
         return
     assert shape is not None
     device = "cuda" if r.launch.device == "cuda" else "cpu"
-    est = estimate(shape, settings_for(r, device))
+    est = estimate(shape, _settings(r, device))
     assert est.total > est.get("weights") + est.get("activations") > est.get("weights") > 0
 
 
 def test_settings_follow_the_recipe():
     r = load_recipe(RECIPES / "grpo_gemma.yaml")
-    s = settings_for(r, "cuda")
+    s = _settings(r, "cuda")
     assert (s.method, s.quant_bits, s.lora_r, s.batch) == (
         "grpo",
         None,
@@ -483,11 +432,11 @@ def test_settings_follow_the_recipe():
     assert (s.attn_implementation, s.gradient_checkpointing, s.act_bytes) == ("eager", True, 2)
     assert (s.grpo_completion_len, s.grpo_prompt_len, s.generation_batch) == (512, 512, 4)
     assert s.assumed == ("prompt 512 tokens",)
-    known = settings_for(r, "cuda", {"prompt": 300, "total": None})
+    known = _settings(r, "cuda", {"prompt": 300, "total": None})
     assert known.grpo_prompt_len == 300 and known.assumed == ()
-    sft = settings_for(load_recipe(RECIPES / "repro_effort" / "sft_qwen2.5.yaml"), "cuda")
+    sft = _settings(load_recipe(RECIPES / "repro_effort" / "sft_qwen2.5.yaml"), "cuda")
     assert (sft.seq_len, sft.quant_bits, sft.dtype_bytes) == (2048, None, 2)
-    tiny = settings_for(load_recipe("builtin:quickstart/sft_tiny"), "cpu")
+    tiny = _settings(load_recipe("builtin:quickstart/sft_tiny"), "cpu")
     assert (tiny.dtype_bytes, tiny.mixed_precision, tiny.act_bytes) == (4, False, 4)
     # an eval batch of one whole group (4) outgrows the rollouts of a training step (2 × 1)
     uneven = r.model_copy(
@@ -496,7 +445,7 @@ def test_settings_follow_the_recipe():
             "generation": r.generation.model_copy(update={"continuous_batching": True}),
         }
     )
-    cb = settings_for(uneven, "cuda", {"prompt": 300, "total": None, "prompt_any": 410})
+    cb = _settings(uneven, "cuda", {"prompt": 300, "total": None, "prompt_any": 410})
     assert (cb.generation_batch, cb.continuous_batching, cb.generation_prompt_len) == (4, True, 410)
 
 
@@ -545,15 +494,21 @@ def test_estimate_job_for_a_resolved_job(tmp_path, monkeypatch):
     from llmscisci_cfg.recipe.loader import load_job
 
     monkeypatch.chdir(tmp_path)
-    est = memory.estimate_job(load_job("builtin:quickstart/sft_tiny", ()))
+    from llmscisci_cfg.train.compile import compile_recipe
+
+    def estimate_job(ref: str):
+        job = load_job(ref, ())
+        return memory.estimate_job(job, compile_recipe(job))
+
+    est = estimate_job("builtin:quickstart/sft_tiny")
     assert est.shape == shape_for("builtin:tiny") and est.settings.method == "sft"
     assert "builtin:tiny" in est.as_text()
-    no_final_yet = memory.estimate_job(load_job("builtin:quickstart/grpo_tiny", ()))
+    no_final_yet = estimate_job("builtin:quickstart/grpo_tiny")
     assert no_final_yet is None
     final = tmp_path / "runs" / "quickstart_sft" / "final"  # what sft_tiny leaves
     final.mkdir(parents=True)
     (final / "config.json").write_text(json.dumps({**LLAMA_CONFIG, "num_hidden_layers": 3}))
-    est = memory.estimate_job(load_job("builtin:quickstart/grpo_tiny", ()))
+    est = estimate_job("builtin:quickstart/grpo_tiny")
     assert est.shape.layers == 3 and est.settings.method == "grpo"
 
 
@@ -567,8 +522,8 @@ def test_packed_rows_are_estimated_at_max_length():
     )
     plain = load_recipe_text(recipe_text("sft"))
     lengths = {"prompt": 60, "total": 90}
-    assert settings_for(packed, "cpu", lengths).seq_len == 256
-    assert settings_for(plain, "cpu", lengths).seq_len == 90
+    assert _settings(packed, "cpu", lengths).seq_len == 256
+    assert _settings(plain, "cpu", lengths).seq_len == 90
 
 
 @pytest.mark.parametrize(

@@ -66,7 +66,7 @@ def test_continuous_batching_gets_a_cache_sized_for_the_rollouts(tmp_path, seen)
     more each) the whole run peaks under 1 GiB of tensors, and `plan`'s estimate follows."""
     from bench.gpu import memory_figures
     from bench.tensor_peak import TensorPeak
-    from llmscisci_cfg.train.compile import CB_PAGE_SIZE, continuous_batching_config
+    from llmscisci_cfg.train.methods.grpo import CB_PAGE_SIZE, continuous_batching_config
     from llmscisci_cfg.train.runner import run
 
     path = write_recipe(
@@ -139,10 +139,10 @@ def test_merged_rollouts_without_cuda_need_compile_on():
     (problem,) = [p for p in machine_problems(job.recipe, cuda=False) if "merged" in str(p)]
     assert "compile: on" in str(problem)
     assert not [p for p in machine_problems(job.recipe, cuda=True) if "merged" in str(p)]
-    assert not settings_for(job.recipe, "cpu").merged_rollouts  # nor in the estimate
+    assert not settings_for(compile_recipe(job)).merged_rollouts  # nor in the estimate
     on = job_of(text.replace("rollout_weights: merged", "rollout_weights: merged, compile: on"))
     assert not machine_problems(on.recipe, cuda=False)
-    assert settings_for(on.recipe, "cpu").merged_rollouts
+    assert settings_for(compile_recipe(on)).merged_rollouts
 
 
 def test_grpo_trains_with_merged_rollouts(tmp_path, seen):
