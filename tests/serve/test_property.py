@@ -63,7 +63,7 @@ valid = st.fixed_dictionaries(
         "stop": st.one_of(st.none(), text, st.lists(st.text(max_size=4), max_size=4)),
         "stream": st.booleans(),
         "stream_options": st.fixed_dictionaries({"include_usage": st.booleans()}),
-        "response_format": st.just({"type": "text"}),
+        "response_format": st.sampled_from([{"type": "text"}, {"type": "json_object"}]),
         "user": text,
     },
 )
@@ -107,7 +107,7 @@ wrong_values = st.one_of(
     )),
     st.tuples(st.just("model"), st.one_of(st.text(min_size=1).filter(lambda m: m != "builtin:tiny"), st.integers())),
     st.tuples(st.just("response_format"), st.one_of(
-        st.just({"type": "json_object"}), st.just({"type": "xml"}),
+        st.just({"type": "xml"}), st.just({"type": "json_object", "strict": 1}),
         st.just({"type": "json_schema", "json_schema": {"schema": {"type": "string", "pattern": "a+"}}}),
     )),
     st.tuples(st.just("user"), st.sampled_from([DEEP, SURROGATE, 7, ["a"]])),
