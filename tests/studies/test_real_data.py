@@ -106,7 +106,8 @@ def test_every_coded_post_is_a_tweet():
     assert {r["id"] for r in answers} <= tweets
 
 
-ROWS = 200  # rows of each real file the data-stage test builds from (speed)
+ROWS = 200  # rows of each real file the data-stage tests build from (speed)
+SPLIT_FILES = {"train": "train.csv", "validation": "dev.csv", "test": "test.csv"}
 
 
 def _head(rows: list[dict[str, str]], path: Path) -> Path:
@@ -118,66 +119,106 @@ def _head(rows: list[dict[str, str]], path: Path) -> Path:
     return path
 
 
-def _coded(path: Path) -> Path:
-    """tweets.csv joined with answers.csv on message_id = id (what the flourishing recipes ask
-    the user to make, until the data stage joins tables), its first `ROWS` rows."""
-    answers = {r["id"]: r["answer"] for r in _rows(shared_file("flourishing", "answers.csv"))}
-    tweets = _rows(shared_file("flourishing", "tweets.csv"))
-    joined = [{**t, "answer": answers[t["message_id"]]} for t in tweets if t["message_id"] in answers]  # fmt: skip
-    return _head(joined, path)
+def _posts_and_codings(tmp_path: Path) -> tuple[Path, Path]:
+    """The first `ROWS` posts of tweets.csv and the whole of answers.csv (temporary copies)."""
+    tweets = _head(_rows(shared_file("flourishing", "tweets.csv")), tmp_path / "tweets.csv")
+    return tweets, shared_file("flourishing", "answers.csv")
 
 
-@pytest.mark.parametrize(
-    ("recipe", "source"),
-    [
-        ("builtin:citation_intent/sft_llama3.2", ("scicite", "train.csv")),
-        ("builtin:citation_function/sft_llama3.2", ("acl-arc", "train.csv")),
-        ("builtin:flourishing/sft_llama3.2", None),
-    ],
-)
-def test_the_study_recipes_build_their_datasets_from_the_real_files(
-    invoke, tmp_path, recipe, source
-):
-    """`preprocess` of the hub SFT recipe on real rows, with the tiny model's tokenizer and the
-    recipe's own chat template (llama3): every row is an example, nothing is dropped."""
-    if source:
-        path = _head(_rows(shared_file(*source)), tmp_path / "rows.csv")
-    else:
-        path = _coded(tmp_path / "coded.csv")
-    result = invoke(
-        "preprocess", recipe, "--json", "--set", f"data.source.path={path}",
-        "--set", "model.name_or_path=builtin:tiny", "--set", "model.family=null",
-    )  # fmt: skip
+#: The keys that join the codings to the posts, as the hub flourishing recipes set them (the
+#: tiny recipes read a sample with the codings inline).
+JOIN = ("data.labels.id=id", "data.labels.columns.flourishing=answer", "data.columns.label=null")
+
+
+def _summary(result) -> dict:
     assert result.exit_code == 0, result.output
-    summary = json.loads(result.output[result.output.index("{") :])
-    assert (summary["rows"], summary["examples"], summary["dropped"]) == (ROWS, ROWS, {})
-    assert summary["group_overlap"] == 0 and summary["splits"]["test"] > 0
+    return json.loads(result.output[result.output.index("{") :])
+
+
+@pytest.mark.parametrize(("recipe", "folder"), [
+    ("builtin:citation_intent/sft_llama3.2", "scicite"),
+    ("builtin:citation_function/sft_llama3.2", "acl-arc"),
+])  # fmt: skip
+def test_the_citation_recipes_build_the_studys_splits_from_the_real_files(
+    invoke, tmp_path, recipe, folder
+):
+    """`preprocess` of the hub SFT recipe on the first rows of each of the study's split files
+    (the tiny model's tokenizer, the recipe's own llama3 template): each file is its split,
+    the test split is exactly the test file's rows, nothing is dropped."""
+    files, sets = {}, []
+    for split, name in SPLIT_FILES.items():
+        rows = _rows(shared_file(folder, name))
+        files[split] = _head(rows, tmp_path / name)
+        sets.append([r["unique_id"] for r in rows[:ROWS]])
+    expected = {split: len(ids) for split, ids in zip(SPLIT_FILES, sets, strict=True)}
+    shared = sum(1 for doc in set().union(*sets) if sum(doc in set(ids) for ids in sets) > 1)
+    summary = _summary(invoke(
+        "preprocess", recipe, "--json",
+        *(a for split, path in files.items() for a in ("--set", f"data.splits.{split}={path}")),
+        "--set", "model.name_or_path=builtin:tiny", "--set", "model.family=null",
+    ))  # fmt: skip
+    assert summary["split_by"] == "files" and summary["splits"] == expected
+    assert (summary["rows"], summary["examples"], summary["dropped"]) == (sum(expected.values()),) * 2 + ({},)  # fmt: skip
+    assert summary["per_split"]["test"]["file"] == str(files["test"])
+    assert summary["per_split"]["test"]["examples"] == len(sets[2])
+    assert summary["group_overlap"] == shared
+
+
+def test_the_flourishing_recipe_joins_the_codings_to_the_real_posts(invoke, tmp_path):
+    """`preprocess` of the hub SFT recipe on the first posts of tweets.csv with answers.csv
+    joined on message_id = id: the coded posts are the examples, 20% of them (by id) held out;
+    the uncoded posts are counted as unlabelled, the codings of posts not read as without a
+    row."""
+    tweets, answers = _posts_and_codings(tmp_path)
+    coded = {r["id"] for r in _rows(answers)}
+    ids = [r["message_id"] for r in _rows(tweets)]
+    with_label = [d for d in ids if d in coded]
+    assert 0 < len(with_label) < ROWS  # the first posts hold both kinds
+    summary = _summary(invoke(
+        "preprocess", "builtin:flourishing/sft_llama3.2", "--json",
+        "--set", f"data.source.path={tweets}", "--set", f"data.labels.path={answers}",
+        "--set", "model.name_or_path=builtin:tiny", "--set", "model.family=null",
+    ))  # fmt: skip
+    assert (summary["rows"], summary["examples"]) == (ROWS, len(with_label))
+    assert summary["dropped"] == {"no_label": ROWS - len(with_label)}
+    held = round(0.2 * len(set(with_label)))
+    assert summary["split_by"] == "id"
+    assert summary["splits"] == {"train": len(with_label) - held, "test": held}
+    join = summary["labels"]
+    assert (join["rows"], join["labels"], join["matched"]) == (ROWS, len(coded), len(set(with_label)))  # fmt: skip
+    assert join["rows_without_label"] == len(set(ids) - coded)
+    assert join["labels_without_row"] == len(coded - set(ids))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("study", "source", "label"),
     [
-        ("citation_intent", ("scicite", "train.csv"), "data.columns.label.intent=citation_class_label"),
-        ("citation_function", ("acl-arc", "train.csv"), "data.columns.label.function=citation_class_label"),
-        ("flourishing", None, "data.columns.label.flourishing=answer"),
+        ("citation_intent", ("scicite", "train.csv"), ("data.columns.label.intent=citation_class_label",)),
+        ("citation_function", ("acl-arc", "train.csv"), ("data.columns.label.function=citation_class_label",)),
+        ("flourishing", None, JOIN),
     ],
 )  # fmt: skip
 def test_tiny_recipes_train_and_label_on_real_rows(invoke, tmp_path, study, source, label):
-    """The tiny SFT recipe for one step on real rows, then its model labels two of them:
-    every answer in the grammar."""
-    path = _head(_rows(shared_file(*source)), tmp_path / "rows.csv") if source else _coded(tmp_path / "coded.csv")  # fmt: skip
+    """The tiny SFT recipe for one step on real rows (the flourishing posts with their codings
+    joined, as the hub recipes read them), then its model labels two of them: every answer in
+    the grammar; the flourishing predictions keep the joined coding beside the answer."""
+    if source:
+        data = ["--set", f"data.source.path={_head(_rows(shared_file(*source)), tmp_path / 'rows.csv')}"]  # fmt: skip
+    else:
+        tweets, answers = _posts_and_codings(tmp_path)
+        data = ["--set", f"data.source.path={tweets}", "--set", f"data.labels.path={answers}"]
+    sets = [a for key in label for a in ("--set", key)]
     run_dir = tmp_path / "sft"
     result = invoke(
-        "run", f"builtin:{study}/sft_tiny", "--output-dir", run_dir,
-        "--set", f"data.source.path={path}", "--set", label,
+        "run", f"builtin:{study}/sft_tiny", "--output-dir", run_dir, *data, *sets,
         "--set", "train.max_steps=1", "--set", "train.save_steps=1",
         "--set", "train.per_device_batch_size=2",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     out = tmp_path / "labels.jsonl"
     result = invoke(
-        "predict", f"builtin:{study}/label_tiny", "--set", f"data.source.path={path}",
+        "predict", f"builtin:{study}/label_tiny", *data, *(sets if not source else ()),
         "--set", f"model.name_or_path={run_dir}", "--output", out, "--limit", 2,
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -189,3 +230,6 @@ def test_tiny_recipes_train_and_label_on_real_rows(invoke, tmp_path, study, sour
     for row in rows:
         assert check(Constraint.answer(kind), row[f"{aspect}_raw"])
         assert row[f"{aspect}_pred"] == kind.public(read_answer(row[f"{aspect}_raw"], kind).value)
+    if not source:  # the joined coding, or null for a post the teacher did not code
+        codings = {r["id"]: r["answer"] for r in _rows(answers)}
+        assert [r["answer"] for r in rows] == [codings.get(r["message_id"]) for r in rows]
