@@ -225,8 +225,7 @@ def _gold(value, job: Job, aspect: str, where: str, doc: str) -> tuple[Any, str 
     kind = job.task.label_kind(aspect)
     try:
         if value is None or (isinstance(value, str) and not value.strip()):
-            if kind.kind != "dimensions":
-                raise LabelError("the label is empty")
+            raise LabelError("the label is empty")
         label = _decode(kind, value, data.label_codec)
         rule = getattr(kind, "rule", None)
         broken = rule.violation(label) if rule is not None else None

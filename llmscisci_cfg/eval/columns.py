@@ -17,9 +17,8 @@ aspects needs ``--aspect``.
 **Cells** are decoded with the aspect's answer kind (`LabelKind.decode_gold`: names, codes,
 one-hot lists, dict strings). A cell that does not decode is never guessed: it is
 ``missing`` (null, NaN, or no row for that id), ``empty`` (blank text, ``[]``) or ``invalid``
-(does not decode; the first one is quoted with its file and line). A gold cell that is empty
-codes no dimension for a dimensions task (as the data stage reads gold), and is missing
-otherwise.
+(does not decode; the first one is quoted with its file and line). An empty cell is never a
+coding, gold or not (a CSV writes a missing value as an empty cell); ``{}`` codes no dimension.
 """
 
 from __future__ import annotations
@@ -208,7 +207,6 @@ def decode(
     column: str,
     cells: Sequence[Any],
     where: Callable[[int], str],
-    gold: bool = False,
 ) -> Decoded:
     """Each cell of ``column`` as a value of ``kind`` (lists for sequences, as JSON has them),
     or None with the reason (module docstring)."""
@@ -224,7 +222,7 @@ def decode(
             reasons.append(reason)
             first = first or (message and f"{where(i)}: {message}")
             continue
-        value, reason, message = _decode_cell(kind, cell, gold)
+        value, reason, message = _decode_cell(kind, cell)
         if key is not None:
             seen[key] = (value, reason, message)
         values.append(value)
@@ -233,11 +231,9 @@ def decode(
     return Decoded(column, values, reasons, first)
 
 
-def _decode_cell(kind: LabelKind, cell: Any, gold: bool) -> tuple[Any, str | None, str | None]:
+def _decode_cell(kind: LabelKind, cell: Any) -> tuple[Any, str | None, str | None]:
     """(value, reason, error message) of one cell."""
     reason = blank(cell)
-    if reason == "empty" and gold and kind.kind == "dimensions" and isinstance(cell, str):
-        reason = None  # an empty gold cell codes no dimension
     if reason is not None:
         return None, reason, None
     try:
@@ -248,14 +244,14 @@ def _decode_cell(kind: LabelKind, cell: Any, gold: bool) -> tuple[Any, str | Non
 
 
 def decode_columns(
-    joined: Joined, kinds: Mapping[str, LabelKind], template: str, what: str, gold: bool = False
+    joined: Joined, kinds: Mapping[str, LabelKind], template: str, what: str
 ) -> dict[str, Decoded]:
     """``{aspect: Decoded}`` of the column ``template`` (`expand`) over the joined rows; a
     column none of whose present cells decodes is a `UserError` (wrong task or aspect?)."""
     out = {}
     for aspect, name in expand(template, list(kinds), what).items():
         cells, where = joined.column(name)
-        found = decode(kinds[aspect], name, cells, where, gold)
+        found = decode(kinds[aspect], name, cells, where)
         counts = found.counts()
         if counts.get("invalid") and not any(r is None for r in found.reasons):
             raise UserError(

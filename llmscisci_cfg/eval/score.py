@@ -91,7 +91,7 @@ def score(
     columns = list(dict.fromkeys(columns))
     if gold in columns:
         raise UserError(f"the gold column {gold!r} is also among the columns to score")
-    gold_cells = decode_columns(joined, kinds, gold, "--gold", gold=True)
+    gold_cells = decode_columns(joined, kinds, gold, "--gold")
     found = {c: decode_columns(joined, kinds, c, "--columns") for c in columns}
     examples = [
         (i, a) for i in range(joined.n) for a in kinds if gold_cells[a].values[i] is not None

@@ -79,11 +79,9 @@ def pool_shots(
 
 def _label(task: TaskSpec, aspect: str, value: Any, codec: str) -> Any:
     """The gold label of a pool cell (None when the task's constraints forbid it), or a
-    `LabelError`; an empty cell is unreadable, except for dimensions (all absent)."""
+    `LabelError`; an empty cell is unreadable (``{}`` codes no dimension)."""
     kind = task.label_kind(aspect)
-    if (value is None or (isinstance(value, str) and not value.strip())) and (
-        kind.kind != "dimensions"
-    ):
+    if value is None or (isinstance(value, str) and not value.strip()):
         raise LabelError("the label is empty")
     label = kind.decode_gold(value, codec)
     rule = getattr(kind, "rule", None)

@@ -387,14 +387,15 @@ class DimensionLabel:
         )
 
     def decode_gold(self, cell: Any, codec: str = "auto") -> tuple[int, ...]:
-        """A dict, or a dict written as JSON or Python (``{ 'happiness' : 'high' }``); an empty
-        cell or ``{}`` codes no dimension. An unknown dimension or level is a `LabelError`."""
+        """A dict, or a dict written as JSON or Python (``{ 'happiness' : 'high' }``); ``{}``
+        codes no dimension. An empty cell is a `LabelError`, never a coding: in a CSV it is also
+        how a missing value is written. An unknown dimension or level is a `LabelError`."""
         if isinstance(cell, (list, tuple)) and self.valid(tuple(cell)):
             return tuple(cell)
         value = cell
         if isinstance(cell, str):
             if not cell.strip():
-                return (0,) * self.n
+                raise LabelError("the label is empty (write {} for a coding with no dimension)")
             value = _literal(cell)
             if value is None and isinstance(_literal(cell, unique=False), Mapping):
                 raise LabelError(f"a dimension is coded twice in {shown(cell)}")

@@ -218,6 +218,25 @@ def test_dimensions_add_their_own_metric_keys():
     assert col["confusion"]["rows"] == ["not present", "low", "medium", "high"]
 
 
+def test_a_csv_written_with_missing_gold_scores_only_the_coded_rows(tmp_path):
+    """`predict` over posts of which only some are coded writes null gold; in a CSV that is an
+    empty cell, which is missing, never the coding "no dimension" (``{}`` is)."""
+    kind = DimensionLabel(("happiness", "anxiety"), ("low", "medium", "high"))
+    rows = [
+        {"id": "1", "g": "{'happiness': 'high'}", "m": '{"happiness": "high"}'},
+        {"id": "2", "g": "{}", "m": "{}"},
+        {"id": "3", "g": None, "m": "{}"},  # uncoded: left out, not a correct "none"
+        {"id": "4", "g": None, "m": '{"anxiety": "low"}'},  # uncoded: left out, not an error
+    ]
+    path = write_table(tmp_path / "preds.csv", rows)
+    assert path.read_text().splitlines()[3] == "3,,{}"  # null is an empty cell in a CSV
+    table = Table(path, ["id", "g", "m"], list(csv.DictReader(open(path, encoding="utf-8"))))
+    result = score(join([table], None), {"t": kind}, "g", ["m"], resamples=50)
+    col = result.as_json()["columns"]["m"]
+    assert (col["n"], col["dimension_accuracy"]) == (2, 1.0)
+    assert result.notes == ["gold 'g': 2 empty left out (no gold label)"]
+
+
 # ----------------------------------------------------------------------------- the command
 
 

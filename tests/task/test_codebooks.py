@@ -302,8 +302,6 @@ def test_flourishing_is_the_papers_codebook():
         ('{"Expressing empathy": "LOW", "Happiness": "Medium"}',
          {"Happiness": "medium", "Expressing empathy": "low"}),
         ("{}", {}),
-        ("", {}),
-        ("   ", {}),
         ({"charitable giving/helping": "high"}, {"Charitable giving/helping": "high"}),
     ],
 )  # fmt: skip

@@ -66,7 +66,10 @@ def test_single_gold_codecs():
 def test_dimensions_parse_and_gold_as_the_teacher_wrote_it():
     gold = "{ 'happiness' : 'high', 'belief in god (religion)' : 'low' }"  # answers.csv style
     assert DIMS.decode_gold(gold) == (3, 0, 1)
-    assert DIMS.decode_gold("") == DIMS.decode_gold("{}") == (0, 0, 0)
+    assert DIMS.decode_gold("{}") == (0, 0, 0)
+    for empty in ("", "   "):  # how a CSV writes a missing value: never a coding
+        with pytest.raises(LabelError, match=r"the label is empty \(write \{\} for a coding"):
+            DIMS.decode_gold(empty)
     assert DIMS.parse('{"anxiety": "Medium"}') == (0, 2, 0)
     assert DIMS.render((3, 0, 1)) == '{"happiness": "high", "belief in god": "low"}'
     assert DIMS.public((3, 0, 1)) == {"happiness": "high", "belief in god": "low"}
