@@ -58,7 +58,7 @@ def finish(
                     out[f"{name}_shots"] = entry.shots
             merged.append(out)
         write_table(output, merged, list(table.columns) + output_columns(job))
-    report = build_report(job, output, rows, done)
+    report = build_report(job, output, rows, done, inputs.unlabelled)
     path = report_path(output)
     from llmscisci_cfg.runs.rundir import write_json
 

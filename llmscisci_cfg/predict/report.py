@@ -18,10 +18,11 @@ from llmscisci_cfg.task.labels import LabelError
 
 
 def build_report(
-    job: Job, output: Path, rows: list, done: dict[tuple[int, str], Entry]
+    job: Job, output: Path, rows: list, done: dict[tuple[int, str], Entry], unlabelled: int = 0
 ) -> dict[str, Any]:
     """``OUTPUT.report.json``: what was predicted, skipped, truncated, valid; the model, the
-    prompt templates' sha256, sampling, tokens and seconds."""
+    prompt templates' sha256, sampling, tokens and seconds. ``unlabelled``: the table's rows
+    ``method.rows: labelled`` left out."""
     from llmscisci_cfg.digest import text_sha256
 
     task, g = job.task, job.recipe.generation
@@ -60,6 +61,7 @@ def build_report(
         "source": {"file": str(job.data.require()), "sha256": job.data.sha256},
         "output": str(output),
         "rows": len(rows),
+        "row_selection": {"rows": job.recipe.method.rows, "unlabelled_left_out": unlabelled},
         "sections": len(entries),
         "predicted": len(predicted),
         "skipped": dict(skipped),

@@ -51,6 +51,11 @@ def predict(
     rank, world = rank_and_world()
     worker = opts.in_process and world > 1
     inputs = read_input(job, opts.limit)
+    if inputs.unlabelled and not worker:
+        echo(
+            f"method.rows: labelled: {len(inputs.table.rows)} labelled rows predicted, "
+            f"{inputs.unlabelled} without a gold label left out"
+        )
     if not worker:
         policy.prepare(output, opts)
         finished = policy.finished(job, output, opts, inputs.rows)

@@ -12,11 +12,13 @@ from llmscisci_cfg.recipe.resolve import Job
 
 @dataclass(frozen=True)
 class Inputs:
-    """The input table (every row and column, in file order) and the rows this run predicts:
-    all of them, or the first ``--limit``."""
+    """The input table (every row and column, in file order; with ``method.rows: labelled``
+    its labelled rows) and the rows this run predicts: all of them, or the first ``--limit``.
+    ``unlabelled``: the rows ``method.rows: labelled`` left out (no gold label for any aspect)."""
 
     table: Table
     rows: list[dict[str, Any]]
+    unlabelled: int = 0
 
     @property
     def limited(self) -> bool:
@@ -53,7 +55,27 @@ def read_input(job: Job, limit: int | None) -> Inputs:
             "writes (the output of an earlier predict?); name this run's columns with "
             "--set method.output_prefix=PREFIX_ (e.g. judge_) so nothing is overwritten"
         )
-    return Inputs(table, table.rows[:limit] if limit else table.rows)
+    unlabelled = 0
+    if job.recipe.method.rows == "labelled":
+        table, unlabelled = _labelled(table, job)
+    return Inputs(table, table.rows[:limit] if limit else table.rows, unlabelled)
+
+
+def _labelled(table: Table, job: Job) -> tuple[Table, int]:
+    """The table's rows with a gold label for at least one aspect, and how many were left
+    out; none is a `UserError` naming the label columns."""
+    from dataclasses import replace
+
+    from llmscisci_cfg.data.examples import cell_text
+
+    columns = [job.recipe.data.label_columns[a] for a in job.aspects]
+    rows = [r for r in table.rows if any(cell_text(r.get(c)) for c in columns)]
+    if not rows:
+        raise UserError(
+            f"{table.path}: method.rows is labelled, but no row has a gold label in "
+            f"{', '.join(map(repr, dict.fromkeys(columns)))}; set method.rows: all"
+        )
+    return replace(table, rows=rows), len(table.rows) - len(rows)
 
 
 def output_columns(job: Job) -> list[str]:

@@ -698,6 +698,21 @@ class PredictMethod(Section):
         "_reason, _truncated, _shots), e.g. 'judge_' when judging a table that already holds "
         "predictions. A clash with an input column is refused, never overwritten.",
     )
+    rows: Literal["all", "labelled"] = Field(
+        "all",
+        description="The rows predicted: every row of the table, or only those with a gold label "
+        "for at least one aspect (a data.columns.label cell, or a data.labels match): a run to "
+        "score pays for no unlabelled row. The output holds the rows predicted.",
+    )
+
+    def problems(self, recipe: Recipe) -> Iterator[Problem]:
+        """Only a table with gold labels has labelled rows."""
+        if self.rows == "labelled" and not recipe.data.label_columns:
+            yield Problem(
+                ("method", "rows"),
+                "rows: labelled predicts the rows with a gold label, but the recipe names no "
+                "label column; set data.columns.label (or data.labels), or rows: all",
+            )
 
 
 #: Every method section, in the order the JSON Schema and messages list them.

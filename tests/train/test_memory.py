@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import pytest
 
-from llmscisci_cfg.models.shapes import KNOWN_SHAPES, shape_for, shape_from_config
+from llmscisci_cfg.models.shapes import shape_for, shape_from_config
 from llmscisci_cfg.recipe.loader import load_recipe
 from llmscisci_cfg.train import memory
 from llmscisci_cfg.train.memory import (
@@ -26,22 +26,8 @@ from llmscisci_cfg.train.memory import (
     weight_bytes,
 )
 from tests.conftest import RECIPES, all_recipes
+from tests.models.test_shapes import GEMMA, LLAMA, LLAMA_CONFIG, QWEN
 
-GEMMA = KNOWN_SHAPES["google/gemma-3-1b-it"]
-QWEN = KNOWN_SHAPES["Qwen/Qwen2.5-1.5B-Instruct"]
-LLAMA = KNOWN_SHAPES["meta-llama/Llama-3.2-1B-Instruct"]
-# config.json of meta-llama/Llama-3.2-1B-Instruct, the keys the shape reads
-LLAMA_CONFIG = {
-    "model_type": "llama",
-    "hidden_size": 2048,
-    "intermediate_size": 8192,
-    "num_attention_heads": 32,
-    "num_key_value_heads": 8,
-    "head_dim": 64,
-    "num_hidden_layers": 16,
-    "vocab_size": 128256,
-    "tie_word_embeddings": True,
-}
 QLORA = Settings(quant_bits=4, lora_r=16)  # the bench: nf4 + double quant, LoRA r16 all-linear
 
 
