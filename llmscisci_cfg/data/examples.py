@@ -37,7 +37,7 @@ from llmscisci_cfg.task.labels import LabelError, shown
 # Drop reasons of reading, in the order they are checked (a method adds its own).
 EMPTY_ID = "empty_id"
 EMPTY_TEXT = "empty_text"
-NO_LABEL = "no_label"  # data.labels has no row for the id
+NO_LABEL = "no_label"  # no gold: data.labels has no row for the id, or the label cell is empty
 BAD_LABEL = "bad_label"
 
 
@@ -143,6 +143,9 @@ def read_row(
             continue
         if cols.label is not None:
             cell = found[aspect] if found is not None else row[cols.label[aspect]]
+            if not cell_text(cell):  # an empty cell is no label, never a coding: counted
+                out.append(Slot(doc, aspect, None, NO_LABEL, **seen))
+                continue
             gold, problem = _gold(cell, job, aspect, labels.where(doc) if found else where, doc)
             if problem is not None:
                 out.append(Slot(doc, aspect, None, BAD_LABEL, problem, **seen))
@@ -224,8 +227,6 @@ def _gold(value, job: Job, aspect: str, where: str, doc: str) -> tuple[Any, str 
     data = job.recipe.data
     kind = job.task.label_kind(aspect)
     try:
-        if value is None or (isinstance(value, str) and not value.strip()):
-            raise LabelError("the label is empty")
         label = _decode(kind, value, data.label_codec)
         rule = getattr(kind, "rule", None)
         broken = rule.violation(label) if rule is not None else None

@@ -190,9 +190,11 @@ def _identity(name: str, seed: int | None) -> dict[str, Any]:
 
 def _data(job: Job, report: Any, split: str, limit: int | None) -> dict[str, Any]:
     get = (lambda k, d=None: getattr(report, k, d)) if report is not None else (lambda k, d=None: d)
+    labels = job.labels
     return {
         "file": job.data.ref,
         "sha256": job.data.sha256,
+        "labels": {"file": labels.ref, "sha256": labels.sha256} if labels is not None else None,
         "rows": get("rows"),
         "examples": get("examples"),
         "splits": dict(get("splits", {}) or {}),
@@ -217,6 +219,11 @@ def _length_filter(job: Job, length: Mapping[str, Any], limits: Any) -> dict[str
 
 
 def _split(job: Job) -> dict[str, Any]:
+    if job.splits:  # data.splits: the files are the splits, as the study ships them
+        return {
+            "rule": "fixed split files, as given",
+            "files": {name: {"file": f.ref, "sha256": f.sha256} for name, f in job.splits.items()},
+        }
     spec = getattr(job.recipe.data, "split", None)
     settings = spec.model_dump(mode="json") if spec is not None else {}
     seed = settings.get("seed")
@@ -308,10 +315,19 @@ def _task_sentence(task: Mapping[str, Any]) -> str:
 
 
 def _data_sentence(data: Mapping[str, Any], split: Mapping[str, Any]) -> str:
-    parts = [
-        f"Data: {data['file']} (sha256 {_short(data['sha256'])}), {data.get('rows')} rows read, "
-        f"{data.get('examples')} examples built"
-    ]
+    files = split.get("files")
+    where = (
+        "the split files "
+        + ", ".join(f"{s} {f['file']} (sha256 {_short(f['sha256'])})" for s, f in files.items())
+        if files
+        else f"{data['file']} (sha256 {_short(data['sha256'])})"
+    )
+    parts = [f"Data: {where}, {data.get('rows')} rows read, {data.get('examples')} examples built"]
+    labels = data.get("labels")
+    if labels:
+        parts.append(
+            f"gold labels joined on the id from {labels['file']} (sha256 {_short(labels['sha256'])})"
+        )
     dropped = data.get("dropped") or {}
     if dropped:
         parts.append(
@@ -347,11 +363,14 @@ def _data_sentence(data: Mapping[str, Any], split: Mapping[str, Any]) -> str:
         + (f" from {docs[s]} documents" if s in docs else "")
         for s in (data.get("splits") or {})
     )
-    rule = (
-        f"split {split['rule']}"
-        + (f", {fraction:g} of the documents held out" if fraction is not None else "")
-        + f", seed {split['seed']} ({split['seed_from']})"
-    )
+    if files:
+        rule = f"split: {split['rule']}"
+    else:
+        rule = (
+            f"split {split['rule']}"
+            + (f", {fraction:g} of the documents held out" if fraction is not None else "")
+            + f", seed {split['seed']} ({split['seed_from']})"
+        )
     tail = f"; {sizes}" if sizes else ""
     evaluated = f"Evaluation on the {data['evaluated_split']} split"
     if data.get("limit"):

@@ -53,8 +53,8 @@ def predict(
     inputs = read_input(job, opts.limit)
     if inputs.unlabelled and not worker:
         echo(
-            f"method.rows: labelled: {len(inputs.table.rows)} labelled rows predicted, "
-            f"{inputs.unlabelled} without a gold label left out"
+            f"method.rows: labelled: {len(inputs.table.rows)} rows with a gold label, "
+            f"{inputs.unlabelled} without one left out"
         )
     if not worker:
         policy.prepare(output, opts)

@@ -50,9 +50,18 @@ def settings(job: Job) -> dict[str, Any]:
         "max_prompt_tokens": method.max_prompt_tokens,
         "truncate": method.truncate,
         "output_prefix": method.output_prefix,
+        "rows": _rows(job),
         "clean": None if job.recipe.data.clean is None else job.recipe.data.clean.model_dump(),
     }
     return json.loads(json.dumps(fields))  # as read back from a journal or report
+
+
+def _rows(job: Job) -> list[str | None]:
+    """``method.rows``, and with ``labelled`` the sha256 of a joined labels table: which rows
+    are predicted (and where each sits in the journal) depends on it."""
+    labels = job.labels
+    joined = job.recipe.method.rows == "labelled" and labels is not None
+    return [job.recipe.method.rows, labels.sha256 if joined else None]
 
 
 def _pool(job: Job) -> list[str | None]:

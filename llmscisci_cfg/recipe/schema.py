@@ -20,6 +20,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -448,6 +449,15 @@ class DataSpec(Section):
                 "train/validation/test files)"
             )
         return self
+
+    @model_serializer(mode="wrap")
+    def _without_unused_split(self, handler: Any) -> dict[str, Any]:
+        """With split files the id-based ``split`` is not used (and the checks refuse it when
+        given): a resolved recipe leaves its default out, so the run's own recipe loads again."""
+        out = handler(self)
+        if self.splits is not None:
+            out.pop("split", None)
+        return out
 
     @property
     def label_columns(self) -> dict[str, str] | None:

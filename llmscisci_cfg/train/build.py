@@ -17,6 +17,7 @@ from llmscisci_cfg.models.load import LoadSpec, load_model, materialize_builtin
 from llmscisci_cfg.recipe.resolve import Job
 from llmscisci_cfg.train import methods
 from llmscisci_cfg.train.compile import Compiled
+from llmscisci_cfg.train.methods import TrainingMethod
 
 
 @dataclass
@@ -49,10 +50,11 @@ def build_trainer(job: Job, compiled: Compiled, tokenizer: Any, callbacks: list[
     model = load_model(job.model, spec)
     columns = dataset["train"].column_names
     rewards = make_rewards(job, tokenizer, columns) if method.rewards else []
+    train = train_rows(method, dataset["train"], job.recipe.train.seed)
     kwargs: dict[str, Any] = {
         "model": model,
         "args": args,
-        "train_dataset": dataset["train"],
+        "train_dataset": train,
         "eval_dataset": dataset[evaluate] if args.eval_strategy != "no" else None,
         "processing_class": tokenizer,
         "peft_config": make_lora(compiled),
@@ -67,6 +69,12 @@ def build_trainer(job: Job, compiled: Compiled, tokenizer: Any, callbacks: list[
             _ensure_loadable(model, job)
     trainer = trainer_class(compiled)(**kwargs)
     return Built(trainer=trainer, tokenizer=tokenizer, reward_funcs=rewards, data_report=report)
+
+
+def train_rows(method: TrainingMethod, train: Any, seed: int) -> Any:
+    """The training split as the trainer gets it: shuffled once with ``seed`` for a method
+    whose trainer reads rows in order (`TrainingMethod.shuffle`), else as built."""
+    return train.shuffle(seed=seed) if method.shuffle else train
 
 
 def load_spec(compiled: Compiled) -> LoadSpec:

@@ -10,7 +10,15 @@ from llmscisci_cfg.data.examples import build_rows, collect, load_traces
 from llmscisci_cfg.data.sources import load_source
 from llmscisci_cfg.data.splits import split_documents
 from llmscisci_cfg.errors import UserError
-from tests.data_helpers import LABELS, make_job, report, reports, write_csv, write_jsonl
+from tests.data_helpers import (
+    LABELS,
+    build_dataset,
+    make_job,
+    report,
+    reports,
+    write_csv,
+    write_jsonl,
+)
 
 
 def _collect(job):
@@ -95,14 +103,14 @@ def test_bad_label_error_names_row_and_column(tmp_path):
     assert "one-hot list of 5" in msg and "data.on_bad_label: drop" in msg
 
 
-def test_bad_and_empty_labels_dropped_and_counted(tmp_path):
+def test_bad_labels_dropped_and_counted_empty_ones_as_no_label(tmp_path):
     rows = reports(4)
     rows[0]["y_easy_gpt4"] = "[1, 0, 1, 0, 2]"
     rows[1]["y_diff_gpt4"] = ""
     write_csv(tmp_path / "r.csv", rows)
     recipe = make_job(tmp_path, "r.csv", columns={"label": LABELS}, on_bad_label="drop")
     (examples, dropped), _ = _collect(recipe)
-    assert dict(dropped) == {"bad_label": 2} and len(examples) == 6
+    assert dict(dropped) == {"bad_label": 1, "no_label": 1} and len(examples) == 6
 
 
 @pytest.mark.parametrize(
@@ -308,3 +316,27 @@ def test_pairs_and_chosen_columns_are_exclusive(tmp_path):
     pairs = {"answers": {"easy": ["easy_gpt_response", "easy_llama3_response"]}}
     with pytest.raises(UserError, match="either data.pairs or data.columns.chosen"):
         make_job(tmp_path, "r.csv", method="dpo", columns={"label": LABELS}, pairs=pairs)
+
+
+@pytest.mark.parametrize("on_bad_label", ["error", "drop"])
+def test_an_empty_label_cell_is_no_label_counted_never_an_error(tmp_path, on_bad_label):
+    """A blank cell is how a table leaves a row uncoded (and how a CSV writes null): the
+    example is left out as ``no_label``, as a labels table without the id leaves it, for every
+    answer kind; it is never read as a coding, nor a bad label."""
+    rows = reports(8)
+    rows[2]["y_easy_gpt4"] = ""
+    rows[5]["y_easy_gpt4"] = "   "
+    rows[6]["y_easy_gpt4"] = "[9]"  # unreadable: a bad label, as before
+    write_csv(tmp_path / "r.csv", rows)
+    job = make_job(tmp_path, "r.csv", "sft", on_bad_label=on_bad_label, length_filter=None)
+    if on_bad_label == "error":
+        with pytest.raises(UserError, match=r"id '10\.1/doc\.006': .* got '\[9\]'"):
+            build_dataset(job)
+        rows[6]["y_easy_gpt4"] = "[0, 1, 0, 0, 0]"
+        write_csv(tmp_path / "r.csv", rows)
+        job = make_job(tmp_path, "r.csv", "sft", on_bad_label=on_bad_label, length_filter=None)
+    dataset, rep = build_dataset(job)
+    expected = {"no_label": 2} | ({"bad_label": 1} if on_bad_label == "drop" else {})
+    assert rep.dropped == expected
+    built = {(r["id"], r["aspect"]) for s in dataset for r in dataset[s].to_list()}
+    assert (rows[2]["doi"], "easy") not in built and (rows[2]["doi"], "difficult") in built

@@ -214,3 +214,26 @@ def test_labels_join_split_files_too(tmp_path):
     assert rep.per_split["test"]["dropped"] == {"no_label": 5}
     assert rep.labels["rows"] == 30 and rep.labels["labels_without_row"] == 5
     assert sorted(dataset["test"]["id"], key=int) == ["20", "22", "24", "26", "28"]
+
+
+def test_the_methods_paragraph_names_the_split_files_and_the_labels_table(tmp_path):
+    """What a paper's methods section needs: each split file and the labels table by sha256,
+    and no seeded hold-out that did not happen."""
+    from llmscisci_cfg.digest import content_sha256
+    from llmscisci_cfg.eval import methods
+
+    test_labels_join_split_files_too(tmp_path)
+    data = _data(splits={"train": "train.csv", "test": "test.csv"})
+    del data["source"]
+    job = load_job(write_recipe(tmp_path, data, method="sft"))
+    _, rep = build_dataset(job)
+    text = methods._data_sentence(methods._data(job, rep, "test", None), methods._split(job))
+    sha = {name: content_sha256(tmp_path / name)[:12] for name in ("train.csv", "test.csv")}
+    answers = content_sha256(tmp_path / "answers.csv")[:12]
+    assert text.startswith(
+        f"Data: the split files train train.csv (sha256 {sha['train.csv']}), "
+        f"test test.csv (sha256 {sha['test.csv']}), 30 rows read, 15 examples built"
+    ), text
+    assert f"gold labels joined on the id from answers.csv (sha256 {answers})" in text, text
+    assert "split: fixed split files, as given; 10 train examples" in text, text
+    assert "held out" not in text and "seed" not in text

@@ -188,3 +188,18 @@ def test_repeated_ids_inside_a_file_stay_rows_of_that_split(tmp_path, capsys):
     _, rep = build_dataset(job)
     assert rep.splits["train"] == 10 and rep.documents["train"] == 4
     assert "1 row(s) repeat an earlier row's id" in capsys.readouterr().err
+
+
+def test_a_run_with_split_files_loads_its_own_resolved_recipe(tmp_path):
+    """The resolved recipe (recipe.resolved.yaml: what eval, reproduce and validate read)
+    leaves out the unused id-based split, which the checks refuse beside split files."""
+    from llmscisci_cfg.recipe.loader import load_recipe_text
+    from llmscisci_cfg.runs.manifest import resolved_yaml
+
+    job = load_job(write_recipe(tmp_path, {"splits": _files(tmp_path), **NO_FILTER}))
+    text = resolved_yaml(job)
+    assert "splits:" in text and "\n  split:" not in text
+    again = load_recipe_text(text)
+    files = {name: path.rsplit("/", 1)[-1] for name, path in again.data.splits.files().items()}
+    assert files == {"train": "train.csv", "validation": "dev.csv", "test": "test.csv"}
+    assert "split" not in again.data.model_fields_set

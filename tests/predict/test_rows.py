@@ -45,8 +45,8 @@ def test_only_the_joined_rows_are_predicted_in_table_order(cli, tmp_path):
     assert result.exit_code == 0, result.output
     total = len(dois)
     assert (
-        f"method.rows: labelled: 3 labelled rows predicted, {total - 3} without a gold label "
-        "left out" in result.output
+        f"method.rows: labelled: 3 rows with a gold label, {total - 3} without one left out"
+        in result.output
     )
     rows = read_table(out).rows
     assert [r["doi"] for r in rows] == [dois[2], dois[7], dois[40]]  # the table's order
@@ -99,3 +99,18 @@ def test_no_labelled_row_is_a_user_error_naming_the_columns(cli, tmp_path):
         result.output
     )
     assert not (tmp_path / "none.jsonl").exists()
+
+
+def test_resume_refuses_when_the_labelled_rows_may_have_changed(cli, tmp_path):
+    """Which rows are predicted depends on the labels table: a finished labelled run is not
+    taken as complete after it changed, nor after method.rows changed (named, not guessed)."""
+    dois = [r["doi"] for r in read_table(SAMPLE).rows]
+    labels = _labels(tmp_path / "gold.csv", [dois[3]])
+    out = tmp_path / "p.jsonl"
+    args = ("predict", LABEL, *_joined(labels), *FAST, "--output", out)
+    assert cli(*args, "--set", "method.rows=labelled").exit_code == 0
+    _labels(labels, [dois[4]])  # another row coded, as many as before
+    again = cli(*args, "--set", "method.rows=labelled", "--resume")
+    assert again.exit_code == 2
+    assert "was predicted with other settings (rows: ['labelled', " in again.output
+    assert cli(*args, "--resume").exit_code == 2  # method.rows: all now

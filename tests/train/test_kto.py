@@ -14,6 +14,7 @@ from llmscisci_cfg.data.sources import load_source
 from llmscisci_cfg.errors import RecipeError, UserError
 from llmscisci_cfg.recipe.loader import load_job, load_recipe_text
 from llmscisci_cfg.train import methods
+from llmscisci_cfg.train.build import train_rows
 from llmscisci_cfg.train.compile import compile_recipe
 from tests.data_helpers import answer, build_dataset, make_job, report, write_csv
 from tests.run_helpers import job_of, recipe_text, step_rows, write_recipe
@@ -66,15 +67,20 @@ def test_each_answer_is_desirable_exactly_when_its_label_is_gold(tmp_path):
     assert first["gold"] == [1, 0, 0, 0, 0] and first["prompt"][0]["role"] == "system"
 
 
-def test_a_held_out_example_is_one_row_never_dropped_for_its_answers(tmp_path):
+def test_a_held_out_example_is_one_row_of_its_gold_answer(tmp_path):
+    """Eval reads the prompt and gold: the row's answer is gold as SFT writes it, so no model's
+    answer (a long one, none at all) decides whether the example is kept or its text cut."""
     rows = [report(0, easy="Easy.", difficult="Hard."), report(1, easy="Easy.", difficult="Hard.")]
+    rows[0]["easy_gpt_response"] = "<think>" + "long " * 2000 + "</think><label>[0]</label>"
     rows[1]["easy_gpt_response"] = ""
     rows[1]["easy_llama3_response"] = ""
     held = {"10.1/doc.000", "10.1/doc.001"}
     built, dropped, counts = _rows_of(tmp_path, rows, held)
     assert [r["id"] for r in built] == ["10.1/doc.000", "10.1/doc.001"] and not dropped
-    assert built[0]["label"] is True and "gpt" in built[0]["completion"][0]["content"]
-    assert built[1]["completion"][0]["content"] == "" and built[1]["label"] is False
+    job = make_job(tmp_path, "r.csv", "kto", aspects=["easy"])
+    for row in built:
+        gold = job.task.completion("", row["gold"], "easy")
+        assert row["completion"] == [{"role": "assistant", "content": gold}] and row["label"]
     assert not counts  # the counts are of training rows
 
 
@@ -90,8 +96,25 @@ def test_the_built_dataset_is_what_kto_trainer_takes(tmp_path, cli):
     assert answers["desirable"] + answers["undesirable"] == len(train) == 370
     assert answers == {"desirable": sum(train["label"]), "undesirable": 370 - sum(train["label"])}
     assert len(test) == len(set(zip(test["id"], test["aspect"], strict=True)))
-    sft = build_dataset(load_job("builtin:quickstart/sft_tiny"))[1]
+    sft_dataset, sft = build_dataset(load_job("builtin:quickstart/sft_tiny"))
     assert rep.test_set_sha256 == sft.test_set_sha256
+
+    def answers_of(split) -> list[str]:  # the label block (the SFT quickstart adds traces)
+        return [c[0]["content"].split("</think>")[1] for c in split["completion"]]
+
+    assert answers_of(test) == answers_of(sft_dataset["test"])  # gold, as SFT writes it
+
+    # the trainer reads rows in order and pairs each prompt with the previous row's answer for
+    # its KL term: built side by side, half of the neighbours answer the same section;
+    # shuffled once with the seed, about none
+    def neighbours(rows) -> int:
+        keys = list(zip(rows["id"], rows["aspect"], strict=True))
+        return sum(a == b for a, b in zip(keys, keys[1:]))
+
+    assert neighbours(train) == 185
+    shuffled = train_rows(methods.get("kto"), train, seed=0)
+    assert neighbours(shuffled) <= 5 and sorted(shuffled["id"]) == sorted(train["id"])
+    assert train_rows(methods.get("sft"), train, seed=0) is train
     result = cli("preprocess", KTO, "--preview", "1")
     assert result.exit_code == 0, result.output
     assert f"answers:       {answers['desirable']} desirable, " in result.output

@@ -53,6 +53,9 @@ class TrainingMethod:
     #: from the policy's config path)
     ref_model_arg: bool = False
     rewards: bool = False  # the trainer takes the recipe's reward stack (``reward_funcs``)
+    #: the training rows are shuffled once with ``train.seed`` before the trainer gets them
+    #: (KTO: its trainer reads them in order and pairs neighbours for the KL term)
+    shuffle: bool = False
     memory: MemoryFactors = MemoryFactors()
     #: the config keys a report's methods paragraph names, beside the shared ones
     hyperparameters: tuple[str, ...] = ()

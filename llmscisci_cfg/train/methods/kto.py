@@ -6,12 +6,15 @@ section, each right or wrong against the gold label. Every non-empty answer of t
 assistant message) and ``label``: desirable (True) when the answer's label, read with the
 task's answer kind, equals gold exactly; undesirable (False) otherwise, a label that does not
 parse or breaks the task's label constraints included. An empty answer is dropped and counted
-(``empty_answer``). A held-out example is one row (its first non-empty answer), so eval scores
-each section once. The report counts the desirable and undesirable training rows
+(``empty_answer``). A held-out example is one row, its gold answer written as SFT writes it
+(the length filter measures no model's answer there), so eval scores each section once. The report counts the desirable and undesirable training rows
 (``answers``).
 
-TRL estimates the KL term from the batch's other answers (``loss_type: kto``): it samples in
-order and needs a batch of two or more (checked when the recipe loads). With LoRA the
+TRL estimates the KL term from the batch's other answers (``loss_type: kto``: each row's prompt
+with the previous row's answer): it samples in order and needs a batch of two or more (checked
+when the recipe loads). The answers to one section are built side by side, so the training
+rows are shuffled once with the seed (`TrainingMethod.shuffle`): otherwise about half of those
+pairs would be an answer to the same prompt. With LoRA the
 reference model is the base with the adapter switched off; without, a second copy of the start
 weights.
 """
@@ -77,11 +80,10 @@ class Rows:
             )
         kind, base = self.job.task.label_kind(ex.aspect), base_row(ex, self.messages)
         answers = ex.answers or ()
-        if held:  # eval reads the prompt and gold: one row, never dropped for its answers
-            answer = next((a for a in answers if a), "")
-            return [
-                base | {"completion": assistant(answer), "label": desirable(answer, ex.gold, kind)}
-            ]
+        if held:  # eval reads the prompt and gold: one row, the gold answer (as SFT writes it),
+            # so no model's answer decides whether the example is kept or its text cut
+            gold = self.job.task.completion("", ex.gold, ex.aspect)
+            return [base | {"completion": assistant(gold), "label": True}]
         out: list[Row | str] = []
         for answer in answers:
             if not answer:
@@ -115,6 +117,7 @@ METHOD = TrainingMethod(
     counts="answers",
     reference="always",
     ref_model_arg=True,
+    shuffle=True,
     # one sequence per row (the KL and reference forwards run without gradients);
     # KTOConfig.disable_dropout is on by default
     memory=MemoryFactors(dropout=False),
