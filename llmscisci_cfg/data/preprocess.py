@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from datasets import DatasetDict
 
 #: Bump when the built format changes, so old caches are not reused.
-CACHE_VERSION = 7  # 7: the method's counts in the report (method_counts)
+CACHE_VERSION = 8  # 8: an empty label cell is no_label; KTO's held-out rows are gold answers
 _REPORT = "build_report.json"
 
 
@@ -181,7 +181,8 @@ def cache_key(job: Job, tokenizer) -> str:
     SFT's trace file), the ``data`` section without its paths (``data.clean``, the split, the
     length filter and its strategy included; a path written relative or absolute, or another
     cache folder, names the same data), the cleaner's own code when ``data.clean`` is on, the
-    effective split seed, the method name, the resolved task (prompts, categories, codes), the
+    effective split seed, the method name and its keys that shape the rows
+    (`schema.Needs.row_keys`: KTO's answer columns), the resolved task (prompts, categories, codes), the
     tokenizer (its full serialized vocabulary and rules) and the chat template text, plus
     `CACHE_VERSION`.
     """
@@ -213,6 +214,7 @@ def cached_report(job: Job) -> BuildReport | None:
 
 
 def _recipe_parts(job: Job) -> dict[str, Any]:
+    method = job.recipe.method
     return {
         "version": CACHE_VERSION,
         "files": data_files_sha256(job),
@@ -220,6 +222,7 @@ def _recipe_parts(job: Job) -> dict[str, Any]:
         "clean": _cleaner_sha256() if job.recipe.data.clean is not None else None,
         "split_seed": job.split_seed,
         "method": job.method,
+        "method_rows": {k: getattr(method, k) for k in method.needs.row_keys},
         "task": job.task.model_dump(mode="json"),
     }
 

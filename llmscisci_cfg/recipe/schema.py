@@ -495,6 +495,7 @@ class Needs:
     traces: bool = False  # it writes data.traces into its completions
     rollouts: bool = False  # it samples completions from the policy while training
     repeated_ids: bool = False  # several rows of one document are usual (no warning)
+    row_keys: tuple[str, ...] = ()  # its own keys that shape the built rows (dataset cache key)
 
 
 class SFTMethod(Section):
@@ -607,7 +608,9 @@ class GRPOMethod(Section):
 
 
 class KTOMethod(Section):
-    needs: ClassVar[Needs] = Needs(gold="scores each answer against it", scored_answers=True)
+    needs: ClassVar[Needs] = Needs(
+        gold="scores each answer against it", scored_answers=True, row_keys=("answers",)
+    )
 
     name: Literal["kto"] = Field(
         description="Kahneman-Tversky optimisation (TRL's KTOTrainer) on unpaired answers, each "

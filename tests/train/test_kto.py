@@ -281,3 +281,29 @@ def test_estimate_is_near_the_measured_peak_of_a_kto_run(lora, tmp_path, monkeyp
         run(str(path), (), tmp_path / "run")
     found = gpu.memory_figures(path, peak.peak_bytes / 2**30)
     assert abs(found["mem_estimate_error"]) <= 0.10, found
+
+
+def test_the_dataset_cache_key_covers_the_answer_columns():
+    """method.answers shapes the rows: another choice of columns is another dataset (a stale
+    cache hit trained on the old rows, and hid a misspelt column)."""
+    from llmscisci_cfg.data.preprocess import lookup_key
+
+    both = load_job(KTO)
+    gpt = load_job(KTO, ("method.answers.easy=[easy_gpt_response]",))
+    assert lookup_key(both) != lookup_key(gpt)
+    assert lookup_key(both) == lookup_key(load_job(KTO, ("train.learning_rate=1e-5",)))
+
+
+def test_answers_of_one_side_only_are_refused_before_the_model_loads(cli, tmp_path, cache):
+    """The sections themselves as 'answers' hold no label block: every row undesirable."""
+    result = cli(
+        "run", KTO, "--set", "method.answers.easy=[easy]",
+        "--set", "method.answers.difficult=[difficult]", "--output-dir", tmp_path / "run",
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert (
+        "method kto needs desirable and undesirable answers, but the training rows hold 0 "
+        "desirable and 185 undesirable: none is desirable. Do method.answers name the models' "
+        "answer columns (easy: easy; difficult: difficult)?" in result.output
+    )
+    assert "Traceback" not in result.output

@@ -96,6 +96,29 @@ class Rows:
         return out
 
 
+def both_sides(config: Any, recipe: Recipe, report: Any) -> None:
+    """A `UserError` when the training rows are all desirable or all undesirable: KTO learns
+    from the contrast (answer columns that hold no answer format, or gold itself, give one
+    side only)."""
+    counts = report.method_counts.get("answers", {})
+    good, bad = counts.get("desirable", 0), counts.get("undesirable", 0)
+    if good and bad:
+        return
+    missing = "desirable" if not good else "undesirable"
+    raise UserError(
+        f"method kto needs desirable and undesirable answers, but the training rows hold "
+        f"{good} desirable and {bad} undesirable: none is {missing}. Do method.answers name "
+        f"the models' answer columns ({_columns(recipe)})? An answer is desirable when its "
+        "<label> block equals gold; an answer without one is undesirable"
+    )
+
+
+def _columns(recipe: Recipe) -> str:
+    m = recipe.method
+    assert isinstance(m, KTOMethod)
+    return "; ".join(f"{a}: {', '.join(cols)}" for a, cols in m.answers.items())
+
+
 METHOD = TrainingMethod(
     name="kto",
     schema=KTOMethod,
@@ -122,4 +145,5 @@ METHOD = TrainingMethod(
     # KTOConfig.disable_dropout is on by default
     memory=MemoryFactors(dropout=False),
     hyperparameters=("max_length", "beta", "loss_type", "desirable_weight", "undesirable_weight"),
+    after_data=both_sides,
 )
