@@ -25,7 +25,7 @@ RECIPE = "builtin:quickstart/label_tiny"
 def _predict(out: Path, sets: tuple[str, ...]) -> list[str]:
     from llmscisci_cfg.predict.runner import PredictOptions, predict
 
-    overrides = ("train.seed=0", "generation.max_new_tokens=64", *sets)
+    overrides = ("generation.max_new_tokens=64", *sets)  # builtin weights: seed 42 both sides
     predict(RECIPE, overrides, PredictOptions(output=out, limit=ROWS, overwrite=True), echo=_quiet)
     with out.open(newline="", encoding="utf-8") as f:
         return [row[f"{a}_raw"] for row in csv.DictReader(f) for a in ("easy", "difficult")]

@@ -41,6 +41,14 @@ def register(group: click.Group) -> None:
 )
 @device_option("the model runs")
 @click.option(
+    "--seed",
+    type=click.IntRange(0, 2**32 - 1),
+    default=42,  # train.seed's default: a recipe naming the same builtin model gets these weights
+    show_default=True,
+    help="Seed of a builtin: model's random weights, as a recipe's train.seed sets them for "
+    "predict, eval and run (ignored for trained and hub models).",
+)
+@click.option(
     "--compile",
     "compile_mode",
     type=click.Choice(["auto", "on", "off"]),
@@ -58,6 +66,7 @@ def serve(
     batch_size: int,
     max_body_bytes: int | None,
     device: str,
+    seed: int,
     compile_mode: str,
 ) -> None:
     """Serve MODEL_OR_RUN (a run directory, a local model folder, a hub id or builtin:tiny) at
@@ -85,7 +94,7 @@ def serve(
     port = sock.getsockname()[1]
     quiet_bitsandbytes()
     opened = open_model(
-        named_model(model_or_run), family_template(model_or_run), pick_device(device)
+        named_model(model_or_run, seed), family_template(model_or_run), pick_device(device)
     )
     what, tokenizer = opened.description, opened.tokenizer
     spec = GenSpec("transformers", Sampling(), batch_size, compile_mode, template=opened.template)

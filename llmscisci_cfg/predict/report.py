@@ -72,6 +72,8 @@ def build_report(
         "aspects": per_aspect,
         "backend": g.backend,
         "model": (g.model or job.model.name) if g.backend == "openai" else job.model.name,
+        # a builtin model is random weights from a seed: which ones (a server says its own)
+        "model_seed": job.model.seed if job.model.builtin and g.backend != "openai" else None,
         "base_url": g.base_url if g.backend == "openai" else None,
         "prompt_template_sha256": text_sha256(task.system_prompt + "\0" + task.user_prompt),
         "clean": None if job.recipe.data.clean is None else job.recipe.data.clean.model_dump(),

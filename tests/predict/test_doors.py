@@ -2,8 +2,8 @@
 serve`, and `eval` read one resolved generation spec and one answer grammar, so the same model
 on the same rows answers the same, whichever command asked.
 
-The served model is `llmscisci serve builtin:tiny` (weights from seed 0), so the local runs set
-``train.seed=0`` (a built-in's weights come from the recipe's seed).
+The served model is `llmscisci serve builtin:tiny`: weights from seed 42, as a recipe naming the
+same builtin model gets them by default (its train.seed).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from llmscisci_cfg.task.spec import load_task
 
 LABEL = "builtin:quickstart/label_tiny"
 SFT = "builtin:quickstart/sft_tiny"
-SEED0 = ("--set", "train.seed=0")  # the weights `serve builtin:tiny` serves
 
 
 def rows_of(path: Path) -> list[dict[str, str]]:
@@ -38,7 +37,7 @@ def served(server, form: str = "auto") -> tuple[str, ...]:
 
 
 def predict(cli, out: Path, *args: str) -> list[dict[str, str]]:
-    result = cli("predict", LABEL, "--output", out, *SEED0, *args)
+    result = cli("predict", LABEL, "--output", out, *args)
     assert result.exit_code == 0, result.output
     return rows_of(out)
 
@@ -110,7 +109,7 @@ def test_a_regex_the_tokenizer_cannot_decode_is_refused_with_the_way_out(cli, tm
     """The tiny tokenizer writes `<think>` as one added token, which no regex matches: the
     server says so before generating (400), and predict says so (exit 2)."""
     result = cli(
-        "predict", LABEL, "--output", tmp_path / "out.csv", *SEED0, "--limit", "2",
+        "predict", LABEL, "--output", tmp_path / "out.csv", "--limit", "2",
         *served(server, "regex"),
     )  # fmt: skip
     assert result.exit_code == 2
@@ -139,7 +138,8 @@ def test_eval_and_predict_give_the_same_completions(cli, tmp_path, cache):
         writer = csv.DictWriter(f, fieldnames=list(sample[0]))
         writer.writeheader()
         writer.writerows(row for row in sample if row["doi"] in ids)
-    rows = predict(cli, tmp_path / "p.csv", *gen, "--set", f"data.source.path={table}")
+    seed = ("--set", "train.seed=0")  # the SFT recipe's, so the same builtin weights
+    rows = predict(cli, tmp_path / "p.csv", *gen, *seed, "--set", f"data.source.path={table}")
     predicted = {
         (row["doi"], aspect): row[f"{aspect}_raw"]
         for row in rows
@@ -159,6 +159,8 @@ def test_eval_through_a_server_answers_as_local_eval(cli, tmp_path, cache, serve
         "generation.structured=true",
         "--limit",
         "6",
+        "--set",
+        "train.seed=42",  # builtin:tiny's weights as `serve builtin:tiny` builds them
     )
     outs = {}
     for name, extra in (("local", ()), ("served", served(server))):
@@ -172,3 +174,13 @@ def test_eval_through_a_server_answers_as_local_eval(cli, tmp_path, cache, serve
         assert meta["decoding"]["structured"] is True and meta["max_new_tokens"] == 48
     assert outs["served"] == outs["local"]
     assert meta["decoding"]["backend"] == "openai"
+
+
+def test_serve_seeds_a_builtin_model_as_a_recipe_does():
+    """`serve builtin:tiny` and a recipe naming builtin:tiny build the same random weights by
+    default (train.seed's default), so the doors agree without a --set."""
+    from llmscisci_cfg.cli.serve import serve
+    from llmscisci_cfg.recipe.schema import TrainSpec
+
+    seed = next(p for p in serve.params if p.name == "seed")
+    assert seed.default == TrainSpec.model_fields["seed"].default == 42

@@ -51,6 +51,7 @@ def test_zero_shot_labels_keep_every_row_and_column(cli, tmp_path):
     assert report["rows"] == 12 and report["valid_rate"] == 1.0
     assert report["predicted"] + sum(report["skipped"].values()) == 24
     assert report["backend"] == "transformers" and report["model"] == "builtin:tiny"
+    assert report["model_seed"] == 42  # label_tiny sets no train.seed: its default
     assert len(report["prompt_template_sha256"]) == 64 and report["tokens"]["completion"] > 0
     # --limit left rows out: the journal stays for a later --resume (no section is paid twice)
     assert [p.name for p in tmp_path.glob("*.partial*")] == ["labels.csv.partial.jsonl"]
