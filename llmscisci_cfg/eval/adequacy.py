@@ -118,17 +118,23 @@ def check(
                 "categories": absent,
             }
         )
-    if (small or rare) and examples:
-        found.append(_detectable(examples, discordant or {}))
+    if (small or rare) and examples and discordant:  # only where something is compared
+        found.append(_detectable(examples, discordant))
     return found
 
 
 def _detectable(examples: int, discordant: Mapping[str, int]) -> dict[str, Any]:
     floor = detectable_difference(examples)
-    text = (
-        f"on {examples} labelled examples McNemar's exact test cannot declare any accuracy "
-        f"difference below {floor['floor']:.3f} ({MIN_DISCORDANT} disagreements, all one way)"
-    )
+    if examples < MIN_DISCORDANT:
+        text = (
+            f"on {examples} labelled examples McNemar's exact test cannot declare any accuracy "
+            f"difference: it needs at least {MIN_DISCORDANT} disagreements, all one way"
+        )
+    else:
+        text = (
+            f"on {examples} labelled examples McNemar's exact test cannot declare any accuracy "
+            f"difference below {floor['floor']:.3f} ({MIN_DISCORDANT} disagreements, all one way)"
+        )
     powers = {}
     for name, d in discordant.items():
         found = detectable_difference(examples, d)

@@ -39,7 +39,9 @@ def test_the_floor_is_six_one_way_disagreements():
 
 def test_thresholds():
     per_class = {"a": {"support": 4}, "b": {"support": 5}, "c": {"support": 0}}
-    found = adequacy.check(30, "documents", per_class, 60)
+    alone = adequacy.check(30, "documents", per_class, 60)  # one model: nothing to compare
+    assert [w["code"] for w in alone] == ["rare_categories", "categories_without_gold"]
+    found = adequacy.check(30, "documents", per_class, 60, {"p and r": 12})
     assert [w["code"] for w in found] == ["rare_categories", "categories_without_gold",
                                           "detectable_difference"]  # fmt: skip
     assert found[0]["categories"] == {"a": 4} and found[1]["categories"] == ["c"]
@@ -47,4 +49,9 @@ def test_thresholds():
     assert [w["code"] for w in small] == ["small_test_set", "detectable_difference"]
     assert "p and r disagree on 10 examples" in small[1]["message"]
     assert adequacy.check(30, "rows", {"b": {"support": 5}}, 30) == []
+    tiny = adequacy.check(4, "rows", {"b": {"support": 2}}, 4, {"a and b": 1})[-1]["message"]
+    assert tiny.startswith(  # fewer examples than the test needs disagreements: no difference
+        "on 4 labelled examples McNemar's exact test cannot declare any accuracy difference: "
+        "it needs at least 6 disagreements, all one way"
+    )
     assert adequacy.markdown([]) == [] and adequacy.markdown(small)[0] == "## Warnings"
