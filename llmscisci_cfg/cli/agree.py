@@ -48,7 +48,7 @@ def register(group: click.Group) -> None:
     "--columns",
     "columns_flag",
     is_flag=True,
-    help="Optional marker before the columns (`agree TABLE --columns A B`, as DESIGN.md writes it).",
+    help="Optional marker before the columns (`agree TABLE --columns A B`).",
 )
 @click.option(
     "--alt-test",
@@ -176,7 +176,10 @@ def _by_task(tables, id_column, columns, task_ref, aspect, model, epsilon) -> di
         raise UserError("agreement needs at least two label columns")
     dup = sorted({c for c in names if names.count(c) > 1})
     if dup and model not in dup:
-        raise UserError(f"column(s) named twice: {', '.join(map(repr, dup))}")
+        raise UserError(
+            f"column(s) named twice: {', '.join(map(repr, dup))}; the same column of two "
+            "tables is named FILE:COLUMN (e.g. a.csv:intent_pred b.csv:intent_pred)"
+        )
     decoded = {c: decode_columns(joined, kinds, c, "column") for c in dict.fromkeys(names)}
     out = {}
     for a, kind in kinds.items():

@@ -302,7 +302,10 @@ def check_columns(table: Table, columns: Sequence[str]) -> list[str]:
         raise UserError("agreement needs at least two label columns")
     dup = sorted({c for c in columns if columns.count(c) > 1})
     if dup:
-        raise UserError(f"column(s) named twice: {', '.join(map(repr, dup))}")
+        raise UserError(
+            f"column(s) named twice: {', '.join(map(repr, dup))}; the same column of two "
+            "tables is named FILE:COLUMN (e.g. a.csv:intent_pred b.csv:intent_pred)"
+        )
     problems = []
     for name in columns:
         if name not in table.columns:

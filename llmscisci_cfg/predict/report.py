@@ -59,6 +59,9 @@ def build_report(
     report: dict[str, Any] = {
         "task": {"name": task.name, "kind": task.kind},
         "source": {"file": str(job.data.require()), "sha256": job.data.sha256},
+        "labels": {"file": str(job.labels.require()), "sha256": job.labels.sha256}
+        if job.labels is not None
+        else None,
         "output": str(output),
         "rows": len(rows),
         "row_selection": {"rows": job.recipe.method.rows, "unlabelled_left_out": unlabelled},

@@ -211,6 +211,10 @@ def test_cli_text_with_task_categories(invoke, labels_csv):
         (["coder_a", "coder_x"], "no column 'coder_x'"),
         (["coder_a"], "at least two label columns"),
         (
+            ["coder_a", "coder_a"],
+            "named twice: 'coder_a'; the same column of two tables is named FILE:COLUMN",
+        ),
+        (
             ["coder_a", "coder_b", "--task", "builtin:repro_effort"],
             "aspects easy, difficult; write {aspect}",
         ),

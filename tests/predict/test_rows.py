@@ -56,6 +56,9 @@ def test_only_the_joined_rows_are_predicted_in_table_order(cli, tmp_path):
     report = json.loads(Path(f"{out}.report.json").read_text())
     assert report["rows"] == 3 and report["sections"] == 6
     assert report["row_selection"] == {"rows": "labelled", "unlabelled_left_out": total - 3}
+    from llmscisci_cfg.digest import content_sha256
+
+    assert report["labels"] == {"file": str(labels), "sha256": content_sha256(labels)}
 
 
 def test_a_label_column_keeps_the_rows_labelled_for_any_aspect(cli, tmp_path):
